@@ -1,0 +1,365 @@
+//! Types shared by the kernel programs (`monitor-ebpf`) and user space (`monitor`).
+//!
+//! Every struct here is `#[repr(C)]`, made only of fixed-size integers and byte arrays, and
+//! padded by hand so both sides agree on the layout without hidden padding. Flags are `u32`
+//! bit sets rather than `bool`. Nothing here decodes or interprets: user space does that in
+//! `monitor::events`.
+#![no_std]
+
+/// Length of a task's `comm` (TASK_COMM_LEN).
+pub const COMM_LEN: usize = 16;
+/// Bytes of an exec'd filename carried in an event; longer names are cut and flagged.
+pub const FILENAME_LEN: usize = 512;
+/// Bytes of `sockaddr_un.sun_path`.
+pub const UNIX_PATH_LEN: usize = 108;
+
+/// Stable ids of the event kinds; the first `u32` of every event.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Exec = 1,
+    ExecFailed = 2,
+    Exit = 3,
+    OomKill = 4,
+    Connect = 5,
+    Signal = 6,
+}
+
+impl EventKind {
+    pub fn from_u32(value: u32) -> Option<Self> {
+        Some(match value {
+            1 => Self::Exec,
+            2 => Self::ExecFailed,
+            3 => Self::Exit,
+            4 => Self::OomKill,
+            5 => Self::Connect,
+            6 => Self::Signal,
+            _ => return None,
+        })
+    }
+}
+
+/// The kernel programs, used as the index of the per-program statistics map.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgramId {
+    /// `sched:sched_process_exec` (successful exec).
+    Exec = 0,
+    /// `syscalls:sys_enter_execve` (remembers the filename pointer).
+    ExecveEnter = 1,
+    /// `syscalls:sys_exit_execve` (emits failed execs).
+    ExecveExit = 2,
+    /// `syscalls:sys_enter_execveat`.
+    ExecveatEnter = 3,
+    /// `syscalls:sys_exit_execveat`.
+    ExecveatExit = 4,
+    /// `sched:sched_process_exit` (whole-process exits only).
+    Exit = 5,
+    /// `oom:mark_victim` (BTF tracepoint: needs the victim task).
+    OomVictim = 6,
+    /// `syscalls:sys_enter_connect`.
+    ConnectEnter = 7,
+    /// `syscalls:sys_exit_connect`.
+    ConnectExit = 8,
+    /// `sock:inet_sock_set_state` (outcome of non-blocking TCP connects).
+    TcpState = 9,
+    /// `signal:signal_generate` (BTF tracepoint: needs the target task).
+    Signal = 10,
+}
+
+pub const PROGRAM_COUNT: usize = 11;
+
+impl ProgramId {
+    pub const ALL: [ProgramId; PROGRAM_COUNT] = [
+        Self::Exec,
+        Self::ExecveEnter,
+        Self::ExecveExit,
+        Self::ExecveatEnter,
+        Self::ExecveatExit,
+        Self::Exit,
+        Self::OomVictim,
+        Self::ConnectEnter,
+        Self::ConnectExit,
+        Self::TcpState,
+        Self::Signal,
+    ];
+}
+
+/// Per-program counters, kept in a per-CPU array indexed by [`ProgramId`] and summed by user
+/// space at scrape time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProgramStats {
+    /// Events written to the ring buffer.
+    pub emitted: u64,
+    /// Events lost: ring buffer reservation failed, or a pending-syscall map was full.
+    pub lost: u64,
+    /// Invocations dropped on purpose by an in-kernel filter.
+    pub filtered: u64,
+}
+
+/// Who and where: the task an event is about (the exec'ing or exiting task, the OOM victim,
+/// the signal's target).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TaskInfo {
+    /// Thread id (kernel `pid`).
+    pub pid: u32,
+    /// Process id (kernel `tgid`).
+    pub tgid: u32,
+    /// Process id of the real parent.
+    pub ppid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// cgroup v2 (default hierarchy) id: the inode number of its directory in cgroup2fs.
+    pub cgroup_id: u64,
+    /// cgroup v1 memory controller cgroup: the inode number of its directory in the v1 memory
+    /// hierarchy; 0 when the memory controller is not mounted on v1.
+    pub memcg_id: u64,
+    /// Process start, CLOCK_MONOTONIC ns (the group leader's `start_time`).
+    pub start_ns: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+/// First part of every event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// [`EventKind`] as `u32`.
+    pub kind: u32,
+    /// CPU the event was produced on.
+    pub cpu: u32,
+    /// When, CLOCK_MONOTONIC ns (`bpf_ktime_get_ns`).
+    pub ktime_ns: u64,
+    pub task: TaskInfo,
+}
+
+pub const FILENAME_TRUNCATED: u32 = 1;
+
+/// A successful exec (`sched_process_exec`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// Thread id before exec (differs when a non-leader thread exec'd).
+    pub old_pid: u32,
+    /// `FILENAME_TRUNCATED`.
+    pub flags: u32,
+    /// Bytes of `filename` in use (without the NUL).
+    pub filename_len: u32,
+    pub _pad: u32,
+    pub filename: [u8; FILENAME_LEN],
+}
+
+pub const SYSCALL_EXECVE: u32 = 0;
+pub const SYSCALL_EXECVEAT: u32 = 1;
+
+/// An execve/execveat that returned an error.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecFailedEvent {
+    pub header: EventHeader,
+    /// Positive errno (ENOENT, EACCES, ...).
+    pub errno: i32,
+    /// `SYSCALL_EXECVE` or `SYSCALL_EXECVEAT`.
+    pub syscall: u32,
+    pub flags: u32,
+    pub filename_len: u32,
+    pub filename: [u8; FILENAME_LEN],
+}
+
+/// A whole process exited (the last thread of its thread group).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// Wait status as the kernel keeps it: `(code << 8) | signal | 0x80 if core dumped`.
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+/// The OOM killer chose a victim (`oom:mark_victim`). `header.task` is the victim.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OomKillEvent {
+    pub header: EventHeader,
+    /// The task that ran the OOM killer (its allocation failed).
+    pub trigger_pid: u32,
+    pub trigger_tgid: u32,
+    pub trigger_cgroup_id: u64,
+    pub trigger_memcg_id: u64,
+    pub trigger_comm: [u8; COMM_LEN],
+    /// Victim memory in pages (from its mm; 0 when it had none).
+    pub total_vm_pages: u64,
+    pub anon_rss_pages: u64,
+    pub file_rss_pages: u64,
+    pub shmem_rss_pages: u64,
+    pub oom_score_adj: i32,
+    pub _pad: u32,
+}
+
+pub const AF_UNIX: u16 = 1;
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+/// The connect was non-blocking and its TCP outcome came later from the socket state machine.
+pub const CONNECT_ASYNC: u32 = 1;
+/// `sun_path` starts with a NUL: an abstract unix socket.
+pub const CONNECT_UNIX_ABSTRACT: u32 = 2;
+
+/// A connect call and its result.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ConnectEvent {
+    pub header: EventHeader,
+    /// 0 on success, else a negative errno.
+    pub result: i32,
+    pub flags: u32,
+    pub family: u16,
+    /// Port in host byte order (inet families).
+    pub port: u16,
+    pub path_len: u32,
+    /// IPv4 in the first 4 bytes, or IPv6.
+    pub addr: [u8; 16],
+    pub unix_path: [u8; UNIX_PATH_LEN],
+    pub _pad: u32,
+}
+
+/// Signal raised by the kernel itself (fault, OOM killer, `SEND_SIG_PRIV`).
+pub const SIGNAL_FROM_KERNEL: u32 = 1;
+/// Signal raised for the whole thread group.
+pub const SIGNAL_GROUP: u32 = 2;
+
+/// A fatal signal generated for a task (`signal:signal_generate`). `header.task` is the target;
+/// the sender is the task that was current when it was generated.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SignalEvent {
+    pub header: EventHeader,
+    pub signal: u32,
+    /// `si_code` (SI_USER 0, SI_KERNEL 0x80, SI_TKILL -6, > 0 for faults).
+    pub code: i32,
+    /// TRACE_SIGNAL_* result (0 delivered, 1 ignored, 2 already pending, ...).
+    pub result: i32,
+    pub flags: u32,
+    pub sender_pid: u32,
+    pub sender_tgid: u32,
+    pub sender_cgroup_id: u64,
+    pub sender_memcg_id: u64,
+    pub sender_comm: [u8; COMM_LEN],
+}
+
+/// Signals worth reporting: the default action terminates the process.
+pub const FATAL_SIGNAL_MASK: u64 = (1 << 1) // SIGHUP
+    | (1 << 2) // SIGINT
+    | (1 << 3) // SIGQUIT
+    | (1 << 4) // SIGILL
+    | (1 << 6) // SIGABRT
+    | (1 << 7) // SIGBUS
+    | (1 << 8) // SIGFPE
+    | (1 << 9) // SIGKILL
+    | (1 << 11) // SIGSEGV
+    | (1 << 15); // SIGTERM
+
+/// Byte offsets of the kernel struct fields the programs read, resolved by user space from
+/// the running kernel's BTF and written into the program's read-only data before load. This
+/// is our CO-RE: the programs never assume a struct layout. `OFFSET_UNKNOWN` marks a field
+/// the kernel does not have; the programs then leave the value zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_real_parent: u32,
+    pub task_group_leader: u32,
+    pub task_start_time: u32,
+    pub task_comm: u32,
+    pub task_cred: u32,
+    pub task_cgroups: u32,
+    pub task_exit_code: u32,
+    pub task_signal: u32,
+    pub task_mm: u32,
+    pub cred_uid: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub css_set_subsys: u32,
+    pub css_cgroup: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
+    /// Index of the memory controller in `css_set.subsys` (`memory_cgrp_id`).
+    pub memory_cgrp_id: u32,
+    pub signal_oom_score_adj: u32,
+    pub mm_total_vm: u32,
+    pub mm_rss_stat: u32,
+    pub percpu_counter_count: u32,
+    pub percpu_counter_size: u32,
+    pub sock_sk_err: u32,
+    /// 1 when the v1 memory hierarchy is mounted (so `memcg_id` means something).
+    pub memcg_v1: u32,
+    pub _pad: u32,
+}
+
+pub const OFFSET_UNKNOWN: u32 = u32::MAX;
+
+impl KernelOffsets {
+    pub const UNKNOWN: Self = Self {
+        task_pid: OFFSET_UNKNOWN,
+        task_tgid: OFFSET_UNKNOWN,
+        task_real_parent: OFFSET_UNKNOWN,
+        task_group_leader: OFFSET_UNKNOWN,
+        task_start_time: OFFSET_UNKNOWN,
+        task_comm: OFFSET_UNKNOWN,
+        task_cred: OFFSET_UNKNOWN,
+        task_cgroups: OFFSET_UNKNOWN,
+        task_exit_code: OFFSET_UNKNOWN,
+        task_signal: OFFSET_UNKNOWN,
+        task_mm: OFFSET_UNKNOWN,
+        cred_uid: OFFSET_UNKNOWN,
+        css_set_dfl_cgrp: OFFSET_UNKNOWN,
+        css_set_subsys: OFFSET_UNKNOWN,
+        css_cgroup: OFFSET_UNKNOWN,
+        cgroup_kn: OFFSET_UNKNOWN,
+        kernfs_node_id: OFFSET_UNKNOWN,
+        memory_cgrp_id: OFFSET_UNKNOWN,
+        signal_oom_score_adj: OFFSET_UNKNOWN,
+        mm_total_vm: OFFSET_UNKNOWN,
+        mm_rss_stat: OFFSET_UNKNOWN,
+        percpu_counter_count: OFFSET_UNKNOWN,
+        percpu_counter_size: OFFSET_UNKNOWN,
+        sock_sk_err: OFFSET_UNKNOWN,
+        memcg_v1: 0,
+        _pad: 0,
+    };
+}
+
+/// Run-time settings of the programs, in read-only data set at load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeConfig {
+    /// The daemon's own tgid: its activity (CRI calls, file reads) is not reported.
+    pub self_tgid: u32,
+    /// 1: report successful loopback TCP connects too (off by default; they are the bulk).
+    pub report_loopback_success: u32,
+}
+
+impl ProbeConfig {
+    pub const DEFAULT: Self = Self { self_tgid: 0, report_loopback_success: 0 };
+}
+
+/// Key of the map of unix socket paths whose successful connects are reported (runtime
+/// sockets); failed connects are always reported.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct WatchedSocket {
+    pub path: [u8; UNIX_PATH_LEN],
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+
+    // SAFETY: all of these are repr(C), made of integers and byte arrays, with explicit padding.
+    unsafe impl aya::Pod for ProgramStats {}
+    unsafe impl aya::Pod for KernelOffsets {}
+    unsafe impl aya::Pod for ProbeConfig {}
+    unsafe impl aya::Pod for WatchedSocket {}
+}

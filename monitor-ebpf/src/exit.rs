@@ -1,0 +1,35 @@
+//! Process exit from `sched:sched_process_exit`. Only the last thread of a thread group
+//! (`group_dead`) is reported: thread exits are filtered in the kernel. The exit code is the
+//! task's `exit_code` (wait status), read through BTF offsets.
+
+use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
+use monitor_common::{EventKind, ExitEvent, ProgramId};
+
+use crate::{
+    count_emitted, count_filtered, is_self,
+    kernel::{current_header, current_task, offset, read},
+    reserve,
+};
+
+const EXIT_GROUP_DEAD: usize = 32;
+
+#[tracepoint]
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let program = ProgramId::Exit;
+    let group_dead = unsafe { ctx.read_at::<u8>(EXIT_GROUP_DEAD) }.unwrap_or(1);
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if group_dead == 0 || is_self(tgid) {
+        count_filtered(program);
+        return 0;
+    }
+    let Some(mut entry) = reserve::<ExitEvent>(program) else {
+        return 0;
+    };
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    current_header(&mut event.header, EventKind::Exit as u32);
+    event.exit_code = read::<u32>(current_task(), offset!(task_exit_code)).unwrap_or(0);
+    event._pad = 0;
+    entry.submit(0);
+    count_emitted(program);
+    0
+}

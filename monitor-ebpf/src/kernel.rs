@@ -1,0 +1,135 @@
+//! Reading kernel structs through BTF-resolved offsets (see `KernelOffsets`), and filling the
+//! `TaskInfo` of a task. A field whose offset is unknown reads as zero.
+
+use aya_ebpf::helpers::{
+    bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+    bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    bpf_probe_read_kernel_buf, generated::bpf_get_smp_processor_id,
+};
+use monitor_common::{EventHeader, OFFSET_UNKNOWN, TaskInfo};
+
+
+/// One offset, read without letting the compiler fold the loader-written value.
+macro_rules! offset {
+    ($field:ident) => {
+        unsafe {
+            core::ptr::read_volatile(
+                &(*(&raw const crate::OFFSETS).cast::<monitor_common::KernelOffsets>()).$field as *const u32,
+            )
+        }
+    };
+}
+pub(crate) use offset;
+
+/// Reads a `T` at `base + off`; `None` when the offset is unknown or the read faults.
+#[inline(always)]
+pub(crate) fn read<T>(base: u64, off: u32) -> Option<T> {
+    if base == 0 || off == OFFSET_UNKNOWN {
+        return None;
+    }
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
+}
+
+#[inline(always)]
+fn read_or_zero<T: Default>(base: u64, off: u32) -> T {
+    read(base, off).unwrap_or_default()
+}
+
+pub(crate) fn current_task() -> u64 {
+    unsafe { bpf_get_current_task() }
+}
+
+/// kernfs id of `cgroup` (the inode number user space sees).
+#[inline(always)]
+fn cgroup_id(cgroup: u64) -> u64 {
+    let kn: u64 = read_or_zero(cgroup, offset!(cgroup_kn));
+    read_or_zero(kn, offset!(kernfs_node_id))
+}
+
+/// cgroup v1 memory controller cgroup of `task`, 0 when the controller is not on v1.
+#[inline(always)]
+pub(crate) fn memcg_id(task: u64) -> u64 {
+    if offset!(memcg_v1) == 0 {
+        return 0;
+    }
+    let index = offset!(memory_cgrp_id);
+    let subsys = offset!(css_set_subsys);
+    if index == OFFSET_UNKNOWN || subsys == OFFSET_UNKNOWN || index >= 16 {
+        return 0;
+    }
+    let css_set: u64 = read_or_zero(task, offset!(task_cgroups));
+    let css: u64 = read_or_zero(css_set, subsys + index * 8);
+    let cgroup: u64 = read_or_zero(css, offset!(css_cgroup));
+    cgroup_id(cgroup)
+}
+
+/// cgroup v2 (default hierarchy) id of `task`.
+#[inline(always)]
+fn dfl_cgroup_id(task: u64) -> u64 {
+    let css_set: u64 = read_or_zero(task, offset!(task_cgroups));
+    let cgroup: u64 = read_or_zero(css_set, offset!(css_set_dfl_cgrp));
+    cgroup_id(cgroup)
+}
+
+#[inline(always)]
+fn parent_tgid(task: u64) -> u32 {
+    let parent: u64 = read_or_zero(task, offset!(task_real_parent));
+    read_or_zero(parent, offset!(task_tgid))
+}
+
+#[inline(always)]
+fn start_ns(task: u64) -> u64 {
+    let leader: u64 = read_or_zero(task, offset!(task_group_leader));
+    read_or_zero(leader, offset!(task_start_time))
+}
+
+/// Fills `info` for the current task (helpers where the kernel offers them).
+#[inline(always)]
+pub(crate) fn current_info(info: &mut TaskInfo) {
+    let task = current_task();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    info.pid = pid_tgid as u32;
+    info.tgid = (pid_tgid >> 32) as u32;
+    info.ppid = parent_tgid(task);
+    info.uid = bpf_get_current_uid_gid() as u32;
+    info.cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    info.memcg_id = memcg_id(task);
+    info.start_ns = start_ns(task);
+    info.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+}
+
+/// Fills `info` for another task (an OOM victim, a signal's target).
+#[inline(always)]
+pub(crate) fn task_info(task: u64, info: &mut TaskInfo) {
+    info.pid = read_or_zero(task, offset!(task_pid));
+    info.tgid = read_or_zero(task, offset!(task_tgid));
+    info.ppid = parent_tgid(task);
+    let cred: u64 = read_or_zero(task, offset!(task_cred));
+    info.uid = read_or_zero(cred, offset!(cred_uid));
+    info.cgroup_id = dfl_cgroup_id(task);
+    info.memcg_id = memcg_id(task);
+    info.start_ns = start_ns(task);
+    info.comm = [0; 16];
+    let off = offset!(task_comm);
+    if task != 0 && off != OFFSET_UNKNOWN {
+        let _ = unsafe { bpf_probe_read_kernel_buf((task + off as u64) as *const u8, &mut info.comm) };
+    }
+}
+
+/// Fills the header of an event about the current task.
+#[inline(always)]
+pub(crate) fn current_header(header: &mut EventHeader, kind: u32) {
+    header.kind = kind;
+    header.cpu = unsafe { bpf_get_smp_processor_id() };
+    header.ktime_ns = unsafe { bpf_ktime_get_ns() };
+    current_info(&mut header.task);
+}
+
+/// Fills the header of an event about `task`.
+#[inline(always)]
+pub(crate) fn task_header(header: &mut EventHeader, kind: u32, task: u64) {
+    header.kind = kind;
+    header.cpu = unsafe { bpf_get_smp_processor_id() };
+    header.ktime_ns = unsafe { bpf_ktime_get_ns() };
+    task_info(task, &mut header.task);
+}

@@ -1,0 +1,97 @@
+//! Kernel programs of node-runtime-monitor.
+//!
+//! Each program turns one kernel hook into a typed event (`monitor-common`) in the one shared
+//! ring buffer `EVENTS`, and counts what it emitted, lost and filtered in `STATS`. The programs
+//! read kernel structs only through offsets that user space resolved from the running kernel's
+//! BTF (`OFFSETS`). What is filtered here, and why, is said in each module.
+#![no_std]
+#![no_main]
+
+mod connect;
+mod exec;
+mod exit;
+mod kernel;
+mod oom;
+mod signal;
+
+use aya_ebpf::{
+    Global,
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+};
+use monitor_common::{KernelOffsets, PROGRAM_COUNT, ProbeConfig, ProgramId, ProgramStats};
+
+/// Resolved by user space from BTF before load.
+#[unsafe(no_mangle)]
+static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::UNKNOWN);
+
+/// Set by user space before load.
+#[unsafe(no_mangle)]
+static CONFIG: Global<ProbeConfig> = Global::new(ProbeConfig::DEFAULT);
+
+/// All events, in order of submission. User space sizes it at load (`--ring-buffer-bytes`).
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+
+#[map]
+static STATS: PerCpuArray<ProgramStats> = PerCpuArray::with_max_entries(PROGRAM_COUNT as u32, 0);
+
+#[inline(always)]
+fn stats(program: ProgramId) -> Option<&'static mut ProgramStats> {
+    STATS.get_ptr_mut(program as u32).map(|p| unsafe { &mut *p })
+}
+
+#[inline(always)]
+pub(crate) fn count_emitted(program: ProgramId) {
+    if let Some(s) = stats(program) {
+        s.emitted += 1;
+    }
+}
+
+#[inline(always)]
+pub(crate) fn count_lost(program: ProgramId) {
+    if let Some(s) = stats(program) {
+        s.lost += 1;
+    }
+}
+
+#[inline(always)]
+pub(crate) fn count_filtered(program: ProgramId) {
+    if let Some(s) = stats(program) {
+        s.filtered += 1;
+    }
+}
+
+/// The daemon's own activity is not reported.
+#[inline(always)]
+pub(crate) fn is_self(tgid: u32) -> bool {
+    let config = CONFIG.load();
+    config.self_tgid != 0 && config.self_tgid == tgid
+}
+
+#[inline(always)]
+pub(crate) fn report_loopback_success() -> bool {
+    CONFIG.load().report_loopback_success != 0
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+/// Reserves a `T` in `EVENTS`, counting a loss for `program` when the buffer is full.
+#[inline(always)]
+pub(crate) fn reserve<T: 'static>(
+    program: ProgramId,
+) -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<T>> {
+    let entry = EVENTS.reserve::<T>(0);
+    if entry.is_none() {
+        count_lost(program);
+    }
+    entry
+}
