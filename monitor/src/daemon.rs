@@ -1,7 +1,33 @@
-//! The daemon (`run`): wires probes -> events -> attribution -> detectors -> exporters.
-//! (being written)
+//! The daemon (`run`): wires the stages together and owns their lifetimes.
+//!
+//! probes -> reader (bounded queue) -> pipeline consumer -> findings; the HTTP server exports
+//! metrics and findings. SIGTERM or SIGINT stops the reader and the server, then drops the
+//! probes, which detaches and unloads every kernel program, and `run` returns Ok (exit 0).
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, atomic::AtomicUsize},
+};
+
+use anyhow::Context as _;
+use prometheus_client::registry::Registry;
+use tokio::{
+    net::TcpListener,
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, watch},
+};
+use tracing::{debug, error, info, warn};
+
+use crate::{
+    events::{Event, Record},
+    exporters::http::{self, AppState},
+    findings::store::FindingStore,
+    probes::{
+        self, PROGRAMS, ProbeOptions, Probes,
+        metrics::{KernelStatsCollector, ProbeMetrics, register_build_info},
+    },
+};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -11,9 +37,40 @@ pub struct RunArgs {
     /// Root of the node's filesystem (a DaemonSet mounts the host at e.g. /host).
     #[arg(long, env = "NRM_HOST_ROOT", default_value = "/")]
     pub host_root: PathBuf,
-    /// Log format: text or json.
-    #[arg(long, env = "NRM_LOG_FORMAT", default_value = "text")]
+    /// Log format: text or json. The level comes from NRM_LOG (e.g. `info`, `monitor=debug`).
+    #[arg(long, env = "NRM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Size of the kernel-to-user ring buffer in bytes (a power of two, at least 4096).
+    #[arg(long, env = "NRM_RING_BUFFER_BYTES", default_value_t = 8 << 20, value_parser = parse_ring_size)]
+    pub ring_buffer_bytes: u32,
+    /// Events queued between the ring buffer reader and the pipeline; past this, events are
+    /// dropped and counted (events_dropped_total{reason="queue_full"}).
+    #[arg(long, env = "NRM_EVENT_QUEUE", default_value_t = 65536)]
+    pub event_queue: usize,
+    /// Also report successful loopback TCP connects (filtered in the kernel by default).
+    #[arg(long)]
+    pub report_loopback_connects: bool,
+    /// Unix sockets whose successful connects are reported, in addition to the runtime sockets
+    /// watched by default (failed connects are always reported). Repeatable.
+    #[arg(long = "watch-socket", value_name = "PATH")]
+    pub watch_sockets: Vec<PathBuf>,
+    /// Kernel programs not to attach, by name (e.g. `signal_generate`). Repeatable.
+    #[arg(long = "disable-probe", value_name = "PROGRAM")]
+    pub disabled_probes: Vec<String>,
+    /// Kernel BTF to read struct layouts from.
+    #[arg(long, env = "NRM_BTF", default_value = "/sys/kernel/btf/vmlinux")]
+    pub btf: PathBuf,
+    /// Log every kernel event (at info level): for debugging, not for production.
+    #[arg(long)]
+    pub log_events: bool,
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    if n < 4096 || !n.is_power_of_two() {
+        return Err(format!("{n} is not a power of two of at least 4096"));
+    }
+    Ok(n)
 }
 
 pub fn init_logging(format: &str) {
@@ -27,6 +84,110 @@ pub fn init_logging(format: &str) {
     }
 }
 
-pub async fn run(_args: RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+impl RunArgs {
+    fn probe_options(&self) -> ProbeOptions {
+        let mut options = ProbeOptions {
+            ring_buffer_bytes: self.ring_buffer_bytes,
+            report_loopback_success: self.report_loopback_connects,
+            disabled: self.disabled_probes.clone(),
+            btf_path: Some(self.btf.clone()),
+            ..ProbeOptions::default()
+        };
+        options.watched_sockets.extend(self.watch_sockets.iter().cloned());
+        options
+    }
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    info!(version = env!("CARGO_PKG_VERSION"), host_root = %args.host_root.display(), "starting node-runtime-monitor");
+    let mut registry = Registry::with_prefix("node_runtime_monitor");
+    register_build_info(&mut registry);
+    let probe_metrics = ProbeMetrics::new(&mut registry);
+    probe_metrics.ring_buffer_bytes.set(args.ring_buffer_bytes as i64);
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let findings = FindingStore::new();
+    let probes_up = Arc::new(AtomicUsize::new(0));
+
+    // Probes: a failure here leaves the daemon running degraded (metrics, audit, health).
+    let mut probes = match Probes::load(&args.probe_options()) {
+        Ok(probes) => {
+            probe_metrics.set_status(&probes.status);
+            probes_up.store(probes.attached(), std::sync::atomic::Ordering::Relaxed);
+            info!("{}/{} kernel programs attached", probes.attached(), PROGRAMS.len());
+            Some(probes)
+        }
+        Err(err) => {
+            error!("kernel probes unavailable, running without them: {err}");
+            probe_metrics.set_all_down();
+            None
+        }
+    };
+
+    let (events_tx, events_rx) = mpsc::channel::<Record>(args.event_queue.max(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(probes) = probes.as_mut() {
+        let stats = probes.take_stats().context("kernel statistics map")?;
+        registry.register_collector(Box::new(KernelStatsCollector::new(stats)));
+        let ring = probes.take_events().context("events ring buffer")?;
+        let metrics = probe_metrics.clone();
+        let shutdown = shutdown_rx.clone();
+        tasks.spawn(async move {
+            match probes::reader::run(ring, events_tx, metrics, shutdown).await {
+                Ok(n) => debug!("reader stopped after {n} records"),
+                Err(err) => error!("ring buffer reader failed: {err}"),
+            }
+        });
+    } else {
+        drop(events_tx);
+    }
+    tasks.spawn(consume(events_rx, args.log_events));
+
+    let registry = Arc::new(registry);
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    info!(address = %listener.local_addr().unwrap_or(args.listen), "serving /metrics, /findings, /healthz");
+    let state = AppState { registry, findings, probes_up, probes_total: PROGRAMS.len() };
+    let server_shutdown = shutdown_rx.clone();
+    tasks.spawn(async move {
+        if let Err(err) = http::serve(listener, state, server_shutdown).await {
+            error!("HTTP server failed: {err}");
+        }
+    });
+
+    wait_for_stop_signal().await?;
+    info!("stopping: detaching kernel programs");
+    let _ = shutdown_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(5), drain).await.is_err() {
+        warn!("some tasks did not stop within 5s");
+    }
+    drop(probes);
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = int.recv() => info!("SIGINT received"),
+    }
+    Ok(())
+}
+
+/// The pipeline's consumer of decoded events.
+async fn consume(mut events: mpsc::Receiver<Record>, log_events: bool) {
+    while let Some(record) = events.recv().await {
+        if log_events {
+            log_event(&record.event);
+        }
+    }
+}
+
+fn log_event(event: &Event) {
+    match serde_json::to_string(event) {
+        Ok(json) => info!(target: "monitor::events", "{json}"),
+        Err(err) => warn!("cannot serialise event: {err}"),
+    }
 }

@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+pub mod store;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {

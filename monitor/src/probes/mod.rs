@@ -1,1 +1,283 @@
-//! Probes (being written).
+//! Kernel probes: loading the eBPF programs (`monitor-ebpf`), attaching each to its hook, and
+//! reading their events. One program failing to load or attach is logged and reported as a
+//! probe that is down (`probe_up` 0); the others keep working.
+//!
+//! The programs (and their hooks) are listed once, in [`PROGRAMS`]. Kernel struct offsets come
+//! from the running kernel's BTF ([`kernel_btf`]); tracefs is found or mounted ([`tracefs`]);
+//! [`reader`] drains the ring buffer into a bounded channel; [`metrics`] exports what the
+//! kernel side counted.
+
+pub mod kernel_btf;
+pub mod metrics;
+pub mod reader;
+pub mod tracefs;
+
+use std::path::{Path, PathBuf};
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+};
+use monitor_common::{ProbeConfig, ProgramId, ProgramStats, UNIX_PATH_LEN, WatchedSocket};
+use thiserror::Error;
+use tracing::{debug, info, warn};
+
+use self::kernel_btf::KernelBtf;
+
+/// Where a program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// A classic tracepoint: category and name under tracefs `events/`.
+    TracePoint(&'static str, &'static str),
+    /// A BTF-enabled tracepoint (needs kernel BTF): typed arguments, e.g. the task pointer.
+    BtfTracePoint(&'static str),
+}
+
+impl std::fmt::Display for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hook::TracePoint(category, name) => write!(f, "tracepoint/{category}/{name}"),
+            Hook::BtfTracePoint(name) => write!(f, "tp_btf/{name}"),
+        }
+    }
+}
+
+/// One kernel program: its id (index of its counters), its ELF name and its hook.
+#[derive(Clone, Copy, Debug)]
+pub struct ProgramSpec {
+    pub id: ProgramId,
+    pub name: &'static str,
+    pub hook: Hook,
+    /// What it observes, for logs and `--help`-like listings.
+    pub observes: &'static str,
+}
+
+/// Every kernel program, in the order they are attached: of each syscall enter/exit pair the
+/// exit side first, so that no enter records a call whose exit nobody will see.
+pub const PROGRAMS: [ProgramSpec; 11] = [
+    ProgramSpec { id: ProgramId::Exec, name: "sched_process_exec", hook: Hook::TracePoint("sched", "sched_process_exec"), observes: "successful execs" },
+    ProgramSpec { id: ProgramId::ExecveExit, name: "sys_exit_execve", hook: Hook::TracePoint("syscalls", "sys_exit_execve"), observes: "failed execve results" },
+    ProgramSpec { id: ProgramId::ExecveEnter, name: "sys_enter_execve", hook: Hook::TracePoint("syscalls", "sys_enter_execve"), observes: "execve filenames" },
+    ProgramSpec { id: ProgramId::ExecveatExit, name: "sys_exit_execveat", hook: Hook::TracePoint("syscalls", "sys_exit_execveat"), observes: "failed execveat results" },
+    ProgramSpec { id: ProgramId::ExecveatEnter, name: "sys_enter_execveat", hook: Hook::TracePoint("syscalls", "sys_enter_execveat"), observes: "execveat filenames" },
+    ProgramSpec { id: ProgramId::Exit, name: "sched_process_exit", hook: Hook::TracePoint("sched", "sched_process_exit"), observes: "process exits" },
+    ProgramSpec { id: ProgramId::OomVictim, name: "mark_victim", hook: Hook::BtfTracePoint("mark_victim"), observes: "OOM kills" },
+    ProgramSpec { id: ProgramId::ConnectExit, name: "sys_exit_connect", hook: Hook::TracePoint("syscalls", "sys_exit_connect"), observes: "connect results" },
+    ProgramSpec { id: ProgramId::TcpState, name: "inet_sock_set_state", hook: Hook::TracePoint("sock", "inet_sock_set_state"), observes: "non-blocking TCP connect outcomes" },
+    ProgramSpec { id: ProgramId::ConnectEnter, name: "sys_enter_connect", hook: Hook::TracePoint("syscalls", "sys_enter_connect"), observes: "connect addresses" },
+    ProgramSpec { id: ProgramId::Signal, name: "signal_generate", hook: Hook::BtfTracePoint("signal_generate"), observes: "fatal signals and their senders" },
+];
+
+/// The runtime sockets whose successful connects are reported (failed ones always are).
+pub const DEFAULT_WATCHED_SOCKETS: [&str; 10] = [
+    "/run/containerd/containerd.sock",
+    "/var/run/containerd/containerd.sock",
+    "/run/k3s/containerd/containerd.sock",
+    "/run/k0s/containerd.sock",
+    "/var/run/crio/crio.sock",
+    "/run/crio/crio.sock",
+    "/var/run/cri-dockerd.sock",
+    "/run/cri-dockerd.sock",
+    "/var/run/docker.sock",
+    "/var/run/dockershim.sock",
+];
+
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    /// Ring buffer size in bytes (a power of two, at least a page).
+    pub ring_buffer_bytes: u32,
+    /// Report successful loopback TCP connects too (off: they are most of a node's connects).
+    pub report_loopback_success: bool,
+    /// Unix sockets whose successful connects are reported.
+    pub watched_sockets: Vec<PathBuf>,
+    /// Programs not to attach, by name (see [`PROGRAMS`]).
+    pub disabled: Vec<String>,
+    /// BTF file to read kernel struct layouts from (default `/sys/kernel/btf/vmlinux`).
+    pub btf_path: Option<PathBuf>,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        Self {
+            ring_buffer_bytes: 8 << 20,
+            report_loopback_success: false,
+            watched_sockets: DEFAULT_WATCHED_SOCKETS.iter().map(PathBuf::from).collect(),
+            disabled: Vec::new(),
+            btf_path: None,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    #[error("this build has no kernel programs (built with AYA_BUILD_SKIP)")]
+    NoObject,
+    #[error("cannot load the eBPF object (are we root with CAP_BPF and CAP_PERFMON?): {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("the eBPF object has no map {0}")]
+    MissingMap(&'static str),
+    #[error("map {name}: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+}
+
+/// Whether one program is attached, and if not, why.
+#[derive(Clone, Debug)]
+pub struct ProgramStatus {
+    pub spec: ProgramSpec,
+    pub error: Option<String>,
+}
+
+impl ProgramStatus {
+    pub fn is_up(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// The loaded programs. Dropping it detaches and unloads every program.
+pub struct Probes {
+    ebpf: Ebpf,
+    pub status: Vec<ProgramStatus>,
+    pub tracefs: Result<tracefs::Tracefs, String>,
+    /// Kernel fields the programs could not find (their values read as zero).
+    pub missing_offsets: Vec<&'static str>,
+}
+
+#[cfg(not(ebpf_object_missing))]
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor-ebpf"));
+#[cfg(ebpf_object_missing)]
+static EBPF_OBJECT: &[u8] = &[];
+
+fn raise_memlock_limit() {
+    let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: plain syscall with a valid struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) } != 0 {
+        // Kernels >= 5.11 charge BPF memory to the memory cgroup: the rlimit doesn't matter.
+        debug!("cannot raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11", std::io::Error::last_os_error());
+    }
+}
+
+fn watched_key(path: &Path) -> Option<WatchedSocket> {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if bytes.is_empty() || bytes.len() >= UNIX_PATH_LEN {
+        return None;
+    }
+    let mut key = WatchedSocket { path: [0; UNIX_PATH_LEN] };
+    key.path[..bytes.len()].copy_from_slice(bytes);
+    Some(key)
+}
+
+impl Probes {
+    /// Loads the programs and attaches each one; failures of single programs are recorded in
+    /// `status`, not returned.
+    pub fn load(options: &ProbeOptions) -> Result<Self, ProbeError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(ProbeError::NoObject);
+        }
+        raise_memlock_limit();
+        let tracefs = tracefs::find_or_mount().map_err(|e| e.to_string());
+        match &tracefs {
+            Ok(t) if t.mounted_by_us => info!(path = %t.path.display(), "mounted tracefs"),
+            Ok(t) => debug!(path = %t.path.display(), "tracefs found"),
+            Err(err) => warn!("{err}; tracepoint probes will fail"),
+        }
+
+        let memcg_v1 = std::fs::read_to_string("/proc/cgroups").is_ok_and(|s| kernel_btf::memcg_on_v1(&s));
+        let btf_path = options.btf_path.clone().unwrap_or_else(|| PathBuf::from("/sys/kernel/btf/vmlinux"));
+        let (offsets, missing_offsets) = match KernelBtf::from_file(&btf_path) {
+            Ok(btf) => {
+                let offsets = btf.kernel_offsets(memcg_v1);
+                let missing = KernelBtf::missing(&offsets);
+                if !missing.is_empty() {
+                    warn!(fields = ?missing, "kernel fields not found in BTF; they will read as zero");
+                }
+                (offsets, missing)
+            }
+            Err(err) => {
+                warn!("no kernel BTF ({err}): parents, cgroups of OOM victims and signal targets, exit codes will read as zero");
+                (monitor_common::KernelOffsets::UNKNOWN, KernelBtf::missing(&monitor_common::KernelOffsets::UNKNOWN))
+            }
+        };
+        let config = ProbeConfig {
+            self_tgid: std::process::id(),
+            report_loopback_success: options.report_loopback_success as u32,
+        };
+        let aya_btf = Btf::parse_file(&btf_path, aya::Endianness::default()).ok();
+
+        let mut loader = EbpfLoader::new();
+        if let Some(btf) = &aya_btf {
+            loader.btf(btf);
+        }
+        let mut ebpf = loader
+            .override_global("OFFSETS", &offsets, true)
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", options.ring_buffer_bytes)
+            .load(EBPF_OBJECT)
+            .map_err(ProbeError::Load)?;
+
+        {
+            let map = ebpf.map_mut("WATCHED_SOCKETS").ok_or(ProbeError::MissingMap("WATCHED_SOCKETS"))?;
+            let mut watched: aya::maps::HashMap<_, WatchedSocket, u8> =
+                aya::maps::HashMap::try_from(map).map_err(|source| ProbeError::Map { name: "WATCHED_SOCKETS", source })?;
+            for path in &options.watched_sockets {
+                match watched_key(path) {
+                    Some(key) => {
+                        if let Err(err) = watched.insert(&key, &1, 0) {
+                            warn!(socket = %path.display(), "cannot watch socket: {err}");
+                        }
+                    }
+                    None => warn!(socket = %path.display(), "socket path too long to watch"),
+                }
+            }
+        }
+
+        let mut status = Vec::with_capacity(PROGRAMS.len());
+        for spec in PROGRAMS {
+            let error = if options.disabled.iter().any(|d| d == spec.name) {
+                Some("disabled by configuration".to_string())
+            } else {
+                attach(&mut ebpf, &spec, aya_btf.as_ref()).err()
+            };
+            match &error {
+                None => info!(program = spec.name, hook = %spec.hook, "attached: {}", spec.observes),
+                Some(err) => warn!(program = spec.name, hook = %spec.hook, "not attached, {} will be missed: {err}", spec.observes),
+            }
+            status.push(ProgramStatus { spec, error });
+        }
+        Ok(Self { ebpf, status, tracefs, missing_offsets })
+    }
+
+    /// Takes the events ring buffer (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let map = self.ebpf.take_map("EVENTS").ok_or(ProbeError::MissingMap("EVENTS"))?;
+        RingBuf::try_from(map).map_err(|source| ProbeError::Map { name: "EVENTS", source })
+    }
+
+    /// Takes the per-program counters map (once), for [`metrics::KernelStatsCollector`].
+    pub fn take_stats(&mut self) -> Result<PerCpuArray<MapData, ProgramStats>, ProbeError> {
+        let map = self.ebpf.take_map("STATS").ok_or(ProbeError::MissingMap("STATS"))?;
+        PerCpuArray::try_from(map).map_err(|source| ProbeError::Map { name: "STATS", source })
+    }
+
+    pub fn attached(&self) -> usize {
+        self.status.iter().filter(|s| s.is_up()).count()
+    }
+}
+
+fn attach(ebpf: &mut Ebpf, spec: &ProgramSpec, btf: Option<&Btf>) -> Result<(), String> {
+    let program = ebpf.program_mut(spec.name).ok_or_else(|| format!("program {} not in the object", spec.name))?;
+    match spec.hook {
+        Hook::TracePoint(category, name) => {
+            let program: &mut TracePoint = program.try_into().map_err(|e| format!("{e}"))?;
+            program.load().map_err(|e| format!("load: {e}"))?;
+            program.attach(category, name).map_err(|e| format!("attach: {e}"))?;
+        }
+        Hook::BtfTracePoint(name) => {
+            let btf = btf.ok_or("kernel BTF not available")?;
+            let program: &mut BtfTracePoint = program.try_into().map_err(|e| format!("{e}"))?;
+            program.load(name, btf).map_err(|e| format!("load: {e}"))?;
+            program.attach().map_err(|e| format!("attach: {e}"))?;
+        }
+    }
+    Ok(())
+}

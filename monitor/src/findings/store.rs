@@ -1,0 +1,201 @@
+//! The open findings, as `/findings` and the findings metrics show them: each with when it was
+//! first and last seen and how often. Producers either replace their whole set (the audit: a
+//! finding not in the new set has closed) or report occurrences (detectors: a finding closes
+//! after a quiet period). Opening and closing are logged once each.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, SystemTime},
+};
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use super::{Finding, Severity};
+
+/// A finding that is open, with its history.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpenFinding {
+    /// Stable id: `rule/subject`.
+    pub id: String,
+    /// Who produced it: `audit` or a detector's name.
+    pub source: &'static str,
+    #[serde(flatten)]
+    pub finding: Finding,
+    #[serde(with = "unix_seconds")]
+    pub first_seen: SystemTime,
+    #[serde(with = "unix_seconds")]
+    pub last_seen: SystemTime,
+    pub count: u64,
+}
+
+mod unix_seconds {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0))
+    }
+}
+
+/// What changed in an update, for metrics.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub opened: Vec<(String, &'static str, Severity, String)>,
+    pub closed: Vec<(String, &'static str, Severity, String)>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    open: HashMap<String, OpenFinding>,
+}
+
+/// Shared store of open findings.
+#[derive(Clone, Debug, Default)]
+pub struct FindingStore {
+    inner: Arc<RwLock<Inner>>,
+}
+
+fn id_of(finding: &Finding) -> String {
+    format!("{}/{}", finding.rule, finding.subject)
+}
+
+fn entry(f: &OpenFinding) -> (String, &'static str, Severity, String) {
+    (f.id.clone(), f.finding.rule, f.finding.severity, f.finding.subject.clone())
+}
+
+impl FindingStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces every finding of `source` with `findings`: new ones open, missing ones close.
+    pub fn replace(&self, source: &'static str, findings: Vec<Finding>, now: SystemTime) -> Changes {
+        let Ok(mut inner) = self.inner.write() else { return Changes::default() };
+        let mut changes = Changes::default();
+        let mut current: HashMap<String, Finding> = HashMap::new();
+        for finding in findings {
+            current.insert(id_of(&finding), finding);
+        }
+        let stale: Vec<String> = inner
+            .open
+            .iter()
+            .filter(|(id, f)| f.source == source && !current.contains_key(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some(closed) = inner.open.remove(&id) {
+                info!(finding = %id, rule = closed.finding.rule, "finding closed: {}", closed.finding.title);
+                changes.closed.push(entry(&closed));
+            }
+        }
+        for (id, finding) in current {
+            match inner.open.get_mut(&id) {
+                Some(open) => {
+                    open.finding = finding;
+                    open.last_seen = now;
+                    open.count += 1;
+                }
+                None => {
+                    log_opened(&id, &finding);
+                    let open = OpenFinding { id: id.clone(), source, finding, first_seen: now, last_seen: now, count: 1 };
+                    changes.opened.push(entry(&open));
+                    inner.open.insert(id, open);
+                }
+            }
+        }
+        changes
+    }
+
+    /// Records one occurrence of a detector's finding (opens it or refreshes it).
+    pub fn record(&self, source: &'static str, finding: Finding, now: SystemTime) -> Changes {
+        let Ok(mut inner) = self.inner.write() else { return Changes::default() };
+        let id = id_of(&finding);
+        let mut changes = Changes::default();
+        match inner.open.get_mut(&id) {
+            Some(open) => {
+                open.finding = finding;
+                open.last_seen = now;
+                open.count += 1;
+            }
+            None => {
+                log_opened(&id, &finding);
+                let open = OpenFinding { id: id.clone(), source, finding, first_seen: now, last_seen: now, count: 1 };
+                changes.opened.push(entry(&open));
+                inner.open.insert(id, open);
+            }
+        }
+        changes
+    }
+
+    /// Closes `source`'s findings not seen for `quiet`.
+    pub fn expire(&self, source: &'static str, quiet: Duration, now: SystemTime) -> Changes {
+        let Ok(mut inner) = self.inner.write() else { return Changes::default() };
+        let quiet_ones: Vec<String> = inner
+            .open
+            .values()
+            .filter(|f| f.source == source && now.duration_since(f.last_seen).unwrap_or_default() >= quiet)
+            .map(|f| f.id.clone())
+            .collect();
+        let mut changes = Changes::default();
+        for id in quiet_ones {
+            if let Some(closed) = inner.open.remove(&id) {
+                info!(finding = %id, "finding closed after {}s without recurrence", quiet.as_secs());
+                changes.closed.push(entry(&closed));
+            }
+        }
+        changes
+    }
+
+    /// Open findings, most severe first, then by id.
+    pub fn snapshot(&self) -> Vec<OpenFinding> {
+        let Ok(inner) = self.inner.read() else { return Vec::new() };
+        let mut all: Vec<OpenFinding> = inner.open.values().cloned().collect();
+        all.sort_by(|a, b| b.finding.severity.cmp(&a.finding.severity).then_with(|| a.id.cmp(&b.id)));
+        all
+    }
+}
+
+fn log_opened(id: &str, finding: &Finding) {
+    match finding.severity {
+        Severity::Critical | Severity::Warning => {
+            warn!(finding = %id, rule = finding.rule, severity = %finding.severity, "finding opened: {}", finding.title)
+        }
+        Severity::Info => info!(finding = %id, rule = finding.rule, "finding opened: {}", finding.title),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::findings::Rule;
+
+    const RULE: Rule = Rule { id: "r", severity: Severity::Warning, title: "t", description: "d" };
+
+    #[test]
+    fn replace_opens_refreshes_and_closes() {
+        let store = FindingStore::new();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let changes = store.replace("audit", vec![Finding::new(&RULE, "a", "A"), Finding::new(&RULE, "b", "B")], t0);
+        assert_eq!(changes.opened.len(), 2);
+        let t1 = t0 + Duration::from_secs(60);
+        let changes = store.replace("audit", vec![Finding::new(&RULE, "a", "A")], t1);
+        assert_eq!(changes.closed.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), ["r/b"]);
+        let open = store.snapshot();
+        assert_eq!(open.len(), 1);
+        assert_eq!((open[0].count, open[0].first_seen, open[0].last_seen), (2, t0, t1));
+    }
+
+    #[test]
+    fn detector_findings_close_after_quiet_period() {
+        let store = FindingStore::new();
+        let t0 = SystemTime::UNIX_EPOCH;
+        store.record("loops", Finding::new(&RULE, "x", "X"), t0);
+        store.record("loops", Finding::new(&RULE, "x", "X"), t0 + Duration::from_secs(10));
+        assert!(store.expire("loops", Duration::from_secs(60), t0 + Duration::from_secs(30)).closed.is_empty());
+        assert_eq!(store.expire("loops", Duration::from_secs(60), t0 + Duration::from_secs(70)).closed.len(), 1);
+        assert!(store.snapshot().is_empty());
+    }
+}
