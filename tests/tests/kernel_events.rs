@@ -1,0 +1,276 @@
+//! The kernel programs against the real kernel: each test causes real events in its own
+//! cgroup (its process tree) and checks their fields and exact counts.
+
+use std::{
+    fs,
+    net::TcpListener,
+    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    process::Command,
+    time::Duration,
+};
+
+use monitor::events::{Event, ExitStatus, SocketAddress};
+use monitor_tests::{
+    capture::Capture,
+    cgroups::{TestCgroup, spawn_in},
+};
+
+const WAIT: Duration = Duration::from_secs(15);
+/// Debian's interpreter by absolute path: a PATH lookup (pyenv shims) would add failed execs of its own.
+const PYTHON: &str = "/usr/bin/python3";
+
+fn exits_of(events: &[Event], pid: u32) -> Vec<ExitStatus> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Exit(x) if x.task.tgid == pid => Some(x.status),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn exec_counts_are_exact_for_a_process_tree() {
+    let capture = Capture::start();
+    let tree = TestCgroup::v2("exec-count");
+    const N: usize = 200;
+    let mut child = spawn_in(
+        Command::new("/bin/sh").args(["-c", &format!("i=0; while [ $i -lt {N} ]; do /bin/true; i=$((i+1)); done")]),
+        &[&tree],
+    );
+    let shell = child.id();
+    assert!(child.wait().expect("wait").success());
+    let id = tree.id();
+    let events = capture.wait_until(WAIT, "the shell's exit", |events| {
+        events.iter().any(|e| matches!(e, Event::Exit(x) if x.task.tgid == shell))
+    });
+    let in_tree: Vec<&Event> = events.iter().filter(|e| e.task().cgroup_id == id).collect();
+    let execs: Vec<_> = in_tree
+        .iter()
+        .filter_map(|e| match e {
+            Event::Exec(x) => Some(x),
+            _ => None,
+        })
+        .collect();
+    // One exec of the shell itself (sh -> /bin/sh), then exactly N of /bin/true.
+    assert_eq!(execs.len(), N + 1, "execs in the tree: {execs:#?}");
+    let trues: Vec<_> = execs.iter().filter(|x| x.filename == "/bin/true").collect();
+    assert_eq!(trues.len(), N);
+    for exec in &trues {
+        assert_eq!(exec.task.ppid, shell, "parent of /bin/true is the shell");
+        assert_eq!(exec.task.comm, "true");
+        assert_eq!(exec.task.uid, 0);
+        assert!(!exec.filename_truncated);
+        assert_ne!(exec.task.start_ns, 0);
+    }
+    // Every /bin/true exited with 0, and the shell too: N + 1 whole-process exits.
+    let exits = in_tree.iter().filter(|e| matches!(e, Event::Exit(_))).count();
+    assert_eq!(exits, N + 1);
+}
+
+#[test]
+fn failed_execs_report_filename_and_errno() {
+    let capture = Capture::start();
+    let tree = TestCgroup::v2("exec-failed");
+    let dir = std::env::temp_dir().join(format!("nrm-noexec-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("temp dir");
+    let not_executable = dir.join("not-executable");
+    fs::write(&not_executable, "#!/bin/sh\necho never\n").expect("write script");
+    fs::set_permissions(&not_executable, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let missing = "/nonexistent/nrm/crictl";
+
+    // execve of a missing path and of a non-executable file, from a shell in the tree...
+    let script = format!("{missing} 2>/dev/null; {} 2>/dev/null; exit 0", not_executable.display());
+    let mut shell = spawn_in(Command::new("/bin/sh").args(["-c", &script]), &[&tree]);
+    assert!(shell.wait().expect("wait").success());
+    // ...and execveat (fexecve) of the non-executable file from python.
+    let fexecve = format!(
+        "import os\nfd = os.open('{}', os.O_RDONLY)\ntry:\n    os.execve(fd, ['x'], {{}})\nexcept PermissionError:\n    pass\n",
+        not_executable.display()
+    );
+    let mut python = spawn_in(Command::new(PYTHON).args(["-c", &fexecve]), &[&tree]);
+    assert!(python.wait().expect("wait").success());
+
+    let id = tree.id();
+    let events = capture.wait_until(WAIT, "three failed execs", |events| {
+        events.iter().filter(|e| matches!(e, Event::ExecFailed(x) if x.task.cgroup_id == id)).count() >= 3
+    });
+    let failed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ExecFailed(x) if x.task.cgroup_id == id => Some(x),
+            _ => None,
+        })
+        .collect();
+    let enoent: Vec<_> = failed.iter().filter(|x| x.filename == missing).collect();
+    assert_eq!(enoent.len(), 1, "{failed:#?}");
+    assert_eq!((enoent[0].errno, enoent[0].syscall), (libc::ENOENT, "execve"));
+    let path = not_executable.display().to_string();
+    let eacces: Vec<_> = failed.iter().filter(|x| x.filename == path && x.syscall == "execve").collect();
+    assert_eq!(eacces.len(), 1, "{failed:#?}");
+    assert_eq!(eacces[0].errno, libc::EACCES);
+    let at: Vec<_> = failed.iter().filter(|x| x.syscall == "execveat").collect();
+    assert_eq!(at.len(), 1, "{failed:#?}");
+    assert_eq!(at[0].errno, libc::EACCES);
+    assert_eq!(at[0].filename, "", "fexecve passes an empty path with AT_EMPTY_PATH");
+    assert_eq!(failed.len(), 3, "no other failed exec in the tree: {failed:#?}");
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[test]
+fn exits_report_code_and_killing_signal() {
+    let capture = Capture::start();
+    let tree = TestCgroup::v2("exit");
+    let mut exit3 = spawn_in(Command::new("/bin/sh").args(["-c", "exit 3"]), &[&tree]);
+    let exit3_pid = exit3.id();
+    assert_eq!(exit3.wait().expect("wait").code(), Some(3));
+
+    let mut sleeper = spawn_in(Command::new("/bin/sleep").arg("100"), &[&tree]);
+    let sleeper_pid = sleeper.id();
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(sleeper_pid as i32, libc::SIGKILL) }, 0);
+    let _ = sleeper.wait();
+
+    let events = capture.wait_until(WAIT, "both exits", |events| {
+        !exits_of(events, exit3_pid).is_empty() && !exits_of(events, sleeper_pid).is_empty()
+    });
+    assert_eq!(exits_of(&events, exit3_pid), vec![ExitStatus::Exited { code: 3 }]);
+    assert_eq!(exits_of(&events, sleeper_pid), vec![ExitStatus::Signaled { signal: 9, core_dumped: false }]);
+    // The kill came from this test process, not from the kernel.
+    let kills: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Signal(s) if s.task.tgid == sleeper_pid => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kills.len(), 1, "{kills:#?}");
+    assert_eq!(kills[0].signal, 9);
+    assert!(!kills[0].from_kernel);
+    assert_eq!(kills[0].sender_tgid, std::process::id());
+    assert_eq!(kills[0].task.cgroup_id, tree.id(), "the target's cgroup is read from its task");
+    let lifetime = events.iter().find_map(|e| match e {
+        Event::Exit(x) if x.task.tgid == sleeper_pid => Some(x.lifetime),
+        _ => None,
+    });
+    assert!(lifetime.is_some_and(|l| l >= Duration::from_millis(100)), "sleeper lived >= 100ms: {lifetime:?}");
+}
+
+fn connects_in(events: &[Event], id: u64) -> Vec<monitor::events::Connect> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Connect(c) if c.task.cgroup_id == id => Some(c.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn connects_to_missing_unix_socket_and_closed_port_fail_with_errno() {
+    let capture = Capture::start();
+    let tree = TestCgroup::v2("connect");
+    let closed_port = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let missing = format!("/tmp/nrm-missing-{}.sock", std::process::id());
+    let script = format!(
+        r#"
+import socket, errno
+u = socket.socket(socket.AF_UNIX)
+assert u.connect_ex("{missing}") == errno.ENOENT
+t = socket.socket()
+assert t.connect_ex(("127.0.0.1", {closed_port})) == errno.ECONNREFUSED
+n = socket.socket()
+n.setblocking(False)
+r = n.connect_ex(("127.0.0.1", {closed_port}))
+assert r in (errno.EINPROGRESS, errno.ECONNREFUSED), r
+import select, time
+select.select([], [n], [], 5)
+assert n.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) in (0, errno.ECONNREFUSED)
+"#
+    );
+    let mut python = spawn_in(Command::new(PYTHON).args(["-c", &script]), &[&tree]);
+    assert!(python.wait().expect("wait").success(), "the client script failed");
+    let id = tree.id();
+    let events = capture.wait_until(WAIT, "three failed connects", |events| connects_in(events, id).len() >= 3);
+    let connects = connects_in(&events, id);
+    assert_eq!(connects.len(), 3, "{connects:#?}");
+    assert_eq!(connects[0].address, SocketAddress::Unix { path: missing.clone(), is_abstract: false });
+    assert_eq!(connects[0].errno, libc::ENOENT);
+    let loopback = SocketAddress::Inet { ip: "127.0.0.1".parse().expect("ip"), port: closed_port };
+    assert_eq!((connects[1].address.clone(), connects[1].errno), (loopback.clone(), libc::ECONNREFUSED));
+    assert!(!connects[1].asynchronous, "a blocking connect's result is the syscall's");
+    // The non-blocking one: the refusal is reported once, whichever path saw it first.
+    assert_eq!((connects[2].address.clone(), connects[2].errno), (loopback, libc::ECONNREFUSED));
+}
+
+#[test]
+fn successful_loopback_and_unwatched_unix_connects_are_filtered() {
+    let capture = Capture::start();
+    let tree = TestCgroup::v2("connect-ok");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let socket_path = std::env::temp_dir().join(format!("nrm-listening-{}.sock", std::process::id()));
+    let _ = fs::remove_file(&socket_path);
+    let unix = std::os::unix::net::UnixListener::bind(&socket_path).expect("bind unix");
+    let script = format!(
+        "import socket\nsocket.create_connection(('127.0.0.1', {port}))\nu = socket.socket(socket.AF_UNIX)\nu.connect('{}')\nv = socket.socket(socket.AF_UNIX)\nassert v.connect_ex('/nonexistent-nrm.sock') != 0\n",
+        socket_path.display()
+    );
+    let mut python = spawn_in(Command::new(PYTHON).args(["-c", &script]), &[&tree]);
+    assert!(python.wait().expect("wait").success());
+    let id = tree.id();
+    let events = capture.wait_until(WAIT, "the failed connect", |events| !connects_in(events, id).is_empty());
+    std::thread::sleep(Duration::from_millis(200));
+    let connects = connects_in(&capture.events(), id);
+    // Only the failure crosses to user space: the loopback TCP and the unwatched unix successes are filtered.
+    assert_eq!(connects.len(), 1, "{connects:#?} (of {} events)", events.len());
+    assert_eq!(connects[0].errno, libc::ENOENT);
+    drop((listener, unix));
+    let _ = fs::remove_file(socket_path);
+}
+
+#[test]
+fn memcg_oom_kill_names_victim_and_its_memory_cgroup() {
+    let capture = Capture::start();
+    let tree = TestCgroup::v2("oom");
+    let memcg = TestCgroup::memory_v1("nrm-oom", 50 << 20);
+    let memcg_id = fs::metadata(&memcg.path).expect("stat memcg").ino();
+    // Allocates and touches 200 MB inside a 50 MB memory cgroup.
+    let mut child = spawn_in(
+        Command::new(PYTHON).args(["-c", "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"]),
+        &[&tree, &memcg],
+    );
+    let victim = child.id();
+    let status = child.wait().expect("wait");
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL), "{status:?}");
+
+    let events = capture.wait_until(WAIT, "the OOM kill and the victim's exit", |events| {
+        events.iter().any(|e| matches!(e, Event::OomKill(o) if o.task.tgid == victim))
+            && !exits_of(events, victim).is_empty()
+    });
+    let ooms: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::OomKill(o) if o.task.memcg_id == memcg_id => Some(o),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ooms.len(), 1, "one OOM kill in that memory cgroup: {ooms:#?}");
+    let oom = ooms[0];
+    assert_eq!(oom.task.tgid, victim);
+    assert_eq!(oom.task.cgroup_id, tree.id());
+    assert_eq!(oom.task.comm, "python3");
+    assert!(oom.anon_rss_pages > 0 && oom.total_vm_pages > oom.anon_rss_pages, "{oom:#?}");
+    assert_eq!(oom.trigger_memcg_id, memcg_id, "the allocation that ran the OOM killer was in the same memcg");
+    assert_eq!(exits_of(&events, victim), vec![ExitStatus::Signaled { signal: 9, core_dumped: false }]);
+    // The kernel sent the SIGKILL: the signal event says so.
+    let kill = events.iter().find_map(|e| match e {
+        Event::Signal(s) if s.task.tgid == victim && s.signal == 9 => Some(s),
+        _ => None,
+    });
+    assert!(kill.is_some_and(|k| k.from_kernel), "OOM SIGKILL marked as from the kernel: {kill:#?}");
+}

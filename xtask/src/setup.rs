@@ -1,0 +1,109 @@
+//! `setup`: installs what is missing, and nothing that is present (a second run costs about a
+//! second). Pinned: the Rust toolchain (with rust-src, for `-Z build-std=core` on the bpf
+//! target) and bpf-linker, built against Debian's LLVM 22, the LLVM of that toolchain.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::Context as _;
+
+use crate::{TOOLCHAIN, status};
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+
+/// Debian packages the build needs: LLVM 22 for bpf-linker, protoc for the CRI protos.
+const BUILD_PACKAGES: &[&str] =
+    &["llvm-22-dev", "libpolly-22-dev", "libclang-22-dev", "zlib1g-dev", "libzstd-dev", "protobuf-compiler"];
+
+/// Debian packages the tests and benchmarks run for real.
+const TEST_PACKAGES: &[&str] =
+    &["containerd", "runc", "prometheus", "bpftrace", "bpftool", "busybox-static", "stress-ng", "util-linux", "curl", "python3"];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Build,
+    Tests,
+}
+
+pub fn run(scope: Scope) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut packages: Vec<&str> = BUILD_PACKAGES.to_vec();
+    if scope == Scope::Tests {
+        packages.extend_from_slice(TEST_PACKAGES);
+    }
+    debian_packages(&packages)?;
+    toolchain()?;
+    bpf_linker()?;
+    eprintln!("xtask: set-up complete in {:.1}s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn quiet(cmd: &mut Command) -> Option<String> {
+    let out = cmd.stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            quiet(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+                .is_none_or(|s| !s.contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Debian packages: {}", missing.join(" "));
+    status(Command::new("apt-get").args(["update", "-q"]).stdout(Stdio::null()))
+        .context("apt-get update (are we root?)")?;
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null()),
+    )
+    .context("apt-get install")
+}
+
+fn toolchain() -> anyhow::Result<()> {
+    let sysroot = quiet(Command::new("rustup").args(["run", TOOLCHAIN, "rustc", "--print", "sysroot"]));
+    let has_src = sysroot
+        .as_deref()
+        .map(|s| PathBuf::from(s.trim()).join("lib/rustlib/src/rust/library/core").is_dir())
+        .unwrap_or(false);
+    if has_src {
+        return Ok(());
+    }
+    eprintln!("xtask: installing Rust {TOOLCHAIN} with rust-src");
+    status(Command::new("rustup").args([
+        "toolchain",
+        "install",
+        TOOLCHAIN,
+        "--profile",
+        "minimal",
+        "--component",
+        "rust-src,clippy,rustfmt",
+    ]))
+}
+
+fn bpf_linker() -> anyhow::Result<()> {
+    let version = quiet(Command::new("bpf-linker").arg("--version")).unwrap_or_default();
+    if version.contains(BPF_LINKER_VERSION) {
+        return Ok(());
+    }
+    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (about two minutes)");
+    status(
+        Command::new("cargo")
+            .arg(format!("+{TOOLCHAIN}"))
+            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--locked", "--force"])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", LLVM_PREFIX),
+    )
+}

@@ -1,0 +1,30 @@
+//! `test`: the whole suite with cargo-nextest (one summary at the end). Needs root: the
+//! integration tests load the eBPF programs into this kernel and start containerd and
+//! Prometheus.
+
+use std::process::Command;
+
+use anyhow::Context as _;
+
+use crate::{TOOLCHAIN, cargo, setup, status};
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    setup::run(setup::Scope::Tests)?;
+    nextest()?;
+    let mut cmd = cargo();
+    cmd.args(["nextest", "run", "--workspace", "--exclude", "monitor-ebpf", "--no-fail-fast"]).args(args);
+    status(&mut cmd)
+}
+
+fn nextest() -> anyhow::Result<()> {
+    let present = Command::new("cargo")
+        .args([&format!("+{TOOLCHAIN}"), "nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    eprintln!("xtask: installing cargo-nextest");
+    status(Command::new("cargo").args([&format!("+{TOOLCHAIN}"), "install", "cargo-nextest", "--locked"]))
+        .context("installing cargo-nextest")
+}
