@@ -10,5 +10,6 @@ pub mod cgroupfs;
 pub mod containerd_config;
 pub mod cri;
 pub mod kubelet;
+pub mod host_root;
 pub mod memory;
 pub mod static_pods;
