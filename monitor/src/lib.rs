@@ -15,6 +15,7 @@
 pub mod attribution;
 pub mod audit;
 pub mod daemon;
+pub mod detectors;
 pub mod events;
 pub mod exporters;
 pub mod findings;

@@ -1,0 +1,358 @@
+//! How each process died, as the kernel proved it: a normal exit with its code, the OOM
+//! killer (an `oom:mark_victim` event for that process), a named sender (the task that was
+//! current when the fatal signal was generated: kubelet, a runtime shim, runc, systemd, a
+//! user's `kill`), or the kernel for a fault. Exit code 137 alone proves nothing: without an
+//! OOM event for the process, a SIGKILL is never called an OOM kill.
+//!
+//! The ledger joins events that arrive in kernel order (OOM event, then the signal, then the
+//! exit) through a bounded table of recent OOM victims and fatal signals keyed by process.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::Serialize;
+
+use crate::events::{Event, Exit, ExitStatus};
+
+/// Who sent a fatal signal, folded to a small set (bounded metric labels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SenderClass {
+    Kubelet,
+    ContainerdShim,
+    Containerd,
+    Runc,
+    Crio,
+    Dockerd,
+    Systemd,
+    /// A process of the same container or service (e.g. a supervisor, a shell's `kill`).
+    Other,
+}
+
+impl SenderClass {
+    /// Folds a sender's comm (15 characters at most) to its class.
+    pub fn from_comm(comm: &str) -> Self {
+        match comm {
+            "kubelet" => Self::Kubelet,
+            c if c.starts_with("containerd-shim") => Self::ContainerdShim,
+            "containerd" => Self::Containerd,
+            "runc" | "runc:[2:INIT]" | "crun" | "youki" => Self::Runc,
+            "crio" | "conmon" => Self::Crio,
+            "dockerd" | "cri-dockerd" => Self::Dockerd,
+            "systemd" | "(sd-pam)" | "systemd-shutdow" => Self::Systemd,
+            _ => Self::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Kubelet => "kubelet",
+            Self::ContainerdShim => "containerd_shim",
+            Self::Containerd => "containerd",
+            Self::Runc => "runc",
+            Self::Crio => "crio",
+            Self::Dockerd => "dockerd",
+            Self::Systemd => "systemd",
+            Self::Other => "other",
+        }
+    }
+
+    /// Whether this sender is the kubelet or the container runtime (kills that mean the
+    /// node's control loop tore the container down, not that the workload failed on its own).
+    pub fn is_runtime_or_kubelet(self) -> bool {
+        matches!(self, Self::Kubelet | Self::ContainerdShim | Self::Containerd | Self::Runc | Self::Crio | Self::Dockerd)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Sender {
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: String,
+    pub class: SenderClass,
+    pub cgroup_id: u64,
+}
+
+/// Why a process ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+pub enum DeathCause {
+    /// It exited by itself.
+    Exited { code: u8 },
+    /// The OOM killer chose it (the kernel's `mark_victim` event names it).
+    OomKilled { trigger_comm: String, trigger_pid: u32, anon_rss_pages: u64 },
+    /// Another process sent the fatal signal.
+    Killed { signal: u8, sender: Sender },
+    /// The kernel raised the signal for a fault (SIGSEGV, SIGBUS, SIGILL, SIGFPE) or itself.
+    Fault { signal: u8 },
+    /// Killed by a signal whose origin we did not see (e.g. the signal probe is off).
+    Signaled { signal: u8 },
+}
+
+impl DeathCause {
+    /// Bounded label for metrics: `exit`, `oom`, `signal`, `fault`, `unknown_signal`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Exited { .. } => "exit",
+            Self::OomKilled { .. } => "oom",
+            Self::Killed { .. } => "signal",
+            Self::Fault { .. } => "fault",
+            Self::Signaled { .. } => "unknown_signal",
+        }
+    }
+
+    /// Sender class label (`none` when no process sent it).
+    pub fn sender_label(&self) -> &'static str {
+        match self {
+            Self::Killed { sender, .. } => sender.class.as_str(),
+            Self::OomKilled { .. } | Self::Fault { .. } => "kernel",
+            _ => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for DeathCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exited { code } => write!(f, "exited with code {code}"),
+            Self::OomKilled { trigger_comm, .. } => write!(f, "killed by the OOM killer (allocation by {trigger_comm})"),
+            Self::Killed { signal, sender } => write!(
+                f,
+                "killed by {} from {} (pid {}, {})",
+                crate::events::signal_name(*signal as u32),
+                sender.comm,
+                sender.tgid,
+                sender.class.as_str()
+            ),
+            Self::Fault { signal } => write!(f, "killed by the kernel: {}", crate::events::signal_name(*signal as u32)),
+            Self::Signaled { signal } => {
+                write!(f, "killed by {} (sender not observed)", crate::events::signal_name(*signal as u32))
+            }
+        }
+    }
+}
+
+/// A process's end with its cause.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Death {
+    pub exit: Exit,
+    pub cause: DeathCause,
+}
+
+#[derive(Clone, Debug)]
+enum Mark {
+    Oom { trigger_comm: String, trigger_pid: u32, anon_rss_pages: u64 },
+    Signal { signal: u32, from_kernel: bool, sender: Sender },
+}
+
+/// Recent OOM victims and fatal signals, by target process; bounded.
+#[derive(Debug)]
+pub struct KillLedger {
+    marks: HashMap<u32, Vec<Mark>>,
+    order: VecDeque<u32>,
+    capacity: usize,
+}
+
+impl Default for KillLedger {
+    fn default() -> Self {
+        Self::with_capacity(16_384)
+    }
+}
+
+impl KillLedger {
+    /// Keeps marks for at most `capacity` processes (oldest forgotten first).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self { marks: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1) }
+    }
+
+    fn remember(&mut self, tgid: u32, mark: Mark) {
+        if !self.marks.contains_key(&tgid) {
+            while self.order.len() >= self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.marks.remove(&old);
+                }
+            }
+            self.order.push_back(tgid);
+        }
+        let marks = self.marks.entry(tgid).or_default();
+        if marks.len() < 8 {
+            marks.push(mark);
+        }
+    }
+
+    fn take(&mut self, tgid: u32) -> Vec<Mark> {
+        let marks = self.marks.remove(&tgid).unwrap_or_default();
+        if !marks.is_empty() {
+            self.order.retain(|t| *t != tgid);
+        }
+        marks
+    }
+
+    pub fn len(&self) -> usize {
+        self.marks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.marks.is_empty()
+    }
+
+    /// Feeds one event; returns the death it completes (for exit events).
+    pub fn observe(&mut self, event: &Event) -> Option<Death> {
+        match event {
+            Event::OomKill(oom) => {
+                self.remember(
+                    oom.task.tgid,
+                    Mark::Oom {
+                        trigger_comm: oom.trigger_comm.clone(),
+                        trigger_pid: oom.trigger_tgid,
+                        anon_rss_pages: oom.anon_rss_pages,
+                    },
+                );
+                None
+            }
+            Event::Signal(signal) => {
+                let sender = Sender {
+                    pid: signal.sender_pid,
+                    tgid: signal.sender_tgid,
+                    comm: signal.sender_comm.clone(),
+                    class: SenderClass::from_comm(&signal.sender_comm),
+                    cgroup_id: signal.sender_cgroup_id,
+                };
+                self.remember(signal.task.tgid, Mark::Signal { signal: signal.signal, from_kernel: signal.from_kernel, sender });
+                None
+            }
+            Event::Exit(exit) => {
+                let marks = self.take(exit.task.tgid);
+                Some(Death { exit: exit.clone(), cause: cause_of(exit.status, &marks) })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn cause_of(status: ExitStatus, marks: &[Mark]) -> DeathCause {
+    let signal = match status {
+        ExitStatus::Exited { code } => return DeathCause::Exited { code },
+        ExitStatus::Signaled { signal, .. } => signal,
+    };
+    // The OOM killer's SIGKILL: only with the kernel's OOM event for this very process.
+    if signal == libc::SIGKILL as u8 {
+        if let Some(Mark::Oom { trigger_comm, trigger_pid, anon_rss_pages }) =
+            marks.iter().find(|m| matches!(m, Mark::Oom { .. }))
+        {
+            return DeathCause::OomKilled {
+                trigger_comm: trigger_comm.clone(),
+                trigger_pid: *trigger_pid,
+                anon_rss_pages: *anon_rss_pages,
+            };
+        }
+    }
+    // The signal that killed it: the last generated one with that number.
+    let matching = marks.iter().rev().find_map(|m| match m {
+        Mark::Signal { signal: s, from_kernel, sender } if *s == signal as u32 => Some((*from_kernel, sender)),
+        _ => None,
+    });
+    match matching {
+        Some((true, _)) => DeathCause::Fault { signal },
+        Some((false, sender)) => DeathCause::Killed { signal, sender: sender.clone() },
+        None => DeathCause::Signaled { signal },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::events::{OomKill, Signal, Task};
+
+    fn task(tgid: u32) -> Task {
+        Task { pid: tgid, tgid, ppid: 1, uid: 0, cgroup_id: 9, memcg_id: 0, start_ns: 0, comm: "kube-apiserver".into() }
+    }
+
+    fn exit(tgid: u32, status: ExitStatus) -> Event {
+        Event::Exit(Exit { task: task(tgid), status, lifetime: Duration::from_secs(3) })
+    }
+
+    fn signal(tgid: u32, sig: u32, from_kernel: bool, sender: &str) -> Event {
+        Event::Signal(Signal {
+            task: task(tgid),
+            signal: sig,
+            code: if from_kernel { 0x80 } else { 0 },
+            from_kernel,
+            group: true,
+            sender_pid: 77,
+            sender_tgid: 77,
+            sender_comm: sender.into(),
+            sender_cgroup_id: 1,
+            sender_memcg_id: 0,
+        })
+    }
+
+    fn oom(tgid: u32) -> Event {
+        Event::OomKill(OomKill {
+            task: task(tgid),
+            trigger_pid: tgid,
+            trigger_tgid: tgid,
+            trigger_comm: "kube-apiserver".into(),
+            trigger_cgroup_id: 9,
+            trigger_memcg_id: 0,
+            total_vm_pages: 10,
+            anon_rss_pages: 5,
+            file_rss_pages: 0,
+            shmem_rss_pages: 0,
+            oom_score_adj: -997,
+        })
+    }
+
+    const KILLED: ExitStatus = ExitStatus::Signaled { signal: 9, core_dumped: false };
+
+    #[test]
+    fn sigkill_is_oom_only_with_the_kernels_oom_event() {
+        let mut ledger = KillLedger::default();
+        assert_eq!(ledger.observe(&oom(10)), None);
+        assert_eq!(ledger.observe(&signal(10, 9, true, "kube-apiserver")), None);
+        let death = ledger.observe(&exit(10, KILLED)).expect("a death");
+        assert_eq!(death.cause.label(), "oom");
+
+        // The same 137 without an OOM event: a kill by the runtime, named.
+        ledger.observe(&signal(11, 9, false, "containerd-shim"));
+        let death = ledger.observe(&exit(11, KILLED)).expect("a death");
+        assert_eq!(death.cause.label(), "signal");
+        assert_eq!(death.cause.sender_label(), "containerd_shim");
+        assert!(death.cause.to_string().contains("SIGKILL from containerd-shim"), "{}", death.cause);
+
+        // And with no signal seen at all: never guessed.
+        let death = ledger.observe(&exit(12, KILLED)).expect("a death");
+        assert_eq!(death.cause, DeathCause::Signaled { signal: 9 });
+        assert!(ledger.is_empty(), "marks are consumed by the exit");
+    }
+
+    #[test]
+    fn faults_and_plain_exits() {
+        let mut ledger = KillLedger::default();
+        ledger.observe(&signal(20, 11, true, "crashy"));
+        let death = ledger.observe(&exit(20, ExitStatus::Signaled { signal: 11, core_dumped: true })).expect("death");
+        assert_eq!(death.cause, DeathCause::Fault { signal: 11 });
+        let death = ledger.observe(&exit(21, ExitStatus::Exited { code: 1 })).expect("death");
+        assert_eq!(death.cause, DeathCause::Exited { code: 1 });
+    }
+
+    #[test]
+    fn ledger_is_bounded() {
+        let mut ledger = KillLedger::with_capacity(100);
+        for tgid in 0..10_000 {
+            ledger.observe(&signal(tgid, 15, false, "kill"));
+        }
+        assert_eq!(ledger.len(), 100);
+    }
+
+    #[test]
+    fn sender_classes() {
+        assert_eq!(SenderClass::from_comm("kubelet"), SenderClass::Kubelet);
+        assert_eq!(SenderClass::from_comm("containerd-shim"), SenderClass::ContainerdShim);
+        assert_eq!(SenderClass::from_comm("runc"), SenderClass::Runc);
+        assert_eq!(SenderClass::from_comm("bash"), SenderClass::Other);
+        assert!(SenderClass::Kubelet.is_runtime_or_kubelet());
+        assert!(!SenderClass::Systemd.is_runtime_or_kubelet());
+    }
+}
