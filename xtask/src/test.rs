@@ -11,6 +11,8 @@ use crate::{TOOLCHAIN, cargo, setup, status};
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     setup::run(setup::Scope::Tests)?;
     nextest()?;
+    // The end-to-end tests run the daemon binary itself, which `nextest run` does not build.
+    status(cargo().args(["build", "--package", "monitor", "--bin", "node-runtime-monitor"]))?;
     let mut cmd = cargo();
     cmd.args(["nextest", "run", "--workspace", "--exclude", "monitor-ebpf", "--no-fail-fast"]).args(args);
     status(&mut cmd)
