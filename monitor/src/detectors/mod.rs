@@ -1,3 +1,75 @@
 //! Detectors: turn attributed events into deaths and findings. Each detector is a small state
-//! machine fed one event at a time; none does I/O.
+//! machine fed one event at a time, with the time it arrived; none does I/O, so each is
+//! tested with scripted event sequences. The daemon records their findings in the store, which
+//! closes them after a quiet period.
+//!
+//! - [`kills`]: how each process died (exit code, OOM killer, named sender, kernel fault).
+//! - [`loops`]: restart loops of containers and host services, repeated failed execs of the
+//!   same binary, repeated failed connects to runtime sockets and the API server.
+//! - [`memory`]: OOM kills of control-plane pods and node daemons, joined with the audit's
+//!   reservation and limit findings.
+
 pub mod kills;
+pub mod loops;
+pub mod memory;
+
+use std::time::Instant;
+
+use crate::{events::Event, findings::Finding};
+
+/// Whose event it is, as the detectors need it: a stable key (the same container of the same
+/// pod across re-creations; the same host service), what to call it, and whether it is part
+/// of the node's control plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subject {
+    /// Stable across restarts: `pod:kube-system/kube-apiserver-node1/kube-apiserver`,
+    /// `service:containerd.service`, `process:/usr/bin/foo<-bash`.
+    pub key: String,
+    /// What an operator calls it: `kube-system/kube-apiserver-node1 (container kube-apiserver)`.
+    pub display: String,
+    pub kind: SubjectKind,
+    /// The instance: container id, or empty for host processes (each exec is a run).
+    pub instance: String,
+    /// A static pod (kubelet manifest) or a node daemon (kubelet, containerd, ...).
+    pub control_plane: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubjectKind {
+    Container,
+    HostService,
+    HostProcess,
+}
+
+/// What the detectors know of the node's configuration (from the audit), to name causes.
+#[derive(Clone, Debug, Default)]
+pub struct NodeFacts {
+    /// kubelet's runtime endpoint, e.g. `unix:///run/containerd/containerd.sock`.
+    pub runtime_endpoint: Option<String>,
+    /// The audit's open findings about memory reservations, limits and requests.
+    pub memory_findings: Vec<Finding>,
+    /// The audit's open findings that explain sandbox churn (cgroup driver, sandbox image).
+    pub churn_findings: Vec<Finding>,
+}
+
+/// Every detector, fed in order.
+#[derive(Debug, Default)]
+pub struct Detectors {
+    pub kills: kills::KillLedger,
+    pub loops: loops::LoopDetector,
+    pub memory: memory::MemoryDetector,
+}
+
+impl Detectors {
+    pub fn new(config: loops::LoopConfig) -> Self {
+        Self { kills: kills::KillLedger::default(), loops: loops::LoopDetector::new(config), memory: Default::default() }
+    }
+
+    /// Feeds one event of `subject`; returns the findings it opens or refreshes.
+    pub fn observe(&mut self, event: &Event, subject: &Subject, facts: &NodeFacts, now: Instant) -> Vec<Finding> {
+        let death = self.kills.observe(event);
+        let mut findings = self.loops.observe(event, death.as_ref(), subject, facts, now);
+        findings.extend(self.memory.observe(event, subject, facts, now));
+        findings
+    }
+}
