@@ -20,9 +20,14 @@ use tokio::{
 use tracing::{debug, error, info, warn};
 
 use crate::{
+    detectors::{
+        Detectors, NodeFacts, Subject, SubjectKind,
+        loops::LoopConfig,
+        metrics::{DetectorMetrics, OwnerLabels},
+    },
     events::{Event, Record},
     exporters::http::{self, AppState},
-    findings::store::FindingStore,
+    findings::{metrics::FindingMetrics, store::FindingStore},
     probes::{
         self, PROGRAMS, ProbeOptions, Probes,
         metrics::{KernelStatsCollector, ProbeMetrics, register_build_info},
@@ -63,6 +68,22 @@ pub struct RunArgs {
     /// Log every kernel event (at info level): for debugging, not for production.
     #[arg(long)]
     pub log_events: bool,
+    /// A loop finding closes after this many seconds without a recurrence.
+    #[arg(long, env = "NRM_FINDING_QUIET_SECONDS", default_value_t = 600)]
+    pub finding_quiet_seconds: u64,
+    /// Runs of the same container within the window that make a restart loop.
+    #[arg(long, default_value_t = 3)]
+    pub container_restarts: usize,
+    /// Failed runs of the same host binary within the window that make a restart loop.
+    #[arg(long, default_value_t = 3)]
+    pub host_failures: usize,
+    /// Failed execs of the same path, or failed connects to the same runtime endpoint, by the
+    /// same caller within the window that make a loop.
+    #[arg(long, default_value_t = 3)]
+    pub repeated_failures: usize,
+    /// Window of the loop detectors, in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub loop_window_seconds: u64,
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
@@ -107,6 +128,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let findings = FindingStore::new();
+    let finding_metrics = FindingMetrics::new(&mut registry, findings.clone());
+    let detector_metrics = DetectorMetrics::new(&mut registry);
+    let facts = Arc::new(std::sync::RwLock::new(NodeFacts::default()));
     let probes_up = Arc::new(AtomicUsize::new(0));
 
     // Probes: a failure here leaves the daemon running degraded (metrics, audit, health).
@@ -141,7 +165,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         drop(events_tx);
     }
-    tasks.spawn(consume(events_rx, args.log_events));
+    let window = std::time::Duration::from_secs(args.loop_window_seconds.max(1));
+    let loop_config = LoopConfig {
+        container_restarts: args.container_restarts.max(1),
+        container_window: window * 2,
+        host_failures: args.host_failures.max(1),
+        host_window: window,
+        exec_failures: args.repeated_failures.max(1),
+        exec_window: window,
+        connect_failures: args.repeated_failures.max(1),
+        connect_window: window,
+        ..LoopConfig::default()
+    };
+    let pipeline = Pipeline {
+        detectors: Detectors::new(loop_config),
+        facts: facts.clone(),
+        findings: findings.clone(),
+        finding_metrics: finding_metrics.clone(),
+        detector_metrics,
+        log_events: args.log_events,
+    };
+    tasks.spawn(pipeline.run(events_rx));
+    let quiet = std::time::Duration::from_secs(args.finding_quiet_seconds.max(1));
+    tasks.spawn(expire_findings(findings.clone(), finding_metrics, quiet, shutdown_rx.clone()));
 
     let registry = Arc::new(registry);
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -176,11 +222,60 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The pipeline's consumer of decoded events.
-async fn consume(mut events: mpsc::Receiver<Record>, log_events: bool) {
-    while let Some(record) = events.recv().await {
-        if log_events {
-            log_event(&record.event);
+/// The pipeline after the reader: attribution, detectors, findings.
+struct Pipeline {
+    detectors: Detectors,
+    facts: Arc<std::sync::RwLock<NodeFacts>>,
+    findings: FindingStore,
+    finding_metrics: FindingMetrics,
+    detector_metrics: DetectorMetrics,
+    log_events: bool,
+}
+
+impl Pipeline {
+    async fn run(mut self, mut events: mpsc::Receiver<Record>) {
+        while let Some(record) = events.recv().await {
+            if self.log_events {
+                log_event(&record.event);
+            }
+            let subject = host_subject(&record.event);
+            let now = std::time::Instant::now();
+            let facts = self.facts.read().map(|f| f.clone()).unwrap_or_default();
+            let (death, found) = self.detectors.observe(&record.event, &subject, &facts, now);
+            if let Some(death) = &death {
+                let owner = OwnerLabels { service: subject.display.clone(), kind: Some(subject.kind), ..Default::default() };
+                self.detector_metrics.record(death, &owner);
+            }
+            for finding in found {
+                let changes = self.findings.record("detectors", finding, std::time::SystemTime::now());
+                self.finding_metrics.record(&changes);
+            }
+        }
+    }
+}
+
+/// Until attribution names owners, every event is a host process's, keyed by its command.
+fn host_subject(event: &Event) -> Subject {
+    let comm = &event.task().comm;
+    Subject {
+        key: format!("process:{comm}"),
+        display: format!("host process {comm}"),
+        kind: SubjectKind::HostProcess,
+        instance: String::new(),
+        control_plane: false,
+    }
+}
+
+/// Closes detector findings that did not recur for `quiet`.
+async fn expire_findings(store: FindingStore, metrics: FindingMetrics, quiet: std::time::Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5).min(quiet));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let changes = store.expire("detectors", quiet, std::time::SystemTime::now());
+                metrics.record(&changes);
+            }
+            _ = shutdown.changed() => break,
         }
     }
 }

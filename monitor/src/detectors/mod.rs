@@ -12,6 +12,7 @@
 pub mod kills;
 pub mod loops;
 pub mod memory;
+pub mod metrics;
 
 use std::time::Instant;
 
@@ -65,11 +66,18 @@ impl Detectors {
         Self { kills: kills::KillLedger::default(), loops: loops::LoopDetector::new(config), memory: Default::default() }
     }
 
-    /// Feeds one event of `subject`; returns the findings it opens or refreshes.
-    pub fn observe(&mut self, event: &Event, subject: &Subject, facts: &NodeFacts, now: Instant) -> Vec<Finding> {
+    /// Feeds one event of `subject`; returns the death it completes (exits) and the findings
+    /// it opens or refreshes.
+    pub fn observe(
+        &mut self,
+        event: &Event,
+        subject: &Subject,
+        facts: &NodeFacts,
+        now: Instant,
+    ) -> (Option<kills::Death>, Vec<Finding>) {
         let death = self.kills.observe(event);
         let mut findings = self.loops.observe(event, death.as_ref(), subject, facts, now);
         findings.extend(self.memory.observe(event, subject, facts, now));
-        findings
+        (death, findings)
     }
 }

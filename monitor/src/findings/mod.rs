@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+pub mod metrics;
 pub mod store;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
