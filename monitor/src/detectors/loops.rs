@@ -193,6 +193,10 @@ pub struct LoopDetector {
     /// Running processes that started a run: tgid -> run key.
     running: HashMap<u32, String>,
     exec_failures: Bounded<Occurrences>,
+    /// ENOENT exec failures not yet counted: a PATH search (execvp) fails in every directory
+    /// before the one that has the binary; such a miss is dropped when the same process then
+    /// execs a file of the same name, and counted when it exits or execs something else.
+    tentative: HashMap<u32, Vec<(crate::events::ExecFailed, Subject)>>,
     connect_failures: Bounded<Occurrences>,
 }
 
@@ -220,6 +224,7 @@ impl LoopDetector {
             histories: Bounded::new(cap),
             running: HashMap::new(),
             exec_failures: Bounded::new(cap),
+            tentative: HashMap::new(),
             connect_failures: Bounded::new(cap),
         }
     }
@@ -239,13 +244,26 @@ impl LoopDetector {
     ) -> Vec<Finding> {
         let mut findings = Vec::new();
         match event {
-            Event::Exec(exec) => self.start_run(exec.task.tgid, &exec.filename, subject),
+            Event::Exec(exec) => {
+                findings.extend(self.settle_tentative(exec.task.tgid, Some(&exec.filename), now));
+                self.start_run(exec.task.tgid, &exec.filename, subject);
+            }
+            Event::Exit(exit) => findings.extend(self.settle_tentative(exit.task.tgid, None, now)),
             Event::Connect(connect) if connect.errno == 0 => {
                 if is_control_endpoint(&connect.address) {
                     self.note_connect(connect.task.tgid, connect.address.to_string());
                 }
             }
             Event::Connect(connect) => findings.extend(self.connect_failure(connect, subject, facts, now)),
+            Event::ExecFailed(failed) if failed.errno == libc::ENOENT => {
+                if self.tentative.len() >= self.config.max_tracked {
+                    self.tentative.clear();
+                }
+                let pending = self.tentative.entry(failed.task.tgid).or_default();
+                if pending.len() < 64 {
+                    pending.push((failed.clone(), subject.clone()));
+                }
+            }
             Event::ExecFailed(failed) => findings.extend(self.exec_failure(failed, subject, now)),
             _ => {}
         }
@@ -317,6 +335,19 @@ impl LoopDetector {
             return None;
         }
         Some(restart_finding(subject, &recent, window, facts))
+    }
+
+    /// Counts or drops the tentative ENOENT failures of `tgid`: dropped when it now execs a
+    /// file of the same name (a PATH search that found it), counted otherwise.
+    fn settle_tentative(&mut self, tgid: u32, exec: Option<&str>, now: Instant) -> Vec<Finding> {
+        let Some(pending) = self.tentative.remove(&tgid) else { return Vec::new() };
+        let base = |path: &str| path.rsplit('/').next().unwrap_or(path).to_string();
+        let found = exec.map(base);
+        pending
+            .into_iter()
+            .filter(|(failed, _)| found.as_deref() != Some(base(&failed.filename).as_str()))
+            .filter_map(|(failed, subject)| self.exec_failure(&failed, &subject, now))
+            .collect()
     }
 
     fn exec_failure(&mut self, failed: &crate::events::ExecFailed, subject: &Subject, now: Instant) -> Option<Finding> {
@@ -619,9 +650,13 @@ mod tests {
                 syscall: "execve",
             })
         };
+        let gone = |tgid| exit(tgid, ExitStatus::Exited { code: 127 });
         assert!(h.feed(failed(1), &host(), 0).is_empty());
+        assert!(h.feed(gone(1), &host(), 0).is_empty());
         assert!(h.feed(failed(2), &host(), 30).is_empty());
-        let findings = h.feed(failed(3), &host(), 60);
+        assert!(h.feed(gone(2), &host(), 30).is_empty());
+        assert!(h.feed(failed(3), &host(), 60).is_empty(), "counted once the process is gone");
+        let findings = h.feed(gone(3), &host(), 60);
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].subject, "/usr/local/bin/crictl");
         assert!(findings[0].title.contains("does not exist (ENOENT)"), "{}", findings[0].title);
@@ -629,6 +664,25 @@ mod tests {
         let mut h = Harness::new();
         for (i, at) in [0u64, 400, 800].into_iter().enumerate() {
             assert!(h.feed(failed(i as u32), &host(), at).is_empty());
+            assert!(h.feed(gone(i as u32), &host(), at).is_empty());
+        }
+    }
+
+    #[test]
+    fn path_search_misses_are_not_failures() {
+        // execvp("crictl") tries /usr/local/sbin/crictl, then finds /usr/bin/crictl: every run.
+        let mut h = Harness::new();
+        for tgid in 0..10u32 {
+            let miss = Event::ExecFailed(ExecFailed {
+                task: task(tgid, "cron"),
+                filename: "/usr/local/sbin/crictl".into(),
+                filename_truncated: false,
+                errno: libc::ENOENT,
+                syscall: "execve",
+            });
+            assert!(h.feed(miss, &host(), tgid as u64).is_empty());
+            assert!(h.feed(exec(tgid, "/usr/bin/crictl"), &host(), tgid as u64).is_empty());
+            assert!(h.feed(exit(tgid, ExitStatus::Exited { code: 0 }), &host(), tgid as u64).is_empty());
         }
     }
 
