@@ -96,6 +96,32 @@ impl Drop for Daemon {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // Keep the log of a failed test for its report; otherwise leave nothing behind.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// Open findings as `/findings` serves them.
+pub fn findings(daemon: &Daemon) -> Vec<serde_json::Value> {
+    let body = daemon.get("/findings").unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["findings"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// Waits (bounded) until a finding of `rule` about `subject` is open; returns it.
+pub fn wait_for_finding(daemon: &Daemon, rule: &str, subject: &str, limit: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let open = findings(daemon);
+        if let Some(f) = open.iter().find(|f| f["rule"] == rule && f["subject"] == subject) {
+            return f.clone();
+        }
+        assert!(Instant::now() < deadline, "no {rule} finding about {subject} after {limit:?}; open: {open:#?}\nlog:\n{}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -463,9 +463,14 @@ fn restart_finding(subject: &Subject, runs: &[&Run], window: Duration, facts: &N
     } else {
         format!("last run {}", deaths.last().map(|d| d.cause.to_string()).unwrap_or_default())
     };
+    // Subject: the container (namespace/pod/container), the unit, or the binary's path.
+    let name = match subject.kind {
+        SubjectKind::HostProcess => runs.last().map(|r| r.exec.clone()).unwrap_or_default(),
+        _ => subject.key.trim_start_matches("pod:").trim_start_matches("service:").to_string(),
+    };
     let mut finding = Finding::new(
         rule,
-        subject.key.trim_start_matches("pod:").trim_start_matches("service:").to_string(),
+        name,
         format!("{} restarted {} times in {}: {summary}", subject.display, runs.len(), secs(window)),
     );
     for (i, run) in runs.iter().enumerate() {

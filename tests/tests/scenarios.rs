@@ -1,0 +1,162 @@
+//! Scenarios: the whole daemon, real kernel events, host-level reproductions of the incidents
+//! in shared/INCIDENTS.md, and exactly the findings expected (none on a busy healthy host).
+//! These tests run alone (see .config/nextest.toml): the daemon judges the whole host.
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt as _,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use monitor_tests::{
+    cgroups::{TestCgroup, spawn_in},
+    daemon::{Daemon, findings, metric_value, wait_for_finding},
+};
+
+const PYTHON: &str = "/usr/bin/python3";
+const WAIT: Duration = Duration::from_secs(30);
+/// Short windows so that loops of a few seconds count; the defaults are minutes.
+const ARGS: [&str; 4] = ["--loop-window-seconds", "120", "--finding-quiet-seconds", "600"];
+
+fn rules_and_subjects(daemon: &Daemon) -> Vec<(String, String)> {
+    let mut all: Vec<(String, String)> = findings(daemon)
+        .iter()
+        .map(|f| (f["rule"].as_str().unwrap_or("").to_string(), f["subject"].as_str().unwrap_or("").to_string()))
+        .collect();
+    all.sort();
+    all
+}
+
+fn run(script: &str, tree: &TestCgroup) {
+    let mut child = spawn_in(Command::new("/bin/sh").args(["-c", script]), &[tree]);
+    let _ = child.wait();
+}
+
+#[test]
+fn incident1_bootstrap_keeps_failing_on_a_missing_crictl() {
+    let daemon = Daemon::start(&ARGS);
+    let tree = TestCgroup::v2("incident1");
+    // nodeup-like: the bootstrap retries a step that needs crictl, which is not installed.
+    let crictl = format!("/opt/nrm-{}/usr/local/bin/crictl", std::process::id());
+    run(&format!("for i in 1 2 3 4; do {crictl} info 2>/dev/null; sleep 0.2; done; exit 0"), &tree);
+    let finding = wait_for_finding(&daemon, "exec-failure-loop", &crictl, WAIT);
+    assert!(finding["title"].as_str().unwrap_or("").contains("does not exist (ENOENT)"), "{finding:#}");
+    assert!(finding["remediation"].as_str().unwrap_or("").contains("asset cache"), "{finding:#}");
+    assert_eq!(finding["severity"], "warning");
+    assert!(finding["count"].as_u64().unwrap_or(0) >= 2, "refreshed by the fourth failure: {finding:#}");
+    assert_eq!(rules_and_subjects(&daemon), vec![("exec-failure-loop".to_string(), crictl)]);
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn incident2_client_keeps_connecting_to_a_missing_cri_dockerd_socket() {
+    let daemon = Daemon::start(&ARGS);
+    let tree = TestCgroup::v2("incident2");
+    let socket = "/var/run/cri-dockerd.sock";
+    assert!(!std::path::Path::new(socket).exists(), "this scenario needs {socket} absent");
+    let script = format!(
+        "{PYTHON} -c \"import socket, time\nfor i in range(4):\n    s = socket.socket(socket.AF_UNIX)\n    s.connect_ex('{socket}')\n    time.sleep(0.2)\n\""
+    );
+    run(&script, &tree);
+    let subject = format!("unix:{socket}");
+    let finding = wait_for_finding(&daemon, "connect-failure-loop", &subject, WAIT);
+    assert_eq!(finding["severity"], "critical");
+    assert!(finding["title"].as_str().unwrap_or("").contains("(ENOENT)"), "{finding:#}");
+    let evidence = finding["evidence"].to_string();
+    assert!(evidence.contains("python3"), "names the client: {evidence}");
+    assert_eq!(rules_and_subjects(&daemon), vec![("connect-failure-loop".to_string(), subject)]);
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn a_host_service_that_keeps_failing_is_a_restart_loop_with_each_runs_exit() {
+    let daemon = Daemon::start(&ARGS);
+    let tree = TestCgroup::v2("restart");
+    let dir = std::env::temp_dir().join(format!("nrm-svc-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("dir");
+    let binary = dir.join("kubelet");
+    fs::copy("/bin/false", &binary).expect("copy /bin/false");
+    fs::set_permissions(&binary, fs::Permissions::from_mode(0o755)).expect("chmod");
+    // A supervisor restarting a binary that fails at once (systemd Restart=always).
+    run(&format!("for i in 1 2 3; do {}; sleep 0.3; done; exit 0", binary.display()), &tree);
+    let subject = binary.display().to_string();
+    let finding = wait_for_finding(&daemon, "host-service-restart-loop", &subject, WAIT);
+    let evidence = finding["evidence"].as_array().cloned().unwrap_or_default();
+    assert_eq!(evidence.len(), 3, "one line per run: {finding:#}");
+    for line in &evidence {
+        assert!(line["detail"].as_str().unwrap_or("").contains("exited with code 1"), "{line:#}");
+    }
+    assert_eq!(rules_and_subjects(&daemon), vec![("host-service-restart-loop".to_string(), subject)]);
+    assert_eq!(daemon.stop(), Some(0));
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[test]
+fn an_oom_killed_workload_is_counted_as_an_oom_kill_and_a_sigkill_is_not() {
+    let daemon = Daemon::start(&ARGS);
+    let tree = TestCgroup::v2("oom-count");
+    let memcg = TestCgroup::memory_v1("nrm-scenario-oom", 40 << 20);
+    let mut hog = spawn_in(
+        Command::new(PYTHON).args(["-c", "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"]),
+        &[&tree, &memcg],
+    );
+    let _ = hog.wait();
+    let mut sleeper = spawn_in(Command::new("/bin/sleep").arg("60"), &[&tree]);
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(sleeper.id() as i32, libc::SIGKILL) };
+    let _ = sleeper.wait();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let metrics = daemon.get("/metrics").unwrap_or_default();
+        let oom = metric_value(&metrics, "node_runtime_monitor_kills_total", &["cause=\"oom\"", "python3"]);
+        let signal = metric_value(&metrics, "node_runtime_monitor_kills_total", &["cause=\"signal\"", "sleep"]);
+        if oom == Some(1.0) && signal == Some(1.0) {
+            assert!(metric_value(&metrics, "node_runtime_monitor_kills_total", &["cause=\"oom\"", "sleep"]).is_none());
+            break;
+        }
+        assert!(Instant::now() < deadline, "kills not counted: oom={oom:?} signal={signal:?}\n{metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(rules_and_subjects(&daemon), Vec::<(String, String)>::new(), "a workload's OOM kill is counted, not a finding");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn a_busy_healthy_host_gets_no_findings() {
+    let daemon = Daemon::start(&ARGS);
+    let tree = TestCgroup::v2("noise");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            drop(stream);
+        }
+    });
+    let started = Instant::now();
+    let mut round = 0u32;
+    while started.elapsed() < Duration::from_secs(60) {
+        round += 1;
+        // Normal work: execs that succeed, loopback connects that succeed, a few processes
+        // that exit non-zero once each (different binaries), one refused connect to a
+        // control-plane port, one failed exec of a path never tried again.
+        let once = match round {
+            5 => format!("/opt/nrm-noise-{round}/tool 2>/dev/null;"),
+            9 => format!("{PYTHON} -c \"import socket; socket.socket().connect_ex(('127.0.0.1', 6443))\";"),
+            13 => "ls /nonexistent-nrm 2>/dev/null;".to_string(),
+            17 => "grep -q nothing /dev/null;".to_string(),
+            _ => String::new(),
+        };
+        let script = format!(
+            "for i in 1 2 3 4 5; do /bin/true; done; ls / >/dev/null; {once} {PYTHON} -c \"import socket; socket.create_connection(('127.0.0.1', {port})).close()\"; exit 0"
+        );
+        run(&script, &tree);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let metrics = daemon.get("/metrics").unwrap_or_default();
+    let execs = metric_value(&metrics, "node_runtime_monitor_events_total", &["kind=\"exec\""]).unwrap_or(0.0);
+    assert!(execs >= (round * 8) as f64, "the daemon saw the activity: {execs} execs in {round} rounds");
+    assert_eq!(rules_and_subjects(&daemon), Vec::<(String, String)>::new(), "no finding on a healthy host");
+    assert_eq!(daemon.stop(), Some(0));
+}
