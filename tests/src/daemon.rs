@@ -73,13 +73,18 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and waits for the exit status code.
-    pub fn stop(mut self) -> Option<i32> {
+    pub fn stop(self) -> Option<i32> {
+        self.stop_with_log().0
+    }
+
+    /// Sends SIGTERM, waits, and returns the exit status code and the whole log.
+    pub fn stop_with_log(mut self) -> (Option<i32>, String) {
         // SAFETY: plain kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
+                return (status.code(), self.log_text());
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();

@@ -64,11 +64,10 @@ fn serves_metrics_health_and_findings_then_detaches_on_sigterm() {
     let pid = daemon.child.id();
     let programs = bpf_programs_of(pid);
     assert_eq!(programs.len(), PROGRAMS.len(), "bpftool sees the daemon's {} programs", PROGRAMS.len());
-    let log = daemon.log.clone();
-    assert_eq!(daemon.stop(), Some(0), "exit code 0 on SIGTERM");
+    let (code, log) = daemon.stop_with_log();
+    assert_eq!(code, Some(0), "exit code 0 on SIGTERM");
     let leftovers: Vec<u64> = programs.into_iter().filter(|id| bpf_program_exists(*id)).collect();
     assert!(leftovers.is_empty(), "programs left in the kernel after SIGTERM: {leftovers:?}");
-    let log = std::fs::read_to_string(log).unwrap_or_default();
     assert!(log.contains("SIGTERM received") && log.contains("stopped"), "{log}");
 }
 
@@ -114,4 +113,129 @@ fn the_test_harness_fails_loudly_without_privileges() {
     // And with them it works: the failure above is about privileges, not a broken harness.
     let ok = Command::new(env!("CARGO_BIN_EXE_load-probes")).output().expect("run load-probes");
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+}
+
+/// The capabilities the DaemonSet grants (deploy/): CAP_BPF and CAP_PERFMON, nothing else.
+const DAEMONSET_CAPS: &str = "-all,+bpf,+perfmon";
+
+fn with_caps(caps: &str) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        &format!("--bounding-set={caps}"),
+        &format!("--inh-caps={caps}"),
+        &format!("--ambient-caps={caps}"),
+        "--",
+    ]);
+    cmd.arg(binary());
+    cmd
+}
+
+fn ensure_tracefs_mounted() {
+    if !std::path::Path::new("/sys/kernel/tracing/events").is_dir() {
+        let status = Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]).status();
+        assert!(status.is_ok_and(|s| s.success()), "cannot mount tracefs");
+    }
+}
+
+#[test]
+fn least_privilege_the_daemonset_capabilities_are_enough() {
+    // The DaemonSet mounts the host's tracefs; so does this test.
+    ensure_tracefs_mounted();
+    let daemon = Daemon::start_with(with_caps(DAEMONSET_CAPS), &[]);
+    let metrics = daemon.get("/metrics").expect("/metrics");
+    for spec in PROGRAMS {
+        let up = metric_value(&metrics, "node_runtime_monitor_probe_up", &[&format!("program=\"{}\"", spec.name)]);
+        assert_eq!(up, Some(1.0), "{} attached with only CAP_BPF+CAP_PERFMON; log:\n{}", spec.name, daemon.log_text());
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).expect("status");
+    let effective = status.lines().find_map(|l| l.strip_prefix("CapEff:")).map(str::trim).unwrap_or("");
+    // CAP_PERFMON (38) and CAP_BPF (39): bits 38 and 39.
+    assert_eq!(effective, "000000c000000000", "the daemon holds exactly CAP_PERFMON and CAP_BPF");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn without_btf_the_classic_tracepoints_still_work() {
+    let daemon = Daemon::start(&["--btf", "/nonexistent/vmlinux"]);
+    let metrics = daemon.get("/metrics").expect("/metrics");
+    for spec in PROGRAMS {
+        let expected = if matches!(spec.hook, monitor::probes::Hook::BtfTracePoint(_)) { 0.0 } else { 1.0 };
+        let up = metric_value(&metrics, "node_runtime_monitor_probe_up", &[&format!("program=\"{}\"", spec.name)]);
+        assert_eq!(up, Some(expected), "{}", spec.name);
+    }
+    let log = daemon.log_text();
+    assert!(log.contains("no kernel BTF"), "says what is missing: {log}");
+    assert!(log.contains("kernel BTF not available"), "says why the BTF tracepoints are down: {log}");
+    // Events still flow through the programs that are up.
+    Command::new("/bin/true").status().expect("run /bin/true");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metric_value(&daemon.get("/metrics").unwrap_or_default(), "node_runtime_monitor_events_total", &["kind=\"exec\""])
+        .unwrap_or(0.0)
+        < 1.0
+    {
+        assert!(std::time::Instant::now() < deadline, "no exec event without BTF");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn without_tracefs_the_daemon_mounts_it_or_says_why_not() {
+    // A private mount namespace where tracefs is not mounted: with CAP_SYS_ADMIN the daemon
+    // mounts it itself; without, the tracefs-based programs are down, the BTF ones still up.
+    let script = "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null; exec \"$@\"";
+    let mut mounting = Command::new("unshare");
+    mounting.args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"]).arg(binary());
+    let daemon = Daemon::start_with(mounting, &[]);
+    let metrics = daemon.get("/metrics").expect("/metrics");
+    for spec in PROGRAMS {
+        let up = metric_value(&metrics, "node_runtime_monitor_probe_up", &[&format!("program=\"{}\"", spec.name)]);
+        assert_eq!(up, Some(1.0), "{}; log:\n{}", spec.name, daemon.log_text());
+    }
+    assert!(daemon.log_text().contains("mounted tracefs"), "{}", daemon.log_text());
+    assert_eq!(daemon.stop(), Some(0));
+
+    let mut unprivileged = Command::new("unshare");
+    unprivileged.args(["--mount", "--propagation", "private", "sh", "-c", script, "sh", "setpriv"]);
+    unprivileged.args([
+        &format!("--bounding-set={DAEMONSET_CAPS}"),
+        &format!("--inh-caps={DAEMONSET_CAPS}"),
+        &format!("--ambient-caps={DAEMONSET_CAPS}"),
+        "--",
+    ]);
+    unprivileged.arg(binary());
+    let daemon = Daemon::start_with(unprivileged, &[]);
+    let metrics = daemon.get("/metrics").expect("/metrics");
+    for spec in PROGRAMS {
+        let expected = if matches!(spec.hook, monitor::probes::Hook::BtfTracePoint(_)) { 1.0 } else { 0.0 };
+        let up = metric_value(&metrics, "node_runtime_monitor_probe_up", &[&format!("program=\"{}\"", spec.name)]);
+        assert_eq!(up, Some(expected), "{}; log:\n{}", spec.name, daemon.log_text());
+    }
+    assert!(daemon.log_text().contains("tracefs is not mounted and mounting it"), "{}", daemon.log_text());
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn a_restart_resumes_cleanly_and_many_clients_are_served() {
+    for _ in 0..2 {
+        let daemon = Daemon::start(&[]);
+        let address = daemon.address;
+        let clients: Vec<_> = (0..200)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let path = if i % 2 == 0 { "/metrics" } else { "/findings" };
+                    monitor_tests::daemon::http_get(address, path).map(|(status, _)| status)
+                })
+            })
+            .collect();
+        let ok = clients.into_iter().map(|c| c.join()).filter(|r| matches!(r, Ok(Some(200)))).count();
+        assert_eq!(ok, 200, "every one of 200 concurrent clients got a 200");
+        let metrics = daemon.get("/metrics").expect("/metrics");
+        let up: f64 = PROGRAMS
+            .iter()
+            .filter_map(|s| metric_value(&metrics, "node_runtime_monitor_probe_up", &[&format!("program=\"{}\"", s.name)]))
+            .sum();
+        assert_eq!(up as usize, PROGRAMS.len());
+        assert_eq!(daemon.stop(), Some(0));
+    }
 }
