@@ -239,3 +239,18 @@ fn a_restart_resumes_cleanly_and_many_clients_are_served() {
         assert_eq!(daemon.stop(), Some(0));
     }
 }
+
+#[test]
+fn oversized_requests_are_refused() {
+    use std::io::{Read as _, Write as _};
+    let daemon = Daemon::start(&[]);
+    let mut stream = std::net::TcpStream::connect(daemon.address).expect("connect");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    write!(stream, "GET /findings HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\nConnection: close\r\n\r\n").expect("write");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response.split_whitespace().nth(1).unwrap_or("");
+    assert_eq!(status, "413", "a 10 MiB body is refused before it is read: {response}");
+    assert!(daemon.get("/healthz").is_some(), "and the daemon keeps serving");
+    assert_eq!(daemon.stop(), Some(0));
+}
