@@ -325,9 +325,15 @@ fn leaf_keys(table: &toml::Table, kept: &[&str]) -> Vec<String> {
     out
 }
 
+/// Looks a key path up; the last key matches case-insensitively, as containerd's decoding of
+/// runtime `options` does (Kubespray writes `systemdCgroup`).
 fn lookup<'a>(table: &'a toml::Table, path: &[&str]) -> Option<&'a toml::Value> {
     let (first, rest) = path.split_first()?;
-    let value = table.get(*first)?;
+    let value = match table.get(*first) {
+        Some(v) => v,
+        None if rest.is_empty() => table.iter().find(|(k, _)| k.eq_ignore_ascii_case(first)).map(|(_, v)| v)?,
+        None => return None,
+    };
     if rest.is_empty() { Some(value) } else { lookup(value.as_table()?, rest) }
 }
 
@@ -336,7 +342,8 @@ fn lookup<'a>(table: &'a toml::Table, path: &[&str]) -> Option<&'a toml::Value> 
 pub fn line_of_key(text: &str, header_contains: &str, key: &str) -> Option<usize> {
     let is_key_line = |line: &str| {
         let t = line.trim_start().trim_start_matches(['"', '\'']);
-        t.strip_prefix(key)
+        let head = t.get(..key.len()).filter(|h| h.eq_ignore_ascii_case(key));
+        head.map(|_| &t[key.len()..])
             .map(|r| r.trim_start_matches(['"', '\'']).trim_start().starts_with('='))
             .unwrap_or(false)
     };

@@ -1,0 +1,99 @@
+//! What the node's CRI sockets answered: per socket, whether it exists, the answer to a
+//! `Version` call on `runtime.v1` and on `runtime.v1alpha2`, the images in the runtime's store
+//! and the runtime's effective CRI config (containerd's `Status` verbose `info["config"]`).
+//!
+//! This is the seam between the audit and the sockets: the live path asks them through
+//! `node::cri`; tests and `check --cri-replay FILE` supply a recorded answer (JSON of
+//! [`CriFacts`]) instead. Rules only ever see this type.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Answers of every socket looked at.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CriFacts {
+    pub sockets: Vec<SocketFacts>,
+}
+
+impl CriFacts {
+    pub fn socket(&self, endpoint: &Path) -> Option<&SocketFacts> {
+        self.sockets.iter().find(|s| s.endpoint == endpoint)
+    }
+
+    /// Reads a recorded answer (`--cri-replay`).
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+/// One socket and what it answered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SocketFacts {
+    /// Host path, e.g. `/run/containerd/containerd.sock`.
+    pub endpoint: PathBuf,
+    pub exists: bool,
+    pub v1: ApiAnswer,
+    pub v1alpha2: ApiAnswer,
+    /// Image references (repo tags and digests) in the runtime's store, if listed.
+    #[serde(default)]
+    pub images: Option<Vec<String>>,
+    /// The runtime's effective CRI config (containerd: `Status` verbose `info["config"]`).
+    #[serde(default)]
+    pub runtime_config: Option<serde_json::Value>,
+}
+
+impl SocketFacts {
+    pub fn absent(endpoint: PathBuf) -> Self {
+        Self { endpoint, exists: false, v1: ApiAnswer::NotAsked, v1alpha2: ApiAnswer::NotAsked, images: None, runtime_config: None }
+    }
+
+    /// The runtime's own answer from whichever API it serves (v1 first).
+    pub fn runtime(&self) -> Option<&RuntimeIdentity> {
+        match (&self.v1, &self.v1alpha2) {
+            (ApiAnswer::Served(r), _) | (_, ApiAnswer::Served(r)) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Whether anything answered at the gRPC level (Served or Unimplemented).
+    pub fn answers(&self) -> bool {
+        !matches!(self.v1, ApiAnswer::NoAnswer { .. } | ApiAnswer::NotAsked)
+            || !matches!(self.v1alpha2, ApiAnswer::NoAnswer { .. } | ApiAnswer::NotAsked)
+    }
+
+    /// `SystemdCgroup` of the default runtime, as the runtime itself reports it.
+    pub fn systemd_cgroup(&self) -> Option<bool> {
+        let config = self.runtime_config.as_ref()?;
+        let containerd = config.get("containerd")?;
+        let name = containerd.get("defaultRuntimeName").and_then(|v| v.as_str()).unwrap_or("runc");
+        let options = containerd.get("runtimes")?.get(name)?.get("options")?;
+        options.get("SystemdCgroup").and_then(|v| v.as_bool()).or(Some(false))
+    }
+
+    /// The sandbox image the runtime reports using.
+    pub fn sandbox_image(&self) -> Option<&str> {
+        let config = self.runtime_config.as_ref()?;
+        config.get("sandboxImage").and_then(|v| v.as_str())
+    }
+}
+
+/// The runtime's answer to `Version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeIdentity {
+    pub runtime_name: String,
+    pub runtime_version: String,
+    pub runtime_api_version: String,
+}
+
+/// What one API version's `Version` call gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "kebab-case")]
+pub enum ApiAnswer {
+    Served(RuntimeIdentity),
+    /// gRPC Unimplemented: the socket answers but not this API (`unknown service runtime.v1...`).
+    Unimplemented { message: String },
+    /// No gRPC answer: refused, timed out, not a gRPC server.
+    NoAnswer { message: String },
+    NotAsked,
+}

@@ -1,0 +1,1 @@
+//! Audit metrics (being written).
