@@ -239,7 +239,13 @@ struct Pipeline {
 
 impl Pipeline {
     async fn run(mut self, mut events: mpsc::Receiver<Record>) {
+        // The kernel drops the daemon's own events; its children (the audit's `--version`
+        // runs of runtime binaries) are dropped here.
+        let own_pid = std::process::id();
         while let Some(record) = events.recv().await {
+            if record.event.task().ppid == own_pid {
+                continue;
+            }
             if self.log_events {
                 log_event(&record.event);
             }
