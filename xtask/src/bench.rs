@@ -1,6 +1,700 @@
-//! `bench`: workloads measured with no probes, with this monitor and with bpftrace.
-//! (being written)
+//! `bench`: what the agent costs. Three workloads (exec storm, connect storm, OOM storm), each
+//! run with no probes, with our daemon and with bpftrace counting hits of the same tracepoints,
+//! interleaved (none, ours, bpftrace, none, ...) and repeated; the median and the spread are
+//! reported. Also: events delivered vs events that happened, losses, the daemon's CPU and
+//! peak RSS, its idle CPU, OOM-kill-to-metric latency, and a per-program run time table
+//! (`kernel.bpf_stats_enabled`). Prints one table and writes BENCHMARKS.md.
+//!
+//! The cost of an operation is the CPU time (user + system) of the workload process and the
+//! children it reaped, divided by the operations: kernel programs run in the context of the
+//! task that hits the hook, so their cost is in it, and CPU time is far less disturbed than
+//! wall time by other work on the machine. (Hardware counters are not available in this VM:
+//! `perf stat -e instructions` says "not supported".) Wall time is reported too.
+//!
+//! Nothing here asserts on time: the bench reports, CI does not gate on it.
+//!
+//! `cargo xtask bench [--quick] [--repeats N] [--execs N] [--connects N] [--ooms N]
+//!  [--no-build] [--no-write] [--output PATH]`
 
-pub fn run(_args: &[String]) -> anyhow::Result<()> {
-    anyhow::bail!("benchmarks are not written yet")
+mod daemon;
+mod report;
+mod workload;
+
+use std::{
+    collections::BTreeMap,
+    io::Read as _,
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use self::{
+    daemon::{Bpftrace, Daemon, Metrics},
+    workload::Report,
+};
+use crate::workspace_root;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub quick: bool,
+    pub repeats: usize,
+    pub execs: u64,
+    pub exec_threads: u64,
+    pub connects: u64,
+    pub ooms: u64,
+    pub latency_samples: u64,
+    pub idle_seconds: u64,
+    pub build: bool,
+    pub write: bool,
+    pub profile: bool,
+    pub output: PathBuf,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let quick = args.iter().any(|a| a == "--quick");
+        let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
+        let mut o = Options {
+            quick,
+            repeats: if quick { 1 } else { 3 },
+            execs: if quick { 4_000 } else { 20_000 },
+            exec_threads: cpus,
+            connects: if quick { 20_000 } else { 100_000 },
+            ooms: if quick { 20 } else { 100 },
+            latency_samples: if quick { 20 } else { 100 },
+            idle_seconds: if quick { 5 } else { 20 },
+            build: true,
+            write: true,
+            profile: true,
+            output: workspace_root().join("BENCHMARKS.md"),
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--quick" => {}
+                "--repeats" => o.repeats = value()?.parse()?,
+                "--execs" => o.execs = value()?.parse()?,
+                "--exec-threads" => o.exec_threads = value()?.parse()?,
+                "--connects" => o.connects = value()?.parse()?,
+                "--ooms" => o.ooms = value()?.parse()?,
+                "--latency-samples" => o.latency_samples = value()?.parse()?,
+                "--idle-seconds" => o.idle_seconds = value()?.parse()?,
+                "--no-build" => o.build = false,
+                "--no-write" => o.write = false,
+                "--no-profile" => o.profile = false,
+                "--output" => o.output = PathBuf::from(value()?),
+                "-h" | "--help" => {
+                    println!(
+                        "cargo xtask bench [--quick] [--repeats N] [--execs N] [--exec-threads N] [--connects N] \
+                         [--ooms N] [--latency-samples N] [--idle-seconds N] [--no-build] [--no-write] [--no-profile] [--output PATH]"
+                    );
+                    std::process::exit(0);
+                }
+                other => bail!("unknown bench option {other} (see --help)"),
+            }
+        }
+        o.repeats = o.repeats.max(1);
+        Ok(o)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Config {
+    None,
+    Ours,
+    Bpftrace,
+}
+
+impl Config {
+    pub const ALL: [Config; 3] = [Config::None, Config::Ours, Config::Bpftrace];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Config::None => "none",
+            Config::Ours => "ours",
+            Config::Bpftrace => "bpftrace",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Workload {
+    Exec,
+    Connect,
+    Oom,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 3] = [Workload::Exec, Workload::Connect, Workload::Oom];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Workload::Exec => "exec storm",
+            Workload::Connect => "connect storm",
+            Workload::Oom => "OOM storm",
+        }
+    }
+    pub fn unit(self) -> &'static str {
+        match self {
+            Workload::Exec => "fork+exec+exit+wait",
+            Workload::Connect => "socket+connect+close",
+            Workload::Oom => "fork+fill memcg+OOM kill+wait",
+        }
+    }
+}
+
+/// What the daemon counted over one workload (deltas).
+#[derive(Clone, Debug, Default)]
+pub struct DaemonDelta {
+    pub events: BTreeMap<String, f64>,
+    pub emitted: BTreeMap<String, f64>,
+    pub lost: BTreeMap<String, f64>,
+    pub filtered: BTreeMap<String, f64>,
+    pub dropped: BTreeMap<String, f64>,
+    pub cpu_s: f64,
+    /// Voluntary context switches of the daemon's threads (sleeps, so wakeups).
+    pub wakeups: u64,
+    /// From the end of the workload until user space had every emitted event.
+    pub drain_s: f64,
+    pub drained: bool,
+}
+
+/// One workload run in one configuration.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub config: Config,
+    pub workload: Workload,
+    pub rep: usize,
+    pub report: Report,
+    /// CPU time of the workload process and its reaped children.
+    pub cpu_s: f64,
+    pub wall_s: f64,
+    pub load1: f64,
+    pub daemon: Option<DaemonDelta>,
+    /// OOM kills the memory cgroup counted (`memory.oom_control` oom_kill), for the OOM storm.
+    pub memcg_oom_kills: Option<u64>,
+}
+
+impl Run {
+    pub fn ops(&self) -> f64 {
+        workload::get(&self.report, "ops")
+    }
+    pub fn cpu_us_per_op(&self) -> f64 {
+        self.cpu_s * 1e6 / self.ops().max(1.0)
+    }
+    pub fn wall_us_per_op(&self) -> f64 {
+        self.wall_s * 1e6 / self.ops().max(1.0)
+    }
+}
+
+/// Per-program run time over one workload (bpf_stats).
+#[derive(Clone, Debug)]
+pub struct ProgramCost {
+    pub tracer: Config,
+    pub workload: Workload,
+    pub ops: f64,
+    pub program: String,
+    pub runs: u64,
+    pub run_time_ns: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Idle {
+    pub seconds: f64,
+    pub cpu_fraction: f64,
+    pub events: BTreeMap<String, f64>,
+    pub filtered: f64,
+    pub rss_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Latency {
+    pub events_us: Vec<f64>,
+    pub kills_us: Vec<f64>,
+    pub timeouts: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Memory {
+    /// Peak RSS (VmHWM) of the daemon at the end of each run with it.
+    pub hwm_bytes: Vec<u64>,
+    /// RSS (VmRSS) at the end of each run with it.
+    pub rss_bytes: Vec<u64>,
+}
+
+pub struct Results {
+    pub options: Options,
+    pub runs: Vec<Run>,
+    pub idle: Idle,
+    pub latency: Latency,
+    pub memory: Memory,
+    pub profile: Vec<ProgramCost>,
+    pub bpftrace_counts: BTreeMap<String, u64>,
+    pub foreign: Vec<String>,
+    pub exec_target: String,
+    pub loads: Vec<f64>,
+    pub started: String,
+    pub elapsed_s: f64,
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    if args.first().is_some_and(|a| a == "--worker") {
+        return workload::run_worker(&args[1..]);
+    }
+    let options = Options::parse(args)?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the bench loads eBPF programs and makes memory cgroups: run it as root");
+    }
+    let started = Instant::now();
+    let binary = workspace_root().join("target/release/node-runtime-monitor");
+    if options.build {
+        crate::setup::run(crate::setup::Scope::Build)?;
+        eprintln!("bench: building the daemon (release)");
+        crate::status(crate::cargo().args(["build", "--release", "--package", "monitor", "--bin", "node-runtime-monitor"]))?;
+    }
+    if !binary.exists() {
+        bail!("{} missing (drop --no-build)", binary.display());
+    }
+    which("bpftrace")?;
+    which("bpftool")?;
+    daemon::ensure_tracefs();
+    daemon::set_bpf_stats(false);
+
+    let work = std::env::temp_dir().join(format!("nrm-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let (exec_program, _) = workload::exec_target(&work)?;
+    let memcg = Memcg::create()?;
+    let mut bench = Bench { options: options.clone(), binary, work: work.clone(), exec_program, memcg, loads: Vec::new() };
+    let result = bench.measure(started);
+    let _ = std::fs::remove_dir_all(&work);
+    let results = result?;
+    let text = report::console(&results);
+    println!("{text}");
+    if options.write {
+        std::fs::write(&options.output, report::markdown(&results))?;
+        eprintln!("bench: wrote {}", options.output.display());
+    }
+    Ok(())
+}
+
+fn which(tool: &str) -> anyhow::Result<()> {
+    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status()?.success();
+    if !found {
+        bail!("{tool} is not installed (cargo xtask setup --tests installs it)");
+    }
+    Ok(())
+}
+
+/// The v1 memory cgroup the OOM storm's victims join.
+struct Memcg {
+    path: PathBuf,
+}
+
+impl Memcg {
+    const LIMIT: u64 = 16 << 20;
+
+    fn create() -> anyhow::Result<Self> {
+        let mount = PathBuf::from("/sys/fs/cgroup/memory");
+        if !mount.join("memory.limit_in_bytes").exists() {
+            bail!("no v1 memory controller at {}: the OOM storm needs one", mount.display());
+        }
+        let path = mount.join(format!("nrm-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("mkdir {}", path.display()))?;
+        std::fs::write(path.join("memory.limit_in_bytes"), Self::LIMIT.to_string())?;
+        let _ = std::fs::write(path.join("memory.swappiness"), "0");
+        Ok(Self { path })
+    }
+
+    fn oom_kills(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(self.path.join("memory.oom_control")).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok())
+    }
+}
+
+impl Drop for Memcg {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+enum Tracer {
+    None,
+    Ours(Daemon),
+    Bpftrace(Bpftrace),
+}
+
+/// A tracer and the ids of the BPF programs it loaded (this bpftool shows no owner pids, so
+/// they are the tracing programs that appeared while it started).
+struct Started {
+    tracer: Tracer,
+    programs: Vec<u64>,
+}
+
+impl Tracer {
+    fn start(config: Config, bench: &Bench) -> anyhow::Result<Started> {
+        let before: Vec<u64> = daemon::bpf_programs().iter().map(|p| p.id).collect();
+        let tracer = match config {
+            Config::None => Tracer::None,
+            Config::Ours => Tracer::Ours(Daemon::start(&bench.binary, &bench.work, &[])?),
+            Config::Bpftrace => Tracer::Bpftrace(Bpftrace::start(&bench.work, &before)?),
+        };
+        let programs = match tracer {
+            Tracer::None => vec![],
+            _ => daemon::bpf_programs().iter().filter(|p| daemon::is_tracing(p) && !before.contains(&p.id)).map(|p| p.id).collect(),
+        };
+        Ok(Started { tracer, programs })
+    }
+}
+
+struct Bench {
+    options: Options,
+    binary: PathBuf,
+    work: PathBuf,
+    exec_program: PathBuf,
+    memcg: Memcg,
+    loads: Vec<f64>,
+}
+
+impl Bench {
+    fn worker_args(&self, workload: Workload, scale: f64) -> Vec<String> {
+        let n = |x: u64| ((x as f64 * scale).round() as u64).max(1).to_string();
+        match workload {
+            Workload::Exec => vec![
+                "exec".into(),
+                self.exec_program.display().to_string(),
+                n(self.options.execs),
+                self.options.exec_threads.to_string(),
+            ],
+            Workload::Connect => vec!["connect".into(), n(self.options.connects)],
+            Workload::Oom => vec!["oom".into(), self.memcg.path.display().to_string(), n(self.options.ooms)],
+        }
+    }
+
+    /// Runs a worker; returns its report and its CPU time (itself and its reaped children).
+    fn worker(&self, args: &[String]) -> anyhow::Result<(Report, f64, String)> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .arg("bench")
+            .arg("--worker")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("start worker")?;
+        let mut out = String::new();
+        child.stdout.take().context("worker stdout")?.read_to_string(&mut out)?;
+        let mut status = 0;
+        // SAFETY: rusage is plain old data; we reap our own child (std's Child is not waited).
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let pid = child.id() as i32;
+        loop {
+            // SAFETY: as above.
+            let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            if rc == pid {
+                break;
+            }
+            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                bail!("wait4 worker: {}", std::io::Error::last_os_error());
+            }
+        }
+        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            bail!("worker {args:?} failed (status {status:#x}): {out}");
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+        let report = workload::parse_report(&out).with_context(|| format!("worker printed no RESULT: {out}"))?;
+        Ok((report, cpu, out))
+    }
+
+    fn measure(&mut self, started: Instant) -> anyhow::Result<Results> {
+        let date = Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+        let mut runs = Vec::new();
+        let mut memory = Memory::default();
+        let mut foreign = Vec::new();
+        let mut bpftrace_counts = BTreeMap::new();
+
+        // Warm-up: page cache, the worker binary, the tiny ELF; not measured.
+        eprintln!("bench: warm-up");
+        for workload in Workload::ALL {
+            self.worker(&self.worker_args(workload, 0.05))?;
+        }
+
+        for rep in 0..self.options.repeats {
+            for config in Config::ALL {
+                eprintln!("bench: repeat {}/{}: {}", rep + 1, self.options.repeats, config.as_str());
+                let Started { tracer, programs } = Tracer::start(config, self)?;
+                std::thread::sleep(Duration::from_millis(500));
+                for p in daemon::foreign_tracing_programs(&programs) {
+                    let line = format!("{} program {} (id {}) during {}", p.kind, p.name, p.id, config.as_str());
+                    if !foreign.contains(&line) {
+                        foreign.push(line);
+                    }
+                }
+                for workload in Workload::ALL {
+                    let run = self.run_one(config, workload, rep, &tracer)?;
+                    eprintln!(
+                        "bench:   {:<14} {:>9.2} us/op CPU  {:>9.2} us/op wall  (load {:.2})",
+                        workload.as_str(),
+                        run.cpu_us_per_op(),
+                        run.wall_us_per_op(),
+                        run.load1
+                    );
+                    runs.push(run);
+                }
+                match tracer {
+                    Tracer::None => {}
+                    Tracer::Ours(d) => {
+                        if let Some(hwm) = daemon::status_bytes(d.pid(), "VmHWM:") {
+                            memory.hwm_bytes.push(hwm);
+                        }
+                        if let Some(rss) = daemon::status_bytes(d.pid(), "VmRSS:") {
+                            memory.rss_bytes.push(rss);
+                        }
+                        d.stop()?;
+                    }
+                    Tracer::Bpftrace(b) => {
+                        for (probe, n) in b.stop()? {
+                            *bpftrace_counts.entry(probe).or_insert(0) += n;
+                        }
+                    }
+                }
+            }
+        }
+
+        eprintln!("bench: idle daemon for {}s, then OOM-kill-to-metric latency", self.options.idle_seconds);
+        let (idle, latency) = self.idle_and_latency()?;
+        let profile = if self.options.profile {
+            eprintln!("bench: per-program run time (kernel.bpf_stats_enabled=1)");
+            self.profile()?
+        } else {
+            Vec::new()
+        };
+        Ok(Results {
+            options: self.options.clone(),
+            runs,
+            idle,
+            latency,
+            memory,
+            profile,
+            bpftrace_counts,
+            foreign,
+            exec_target: self.exec_program.display().to_string(),
+            loads: self.loads.clone(),
+            started: date,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn run_one(&mut self, config: Config, workload: Workload, rep: usize, tracer: &Tracer) -> anyhow::Result<Run> {
+        let args = self.worker_args(workload, 1.0);
+        let daemon = match tracer {
+            Tracer::Ours(d) => Some(d),
+            _ => None,
+        };
+        let before = daemon.map(|d| d.scrape()).transpose()?;
+        let cpu_before = daemon.and_then(|d| daemon::cpu_seconds(d.pid()));
+        let switches_before = daemon.map(|d| daemon::voluntary_switches(d.pid())).unwrap_or(0);
+        let oom_before = self.memcg.oom_kills();
+        let load_before = daemon::loadavg1();
+        let (report, cpu_s, _) = self.worker(&args)?;
+        let load1 = (load_before + daemon::loadavg1()) / 2.0;
+        self.loads.push(load1);
+        let memcg_oom_kills = match (workload, oom_before, self.memcg.oom_kills()) {
+            (Workload::Oom, Some(b), Some(a)) => Some(a - b),
+            _ => None,
+        };
+        let delta = match (daemon, before) {
+            (Some(d), Some(before)) => Some(drain(d, &before, cpu_before.unwrap_or(0.0), switches_before)?),
+            _ => None,
+        };
+        let wall_s = workload::get(&report, "wall_s");
+        Ok(Run { config, workload, rep, report, cpu_s, wall_s, load1, daemon: delta, memcg_oom_kills })
+    }
+
+    fn idle_and_latency(&mut self) -> anyhow::Result<(Idle, Latency)> {
+        let d = Daemon::start(&self.binary, &self.work, &[])?;
+        std::thread::sleep(Duration::from_secs(2));
+        let before = d.scrape()?;
+        let cpu0 = daemon::cpu_ns_schedstat(d.pid());
+        let cpu0_ticks = daemon::cpu_seconds(d.pid()).unwrap_or(0.0);
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_secs(self.options.idle_seconds));
+        let seconds = t0.elapsed().as_secs_f64();
+        let cpu1 = daemon::cpu_ns_schedstat(d.pid());
+        let cpu1_ticks = daemon::cpu_seconds(d.pid()).unwrap_or(0.0);
+        let after = d.scrape()?;
+        let cpu_s = match (cpu0, cpu1) {
+            (Some(a), Some(b)) if b >= a => (b - a) as f64 / 1e9,
+            _ => cpu1_ticks - cpu0_ticks,
+        };
+        let delta = |name: &str, key: &str| -> BTreeMap<String, f64> {
+            let b = before.by_label(name, key);
+            after.by_label(name, key).into_iter().map(|(k, v)| (k.clone(), v - b.get(&k).copied().unwrap_or(0.0))).collect()
+        };
+        let idle = Idle {
+            seconds,
+            cpu_fraction: cpu_s / seconds,
+            events: delta("node_runtime_monitor_events_total", "kind"),
+            filtered: delta("node_runtime_monitor_kernel_events_filtered_total", "program").values().sum(),
+            rss_bytes: daemon::status_bytes(d.pid(), "VmRSS:").unwrap_or(0),
+        };
+
+        let args = vec![
+            "oom-latency".to_string(),
+            self.memcg.path.display().to_string(),
+            self.options.latency_samples.to_string(),
+            d.address.clone(),
+        ];
+        let (report, _, out) = self.worker(&args)?;
+        let mut latency = Latency { timeouts: workload::get(&report, "timeouts") as u64, ..Default::default() };
+        if let Some(line) = out.lines().find_map(|l| l.strip_prefix("SAMPLES ")) {
+            for part in line.split_whitespace() {
+                if let Some((key, values)) = part.split_once('=') {
+                    let v: Vec<f64> = values.split(',').filter_map(|x| x.parse().ok()).collect();
+                    match key {
+                        "events_us" => latency.events_us = v,
+                        "kills_us" => latency.kills_us = v,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        d.stop()?;
+        Ok((idle, latency))
+    }
+
+    /// Per-program run time with `kernel.bpf_stats_enabled` (it adds two clock reads per run, so
+    /// it is on only here, not while the costs above are measured).
+    fn profile(&mut self) -> anyhow::Result<Vec<ProgramCost>> {
+        let scale = if self.options.quick { 1.0 } else { 0.25 };
+        let mut costs = Vec::new();
+        if !daemon::set_bpf_stats(true) {
+            eprintln!("bench: cannot enable kernel.bpf_stats_enabled; no per-program table");
+            return Ok(costs);
+        }
+        let result = (|| -> anyhow::Result<()> {
+            for config in [Config::Ours, Config::Bpftrace] {
+                let Started { tracer, programs } = Tracer::start(config, self)?;
+                std::thread::sleep(Duration::from_millis(500));
+                for workload in Workload::ALL {
+                    let snapshot = || -> BTreeMap<u64, daemon::BpfProgram> {
+                        daemon::bpf_programs().into_iter().filter(|p| programs.contains(&p.id)).map(|p| (p.id, p)).collect()
+                    };
+                    let before = snapshot();
+                    let (report, _, _) = self.worker(&self.worker_args(workload, scale))?;
+                    let after = snapshot();
+                    let ops = workload::get(&report, "ops");
+                    for (id, p) in after {
+                        let (runs0, time0) = before.get(&id).map(|b| (b.run_cnt, b.run_time_ns)).unwrap_or((0, 0));
+                        costs.push(ProgramCost {
+                            tracer: config,
+                            workload,
+                            ops,
+                            program: p.name.clone(),
+                            runs: p.run_cnt.saturating_sub(runs0),
+                            run_time_ns: p.run_time_ns.saturating_sub(time0),
+                        });
+                    }
+                }
+                match tracer {
+                    Tracer::Ours(d) => d.stop()?,
+                    Tracer::Bpftrace(b) => {
+                        b.stop()?;
+                    }
+                    Tracer::None => {}
+                }
+            }
+            Ok(())
+        })();
+        daemon::set_bpf_stats(false);
+        result?;
+        Ok(costs)
+    }
+}
+
+/// Waits until user space received every event the kernel emitted (or 20 s), then takes the
+/// deltas of the daemon's counters.
+fn drain(d: &Daemon, before: &Metrics, cpu_before: f64, switches_before: u64) -> anyhow::Result<DaemonDelta> {
+    let ended = Instant::now();
+    let total = |m: &Metrics| {
+        (
+            m.sum("node_runtime_monitor_kernel_events_emitted_total", &[]),
+            m.sum("node_runtime_monitor_events_total", &[]) + m.sum("node_runtime_monitor_events_dropped_total", &[("reason", "decode_error")]),
+        )
+    };
+    let (mut after, mut drained) = (d.scrape()?, false);
+    while ended.elapsed() < Duration::from_secs(20) {
+        let (emitted, received) = total(&after);
+        let (emitted0, received0) = total(before);
+        if received - received0 >= emitted - emitted0 {
+            drained = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        after = d.scrape()?;
+    }
+    let drain_s = ended.elapsed().as_secs_f64();
+    let cpu_s = daemon::cpu_seconds(d.pid()).unwrap_or(0.0) - cpu_before;
+    let delta = |name: &str, key: &str| -> BTreeMap<String, f64> {
+        let b = before.by_label(name, key);
+        after
+            .by_label(name, key)
+            .into_iter()
+            .map(|(k, v)| (k.clone(), v - b.get(&k).copied().unwrap_or(0.0)))
+            .filter(|(_, v)| *v != 0.0)
+            .collect()
+    };
+    Ok(DaemonDelta {
+        events: delta("node_runtime_monitor_events_total", "kind"),
+        emitted: delta("node_runtime_monitor_kernel_events_emitted_total", "program"),
+        lost: delta("node_runtime_monitor_kernel_events_lost_total", "program"),
+        filtered: delta("node_runtime_monitor_kernel_events_filtered_total", "program"),
+        dropped: delta("node_runtime_monitor_events_dropped_total", "reason"),
+        cpu_s,
+        wakeups: daemon::voluntary_switches(d.pid()).saturating_sub(switches_before),
+        drain_s,
+        drained,
+    })
+}
+
+pub fn median(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
+    v[rank.min(v.len() - 1)]
+}
+
+pub fn machine_facts() -> Vec<(String, String)> {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo").lines().find_map(|l| l.strip_prefix("model name")).map(|s| s.trim_start_matches([' ', '\t', ':']).to_string()).unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = read("/proc/meminfo").lines().next().unwrap_or("").split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).map(|kb| format!("{:.1} GiB", kb as f64 / 1048576.0)).unwrap_or_default();
+    let out = |cmd: &str, args: &[&str]| Command::new(cmd).args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    vec![
+        ("kernel".into(), out("uname", &["-r"])),
+        ("CPU".into(), format!("{cpus} x {cpu}")),
+        ("memory".into(), mem),
+        ("bpftrace".into(), out("bpftrace", &["--version"])),
+        ("commit".into(), out("git", &["-C", &workspace_root().display().to_string(), "rev-parse", "--short", "HEAD"])),
+    ]
 }

@@ -1,0 +1,400 @@
+//! The bench's table (console) and BENCHMARKS.md.
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use super::{Config, Results, Run, Workload, machine_facts, median, percentile, workload::get};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn runs<'a>(r: &'a Results, config: Config, workload: Workload) -> Vec<&'a Run> {
+    r.runs.iter().filter(|x| x.config == config && x.workload == workload).collect()
+}
+
+fn cpu_per_op(r: &Results, config: Config, workload: Workload) -> Vec<f64> {
+    runs(r, config, workload).iter().map(|x| x.cpu_us_per_op()).collect()
+}
+
+fn wall_per_op(r: &Results, config: Config, workload: Workload) -> Vec<f64> {
+    runs(r, config, workload).iter().map(|x| x.wall_us_per_op()).collect()
+}
+
+fn spread(v: &[f64]) -> String {
+    if v.len() < 2 {
+        return format!("{:.2}", median(v));
+    }
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{:.2} [{:.2}-{:.2}]", median(v), min, max)
+}
+
+/// Events that happened, by kind, as the driver counted them (plus the worker process's own
+/// exec and exit).
+pub fn happened(run: &Run) -> BTreeMap<&'static str, f64> {
+    let r = &run.report;
+    let mut out = BTreeMap::new();
+    match run.workload {
+        Workload::Exec => {
+            out.insert("exec", get(r, "exec_ok") + 1.0);
+            out.insert("exit", get(r, "ops") + 1.0);
+        }
+        Workload::Connect => {
+            out.insert("exec", 1.0);
+            out.insert("exit", 1.0);
+            out.insert(
+                "connect",
+                get(r, "tcp_refused") + get(r, "unix_missing") + get(r, "tcp_open_failed") + get(r, "unix_listening_failed"),
+            );
+        }
+        Workload::Oom => {
+            out.insert("exec", 1.0);
+            out.insert("exit", get(r, "ops") + 1.0);
+            out.insert("oom_kill", get(r, "oom_killed"));
+            out.insert("signal", get(r, "oom_killed"));
+        }
+    }
+    out
+}
+
+/// Happened but filtered in the kernel by design (successful loopback TCP and unix connects).
+fn filtered_by_design(run: &Run) -> f64 {
+    match run.workload {
+        Workload::Connect => get(&run.report, "tcp_ok") + get(&run.report, "unix_ok"),
+        _ => 0.0,
+    }
+}
+
+struct Target {
+    what: String,
+    goal: String,
+    measured: String,
+    verdict: &'static str,
+}
+
+fn ratio(r: &Results, workload: Workload, den: Config) -> f64 {
+    median(&cpu_per_op(r, Config::Ours, workload)) / median(&cpu_per_op(r, den, workload))
+}
+
+fn targets(r: &Results) -> Vec<Target> {
+    let mut t = Vec::new();
+    for (workload, name) in [(Workload::Exec, "exec"), (Workload::Connect, "connect")] {
+        let none = median(&cpu_per_op(r, Config::None, workload));
+        let ours = median(&cpu_per_op(r, Config::Ours, workload));
+        let added = ours / none - 1.0;
+        t.push(Target {
+            what: format!("added cost per {name}"),
+            goal: "<= 5% over no probes".into(),
+            measured: format!("{:+.1}% ({:+.2} us of CPU per {name})", added * 100.0, ours - none),
+            verdict: if added <= 0.05 { "PASS" } else { "MISS" },
+        });
+    }
+    for (workload, name) in [(Workload::Exec, "exec"), (Workload::Connect, "connect"), (Workload::Oom, "OOM")] {
+        let q = ratio(r, workload, Config::Bpftrace);
+        t.push(Target {
+            what: format!("cost per {name} vs bpftrace"),
+            goal: "ours <= bpftrace".into(),
+            measured: format!("ours/bpftrace {q:.3}"),
+            verdict: if q <= 1.0 { "PASS" } else { "MISS" },
+        });
+    }
+    let exec_runs = runs(r, Config::Ours, Workload::Exec);
+    let lost: f64 = exec_runs.iter().filter_map(|x| x.daemon.as_ref()).map(|d| d.lost.values().sum::<f64>() + d.dropped.values().sum::<f64>()).sum();
+    let rate = exec_runs.iter().map(|x| get(&x.report, "ops") / x.wall_s.max(1e-9)).fold(0.0, f64::max);
+    let all_lost: f64 = r.runs.iter().filter_map(|x| x.daemon.as_ref()).map(|d| d.lost.values().sum::<f64>() + d.dropped.values().sum::<f64>()).sum();
+    t.push(Target {
+        what: "no lost events at 20k execs/s, default buffers".into(),
+        goal: "0 lost at >= 20000 execs/s".into(),
+        measured: format!("{:.0} lost or dropped in the exec storms, peak {rate:.0} execs/s reached; {:.0} lost or dropped in all storms", lost + 0.0, all_lost + 0.0),
+        verdict: if lost > 0.0 {
+            "MISS"
+        } else if rate >= 20_000.0 {
+            "PASS"
+        } else {
+            "PASS at the rate reached (20k/s not reachable here)"
+        },
+    });
+    let hwm = r.memory.hwm_bytes.iter().copied().max().unwrap_or(0) as f64 / MIB;
+    let rss = r.memory.rss_bytes.iter().copied().max().unwrap_or(0) as f64 / MIB;
+    t.push(Target {
+        what: "daemon RSS after the storms".into(),
+        goal: "<= 40 MiB".into(),
+        measured: format!("peak (VmHWM) {hwm:.1} MiB, RSS at the end {rss:.1} MiB"),
+        verdict: if hwm <= 40.0 { "PASS" } else { "MISS" },
+    });
+    let idle = r.idle.cpu_fraction * 100.0;
+    t.push(Target {
+        what: "idle CPU".into(),
+        goal: "<= 0.5% of a core".into(),
+        measured: format!("{idle:.3}% over {:.0}s", r.idle.seconds),
+        verdict: if idle <= 0.5 { "PASS" } else { "MISS" },
+    });
+    t
+}
+
+fn cost_table(r: &Results, out: &mut String) {
+    let _ = writeln!(out, "| workload | ops | none us/op | ours us/op | bpftrace us/op | ours/none | ours/bpftrace | added by ours | wall us/op none / ours / bpftrace |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for workload in Workload::ALL {
+        let ops = runs(r, Config::None, workload).first().map(|x| x.ops()).unwrap_or(0.0);
+        let c = |config| cpu_per_op(r, config, workload);
+        let w = |config| median(&wall_per_op(r, config, workload));
+        let none = median(&c(Config::None));
+        let ours = median(&c(Config::Ours));
+        let _ = writeln!(
+            out,
+            "| {} ({}) | {ops:.0} | {} | {} | {} | {:.3} | {:.3} | {:+.2} us ({:+.1}%) | {:.2} / {:.2} / {:.2} |",
+            workload.as_str(),
+            workload.unit(),
+            spread(&c(Config::None)),
+            spread(&c(Config::Ours)),
+            spread(&c(Config::Bpftrace)),
+            ratio(r, workload, Config::None),
+            ratio(r, workload, Config::Bpftrace),
+            ours - none,
+            (ours / none - 1.0) * 100.0,
+            w(Config::None),
+            w(Config::Ours),
+            w(Config::Bpftrace),
+        );
+    }
+}
+
+fn fmt_map(m: &BTreeMap<String, f64>) -> String {
+    if m.is_empty() {
+        return "0".into();
+    }
+    m.iter().map(|(k, v)| format!("{k} {v:.0}")).collect::<Vec<_>>().join(", ")
+}
+
+fn events_table(r: &Results, out: &mut String) {
+    let _ = writeln!(out, "| workload | rep | delivered / happened, by kind | kernel emitted | filtered in the kernel (of which by design) | lost (kernel) | dropped (user space) | daemon CPU s | daemon wakeups | drained after |");
+    let _ = writeln!(out, "|---|---:|---|---:|---|---|---|---:|---:|---:|");
+    for workload in Workload::ALL {
+        for run in runs(r, Config::Ours, workload) {
+            let Some(d) = &run.daemon else { continue };
+            let happened = happened(run);
+            let mut kinds: Vec<String> = happened
+                .iter()
+                .map(|(k, h)| format!("{k} {:.0}/{h:.0}", d.events.get(*k).copied().unwrap_or(0.0)))
+                .collect();
+            for (k, v) in &d.events {
+                if !happened.contains_key(k.as_str()) {
+                    kinds.push(format!("{k} {v:.0}/0 (noise)"));
+                }
+            }
+            if let Some(memcg) = run.memcg_oom_kills {
+                kinds.push(format!("(memcg counted {memcg} OOM kills)"));
+            }
+            let filtered: f64 = d.filtered.values().sum();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.0} | {filtered:.0} ({:.0}): {} | {} | {} | {:.2} | {} | {:.2}s{} |",
+                workload.as_str(),
+                run.rep + 1,
+                kinds.join(", "),
+                d.emitted.values().sum::<f64>(),
+                filtered_by_design(run),
+                fmt_map(&d.filtered),
+                fmt_map(&d.lost),
+                fmt_map(&d.dropped),
+                d.cpu_s,
+                d.wakeups,
+                d.drain_s,
+                if d.drained { "" } else { " (NOT drained)" },
+            );
+        }
+    }
+}
+
+fn profile_table(r: &Results, out: &mut String) {
+    let _ = writeln!(out, "| tracer | workload | program | runs/op | ns/run | ns/op |");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|");
+    for p in &r.profile {
+        if p.runs == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} | {:.0} | {:.0} |",
+            p.tracer.as_str(),
+            p.workload.as_str(),
+            p.program,
+            p.runs as f64 / p.ops.max(1.0),
+            p.run_time_ns as f64 / p.runs as f64,
+            p.run_time_ns as f64 / p.ops.max(1.0),
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Sum of program run time per operation (the rest of a tracer's cost is the hooks' own: the syscall tracepoints' slow path, building the tracepoint record, the ring buffer wakeups):");
+    let _ = writeln!(out);
+    for workload in Workload::ALL {
+        let sum = |tracer: Config| -> f64 {
+            r.profile.iter().filter(|p| p.tracer == tracer && p.workload == workload).map(|p| p.run_time_ns as f64 / p.ops.max(1.0)).sum()
+        };
+        let _ = writeln!(out, "- {}: ours {:.0} ns/op, bpftrace {:.0} ns/op", workload.as_str(), sum(Config::Ours), sum(Config::Bpftrace));
+    }
+}
+
+fn latency_text(r: &Results, out: &mut String) {
+    let l = &r.latency;
+    let line = |name: &str, v: &[f64]| {
+        format!(
+            "| {name} | {} | {:.2} | {:.2} | {:.2} |",
+            v.len(),
+            percentile(v, 50.0) / 1000.0,
+            percentile(v, 99.0) / 1000.0,
+            v.iter().copied().fold(0.0, f64::max) / 1000.0
+        )
+    };
+    let _ = writeln!(out, "| metric | samples | p50 ms | p99 ms | max ms |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    let _ = writeln!(out, "{}", line("events_total{kind=\"oom_kill\"}", &l.events_us));
+    let _ = writeln!(out, "{}", line("kills_total{cause=\"oom\"}", &l.kills_us));
+    if l.timeouts > 0 {
+        let _ = writeln!(out, "\n{} samples timed out (no metric change within 5 s).", l.timeouts);
+    }
+}
+
+fn targets_table(r: &Results, out: &mut String) {
+    let _ = writeln!(out, "| target | goal | measured | verdict |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for t in targets(r) {
+        let _ = writeln!(out, "| {} | {} | {} | {} |", t.what, t.goal, t.measured, t.verdict);
+    }
+    let _ = writeln!(out, "| pipeline decode -> detect on one core | >= 1M events/s | `cargo +1.98.0 bench -p monitor --bench pipeline` (criterion; see below) | see below |");
+}
+
+fn conditions(r: &Results, out: &mut String) {
+    let loads = &r.loads;
+    let _ = writeln!(
+        out,
+        "- load average (1 min) during the measured runs: median {:.2}, max {:.2}; {} repeat(s), interleaved none, ours, bpftrace.",
+        median(loads),
+        loads.iter().copied().fold(0.0, f64::max),
+        r.options.repeats
+    );
+    let _ = writeln!(
+        out,
+        "- idle interval ({:.0}s, daemon running, no workload): {} events delivered ({}), {:.0} hook hits filtered: the background the storms' counts include.",
+        r.idle.seconds,
+        r.idle.events.values().sum::<f64>(),
+        fmt_map(&r.idle.events),
+        r.idle.filtered
+    );
+    if r.foreign.is_empty() {
+        let _ = writeln!(out, "- no other process had tracing BPF programs loaded during the runs.");
+    } else {
+        let _ = writeln!(out, "- other processes' tracing BPF programs were loaded during some runs (they tax every configuration, \"none\" included):");
+        for f in r.foreign.iter().take(20) {
+            let _ = writeln!(out, "  - {f}");
+        }
+    }
+    let _ = writeln!(out, "- exec target: `{}`; exec storm on {} thread(s).", r.exec_target, r.options.exec_threads);
+}
+
+pub fn console(r: &Results) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\nCost per operation: CPU time (user+system) of the workload and its children, us; median [min-max]\n");
+    cost_table(r, &mut out);
+    let _ = writeln!(out, "\nEvents with our daemon\n");
+    events_table(r, &mut out);
+    let _ = writeln!(out, "\nOOM kill to metric\n");
+    latency_text(r, &mut out);
+    if !r.profile.is_empty() {
+        let _ = writeln!(out, "\nPer-program run time (bpf_stats)\n");
+        profile_table(r, &mut out);
+    }
+    let _ = writeln!(out, "\nTargets\n");
+    targets_table(r, &mut out);
+    let _ = writeln!(out);
+    conditions(r, &mut out);
+    if !r.bpftrace_counts.is_empty() {
+        let _ = writeln!(out, "- bpftrace's counts over all its runs: {:?}", r.bpftrace_counts);
+    }
+    out
+}
+
+pub fn markdown(r: &Results) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Written by `cargo xtask bench{}` on {} ({:.0} s). What the agent costs a node, against no probes and \
+         against bpftrace counting hits of the same tracepoints. Numbers from one machine, one run: \
+         compare ratios, not absolute values, and read the spread and the load.\n",
+        if r.options.quick { " --quick" } else { "" },
+        r.started,
+        r.elapsed_s
+    );
+    let _ = writeln!(out, "## Targets\n");
+    targets_table(r, &mut out);
+    let _ = writeln!(out, "\n## Cost per operation\n");
+    let _ = writeln!(
+        out,
+        "CPU time (user + system) of the workload process and of the children it reaped, per operation, in us: \
+         median [min-max] over the repeats. Kernel programs run in the context of the task that hits the hook, \
+         so their cost is in these figures; CPU time is far less disturbed than wall time by other work on the \
+         machine (hardware counters are not available in this VM). The daemon's own CPU is reported apart, below.\n"
+    );
+    cost_table(r, &mut out);
+    let _ = writeln!(out, "\n## Events: delivered vs happened\n");
+    let _ = writeln!(
+        out,
+        "\"happened\" is what the driver did and counted (plus the worker process's own exec and exit); \"delivered\" \
+         is the delta of `events_total{{kind}}`. Successful loopback TCP connects and successful unix connects to \
+         sockets that are not watched are filtered in the kernel by design: they are counted as filtered, not \
+         delivered. The counters are global: the idle background below is part of each delta.\n"
+    );
+    events_table(r, &mut out);
+    let _ = writeln!(out, "\n## Daemon resources\n");
+    let hwm: Vec<String> = r.memory.hwm_bytes.iter().map(|b| format!("{:.1}", *b as f64 / MIB)).collect();
+    let _ = writeln!(out, "- peak RSS (VmHWM) at the end of each run with the daemon: {} MiB", hwm.join(", "));
+    let _ = writeln!(out, "- idle: {:.3}% of a core over {:.0} s, RSS {:.1} MiB", r.idle.cpu_fraction * 100.0, r.idle.seconds, r.idle.rss_bytes as f64 / MIB);
+    for workload in Workload::ALL {
+        let cpu: Vec<f64> = runs(r, Config::Ours, workload).iter().filter_map(|x| x.daemon.as_ref().map(|d| d.cpu_s)).collect();
+        let ops = runs(r, Config::Ours, workload).first().map(|x| x.ops()).unwrap_or(1.0);
+        let _ = writeln!(out, "- {}: daemon CPU {} s (median {:.2} us per operation)", workload.as_str(), spread(&cpu), median(&cpu) * 1e6 / ops);
+    }
+    let _ = writeln!(out, "\n## OOM kill to metric\n");
+    let _ = writeln!(
+        out,
+        "One memcg OOM kill at a time, daemon running; from the moment the victim is reaped (`waitpid` returned, \
+         so the kill has happened) to the end of the first `/metrics` scrape that shows it (scrapes every ~0.1 ms \
+         plus the scrape's own time).\n"
+    );
+    latency_text(r, &mut out);
+    if !r.profile.is_empty() {
+        let _ = writeln!(out, "\n## Per-program run time\n");
+        let _ = writeln!(
+            out,
+            "`kernel.bpf_stats_enabled=1` (only for this pass: it adds two clock reads per run), `bpftool prog show`: run time of each \
+             program per workload, at {} of the workload sizes.\n",
+            if r.options.quick { "1x" } else { "1/4" }
+        );
+        profile_table(r, &mut out);
+    }
+    let _ = writeln!(out, "\n## Conditions\n");
+    conditions(r, &mut out);
+    for (k, v) in machine_facts() {
+        let _ = writeln!(out, "- {k}: {v}");
+    }
+    let _ = writeln!(out, "\n## Reproduce\n");
+    let _ = writeln!(
+        out,
+        "```sh\ncargo xtask bench            # as root; ~10 min; --quick for ~2 min; --help for sizes\n\
+         cargo +1.98.0 bench -p monitor --bench pipeline   # user-space pipeline (criterion)\n```\n"
+    );
+    let _ = writeln!(
+        out,
+        "Workloads: exec storm: {} fork+exec of a 129-byte static ELF that calls exit_group(0), on {} thread(s); \
+         connect storm: {} connects, round-robin: loopback TCP to a listening port, to a closed port (ECONNREFUSED), \
+         unix to a listening socket, to a missing path (ENOENT); OOM storm: {} processes that each join a 16 MiB v1 \
+         memory cgroup and touch memory until the memcg OOM killer kills them. bpftrace runs \
+         `{}`.",
+        r.options.execs,
+        r.options.exec_threads,
+        r.options.connects,
+        r.options.ooms,
+        super::daemon::BPFTRACE_SCRIPT
+    );
+    out
+}

@@ -1,0 +1,391 @@
+//! Workload drivers. Each runs in its own process (`cargo xtask bench --worker KIND ...`, the
+//! xtask binary re-executed), so that the bench can take the CPU time of exactly the workload
+//! and of everything it caused (`wait4` rusage: the worker plus the children it reaped). Kernel
+//! programs run in the context of the task that hits the hook, so their cost is in that figure.
+//!
+//! Each driver counts what it did and prints one `RESULT key=value ...` line on stdout.
+
+use std::{
+    ffi::CString,
+    io::Write as _,
+    net::TcpListener,
+    os::unix::{ffi::OsStrExt as _, fs::PermissionsExt as _, io::AsRawFd as _, net::UnixListener},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::atomic::{AtomicU64, Ordering},
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail};
+
+/// A worker's report: `key=value` pairs.
+pub type Report = Vec<(String, f64)>;
+
+fn print_report(report: &Report) {
+    let line: Vec<String> = report.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("RESULT {}", line.join(" "));
+    let _ = std::io::stdout().flush();
+}
+
+pub fn parse_report(stdout: &str) -> Option<Report> {
+    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT "))?;
+    Some(
+        line.split_whitespace()
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect(),
+    )
+}
+
+pub fn get(report: &Report, key: &str) -> f64 {
+    report.iter().find(|(k, _)| k == key).map(|(_, v)| *v).unwrap_or(0.0)
+}
+
+/// `--worker KIND ARGS...`
+pub fn run_worker(args: &[String]) -> anyhow::Result<()> {
+    let arg = |i: usize| args.get(i).cloned().with_context(|| format!("worker argument {i} missing: {args:?}"));
+    let report = match arg(0)?.as_str() {
+        "exec" => exec_storm(Path::new(&arg(1)?), arg(2)?.parse()?, arg(3)?.parse()?)?,
+        "connect" => connect_storm(arg(1)?.parse()?)?,
+        "oom" => oom_storm(Path::new(&arg(1)?), arg(2)?.parse()?)?,
+        "oom-latency" => oom_latency(Path::new(&arg(1)?), arg(2)?.parse()?, &arg(3)?)?,
+        other => bail!("unknown worker {other}"),
+    };
+    print_report(&report);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// exec storm
+
+/// A complete static x86_64 ELF executable of 129 bytes: `exit_group(0)`. The cheapest
+/// possible exec, so the probes' share of an exec is as large as it can be (the worst case).
+fn tiny_true_elf() -> Vec<u8> {
+    const BASE: u64 = 0x40_0000;
+    let code: [u8; 9] = [0xb8, 0xe7, 0x00, 0x00, 0x00, 0x31, 0xff, 0x0f, 0x05]; // mov eax,231; xor edi,edi; syscall
+    let size = 64 + 56 + code.len() as u64;
+    let mut elf = Vec::with_capacity(size as usize);
+    elf.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    elf.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    elf.extend_from_slice(&0x3eu16.to_le_bytes()); // x86_64
+    elf.extend_from_slice(&1u32.to_le_bytes());
+    elf.extend_from_slice(&(BASE + 120).to_le_bytes()); // entry
+    elf.extend_from_slice(&64u64.to_le_bytes()); // phoff
+    elf.extend_from_slice(&0u64.to_le_bytes()); // shoff
+    elf.extend_from_slice(&0u32.to_le_bytes()); // flags
+    elf.extend_from_slice(&64u16.to_le_bytes()); // ehsize
+    elf.extend_from_slice(&56u16.to_le_bytes()); // phentsize
+    elf.extend_from_slice(&1u16.to_le_bytes()); // phnum
+    elf.extend_from_slice(&[0; 6]); // shentsize, shnum, shstrndx
+    elf.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    elf.extend_from_slice(&5u32.to_le_bytes()); // R+X
+    elf.extend_from_slice(&0u64.to_le_bytes()); // offset
+    elf.extend_from_slice(&BASE.to_le_bytes()); // vaddr
+    elf.extend_from_slice(&BASE.to_le_bytes()); // paddr
+    elf.extend_from_slice(&size.to_le_bytes()); // filesz
+    elf.extend_from_slice(&size.to_le_bytes()); // memsz
+    elf.extend_from_slice(&0x1000u64.to_le_bytes()); // align
+    elf.extend_from_slice(&code);
+    elf
+}
+
+/// The binary the exec storm runs: our 129-byte ELF on x86_64, else busybox `true`.
+/// Returns the program and its arguments.
+pub fn exec_target(dir: &Path) -> anyhow::Result<(PathBuf, Vec<String>)> {
+    if cfg!(target_arch = "x86_64") {
+        let path = dir.join("true");
+        std::fs::write(&path, tiny_true_elf()).with_context(|| format!("write {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        if Command::new(&path).status().is_ok_and(|s| s.success()) {
+            return Ok((path, vec![]));
+        }
+    }
+    for busybox in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(busybox).exists() {
+            return Ok((PathBuf::from(busybox), vec!["true".into()]));
+        }
+    }
+    bail!("no tiny static binary to exec: install busybox-static")
+}
+
+fn exec_storm(program: &Path, n: u64, threads: u64) -> anyhow::Result<Report> {
+    let (program, args): (PathBuf, Vec<&str>) =
+        if program.ends_with("busybox") { (program.into(), vec!["true"]) } else { (program.into(), vec![]) };
+    let ok = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    let threads = threads.max(1);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let count = n / threads + u64::from(t < n % threads);
+            let (program, args, ok, failed) = (&program, &args, &ok, &failed);
+            scope.spawn(move || {
+                for _ in 0..count {
+                    match Command::new(program).args(args).stdin(Stdio::null()).status() {
+                        Ok(s) if s.success() => ok.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            });
+        }
+    });
+    let wall = start.elapsed().as_secs_f64();
+    Ok(vec![
+        ("ops".into(), n as f64),
+        ("exec_ok".into(), ok.into_inner() as f64),
+        ("exec_failed".into(), failed.into_inner() as f64),
+        ("wall_s".into(), wall),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// connect storm
+
+fn os_err() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// One connect of a fresh socket to `addr`; returns 0 or the errno. TCP sockets close with
+/// SO_LINGER 0 (RST), so no TIME_WAIT piles up and no ephemeral port runs out.
+fn connect_once(family: i32, addr: *const libc::sockaddr, len: libc::socklen_t) -> i32 {
+    // SAFETY: plain syscalls on a socket we own; addr points to a live sockaddr of `len` bytes.
+    unsafe {
+        let fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return -os_err();
+        }
+        if family == libc::AF_INET {
+            let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+        let rc = libc::connect(fd, addr, len);
+        let err = if rc == 0 { 0 } else { os_err() };
+        libc::close(fd);
+        err
+    }
+}
+
+fn sockaddr_in(port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be() },
+        sin_zero: [0; 8],
+    }
+}
+
+fn sockaddr_un(path: &Path) -> anyhow::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: sockaddr_un is plain old data.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.len() >= addr.sun_path.len() {
+        bail!("unix socket path too long: {}", path.display());
+    }
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    let len = (size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
+    Ok((addr, len))
+}
+
+/// Raises a listening socket's backlog to the system's maximum (std listens with 128).
+fn deep_backlog(fd: i32) {
+    // SAFETY: listen() again on a listening socket only changes its backlog.
+    unsafe { libc::listen(fd, 4096) };
+}
+
+/// `n` connects, round-robin: loopback TCP to a listening port (succeeds; filtered in the
+/// kernel by design), loopback TCP to a closed port (ECONNREFUSED), unix to a listening socket
+/// (succeeds; filtered unless watched), unix to a missing path (ENOENT).
+fn connect_storm(n: u64) -> anyhow::Result<Report> {
+    let dir = std::env::temp_dir().join(format!("nrm-bench-connect-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let tcp = TcpListener::bind("127.0.0.1:0")?;
+    deep_backlog(tcp.as_raw_fd());
+    let open_port = tcp.local_addr()?.port();
+    let closed_port = {
+        let probe = TcpListener::bind("127.0.0.1:0")?;
+        probe.local_addr()?.port()
+    };
+    let unix_path = dir.join("listening.sock");
+    let unix = UnixListener::bind(&unix_path)?;
+    deep_backlog(unix.as_raw_fd());
+    let missing = dir.join("missing.sock");
+    // Acceptors: take and drop every connection so that backlogs never fill.
+    std::thread::spawn(move || {
+        for stream in tcp.incoming() {
+            drop(stream);
+        }
+    });
+    std::thread::spawn(move || {
+        for stream in unix.incoming() {
+            drop(stream);
+        }
+    });
+
+    let open = sockaddr_in(open_port);
+    let closed = sockaddr_in(closed_port);
+    let (unix_ok, unix_ok_len) = sockaddr_un(&unix_path)?;
+    let (unix_missing, unix_missing_len) = sockaddr_un(&missing)?;
+    let in_len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let mut counts = [[0u64; 2]; 4]; // [kind][ok, failed]
+    let mut unexpected = 0u64;
+    let start = Instant::now();
+    for i in 0..n {
+        let kind = (i % 4) as usize;
+        let err = match kind {
+            0 => connect_once(libc::AF_INET, (&raw const open).cast(), in_len),
+            1 => connect_once(libc::AF_INET, (&raw const closed).cast(), in_len),
+            2 => connect_once(libc::AF_UNIX, (&raw const unix_ok).cast(), unix_ok_len),
+            _ => connect_once(libc::AF_UNIX, (&raw const unix_missing).cast(), unix_missing_len),
+        };
+        counts[kind][usize::from(err != 0)] += 1;
+        let expected_ok = kind == 0 || kind == 2;
+        if expected_ok != (err == 0) {
+            unexpected += 1;
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(vec![
+        ("ops".into(), n as f64),
+        ("tcp_ok".into(), counts[0][0] as f64),
+        ("tcp_open_failed".into(), counts[0][1] as f64),
+        ("tcp_refused".into(), counts[1][1] as f64),
+        ("tcp_closed_ok".into(), counts[1][0] as f64),
+        ("unix_ok".into(), counts[2][0] as f64),
+        ("unix_listening_failed".into(), counts[2][1] as f64),
+        ("unix_missing".into(), counts[3][1] as f64),
+        ("unexpected".into(), unexpected as f64),
+        ("wall_s".into(), wall),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// OOM storm
+
+/// Forks a child that joins the memory cgroup (`procs` is its `cgroup.procs`) and touches
+/// anonymous memory until the memcg OOM killer kills it. Returns the wait status.
+fn one_oom(procs: &CString) -> i32 {
+    // SAFETY: the worker is single-threaded at this point; the child only makes raw syscalls
+    // (open, write, mmap, page touches, _exit) before it dies.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                libc::_exit(2);
+            }
+            libc::close(fd);
+            const CHUNK: usize = 1 << 20;
+            for _ in 0..1024 {
+                let p = libc::mmap(
+                    std::ptr::null_mut(),
+                    CHUNK,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                if p == libc::MAP_FAILED {
+                    libc::_exit(4);
+                }
+                let mut off = 0;
+                while off < CHUNK {
+                    std::ptr::write_volatile(p.cast::<u8>().add(off), 1);
+                    off += 4096;
+                }
+            }
+            libc::_exit(1); // 1 GiB and still alive: the limit did not hold.
+        }
+        if pid < 0 {
+            return -1;
+        }
+        let mut status = 0;
+        while libc::waitpid(pid, &mut status, 0) < 0 && os_err() == libc::EINTR {}
+        status
+    }
+}
+
+fn is_sigkill(status: i32) -> bool {
+    libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL
+}
+
+fn procs_path(memcg: &Path) -> anyhow::Result<CString> {
+    Ok(CString::new(memcg.join("cgroup.procs").as_os_str().as_bytes())?)
+}
+
+fn oom_storm(memcg: &Path, n: u64) -> anyhow::Result<Report> {
+    let procs = procs_path(memcg)?;
+    let (mut killed, mut other) = (0u64, 0u64);
+    let start = Instant::now();
+    for _ in 0..n {
+        if is_sigkill(one_oom(&procs)) {
+            killed += 1;
+        } else {
+            other += 1;
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    Ok(vec![
+        ("ops".into(), n as f64),
+        ("oom_killed".into(), killed as f64),
+        ("not_killed".into(), other as f64),
+        ("wall_s".into(), wall),
+    ])
+}
+
+/// OOM kill to metric: one OOM kill at a time; from the moment the victim is reaped (the kill
+/// has happened: `waitpid` returned) to the first `/metrics` scrape that shows it, for
+/// `events_total{kind="oom_kill"}` and for `kills_total{cause="oom"}`. Prints the samples.
+fn oom_latency(memcg: &Path, n: u64, address: &str) -> anyhow::Result<Report> {
+    let procs = procs_path(memcg)?;
+    let scrape = || -> anyhow::Result<(f64, f64)> {
+        let m = super::daemon::scrape(address)?;
+        Ok((m.sum("node_runtime_monitor_events_total", &[("kind", "oom_kill")]), m.sum("node_runtime_monitor_kills_total", &[("cause", "oom")])))
+    };
+    let mut events_us = Vec::new();
+    let mut kills_us = Vec::new();
+    let mut timeouts = 0u64;
+    for _ in 0..n {
+        let (events_before, kills_before) = scrape()?;
+        let status = one_oom(&procs);
+        let reaped = Instant::now();
+        if !is_sigkill(status) {
+            timeouts += 1;
+            continue;
+        }
+        let (mut events_at, mut kills_at) = (None, None);
+        while (events_at.is_none() || kills_at.is_none()) && reaped.elapsed().as_secs() < 5 {
+            let (events, kills) = scrape()?;
+            let now = reaped.elapsed().as_secs_f64() * 1e6;
+            if events_at.is_none() && events > events_before {
+                events_at = Some(now);
+            }
+            if kills_at.is_none() && kills > kills_before {
+                kills_at = Some(now);
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        match (events_at, kills_at) {
+            (Some(e), Some(k)) => {
+                events_us.push(e);
+                kills_us.push(k);
+            }
+            _ => timeouts += 1,
+        }
+    }
+    let join = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(",");
+    println!("SAMPLES events_us={} kills_us={}", join(&events_us), join(&kills_us));
+    Ok(vec![("ops".into(), n as f64), ("samples".into(), events_us.len() as f64), ("timeouts".into(), timeouts as f64)])
+}
