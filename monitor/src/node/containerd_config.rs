@@ -557,6 +557,16 @@ state = '/run/containerd'
                 systemd_line: None, sandbox: "registry.k8s.io/pause:3.8", ignored: vec![] },
             Case { name: "v1 on 1.6", text: V1_SHORT, release: "1.6.20", read_as: Ok(1), systemd: true,
                 systemd_line: Some("/etc/containerd/config.toml:4"), sandbox: "k8s.gcr.io/pause:3.1", ignored: vec![] },
+            // Observed with containerd 1.6.20 (`containerd --config C config dump`): a version 1 file's
+            // full-id tables and a version 2 file's short-id tables are both dropped.
+            Case { name: "v1 with full ids on 1.6.20", text: "[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"example/pause:fullid\"\n",
+                release: "1.6.20", read_as: Ok(1), systemd: false, systemd_line: None, sandbox: "registry.k8s.io/pause:3.6",
+                ignored: vec!["plugins.\"io.containerd.grpc.v1.cri\""] },
+            Case { name: "v2 with short ids on 1.6.20", text: "version = 2\n[plugins.cri]\n  sandbox_image = \"example/pause:short\"\n",
+                release: "1.6.20", read_as: Ok(2), systemd: false, systemd_line: None, sandbox: "registry.k8s.io/pause:3.6",
+                ignored: vec!["plugins.cri"] },
+            Case { name: "v4 on 1.6.20 is read as 2", text: "version = 4\n[plugins.\"io.containerd.grpc.v1.cri\"]\n  sandbox_image = \"example/pause:v2table\"\n",
+                release: "1.6.20", read_as: Ok(2), systemd: false, systemd_line: None, sandbox: "example/pause:v2table", ignored: vec![] },
             Case { name: "empty file on 1.7: defaults", text: "", release: "1.7.6", read_as: Ok(1), systemd: false,
                 systemd_line: None, sandbox: "registry.k8s.io/pause:3.8", ignored: vec![] },
         ];
