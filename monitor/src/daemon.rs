@@ -20,6 +20,7 @@ use tokio::{
 use tracing::{debug, error, info, warn};
 
 use crate::{
+    audit::{Audit, AuditOptions, AuditReport, metrics::AuditMetrics},
     detectors::{
         Detectors, NodeFacts, Subject, SubjectKind,
         loops::LoopConfig,
@@ -84,6 +85,9 @@ pub struct RunArgs {
     /// Window of the loop detectors, in seconds.
     #[arg(long, default_value_t = 300)]
     pub loop_window_seconds: u64,
+    /// The configuration audit re-runs this often (and whenever a file it read changes).
+    #[arg(long, env = "NRM_AUDIT_INTERVAL_SECONDS", default_value_t = 300)]
+    pub audit_interval_seconds: u64,
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
@@ -191,6 +195,29 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         log_events: args.log_events,
     };
     tasks.spawn(pipeline.run(events_rx));
+
+    // The configuration audit: its findings join the store, and what the detectors need of
+    // the node's configuration (runtime endpoint, reservation and churn findings) reaches them.
+    let audit = Audit::new(&args.host_root, AuditOptions::default());
+    let audit_metrics = AuditMetrics::new(&mut registry);
+    let (store, opened, node_facts) = (findings.clone(), finding_metrics.clone(), facts.clone());
+    let audit_task = crate::audit::metrics::spawn_periodic(
+        audit,
+        audit_metrics,
+        std::time::Duration::from_secs(args.audit_interval_seconds.max(1)),
+        shutdown_rx.clone(),
+        move |report: &AuditReport| {
+            info!(findings = report.findings.len(), elapsed_ms = report.elapsed.as_millis() as u64, "configuration audit done");
+            let changes = store.replace("audit", report.findings.clone(), std::time::SystemTime::now());
+            opened.record(&changes);
+            if let Ok(mut facts) = node_facts.write() {
+                *facts = NodeFacts::from_audit(report);
+            }
+        },
+    );
+    tasks.spawn(async move {
+        let _ = audit_task.await;
+    });
     let quiet = std::time::Duration::from_secs(args.finding_quiet_seconds.max(1));
     tasks.spawn(expire_findings(findings.clone(), finding_metrics, quiet, shutdown_rx.clone()));
 

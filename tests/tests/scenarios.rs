@@ -51,7 +51,12 @@ fn incident1_bootstrap_keeps_failing_on_a_missing_crictl() {
 
 #[test]
 fn incident2_client_keeps_connecting_to_a_missing_cri_dockerd_socket() {
-    let daemon = Daemon::start(&ARGS);
+    // The node's configuration as KubeKey left it (kubelet pointed at cri-dockerd on a
+    // containerd node), and a client on this host that keeps trying that socket.
+    let root = format!("{}/fixtures/nodes/incident2-kubekey-cri-dockerd", env!("CARGO_MANIFEST_DIR"));
+    let mut args = ARGS.to_vec();
+    args.extend(["--host-root", root.as_str()]);
+    let daemon = Daemon::start(&args);
     let tree = TestCgroup::v2("incident2");
     let socket = "/var/run/cri-dockerd.sock";
     assert!(!std::path::Path::new(socket).exists(), "this scenario needs {socket} absent");
@@ -65,7 +70,20 @@ fn incident2_client_keeps_connecting_to_a_missing_cri_dockerd_socket() {
     assert!(finding["title"].as_str().unwrap_or("").contains("(ENOENT)"), "{finding:#}");
     let evidence = finding["evidence"].to_string();
     assert!(evidence.contains("python3"), "names the client: {evidence}");
-    assert_eq!(rules_and_subjects(&daemon), vec![("connect-failure-loop".to_string(), subject)]);
+    assert!(
+        finding["remediation"].as_str().unwrap_or("").contains("unix:///var/run/cri-dockerd.sock"),
+        "names the endpoint the node is configured with: {finding:#}"
+    );
+    // With the audit's view of the same node: the endpoint kubelet uses is missing and the
+    // shim it names is a leftover.
+    assert_eq!(
+        rules_and_subjects(&daemon),
+        vec![
+            ("connect-failure-loop".to_string(), subject),
+            ("runtime-endpoint-missing".to_string(), "unix:///var/run/cri-dockerd.sock".to_string()),
+            ("runtime-shim-unused".to_string(), "cri-dockerd".to_string()),
+        ]
+    );
     assert_eq!(daemon.stop(), Some(0));
 }
 

@@ -122,6 +122,7 @@ mod tests {
             watched: vec![],
             cri: Default::default(),
             containerd_release: None,
+            runtime_endpoint: None,
             elapsed: Duration::ZERO,
         }
     }

@@ -85,6 +85,8 @@ pub struct AuditReport {
     pub watched: Vec<PathBuf>,
     pub cri: CriFacts,
     pub containerd_release: Option<String>,
+    /// kubelet's runtime endpoint (as configured, else its default) on a Kubernetes node.
+    pub runtime_endpoint: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -114,6 +116,7 @@ impl Audit {
             CriSource::Live { timeout } => live_cri::probe(&self.root, &facts::candidate_sockets(&facts), *timeout).await,
         };
         facts.containerd_release = facts::containerd_release(&facts);
+        let runtime_endpoint = facts.expects_kubelet().then(|| facts.kubelet_endpoint().value);
         let mut findings = rules::evaluate(&facts);
         let secrets = secrets_of(&facts);
         redact(&mut findings, &secrets);
@@ -123,6 +126,7 @@ impl Audit {
             watched: facts.watched,
             cri: facts.cri,
             containerd_release: facts.containerd_release.map(|r| format!("{} ({})", r.release, r.source)),
+            runtime_endpoint,
             elapsed: started.elapsed(),
         }
     }

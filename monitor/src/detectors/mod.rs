@@ -53,6 +53,33 @@ pub struct NodeFacts {
     pub churn_findings: Vec<Finding>,
 }
 
+/// Audit rules whose findings explain OOM kills of the control plane.
+const MEMORY_RULES: [&str; 4] = [
+    "memory-reservation-missing",
+    "memory-reservation-implausible",
+    "eviction-hard-memory-missing",
+    "static-pod-memory-request-missing",
+];
+/// Audit rules whose findings explain kubelet or the runtime killing sandboxes.
+const CHURN_RULES: [&str; 4] = [
+    "cgroup-driver-mismatch",
+    "sandbox-image-mismatch",
+    "containerd-config-tables-ignored",
+    "containerd-config-version-unsupported",
+];
+
+impl NodeFacts {
+    /// What the detectors need of an audit report.
+    pub fn from_audit(report: &crate::audit::AuditReport) -> Self {
+        let pick = |rules: &[&str]| report.findings.iter().filter(|f| rules.contains(&f.rule)).cloned().collect();
+        Self {
+            runtime_endpoint: report.runtime_endpoint.clone(),
+            memory_findings: pick(&MEMORY_RULES),
+            churn_findings: pick(&CHURN_RULES),
+        }
+    }
+}
+
 /// Every detector, fed in order.
 #[derive(Debug, Default)]
 pub struct Detectors {
