@@ -1,1 +1,307 @@
-//! (being written by the attribution work)
+//! kubelet's static pods, read from its manifest directory (`staticPodPath`, usually
+//! `/etc/kubernetes/manifests`): which pods the node runs on its own, with their containers'
+//! images and memory requests/limits.
+//!
+//! Attribution uses it to recognise a static pod when no runtime socket answers (kubelet names
+//! the pod `<metadata.name>-<nodeName>`); the audit reads requests and limits. This module only
+//! parses: it never watches the directory and never talks to kubelet. A file it cannot read or
+//! parse is a [`ManifestError`], never a panic; files are read up to [`MAX_MANIFEST_BYTES`].
+
+use std::{
+    fs,
+    io::Read as _,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Manifests larger than this are refused (kubelet's own pods are a few KiB).
+pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+/// Files looked at per directory, at most.
+pub const MAX_MANIFESTS: usize = 512;
+
+/// One static pod, as its manifest declares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticPod {
+    /// The manifest file.
+    pub path: PathBuf,
+    /// `metadata.name` (the pod's name in the cluster is `<name>-<nodeName>`).
+    pub name: String,
+    /// `metadata.namespace`, `default` when absent (as kubelet does).
+    pub namespace: String,
+    /// `metadata.uid`, when the manifest sets one (kubelet otherwise derives it).
+    pub uid: Option<String>,
+    pub containers: Vec<StaticContainer>,
+    pub priority_class_name: Option<String>,
+}
+
+impl StaticPod {
+    /// The pod's name on node `node_name`, as kubelet names it.
+    pub fn pod_name_on(&self, node_name: &str) -> String {
+        format!("{}-{}", self.name, node_name)
+    }
+}
+
+/// One container of a static pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticContainer {
+    pub name: String,
+    pub image: String,
+    pub memory_request: Option<String>,
+    pub memory_limit: Option<String>,
+    pub image_pull_policy: Option<String>,
+}
+
+/// Why one manifest was not read.
+#[derive(Debug, Error)]
+pub enum ManifestError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is larger than {MAX_MANIFEST_BYTES} bytes")]
+    TooLarge { path: PathBuf },
+    #[error("{path} is not a pod manifest: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: more than {MAX_MANIFESTS} files, the rest were not read")]
+    TooMany { path: PathBuf },
+}
+
+/// Reads every manifest in `dir` the way kubelet picks them: regular files (or links to them)
+/// whose names do not start with a dot, in name order. A missing or unreadable directory gives
+/// no pods and one `Read` error.
+pub fn load_dir(dir: &Path) -> (Vec<StaticPod>, Vec<ManifestError>) {
+    let mut pods = Vec::new();
+    let mut errors = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(source) => {
+            errors.push(ManifestError::Read { path: dir.to_path_buf(), source });
+            return (pods, errors);
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    if paths.len() > MAX_MANIFESTS {
+        errors.push(ManifestError::TooMany { path: dir.to_path_buf() });
+        paths.truncate(MAX_MANIFESTS);
+    }
+    for path in paths {
+        match load_file(&path) {
+            Ok(mut found) => pods.append(&mut found),
+            Err(err) => errors.push(err),
+        }
+    }
+    (pods, errors)
+}
+
+/// Reads one manifest file (a Pod, or a `List`/`PodList` of pods; YAML or JSON).
+pub fn load_file(path: &Path) -> Result<Vec<StaticPod>, ManifestError> {
+    let file = fs::File::open(path).map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge { path: path.to_path_buf() });
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    parse(&text, path)
+}
+
+/// Parses manifest text; `path` is recorded in the pods and errors.
+pub fn parse(text: &str, path: &Path) -> Result<Vec<StaticPod>, ManifestError> {
+    let parse_error = |message: String| ManifestError::Parse { path: path.to_path_buf(), message };
+    let doc: Manifest = serde_yaml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+    let kind = doc.kind.as_deref().unwrap_or("");
+    let pods = match kind {
+        "Pod" => vec![doc],
+        "List" | "PodList" => doc.items,
+        other => return Err(parse_error(format!("kind {other:?}, not Pod"))),
+    };
+    pods.into_iter()
+        .map(|pod| {
+            if pod.kind.as_deref().is_some_and(|k| k != "Pod") {
+                return Err(parse_error(format!("list item of kind {:?}", pod.kind.unwrap_or_default())));
+            }
+            let name = pod.metadata.name.filter(|n| !n.is_empty()).ok_or_else(|| parse_error("no metadata.name".into()))?;
+            Ok(StaticPod {
+                path: path.to_path_buf(),
+                name,
+                namespace: pod.metadata.namespace.filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into()),
+                uid: pod.metadata.uid.filter(|u| !u.is_empty()),
+                priority_class_name: pod.spec.priority_class_name,
+                containers: pod
+                    .spec
+                    .containers
+                    .into_iter()
+                    .map(|c| StaticContainer {
+                        name: c.name,
+                        image: c.image,
+                        memory_request: c.resources.requests.memory.map(quantity),
+                        memory_limit: c.resources.limits.memory.map(quantity),
+                        image_pull_policy: c.image_pull_policy,
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// Finds the static pod whose cluster name is `pod_name` in `namespace` on `node_name`.
+pub fn find<'a>(pods: &'a [StaticPod], namespace: &str, pod_name: &str, node_name: &str) -> Option<&'a StaticPod> {
+    pods.iter().find(|p| p.namespace == namespace && p.pod_name_on(node_name) == pod_name)
+}
+
+/// Quantities may be written as strings (`"512Mi"`) or bare numbers (`1073741824`).
+fn quantity(value: serde_yaml::Value) -> String {
+    match value {
+        serde_yaml::Value::String(s) => s,
+        serde_yaml::Value::Number(n) => n.to_string(),
+        other => serde_yaml::to_string(&other).unwrap_or_default().trim().to_string(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Metadata,
+    #[serde(default)]
+    spec: PodSpec,
+    #[serde(default)]
+    items: Vec<Manifest>,
+}
+
+#[derive(Default, Deserialize)]
+struct Metadata {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSpec {
+    #[serde(default)]
+    containers: Vec<ContainerSpec>,
+    priority_class_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContainerSpec {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    image: String,
+    image_pull_policy: Option<String>,
+    #[serde(default)]
+    resources: Resources,
+}
+
+#[derive(Default, Deserialize)]
+struct Resources {
+    #[serde(default)]
+    requests: ResourceList,
+    #[serde(default)]
+    limits: ResourceList,
+}
+
+#[derive(Default, Deserialize)]
+struct ResourceList {
+    memory: Option<serde_yaml::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APISERVER: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  annotations:
+    kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint: 10.0.0.10:6443
+  creationTimestamp: null
+  labels:
+    component: kube-apiserver
+    tier: control-plane
+  name: kube-apiserver
+  namespace: kube-system
+spec:
+  containers:
+  - command:
+    - kube-apiserver
+    - --advertise-address=10.0.0.10
+    image: registry.k8s.io/kube-apiserver:v1.30.2
+    imagePullPolicy: IfNotPresent
+    name: kube-apiserver
+    resources:
+      requests:
+        cpu: 250m
+  hostNetwork: true
+  priority: 2000001000
+  priorityClassName: system-node-critical
+status: {}
+"#;
+
+    #[test]
+    fn a_kubeadm_manifest() {
+        let pods = parse(APISERVER, Path::new("/etc/kubernetes/manifests/kube-apiserver.yaml")).expect("parses");
+        assert_eq!(pods.len(), 1);
+        let pod = &pods[0];
+        assert_eq!((pod.name.as_str(), pod.namespace.as_str()), ("kube-apiserver", "kube-system"));
+        assert_eq!(pod.priority_class_name.as_deref(), Some("system-node-critical"));
+        assert_eq!(pod.containers.len(), 1);
+        let c = &pod.containers[0];
+        assert_eq!(c.image, "registry.k8s.io/kube-apiserver:v1.30.2");
+        assert_eq!(c.memory_request, None);
+        assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+        assert_eq!(pod.pod_name_on("node1"), "kube-apiserver-node1");
+        assert!(find(&pods, "kube-system", "kube-apiserver-node1", "node1").is_some());
+        assert!(find(&pods, "default", "kube-apiserver-node1", "node1").is_none());
+        assert!(find(&pods, "kube-system", "kube-apiserver-node2", "node1").is_none());
+    }
+
+    #[test]
+    fn json_lists_numbers_and_default_namespace() {
+        let text = r#"{"kind":"List","items":[{"kind":"Pod","metadata":{"name":"etcd","uid":"abc"},
+            "spec":{"containers":[{"name":"etcd","image":"etcd:3.5","resources":{"requests":{"memory":104857600},"limits":{"memory":"1Gi"}}}]}}]}"#;
+        let pods = parse(text, Path::new("etcd.json")).expect("parses");
+        assert_eq!(pods[0].namespace, "default");
+        assert_eq!(pods[0].uid.as_deref(), Some("abc"));
+        assert_eq!(pods[0].containers[0].memory_request.as_deref(), Some("104857600"));
+        assert_eq!(pods[0].containers[0].memory_limit.as_deref(), Some("1Gi"));
+    }
+
+    #[test]
+    fn garbage_is_an_error_never_a_panic() {
+        for text in ["", "{", "kind: Deployment\nmetadata: {name: x}", "kind: Pod\nmetadata: {}", "\u{0}\u{1}\u{2}", "- a\n- b", "kind: Pod\nspec: 7"] {
+            assert!(parse(text, Path::new("x")).is_err(), "{text:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn a_directory_like_kubelet_reads_it() {
+        let dir = std::env::temp_dir().join(format!("nrm-static-pods-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("temp dir");
+        fs::write(dir.join("kube-apiserver.yaml"), APISERVER).expect("write");
+        fs::write(dir.join(".kube-apiserver.yaml.swp"), "garbage").expect("write");
+        fs::write(dir.join("broken.yaml"), "kind: [").expect("write");
+        let huge = fs::File::create(dir.join("huge.yaml")).expect("create");
+        huge.set_len(MAX_MANIFEST_BYTES + 10).expect("grow");
+        let (pods, errors) = load_dir(&dir);
+        assert_eq!(pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["kube-apiserver"]);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors.iter().any(|e| matches!(e, ManifestError::TooLarge { .. })));
+        assert!(errors.iter().any(|e| matches!(e, ManifestError::Parse { .. })));
+        let (pods, errors) = load_dir(&dir.join("absent"));
+        assert!(pods.is_empty() && errors.len() == 1);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
