@@ -1,1 +1,523 @@
-//! (being written)
+//! Attribution: names the owner of every kernel event — a container (runtime, id, name, pod
+//! namespace/name/uid, static pod and its manifest), a host systemd unit, the host, or unknown.
+//!
+//! It is a pipeline stage between the probes' reader and the detectors ([`spawn`]). Events go
+//! out in the order they came in. An event whose owner is cached goes straight through; one
+//! whose cgroup was not seen before waits (at most [`AttributionConfig::hold`]) while the
+//! [`resolver`] task finds the cgroup's path (`node::cgroupfs`), parses it
+//! (`node::cgroup_path`) and asks the CRI (`node::cri`) or, when no runtime answers, kubelet's
+//! files ([`kubelet_files`], `node::static_pods`). Past the hold the event leaves with what is
+//! known (or `unknown`) and the miss is counted. Owners are cached per cgroup (the mapping
+//! outlives the short-lived processes in it) and dropped when the cgroup is removed.
+//!
+//! It does not judge events (that is `detectors`) and never blocks on I/O on the event path.
+
+pub mod kubelet_files;
+pub mod metrics;
+pub mod resolver;
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
+
+pub use self::metrics::AttributionMetrics;
+use crate::{
+    events::{Event, Record},
+    node::cgroup_path::{ContainerId, Runtime},
+};
+
+/// Where an event's task lives: the kernel's cgroup v2 id and v1 memory cgroup id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CgroupKey {
+    pub cgroup_id: u64,
+    pub memcg_id: u64,
+}
+
+impl CgroupKey {
+    pub fn of(task: &crate::events::Task) -> Self {
+        Self { cgroup_id: task.cgroup_id, memcg_id: task.memcg_id }
+    }
+}
+
+/// Whose an event is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Owner {
+    pub kind: OwnerKind,
+    /// The cgroup path the owner was read from (v2 path, else the v1 memory path).
+    pub cgroup_path: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OwnerKind {
+    Container(ContainerOwner),
+    /// A process in a pod's own cgroup, not in one of its containers.
+    Pod(PodRef),
+    /// A process of a systemd unit (`kubelet.service`, `containerd.service`).
+    HostService { unit: String, service: String },
+    /// Any other host process.
+    Host,
+    /// Not known: the cgroup was gone before it could be read, or nothing answered in time.
+    Unknown { reason: &'static str },
+}
+
+/// A container and, when known, its pod.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ContainerOwner {
+    pub runtime: Runtime,
+    pub id: ContainerId,
+    /// The Kubernetes container name (`io.kubernetes.container.name`); `POD` for a sandbox.
+    pub name: Option<String>,
+    pub pod: Option<PodRef>,
+    /// The pod's sandbox (pause) itself rather than one of its containers.
+    pub sandbox: bool,
+    /// Restart count as kubelet keeps it (CRI metadata attempt).
+    pub attempt: Option<u32>,
+}
+
+/// A pod as kubelet names it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    /// A static pod (kubelet's `kubernetes.io/config.source` is `file` or `http`).
+    pub static_pod: bool,
+    /// The manifest of a static pod, when found in the static pod directory.
+    pub manifest: Option<PathBuf>,
+}
+
+impl Owner {
+    pub fn unknown(reason: &'static str) -> Self {
+        Self { kind: OwnerKind::Unknown { reason }, cgroup_path: None }
+    }
+
+    pub fn container(&self) -> Option<&ContainerOwner> {
+        match &self.kind {
+            OwnerKind::Container(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn pod(&self) -> Option<&PodRef> {
+        match &self.kind {
+            OwnerKind::Container(c) => c.pod.as_ref(),
+            OwnerKind::Pod(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Fully named: a container with its pod and name, or a host owner.
+    pub fn is_complete(&self) -> bool {
+        match &self.kind {
+            OwnerKind::Container(c) => c.pod.as_ref().is_some_and(|p| !p.name.is_empty()) && c.name.is_some(),
+            OwnerKind::Pod(p) => !p.name.is_empty(),
+            OwnerKind::HostService { .. } | OwnerKind::Host => true,
+            OwnerKind::Unknown { .. } => false,
+        }
+    }
+
+    /// A key stable across container re-creations and process restarts:
+    /// `pod:<ns>/<pod>/<container>`, `container:<id>`, `service:<unit>`, `host`, `unknown`.
+    pub fn stable_key(&self) -> String {
+        match &self.kind {
+            OwnerKind::Container(c) => match (&c.pod, &c.name) {
+                (Some(p), Some(name)) => format!("pod:{}/{}/{}", p.namespace, p.name, name),
+                _ => format!("container:{}", c.id),
+            },
+            OwnerKind::Pod(p) => format!("pod:{}/{}", p.namespace, p.name),
+            OwnerKind::HostService { unit, .. } => format!("service:{unit}"),
+            OwnerKind::Host => "host".into(),
+            OwnerKind::Unknown { .. } => "unknown".into(),
+        }
+    }
+
+    /// What an operator calls it: `kube-system/kube-apiserver-node1 (container kube-apiserver,
+    /// static pod)`, `host service kubelet.service`.
+    pub fn display(&self) -> String {
+        match &self.kind {
+            OwnerKind::Container(c) => {
+                let name = c.name.as_deref().unwrap_or("?");
+                match &c.pod {
+                    Some(p) => format!(
+                        "{}/{} (container {name}{})",
+                        p.namespace,
+                        p.name,
+                        if p.static_pod { ", static pod" } else { "" }
+                    ),
+                    None => format!("{} container {} ({name})", c.runtime.as_str(), c.id.short()),
+                }
+            }
+            OwnerKind::Pod(p) => format!("{}/{} (pod cgroup)", p.namespace, p.name),
+            OwnerKind::HostService { unit, .. } => format!("host service {unit}"),
+            OwnerKind::Host => "host".into(),
+            OwnerKind::Unknown { reason } => format!("unknown ({reason})"),
+        }
+    }
+
+    /// Metric labels: namespace, pod, container, service (empty when not applicable).
+    pub fn labels(&self) -> OwnerLabelValues {
+        match &self.kind {
+            OwnerKind::Container(c) => OwnerLabelValues {
+                namespace: c.pod.as_ref().map(|p| p.namespace.clone()).unwrap_or_default(),
+                pod: c.pod.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
+                container: c.name.clone().unwrap_or_else(|| c.id.short().to_string()),
+                service: String::new(),
+            },
+            OwnerKind::Pod(p) => OwnerLabelValues { namespace: p.namespace.clone(), pod: p.name.clone(), ..Default::default() },
+            OwnerKind::HostService { unit, .. } => OwnerLabelValues { service: unit.clone(), ..Default::default() },
+            OwnerKind::Host => OwnerLabelValues { service: "host".into(), ..Default::default() },
+            OwnerKind::Unknown { .. } => OwnerLabelValues { service: "unknown".into(), ..Default::default() },
+        }
+    }
+}
+
+/// The label values of an owner.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OwnerLabelValues {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub service: String,
+}
+
+/// An event with its owner (and, for signals, the sender's; for OOM kills, the trigger's).
+#[derive(Clone, Debug)]
+pub struct Attributed {
+    pub record: Record,
+    pub owner: Arc<Owner>,
+    /// `Signal`: the sender's owner; `OomKill`: the owner of the task that ran the OOM killer.
+    pub other: Option<Arc<Owner>>,
+}
+
+/// Settings of the stage.
+#[derive(Clone, Debug)]
+pub struct AttributionConfig {
+    /// Longest an event waits for its owner before it leaves as it is.
+    pub hold: Duration,
+    /// CRI sockets to try, in order (host paths, already joined with the host root).
+    pub cri_sockets: Vec<PathBuf>,
+    pub cri_timeout: Duration,
+    /// kubelet's `staticPodPath`.
+    pub static_pod_dir: Option<PathBuf>,
+    /// kubelet's node name (static pods are named `<name>-<nodeName>`); the hostname if unset.
+    pub node_name: Option<String>,
+    /// Root of the node's filesystem, for kubelet's `/var/log/pods` and `/var/log/containers`.
+    pub host_root: PathBuf,
+    /// Where the cgroup hierarchies are; discovered from mountinfo if unset.
+    pub mounts: Option<crate::node::cgroupfs::Mounts>,
+    /// Events queued towards the detectors.
+    pub queue: usize,
+    /// Most distinct per-owner series (`events_by_owner_total`), see [`metrics`].
+    pub max_owner_series: usize,
+    /// Series of owners not seen for this long are removed.
+    pub owner_series_ttl: Duration,
+    /// Cached owners are checked for removed cgroups this often.
+    pub sweep_interval: Duration,
+}
+
+impl Default for AttributionConfig {
+    fn default() -> Self {
+        Self {
+            hold: Duration::from_millis(500),
+            cri_sockets: [
+                "/run/containerd/containerd.sock",
+                "/run/crio/crio.sock",
+                "/run/cri-dockerd.sock",
+                "/run/k3s/containerd/containerd.sock",
+                "/run/k0s/containerd.sock",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+            cri_timeout: Duration::from_secs(2),
+            static_pod_dir: Some(PathBuf::from("/etc/kubernetes/manifests")),
+            node_name: None,
+            host_root: PathBuf::from("/"),
+            mounts: None,
+            queue: 65536,
+            max_owner_series: metrics::DEFAULT_MAX_OWNER_SERIES,
+            owner_series_ttl: Duration::from_secs(15 * 60),
+            sweep_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Starts the stage: reads `records`, sends [`Attributed`] events on the returned receiver.
+/// The stage ends when `records` closes (after flushing what it holds).
+pub fn spawn(
+    config: AttributionConfig,
+    records: mpsc::Receiver<Record>,
+    registry: &mut Registry,
+) -> (mpsc::Receiver<Attributed>, JoinHandle<()>) {
+    let metrics = AttributionMetrics::new(registry, config.max_owner_series);
+    spawn_with_metrics(config, records, metrics)
+}
+
+/// [`spawn`] with metrics built by the caller (tests read them back).
+pub fn spawn_with_metrics(
+    config: AttributionConfig,
+    records: mpsc::Receiver<Record>,
+    metrics: AttributionMetrics,
+) -> (mpsc::Receiver<Attributed>, JoinHandle<()>) {
+    let (out_tx, out_rx) = mpsc::channel(config.queue.max(1));
+    let (requests_tx, requests_rx) = mpsc::unbounded_channel();
+    let (answers_tx, answers_rx) = mpsc::unbounded_channel();
+    let resolver = resolver::Resolver::new(&config, metrics.clone());
+    let resolver_task = tokio::spawn(resolver.run(requests_rx, answers_tx));
+    let stage = Stage {
+        hold: config.hold,
+        ttl: config.owner_series_ttl,
+        owners: HashMap::new(),
+        asked: HashSet::new(),
+        held: VecDeque::new(),
+        metrics,
+        requests: requests_tx,
+        out: out_tx,
+    };
+    let handle = tokio::spawn(async move {
+        stage.run(records, answers_rx).await;
+        resolver_task.abort();
+    });
+    (out_rx, handle)
+}
+
+/// What the resolver says about a cgroup.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The owner; `settled` when the resolver can learn no more about it (a partial owner
+    /// that is not settled may be refined by a later answer).
+    Owner { key: CgroupKey, owner: Arc<Owner>, settled: bool },
+    /// The cgroup is gone: forget it.
+    Removed(CgroupKey),
+}
+
+struct Held {
+    record: Record,
+    keys: Vec<CgroupKey>,
+    deadline: Instant,
+}
+
+struct Stage {
+    hold: Duration,
+    ttl: Duration,
+    owners: HashMap<CgroupKey, (Arc<Owner>, bool)>,
+    /// Keys asked of the resolver and not yet answered completely.
+    asked: HashSet<CgroupKey>,
+    held: VecDeque<Held>,
+    metrics: AttributionMetrics,
+    requests: mpsc::UnboundedSender<CgroupKey>,
+    out: mpsc::Sender<Attributed>,
+}
+
+/// The cgroups an event names: its task's and, for signals and OOM kills, the other side's.
+fn keys_of(event: &Event) -> Vec<CgroupKey> {
+    let mut keys = vec![CgroupKey::of(event.task())];
+    match event {
+        Event::Signal(s) if s.sender_cgroup_id != 0 || s.sender_memcg_id != 0 => {
+            keys.push(CgroupKey { cgroup_id: s.sender_cgroup_id, memcg_id: s.sender_memcg_id })
+        }
+        Event::OomKill(o) if o.trigger_cgroup_id != 0 || o.trigger_memcg_id != 0 => {
+            keys.push(CgroupKey { cgroup_id: o.trigger_cgroup_id, memcg_id: o.trigger_memcg_id })
+        }
+        _ => {}
+    }
+    keys
+}
+
+impl Stage {
+    async fn run(mut self, mut records: mpsc::Receiver<Record>, mut answers: mpsc::UnboundedReceiver<Answer>) {
+        let mut expiry = tokio::time::interval(Duration::from_secs(30).min(self.ttl.max(Duration::from_secs(1))));
+        let mut records_open = true;
+        loop {
+            let deadline = self.held.front().map(|h| h.deadline);
+            tokio::select! {
+                record = records.recv(), if records_open => match record {
+                    Some(record) => self.accept(record).await,
+                    None => records_open = false,
+                },
+                Some(answer) = answers.recv() => {
+                    self.learn(answer);
+                    self.release().await;
+                }
+                _ = sleep_until(deadline) => self.release().await,
+                _ = expiry.tick() => self.metrics.expire_owner_series(self.ttl),
+            }
+            if !records_open && self.held.is_empty() {
+                break;
+            }
+            if !records_open {
+                // Flush: nothing more will come; wait only for what is held.
+                if let Some(deadline) = self.held.front().map(|h| h.deadline) {
+                    tokio::select! {
+                        Some(answer) = answers.recv() => { self.learn(answer); self.release().await; }
+                        _ = tokio::time::sleep_until(deadline) => self.release().await,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The resolver is done with `key`: its owner is as good as it gets.
+    fn complete(&self, key: &CgroupKey) -> bool {
+        self.owners.get(key).is_some_and(|(_, settled)| *settled)
+    }
+
+    async fn accept(&mut self, record: Record) {
+        let keys = keys_of(&record.event);
+        for key in &keys {
+            if !self.complete(key) && self.asked.insert(*key) {
+                let _ = self.requests.send(*key);
+            }
+        }
+        let ready = keys.iter().all(|k| self.complete(k));
+        if ready && self.held.is_empty() {
+            self.emit(record, &keys, false).await;
+        } else {
+            self.held.push_back(Held { record, keys, deadline: Instant::now() + self.hold });
+            self.release().await;
+        }
+    }
+
+    fn learn(&mut self, answer: Answer) {
+        match answer {
+            Answer::Owner { key, owner, settled } => {
+                if settled {
+                    self.asked.remove(&key);
+                }
+                // Never replace a fully named owner with a lesser answer (CRI lagging).
+                let better_cached = self.owners.get(&key).is_some_and(|(o, _)| o.is_complete() && !owner.is_complete());
+                if !better_cached {
+                    self.owners.insert(key, (owner, settled));
+                }
+            }
+            Answer::Removed(key) => {
+                self.owners.remove(&key);
+                self.asked.remove(&key);
+            }
+        }
+        self.metrics.cached_owners.set(self.owners.len() as i64);
+    }
+
+    /// Emits held events in order: each once its owners are settled, or once its deadline
+    /// passed, with what is known.
+    async fn release(&mut self) {
+        let now = Instant::now();
+        while let Some(head) = self.held.front() {
+            let ready = head.keys.iter().all(|k| self.complete(k));
+            if !(ready || head.deadline <= now) {
+                break;
+            }
+            let Some(held) = self.held.pop_front() else { break };
+            self.emit(held.record, &held.keys, !ready).await;
+        }
+    }
+
+    async fn emit(&mut self, record: Record, keys: &[CgroupKey], late: bool) {
+        let owner_of = |key: &CgroupKey| {
+            self.owners.get(key).map(|(o, _)| o.clone()).unwrap_or_else(|| Arc::new(Owner::unknown("not resolved in time")))
+        };
+        let owner = owner_of(&keys[0]);
+        let other = keys.get(1).map(owner_of);
+        if late || matches!(owner.kind, OwnerKind::Unknown { .. }) {
+            self.metrics.count_miss(&owner, late);
+        }
+        self.metrics.count_event(record.event.kind(), &owner);
+        let _ = self.out.send(Attributed { record, owner, other }).await;
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use super::*;
+    use crate::{
+        events::{Exec, Task},
+        node::cgroupfs::Mounts,
+    };
+
+    const ID: &str = "47e320f795efcec1ecf2001c3a09c95e3701ed87de8256837b70b10e23818251";
+    const UID: &str = "9729a196c4723b60ab401eaff722982d";
+
+    fn exec(cgroup_id: u64, pid: u32) -> Record {
+        let task = Task { pid, tgid: pid, ppid: 1, uid: 0, cgroup_id, memcg_id: 0, start_ns: 0, comm: "sh".into() };
+        Record { ktime_ns: 0, cpu: 0, event: Event::Exec(Exec { task, filename: "/bin/sh".into(), filename_truncated: false }) }
+    }
+
+    /// A fake node: a cgroup2 tree and kubelet's files, no CRI socket. The stage names a
+    /// static pod's container from the log layout and the manifest, a host unit from its path,
+    /// keeps the order of events, and labels an id that matches no cgroup unknown at once,
+    /// counting the miss.
+    #[tokio::test]
+    async fn names_owners_without_a_runtime_and_counts_misses() {
+        let root = std::env::temp_dir().join(format!("nrm-attribution-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let cgroups = root.join("cgroup");
+        let container_dir = cgroups.join(format!("kubepods/burstable/pod{UID}/{ID}"));
+        let kubelet_dir = cgroups.join("system.slice/kubelet.service");
+        std::fs::create_dir_all(&container_dir).expect("mkdir");
+        std::fs::create_dir_all(&kubelet_dir).expect("mkdir");
+        std::fs::create_dir_all(root.join("var/log/containers")).expect("mkdir");
+        std::fs::write(root.join(format!("var/log/containers/etcd-node1_kube-system_etcd-{ID}.log")), "").expect("write");
+        let manifests = root.join("manifests");
+        std::fs::create_dir_all(&manifests).expect("mkdir");
+        std::fs::write(
+            manifests.join("etcd.yaml"),
+            "kind: Pod\nmetadata: {name: etcd, namespace: kube-system}\nspec: {containers: [{name: etcd, image: etcd}]}\n",
+        )
+        .expect("write");
+        let ino = |p: &std::path::Path| std::fs::metadata(p).expect("stat").ino();
+        let config = AttributionConfig {
+            hold: Duration::from_millis(200),
+            cri_sockets: vec![root.join("no-such.sock")],
+            static_pod_dir: Some(manifests.clone()),
+            node_name: Some("node1".into()),
+            host_root: root.clone(),
+            mounts: Some(Mounts { v2: Some(cgroups.clone()), memory_v1: None }),
+            ..AttributionConfig::default()
+        };
+        let metrics = AttributionMetrics::unregistered(100);
+        let (tx, rx) = mpsc::channel(16);
+        let (mut out, handle) = spawn_with_metrics(config, rx, metrics.clone());
+        let started = Instant::now();
+        tx.send(exec(u64::MAX - 7, 1)).await.expect("send");
+        tx.send(exec(ino(&container_dir), 2)).await.expect("send");
+        tx.send(exec(ino(&kubelet_dir), 3)).await.expect("send");
+        drop(tx);
+        let mut got = Vec::new();
+        while let Some(a) = out.recv().await {
+            got.push(a);
+        }
+        handle.await.expect("stage");
+        assert_eq!(got.iter().map(|a| a.record.event.task().pid).collect::<Vec<_>>(), [1, 2, 3], "order kept");
+        assert!(matches!(got[0].owner.kind, OwnerKind::Unknown { .. }), "{:?}", got[0].owner);
+        assert!(started.elapsed() < Duration::from_millis(200), "a cgroup known to be gone is not held");
+        let c = got[1].owner.container().expect("a container");
+        assert_eq!(c.id.as_str(), ID);
+        assert_eq!(c.name.as_deref(), Some("etcd"));
+        let pod = c.pod.as_ref().expect("pod");
+        assert_eq!((pod.namespace.as_str(), pod.name.as_str(), pod.uid.as_str()), ("kube-system", "etcd-node1", UID));
+        assert!(pod.static_pod);
+        assert_eq!(pod.manifest.as_deref(), Some(manifests.join("etcd.yaml").as_path()));
+        assert_eq!(got[1].owner.stable_key(), "pod:kube-system/etcd-node1/etcd");
+        assert_eq!(got[2].owner.kind, OwnerKind::HostService { unit: "kubelet.service".into(), service: "kubelet".into() });
+        let misses = |reason| metrics.misses.get_or_create(&metrics::MissLabels { reason }).get();
+        assert_eq!((misses("cgroup_gone"), misses("late"), misses("not_resolved")), (1, 0, 0));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

@@ -1,1 +1,231 @@
-//! (being written by the attribution work)
+//! From a cgroup id to its path: the kernel reports a task's cgroup v2 id (the inode number of
+//! the cgroup's directory in cgroup2fs) and its v1 memory cgroup's inode; this module finds the
+//! directory with that inode under the hierarchy's mount point.
+//!
+//! [`Mounts`] finds the hierarchies in a mountinfo text (the daemon's own, which in a DaemonSet
+//! shows the host's cgroup mounts); [`CgroupIndex`] keeps inode -> path for one hierarchy,
+//! rescanning the tree on a miss (at most once per [`CgroupIndex::min_rescan`]). It only reads
+//! directory metadata; it never creates, moves or deletes cgroups. Walks are blocking
+//! filesystem work: run them off the async event path (`spawn_blocking`).
+
+use std::{
+    collections::HashMap,
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+/// Most directories visited by one walk (a busy node has a few thousand cgroups).
+pub const MAX_WALK_DIRS: usize = 200_000;
+
+/// Where the cgroup hierarchies attribution needs are mounted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mounts {
+    /// The cgroup2 (unified) hierarchy: `/sys/fs/cgroup` on v2 nodes,
+    /// `/sys/fs/cgroup/unified` on hybrid ones.
+    pub v2: Option<PathBuf>,
+    /// The v1 memory controller's hierarchy, when memory is on v1.
+    pub memory_v1: Option<PathBuf>,
+}
+
+impl Mounts {
+    /// Reads `/proc/self/mountinfo`.
+    pub fn discover() -> Self {
+        fs::read_to_string("/proc/self/mountinfo").map(|text| Self::from_mountinfo(&text)).unwrap_or_default()
+    }
+
+    /// Parses mountinfo text (`proc(5)`): field 5 is the mount point, after ` - ` come the
+    /// filesystem type, the source and the super options (`rw,memory`).
+    pub fn from_mountinfo(text: &str) -> Self {
+        let mut mounts = Self::default();
+        for line in text.lines() {
+            let Some((left, right)) = line.split_once(" - ") else { continue };
+            let Some(mount) = left.split_whitespace().nth(4) else { continue };
+            let mut right = right.split_whitespace();
+            let fstype = right.next();
+            let options = right.nth(1).unwrap_or("");
+            let mount = PathBuf::from(unescape_mount(mount));
+            match fstype {
+                Some("cgroup2") if mounts.v2.is_none() => mounts.v2 = Some(mount),
+                Some("cgroup") if mounts.memory_v1.is_none() && options.split(',').any(|o| o == "memory") => {
+                    mounts.memory_v1 = Some(mount)
+                }
+                _ => {}
+            }
+        }
+        mounts
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
+fn unescape_mount(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at + 1..at + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(byte) => {
+                out.push(byte as char);
+                rest = &rest[at + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// inode -> cgroup path (relative to the mount, starting with `/`) for one hierarchy.
+#[derive(Debug)]
+pub struct CgroupIndex {
+    mount: PathBuf,
+    paths: HashMap<u64, String>,
+    last_walk: Option<Instant>,
+    /// A miss rescans the tree at most this often.
+    pub min_rescan: Duration,
+    walks: u64,
+}
+
+impl CgroupIndex {
+    pub fn new(mount: impl Into<PathBuf>) -> Self {
+        Self { mount: mount.into(), paths: HashMap::new(), last_walk: None, min_rescan: Duration::from_millis(50), walks: 0 }
+    }
+
+    pub fn mount(&self) -> &Path {
+        &self.mount
+    }
+
+    /// How many times the tree was walked (for tests and metrics).
+    pub fn walks(&self) -> u64 {
+        self.walks
+    }
+
+    /// The path of cgroup `id`, walking the tree again on a miss unless it was walked less
+    /// than `min_rescan` ago. A cached path whose directory is gone is forgotten.
+    pub fn lookup(&mut self, id: u64) -> Option<String> {
+        if id == 0 {
+            return None;
+        }
+        if let Some(path) = self.paths.get(&id) {
+            if self.still_there(id, path) {
+                return Some(path.clone());
+            }
+            self.paths.remove(&id);
+        }
+        let recently = self.last_walk.is_some_and(|at| at.elapsed() < self.min_rescan);
+        if recently {
+            return None;
+        }
+        self.walk();
+        self.paths.get(&id).cloned()
+    }
+
+    /// The cached path only (no walk).
+    pub fn cached(&self, id: u64) -> Option<&str> {
+        self.paths.get(&id).map(String::as_str)
+    }
+
+    /// Whether cgroup `id` (as last seen at `path`) still exists.
+    pub fn exists(&self, id: u64, path: &str) -> bool {
+        self.still_there(id, path)
+    }
+
+    /// Drops entries whose directories are gone; returns their ids.
+    pub fn sweep(&mut self) -> Vec<u64> {
+        let gone: Vec<u64> = self.paths.iter().filter(|(id, path)| !self.still_there(**id, path)).map(|(id, _)| *id).collect();
+        for id in &gone {
+            self.paths.remove(id);
+        }
+        gone
+    }
+
+    fn still_there(&self, id: u64, path: &str) -> bool {
+        fs::metadata(self.absolute(path)).is_ok_and(|m| m.ino() == id)
+    }
+
+    fn absolute(&self, path: &str) -> PathBuf {
+        self.mount.join(path.trim_start_matches('/'))
+    }
+
+    /// Walks the whole hierarchy (iteratively, bounded by [`MAX_WALK_DIRS`]).
+    pub fn walk(&mut self) {
+        self.walks += 1;
+        self.last_walk = Some(Instant::now());
+        let mut stack = vec![(self.mount.clone(), String::from("/"))];
+        let mut seen = 0usize;
+        while let Some((dir, rel)) = stack.pop() {
+            seen += 1;
+            if seen > MAX_WALK_DIRS {
+                break;
+            }
+            let Ok(meta) = fs::symlink_metadata(&dir) else { continue };
+            if !meta.is_dir() {
+                continue;
+            }
+            self.paths.insert(meta.ino(), rel.clone());
+            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let child = if rel == "/" { format!("/{name}") } else { format!("{rel}/{name}") };
+                    stack.push((entry.path(), child));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_of_a_hybrid_and_a_v2_node() {
+        let hybrid = "\
+25 30 0:23 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+30 25 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
+34 30 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup rw,cpu,cpuacct
+38 30 0:34 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:18 - cgroup cgroup rw,memory
+";
+        let m = Mounts::from_mountinfo(hybrid);
+        assert_eq!(m.v2.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
+        assert_eq!(m.memory_v1.as_deref(), Some(Path::new("/sys/fs/cgroup/memory")));
+        let v2 = "35 24 0:30 / /host/sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
+        let m = Mounts::from_mountinfo(v2);
+        assert_eq!(m.v2.as_deref(), Some(Path::new("/host/sys/fs/cgroup")));
+        assert_eq!(m.memory_v1, None);
+        assert_eq!(Mounts::from_mountinfo("garbage\n\n - \n"), Mounts::default());
+        assert_eq!(unescape_mount("/a\\040b\\x"), "/a b\\x");
+    }
+
+    #[test]
+    fn finds_a_directory_by_inode_and_forgets_it_when_removed() {
+        let root = std::env::temp_dir().join(format!("nrm-cgroupfs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let leaf = root.join("kubepods/burstable/podx");
+        fs::create_dir_all(&leaf).expect("mkdir");
+        let ino = fs::metadata(&leaf).expect("stat").ino();
+        let mut index = CgroupIndex::new(&root);
+        index.min_rescan = Duration::ZERO;
+        assert_eq!(index.lookup(ino).as_deref(), Some("/kubepods/burstable/podx"));
+        assert_eq!(index.walks(), 1);
+        assert_eq!(index.lookup(ino).as_deref(), Some("/kubepods/burstable/podx"));
+        assert_eq!(index.walks(), 1, "a hit does not walk");
+        // Created after the first walk: a miss walks again and finds it.
+        let later = root.join("system.slice/kubelet.service");
+        fs::create_dir_all(&later).expect("mkdir");
+        let later_ino = fs::metadata(&later).expect("stat").ino();
+        assert_eq!(index.lookup(later_ino).as_deref(), Some("/system.slice/kubelet.service"));
+        fs::remove_dir(&leaf).expect("rmdir");
+        assert!(index.sweep().contains(&ino));
+        assert_eq!(index.cached(ino), None);
+        assert_eq!(index.lookup(0), None);
+        let _ = fs::remove_dir_all(&root);
+    }
+}

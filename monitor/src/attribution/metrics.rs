@@ -1,0 +1,212 @@
+//! Attribution's own metrics, and events counted per owner.
+//!
+//! - `attribution_misses_total{reason}`: events that left without a named owner, or late.
+//! - `attribution_cri_errors_total{call}`: CRI calls that failed.
+//! - `attribution_cached_owners`: cgroups whose owner is cached.
+//! - `events_by_owner_total{kind,namespace,pod,container,service}`: events per owner.
+//!   Cardinality is bounded: at most `max_series` (default [`DEFAULT_MAX_OWNER_SERIES`])
+//!   series; past it, new owners fold into `namespace="_other"` and each fold is counted in
+//!   `events_by_owner_folded_total`. Series of owners not seen for the configured TTL
+//!   (default 15 minutes) are removed, so pods that are gone stop being exported.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, atomic::AtomicU64},
+    time::{Duration, Instant},
+};
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+use super::{Owner, OwnerKind};
+use crate::events::Kind;
+
+/// Default cap on `events_by_owner_total` series (6 event kinds x ~300 containers).
+pub const DEFAULT_MAX_OWNER_SERIES: usize = 2000;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OwnerEventLabels {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    /// Host systemd unit, `host` or `unknown` for events outside containers.
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MissLabels {
+    /// `late` (owner named after the hold), `cgroup_gone`, `cri_unavailable`,
+    /// `not_in_cri`, `not_resolved`.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub call: &'static str,
+}
+
+#[derive(Clone, Debug)]
+pub struct AttributionMetrics {
+    pub misses: Family<MissLabels, Counter<u64, AtomicU64>>,
+    pub cri_errors: Family<CallLabels, Counter<u64, AtomicU64>>,
+    pub cached_owners: Gauge,
+    pub by_owner: Family<OwnerEventLabels, Counter<u64, AtomicU64>>,
+    pub folded: Counter<u64, AtomicU64>,
+    series: Arc<Mutex<HashMap<OwnerEventLabels, Instant>>>,
+    max_series: usize,
+}
+
+impl AttributionMetrics {
+    pub fn new(registry: &mut Registry, max_series: usize) -> Self {
+        let metrics = Self::unregistered(max_series);
+        registry.register(
+            "attribution_misses",
+            "Events whose owner was not named within the hold time, or not at all, by reason",
+            metrics.misses.clone(),
+        );
+        registry.register("attribution_cri_errors", "CRI calls of the attribution that failed", metrics.cri_errors.clone());
+        registry.register("attribution_cached_owners", "cgroups whose owner is cached", metrics.cached_owners.clone());
+        registry.register(
+            "events_by_owner",
+            "Kernel events by owner (container of a pod, or host service); series are capped and expire",
+            metrics.by_owner.clone(),
+        );
+        registry.register(
+            "events_by_owner_folded",
+            "Events counted under namespace=\"_other\" because the events_by_owner series cap was reached",
+            metrics.folded.clone(),
+        );
+        metrics
+    }
+
+    /// Metrics not in any registry (tests).
+    pub fn unregistered(max_series: usize) -> Self {
+        Self {
+            misses: Family::default(),
+            cri_errors: Family::default(),
+            cached_owners: Gauge::default(),
+            by_owner: Family::default(),
+            folded: Counter::default(),
+            series: Arc::default(),
+            max_series,
+        }
+    }
+
+    pub(crate) fn count_miss(&self, owner: &Owner, late: bool) {
+        let reason = match &owner.kind {
+            OwnerKind::Unknown { reason } => miss_reason(reason),
+            _ if late => "late",
+            _ => return,
+        };
+        self.misses.get_or_create(&MissLabels { reason }).inc();
+    }
+
+    pub(crate) fn count_event(&self, kind: Kind, owner: &Owner) {
+        let values = owner.labels();
+        let mut labels = OwnerEventLabels {
+            kind: kind.as_str(),
+            namespace: values.namespace,
+            pod: values.pod,
+            container: values.container,
+            service: values.service,
+        };
+        if let Ok(mut series) = self.series.lock() {
+            let now = Instant::now();
+            if let Some(seen) = series.get_mut(&labels) {
+                *seen = now;
+            } else if series.len() >= self.max_series {
+                self.folded.inc();
+                labels = OwnerEventLabels {
+                    kind: labels.kind,
+                    namespace: "_other".into(),
+                    pod: String::new(),
+                    container: String::new(),
+                    service: String::new(),
+                };
+            } else {
+                series.insert(labels.clone(), now);
+            }
+        }
+        self.by_owner.get_or_create(&labels).inc();
+    }
+
+    /// Removes the series of owners not seen for `ttl`.
+    pub fn expire_owner_series(&self, ttl: Duration) {
+        let Ok(mut series) = self.series.lock() else { return };
+        series.retain(|labels, seen| {
+            let keep = seen.elapsed() < ttl;
+            if !keep {
+                self.by_owner.remove(labels);
+            }
+            keep
+        });
+    }
+
+    /// Live series (tests).
+    pub fn owner_series(&self) -> usize {
+        self.series.lock().map(|s| s.len()).unwrap_or(0)
+    }
+}
+
+fn miss_reason(reason: &str) -> &'static str {
+    match reason {
+        r if r.contains("gone") => "cgroup_gone",
+        r if r.contains("no CRI") => "cri_unavailable",
+        r if r.contains("not in CRI") => "not_in_cri",
+        _ => "not_resolved",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+    use crate::{
+        attribution::{ContainerOwner, PodRef},
+        node::cgroup_path::{ContainerId, Runtime},
+    };
+
+    fn pod_owner(pod: &str) -> Owner {
+        Owner {
+            kind: OwnerKind::Container(ContainerOwner {
+                runtime: Runtime::Containerd,
+                id: ContainerId::parse_hex(&"a".repeat(64)).expect("id"),
+                name: Some("app".into()),
+                pod: Some(PodRef { namespace: "ns".into(), name: pod.into(), uid: "u".into(), ..Default::default() }),
+                sandbox: false,
+                attempt: Some(0),
+            }),
+            cgroup_path: None,
+        }
+    }
+
+    #[test]
+    fn series_are_capped_folded_and_expire() {
+        let mut registry = Registry::with_prefix("node_runtime_monitor");
+        let metrics = AttributionMetrics::new(&mut registry, 3);
+        for pod in ["a", "b", "c", "d", "e"] {
+            metrics.count_event(Kind::Exec, &pod_owner(pod));
+        }
+        metrics.count_event(Kind::Exec, &pod_owner("a"));
+        assert_eq!(metrics.owner_series(), 3);
+        assert_eq!(metrics.folded.get(), 2);
+        let mut text = String::new();
+        encode(&mut text, &registry).expect("encode");
+        assert!(text.contains(r#"node_runtime_monitor_events_by_owner_total{kind="exec",namespace="ns",pod="a",container="app",service=""} 2"#), "{text}");
+        assert!(text.contains(r#"namespace="_other""#), "{text}");
+        assert!(!text.contains(r#"pod="d""#), "{text}");
+        metrics.expire_owner_series(Duration::ZERO);
+        assert_eq!(metrics.owner_series(), 0);
+        let mut text = String::new();
+        encode(&mut text, &registry).expect("encode");
+        assert!(!text.contains(r#"pod="a""#), "expired series still exported: {text}");
+        // Room again after expiry.
+        metrics.count_event(Kind::Exit, &pod_owner("f"));
+        assert_eq!(metrics.owner_series(), 1);
+    }
+}

@@ -1,0 +1,372 @@
+//! The resolver task: from a cgroup key to its owner, off the event path.
+//!
+//! For each key it finds the cgroup's path (v2 id, else v1 memory cgroup id; walks run in
+//! `spawn_blocking`), parses it, and for containers names the pod: from the CRI (one
+//! `ListPodSandbox` + `ListContainers` refreshes every container at once, at most every
+//! [`MIN_LIST_INTERVAL`]), else from kubelet's log layout and static pod manifests. It checks
+//! known cgroups periodically and reports removed ones so the stage forgets them.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::mpsc;
+use tracing::{debug, info};
+
+use super::{Answer, AttributionConfig, CgroupKey, ContainerOwner, Owner, OwnerKind, PodRef, kubelet_files, metrics::AttributionMetrics};
+use crate::node::{
+    cgroup_path::{self, CgroupOwner, ContainerCgroup},
+    cgroupfs::{CgroupIndex, Mounts},
+    cri::{self, CriApi},
+    static_pods::{self, StaticPod},
+};
+
+/// The CRI is listed at most this often.
+pub const MIN_LIST_INTERVAL: Duration = Duration::from_millis(100);
+/// A runtime socket that did not answer is asked again after this long.
+const CRI_REPROBE: Duration = Duration::from_secs(5);
+/// Static pod manifests are re-read after this long.
+const MANIFESTS_MAX_AGE: Duration = Duration::from_secs(30);
+
+pub(crate) struct Resolver {
+    v2: Option<CgroupIndex>,
+    memcg: Option<CgroupIndex>,
+    sockets: Vec<PathBuf>,
+    cri_timeout: Duration,
+    cri: Option<(PathBuf, CriApi)>,
+    last_probe: Option<Instant>,
+    containers: HashMap<String, cri::Container>,
+    sandboxes: HashMap<String, cri::Sandbox>,
+    last_list: Option<Instant>,
+    static_dir: Option<PathBuf>,
+    static_pods: Vec<StaticPod>,
+    static_read: Option<Instant>,
+    node_name: String,
+    host_root: PathBuf,
+    /// Keys answered, with the paths they were read from (for the removal sweep).
+    known: HashMap<CgroupKey, (Option<String>, Option<String>)>,
+    sweep_interval: Duration,
+    metrics: AttributionMetrics,
+}
+
+impl Resolver {
+    pub(crate) fn new(config: &AttributionConfig, metrics: AttributionMetrics) -> Self {
+        let mounts = config.mounts.clone().unwrap_or_else(Mounts::discover);
+        let node_name = config.node_name.clone().unwrap_or_else(hostname);
+        Self {
+            v2: mounts.v2.map(CgroupIndex::new),
+            memcg: mounts.memory_v1.map(CgroupIndex::new),
+            sockets: config.cri_sockets.clone(),
+            cri_timeout: config.cri_timeout,
+            cri: None,
+            last_probe: None,
+            containers: HashMap::new(),
+            sandboxes: HashMap::new(),
+            last_list: None,
+            static_dir: config.static_pod_dir.clone(),
+            static_pods: Vec::new(),
+            static_read: None,
+            node_name,
+            host_root: config.host_root.clone(),
+            known: HashMap::new(),
+            sweep_interval: config.sweep_interval.max(Duration::from_millis(100)),
+            metrics,
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut requests: mpsc::UnboundedReceiver<CgroupKey>, answers: mpsc::UnboundedSender<Answer>) {
+        let mut sweep = tokio::time::interval(self.sweep_interval);
+        loop {
+            tokio::select! {
+                key = requests.recv() => {
+                    let Some(key) = key else { break };
+                    let mut batch = vec![key];
+                    while let Ok(key) = requests.try_recv() {
+                        batch.push(key);
+                    }
+                    batch.sort();
+                    batch.dedup();
+                    for key in batch {
+                        let (owner, settled) = self.resolve(key).await;
+                        if answers.send(Answer::Owner { key, owner: Arc::new(owner), settled }).is_err() {
+                            return;
+                        }
+                    }
+                }
+                _ = sweep.tick() => {
+                    for key in self.sweep() {
+                        let _ = answers.send(Answer::Removed(key));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The owner of `key`, and whether it is final.
+    async fn resolve(&mut self, key: CgroupKey) -> (Owner, bool) {
+        let v2_path = lookup(&mut self.v2, key.cgroup_id).await;
+        let memcg_path = lookup(&mut self.memcg, key.memcg_id).await;
+        if v2_path.is_none() && memcg_path.is_none() {
+            return (Owner::unknown("cgroup gone before it was read"), true);
+        }
+        self.known.insert(key, (v2_path.clone(), memcg_path.clone()));
+        // On hybrid nodes a runtime may leave the unified hierarchy alone: take whichever
+        // path says more.
+        let candidates = [v2_path, memcg_path];
+        let (path, parsed) = candidates
+            .iter()
+            .flatten()
+            .map(|p| (p.clone(), cgroup_path::parse(p)))
+            .max_by_key(|(_, parsed)| specificity(parsed))
+            .unwrap_or_else(|| (String::from("/"), CgroupOwner::Host { path: "/".into() }));
+        let (kind, settled) = match parsed {
+            CgroupOwner::Container(container) => self.container(container).await,
+            CgroupOwner::Pod(pod) => {
+                // A process in the pod's own cgroup (rare): the pod by uid, named when the
+                // files say.
+                let mut pod = PodRef { uid: pod.uid, ..Default::default() };
+                if let Some((namespace, name)) = kubelet_files::find_pod(&self.host_root, &pod.uid) {
+                    (pod.namespace, pod.name) = (namespace, name);
+                }
+                (OwnerKind::Pod(pod), true)
+            }
+            CgroupOwner::HostService { unit, service } => (OwnerKind::HostService { unit, service }, true),
+            CgroupOwner::Host { .. } => (OwnerKind::Host, true),
+        };
+        (Owner { kind, cgroup_path: Some(path) }, settled)
+    }
+
+    async fn container(&mut self, parsed: ContainerCgroup) -> (OwnerKind, bool) {
+        let id = parsed.id.as_str().to_string();
+        let mut owner = ContainerOwner {
+            runtime: parsed.runtime,
+            id: parsed.id.clone(),
+            name: None,
+            pod: parsed.pod.as_ref().map(|p| PodRef { uid: p.uid.clone(), ..Default::default() }),
+            sandbox: false,
+            attempt: None,
+        };
+        self.refresh_static_pods();
+        if self.ensure_cri().await {
+            if !self.containers.contains_key(&id) && !self.sandboxes.contains_key(&id) {
+                self.list().await;
+            }
+            if self.fill_from_cri(&mut owner) {
+                return (OwnerKind::Container(owner), true);
+            }
+            if self.cri.is_some() {
+                debug!(container = %id, "container not in CRI");
+                // The runtime answered and does not know it (not a CRI container, e.g. `ctr`).
+                self.fill_from_files(&mut owner);
+                return (OwnerKind::Container(owner), true);
+            }
+        }
+        self.fill_from_files(&mut owner);
+        (OwnerKind::Container(owner), true)
+    }
+
+    /// Finds a socket that answers, asking again at most every [`CRI_REPROBE`].
+    async fn ensure_cri(&mut self) -> bool {
+        if self.cri.is_some() {
+            return true;
+        }
+        if self.last_probe.is_some_and(|at| at.elapsed() < CRI_REPROBE) || self.sockets.is_empty() {
+            return false;
+        }
+        self.last_probe = Some(Instant::now());
+        for socket in &self.sockets {
+            if !socket.exists() {
+                continue;
+            }
+            let probe = cri::probe_socket(socket, self.cri_timeout).await;
+            if let Some(api) = probe.preferred_api() {
+                info!(socket = %socket.display(), ?api, "attribution asks this CRI socket");
+                self.cri = Some((socket.clone(), api));
+                return true;
+            }
+            self.metrics.cri_errors.get_or_create(&super::metrics::CallLabels { call: "Version" }).inc();
+        }
+        false
+    }
+
+    async fn list(&mut self) {
+        let Some((socket, api)) = self.cri.clone() else { return };
+        if let Some(at) = self.last_list {
+            let since = at.elapsed();
+            if since < MIN_LIST_INTERVAL {
+                tokio::time::sleep(MIN_LIST_INTERVAL - since).await;
+            }
+        }
+        self.last_list = Some(Instant::now());
+        match cri::list_workloads(&socket, api, self.cri_timeout).await {
+            Ok(workloads) => {
+                self.containers = workloads.containers.into_iter().map(|c| (c.id.clone(), c)).collect();
+                self.sandboxes = workloads.sandboxes.into_iter().map(|s| (s.id.clone(), s)).collect();
+            }
+            Err(err) => {
+                debug!("CRI list failed: {err}");
+                self.metrics.cri_errors.get_or_create(&super::metrics::CallLabels { call: "List" }).inc();
+                if err.is_unreachable() {
+                    self.cri = None;
+                }
+            }
+        }
+    }
+
+    /// Names the container and its pod from the CRI's labels and annotations.
+    fn fill_from_cri(&self, owner: &mut ContainerOwner) -> bool {
+        let id = owner.id.as_str();
+        let (sandbox, container) = if let Some(c) = self.containers.get(id) {
+            (self.sandboxes.get(&c.sandbox_id), Some(c))
+        } else if let Some(s) = self.sandboxes.get(id) {
+            (Some(s), None)
+        } else {
+            return false;
+        };
+        let label = |key: &str| {
+            container.and_then(|c| c.labels.get(key)).or_else(|| sandbox.and_then(|s| s.labels.get(key))).cloned()
+        };
+        let namespace = label("io.kubernetes.pod.namespace").or_else(|| sandbox.map(|s| s.namespace.clone())).unwrap_or_default();
+        let name = label("io.kubernetes.pod.name").or_else(|| sandbox.map(|s| s.name.clone())).unwrap_or_default();
+        let uid = label("io.kubernetes.pod.uid").or_else(|| sandbox.map(|s| s.uid.clone())).unwrap_or_default();
+        let source = sandbox
+            .and_then(|s| s.annotations.get("kubernetes.io/config.source"))
+            .or_else(|| container.and_then(|c| c.annotations.get("kubernetes.io/config.source")));
+        let static_pod = source.is_some_and(|s| s == "file" || s == "http");
+        let manifest = static_pod
+            .then(|| static_pods::find(&self.static_pods, &namespace, &name, &self.node_name).map(|p| p.path.clone()))
+            .flatten();
+        owner.name = match container {
+            Some(c) => Some(label("io.kubernetes.container.name").unwrap_or_else(|| c.name.clone())),
+            None => Some("POD".into()),
+        };
+        owner.sandbox = container.is_none();
+        owner.attempt = container.map(|c| c.attempt);
+        if owner.runtime == cgroup_path::Runtime::Unknown {
+            if let Some((socket, _)) = &self.cri {
+                owner.runtime = runtime_of_socket(socket);
+            }
+        }
+        owner.pod = Some(PodRef { namespace, name, uid, static_pod, manifest });
+        true
+    }
+
+    /// Names the container from kubelet's log layout and the static pod manifests.
+    fn fill_from_files(&self, owner: &mut ContainerOwner) {
+        let uid = owner.pod.as_ref().map(|p| p.uid.clone()).unwrap_or_default();
+        let logged = kubelet_files::find_container(&self.host_root, owner.id.as_str());
+        let pod_dir = (!uid.is_empty()).then(|| kubelet_files::find_pod(&self.host_root, &uid)).flatten();
+        let (namespace, name) = match (&logged, pod_dir) {
+            (Some(l), _) => (l.namespace.clone(), l.pod.clone()),
+            (None, Some(found)) => found,
+            (None, None) => {
+                // A static pod may declare its uid.
+                match self.static_pods.iter().find(|p| !uid.is_empty() && p.uid.as_deref() == Some(uid.as_str())) {
+                    Some(p) => (p.namespace.clone(), p.pod_name_on(&self.node_name)),
+                    None => return,
+                }
+            }
+        };
+        let manifest = static_pods::find(&self.static_pods, &namespace, &name, &self.node_name).map(|p| p.path.clone());
+        if owner.name.is_none() {
+            owner.name = logged.map(|l| l.container).or_else(|| {
+                // A static pod with one container names it.
+                let pod = static_pods::find(&self.static_pods, &namespace, &name, &self.node_name)?;
+                (pod.containers.len() == 1).then(|| pod.containers[0].name.clone())
+            });
+        }
+        owner.pod = Some(PodRef { namespace, name, uid, static_pod: manifest.is_some(), manifest });
+    }
+
+    fn refresh_static_pods(&mut self) {
+        let Some(dir) = &self.static_dir else { return };
+        if self.static_read.is_some_and(|at| at.elapsed() < MANIFESTS_MAX_AGE) {
+            return;
+        }
+        self.static_read = Some(Instant::now());
+        let (pods, errors) = static_pods::load_dir(dir);
+        for err in errors.iter().take(3) {
+            debug!("static pod manifest: {err}");
+        }
+        self.static_pods = pods;
+    }
+
+    /// Keys whose cgroups are gone.
+    fn sweep(&mut self) -> Vec<CgroupKey> {
+        let gone: Vec<CgroupKey> = self
+            .known
+            .iter()
+            .filter(|(key, (v2, memcg))| {
+                let v2_gone = match (v2, &self.v2) {
+                    (Some(path), Some(index)) => !index.exists(key.cgroup_id, path),
+                    _ => true,
+                };
+                let memcg_gone = match (memcg, &self.memcg) {
+                    (Some(path), Some(index)) => !index.exists(key.memcg_id, path),
+                    _ => true,
+                };
+                v2_gone && memcg_gone
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        for key in &gone {
+            self.known.remove(key);
+        }
+        if let Some(index) = self.v2.as_mut() {
+            index.sweep();
+        }
+        if let Some(index) = self.memcg.as_mut() {
+            index.sweep();
+        }
+        gone
+    }
+}
+
+/// Path lookup in a blocking thread (it may walk the hierarchy).
+async fn lookup(index: &mut Option<CgroupIndex>, id: u64) -> Option<String> {
+    if id == 0 {
+        return None;
+    }
+    let owned = index.take()?;
+    let (owned, path) = match tokio::task::spawn_blocking(move || {
+        let mut owned = owned;
+        let path = owned.lookup(id);
+        (owned, path)
+    })
+    .await
+    {
+        Ok(done) => done,
+        Err(_) => return None,
+    };
+    *index = Some(owned);
+    // The root of a hierarchy says nothing about the owner beyond "host"; keep it anyway.
+    path
+}
+
+/// How much a parsed path says: a container beats a pod, a pod beats a unit, a unit the host.
+fn specificity(owner: &CgroupOwner) -> u8 {
+    match owner {
+        CgroupOwner::Container(_) => 3,
+        CgroupOwner::Pod(_) => 2,
+        CgroupOwner::HostService { .. } => 1,
+        CgroupOwner::Host { .. } => 0,
+    }
+}
+
+fn runtime_of_socket(socket: &std::path::Path) -> cgroup_path::Runtime {
+    let text = socket.to_string_lossy();
+    if text.contains("crio") {
+        cgroup_path::Runtime::CriO
+    } else if text.contains("docker") {
+        cgroup_path::Runtime::Docker
+    } else {
+        cgroup_path::Runtime::Containerd
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_ascii_lowercase()).unwrap_or_default()
+}
