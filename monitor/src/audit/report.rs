@@ -42,6 +42,13 @@ struct JsonSocket {
     exists: bool,
     cri_v1: Option<String>,
     cri_v1alpha2: Option<String>,
+    /// The cgroup driver the runtime reports it really uses (`systemd` or `cgroupfs`).
+    cgroup_driver: Option<&'static str>,
+    sandbox_image: Option<String>,
+}
+
+fn driver(s: &super::cri_facts::SocketFacts) -> Option<&'static str> {
+    s.systemd_cgroup().map(|systemd| if systemd { "systemd" } else { "cgroupfs" })
 }
 
 fn api(a: &super::cri_facts::ApiAnswer) -> Option<String> {
@@ -70,6 +77,8 @@ pub fn json(report: &AuditReport) -> String {
                 exists: s.exists,
                 cri_v1: api(&s.v1),
                 cri_v1alpha2: api(&s.v1alpha2),
+                cgroup_driver: driver(s),
+                sandbox_image: s.sandbox_image().map(str::to_string),
             })
             .collect(),
         containerd_release: report.containerd_release.clone(),
@@ -87,6 +96,10 @@ pub fn text(report: &AuditReport, colour: bool) -> String {
     for s in report.cri.sockets.iter().filter(|s| s.exists) {
         let show = |a: &super::cri_facts::ApiAnswer| api(a).unwrap_or_else(|| "no".into());
         let _ = writeln!(out, "CRI socket unix://{}: runtime.v1: {}; runtime.v1alpha2: {}", s.endpoint.display(), show(&s.v1), show(&s.v1alpha2));
+        if let Some(driver) = driver(s) {
+            let image = s.sandbox_image().unwrap_or("?");
+            let _ = writeln!(out, "  runtime reports: cgroup driver {driver}, sandbox image {image}");
+        }
     }
     for (sev, label, code) in [(Severity::Critical, "CRITICAL", "1;31"), (Severity::Warning, "WARNING", "1;33"), (Severity::Info, "INFO", "1;34")] {
         let group: Vec<&Finding> = report.findings.iter().filter(|f| f.severity == sev).collect();
