@@ -6,4 +6,5 @@
 
 pub mod capture;
 pub mod cgroups;
+pub mod containerd;
 pub mod daemon;

@@ -28,6 +28,9 @@ use crate::node::{
 pub const MIN_LIST_INTERVAL: Duration = Duration::from_millis(100);
 /// A runtime socket that did not answer is asked again after this long.
 const CRI_REPROBE: Duration = Duration::from_secs(5);
+/// A container the CRI does not list yet (a sandbox's processes run before RunPodSandbox
+/// returns) is looked up again every [`MIN_LIST_INTERVAL`] for this long.
+const RETRY_FOR: Duration = Duration::from_secs(3);
 /// Static pod manifests are re-read after this long.
 const MANIFESTS_MAX_AGE: Duration = Duration::from_secs(30);
 
@@ -79,6 +82,8 @@ impl Resolver {
 
     pub(crate) async fn run(mut self, mut requests: mpsc::UnboundedReceiver<CgroupKey>, answers: mpsc::UnboundedSender<Answer>) {
         let mut sweep = tokio::time::interval(self.sweep_interval);
+        let mut retry = tokio::time::interval(MIN_LIST_INTERVAL);
+        let mut retries: Vec<(CgroupKey, Instant)> = Vec::new();
         loop {
             tokio::select! {
                 key = requests.recv() => {
@@ -91,10 +96,27 @@ impl Resolver {
                     batch.dedup();
                     for key in batch {
                         let (owner, settled) = self.resolve(key).await;
+                        if !settled && !retries.iter().any(|(k, _)| *k == key) {
+                            retries.push((key, Instant::now()));
+                        }
                         if answers.send(Answer::Owner { key, owner: Arc::new(owner), settled }).is_err() {
                             return;
                         }
                     }
+                }
+                _ = retry.tick(), if !retries.is_empty() => {
+                    let mut still = Vec::new();
+                    for (key, since) in std::mem::take(&mut retries) {
+                        let (owner, settled) = self.resolve(key).await;
+                        let settled = settled || since.elapsed() >= RETRY_FOR;
+                        if !settled {
+                            still.push((key, since));
+                        }
+                        if answers.send(Answer::Owner { key, owner: Arc::new(owner), settled }).is_err() {
+                            return;
+                        }
+                    }
+                    retries = still;
                 }
                 _ = sweep.tick() => {
                     for key in self.sweep() {
@@ -158,10 +180,11 @@ impl Resolver {
                 return (OwnerKind::Container(owner), true);
             }
             if self.cri.is_some() {
-                debug!(container = %id, "container not in CRI");
-                // The runtime answered and does not know it (not a CRI container, e.g. `ctr`).
+                debug!(container = %id, "container not in CRI (yet)");
+                // Not listed yet (being created), or not a CRI container at all (`ctr`): the
+                // caller asks again for a while before settling.
                 self.fill_from_files(&mut owner);
-                return (OwnerKind::Container(owner), true);
+                return (OwnerKind::Container(owner), false);
             }
         }
         self.fill_from_files(&mut owner);

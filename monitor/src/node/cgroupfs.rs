@@ -105,8 +105,8 @@ impl CgroupIndex {
         self.walks
     }
 
-    /// The path of cgroup `id`, walking the tree again on a miss unless it was walked less
-    /// than `min_rescan` ago. A cached path whose directory is gone is forgotten.
+    /// The path of cgroup `id`, walking the tree again on a miss (blocking until `min_rescan`
+    /// after the previous walk). A cached path whose directory is gone is forgotten.
     pub fn lookup(&mut self, id: u64) -> Option<String> {
         if id == 0 {
             return None;
@@ -117,9 +117,12 @@ impl CgroupIndex {
             }
             self.paths.remove(&id);
         }
-        let recently = self.last_walk.is_some_and(|at| at.elapsed() < self.min_rescan);
-        if recently {
-            return None;
+        // Walks are spaced by `min_rescan`: wait for the next one rather than report a miss
+        // for a cgroup created just after the last walk.
+        if let Some(since) = self.last_walk.map(|at| at.elapsed()) {
+            if since < self.min_rescan {
+                std::thread::sleep(self.min_rescan - since);
+            }
         }
         self.walk();
         self.paths.get(&id).cloned()
