@@ -17,7 +17,10 @@ use std::{
 use monitor::{
     attribution::{self, Attributed, AttributionConfig, AttributionMetrics, OwnerKind},
     events::{Event, Record},
-    node::cgroupfs::Mounts,
+    node::{
+        cgroupfs::Mounts,
+        cri::{self, CriApi},
+    },
     probes::{ProbeOptions, Probes, metrics::ProbeMetrics},
 };
 use monitor_tests::containerd::{ContainerSpec, Containerd, PodSpec};
@@ -107,6 +110,18 @@ fn memcg_inode(pod: &PodSpec, container_id: &str) -> Option<u64> {
 #[test]
 fn every_container_event_names_its_pod_and_container() {
     let containerd = Containerd::start();
+    // The CRI client the audit relies on, against the real runtime: containerd 1.6 serves both
+    // API versions, lists the imported image and reports its effective CRI config.
+    let timeout = Duration::from_secs(5);
+    let probe = containerd.block_on(cri::probe_socket(&containerd.socket, timeout));
+    assert!(probe.exists);
+    let v1 = probe.v1.as_ref().unwrap_or_else(|e| panic!("v1 Version: {e}"));
+    assert_eq!(v1.runtime_name, "containerd");
+    assert!(probe.v1alpha2.is_ok(), "{:?}", probe.v1alpha2);
+    let images = containerd.block_on(cri::list_images(&containerd.socket, CriApi::V1, timeout)).expect("ListImages");
+    assert!(images.iter().any(|i| i.repo_tags.iter().any(|t| t == monitor_tests::containerd::IMAGE)), "{images:?}");
+    let config = containerd.block_on(cri::runtime_status_config(&containerd.socket, CriApi::V1, timeout)).expect("Status");
+    assert_eq!(config.get("sandboxImage").and_then(|v| v.as_str()), Some(monitor_tests::containerd::IMAGE), "{config}");
     let manifests = containerd.dir.join("manifests");
     fs::create_dir_all(&manifests).expect("mkdir");
     fs::write(
