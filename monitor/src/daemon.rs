@@ -20,13 +20,10 @@ use tokio::{
 use tracing::{debug, error, info, warn};
 
 use crate::{
+    attribution::{self, Attributed, AttributionConfig, Owner, OwnerKind},
     audit::{Audit, AuditOptions, AuditReport, metrics::AuditMetrics},
-    detectors::{
-        Detectors, NodeFacts, Subject, SubjectKind,
-        loops::LoopConfig,
-        metrics::{DetectorMetrics, OwnerLabels},
-    },
-    events::{Event, Record},
+    detectors::{Detectors, NodeFacts, Subject, SubjectKind, loops::LoopConfig, metrics::DetectorMetrics},
+    events::Event,
     exporters::http::{self, AppState},
     findings::{metrics::FindingMetrics, store::FindingStore},
     probes::{
@@ -85,6 +82,10 @@ pub struct RunArgs {
     /// Window of the loop detectors, in seconds.
     #[arg(long, default_value_t = 300)]
     pub loop_window_seconds: u64,
+    /// Longest an event waits for its owner (container, pod, service) before it is passed on
+    /// as it is, in milliseconds.
+    #[arg(long, env = "NRM_ATTRIBUTION_HOLD_MS", default_value_t = 500)]
+    pub attribution_hold_ms: u64,
     /// The configuration audit re-runs this often (and whenever a file it read changes).
     #[arg(long, env = "NRM_AUDIT_INTERVAL_SECONDS", default_value_t = 300)]
     pub audit_interval_seconds: u64,
@@ -157,7 +158,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // SAFETY: malloc_trim only releases free memory of the allocator.
     unsafe { libc::malloc_trim(0) };
 
-    let (events_tx, events_rx) = mpsc::channel::<Record>(args.event_queue.max(1));
+    let (events_tx, events_rx) = mpsc::channel(args.event_queue.max(1));
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(probes) = probes.as_mut() {
         let stats = probes.take_stats().context("kernel statistics map")?;
@@ -194,7 +195,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         detector_metrics,
         log_events: args.log_events,
     };
-    tasks.spawn(pipeline.run(events_rx));
+    let (attributed_rx, attribution_task) = attribution::spawn(attribution_config(&args), events_rx, &mut registry);
+    tasks.spawn(async move {
+        let _ = attribution_task.await;
+    });
+    tasks.spawn(pipeline.run(attributed_rx));
 
     // The configuration audit: its findings join the store, and what the detectors need of
     // the node's configuration (runtime endpoint, reservation and churn findings) reaches them.
@@ -265,24 +270,28 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    async fn run(mut self, mut events: mpsc::Receiver<Record>) {
+    async fn run(mut self, mut events: mpsc::Receiver<Attributed>) {
         // The kernel drops the daemon's own events; its children (the audit's `--version`
         // runs of runtime binaries) are dropped here.
         let own_pid = std::process::id();
-        while let Some(record) = events.recv().await {
+        while let Some(Attributed { record, owner, .. }) = events.recv().await {
             if record.event.task().ppid == own_pid {
                 continue;
             }
             if self.log_events {
-                log_event(&record.event);
+                log_event(&record.event, &owner);
             }
-            let subject = host_subject(&record.event);
+            let subject = subject_of(&owner, &record.event);
             let now = std::time::Instant::now();
             let facts = self.facts.read().map(|f| f.clone()).unwrap_or_default();
             let (death, found) = self.detectors.observe(&record.event, &subject, &facts, now);
             if let Some(death) = &death {
-                let owner = OwnerLabels { service: subject.display.clone(), kind: Some(subject.kind), ..Default::default() };
-                self.detector_metrics.record(death, &owner);
+                let mut labels = owner.labels();
+                if matches!(owner.kind, OwnerKind::Host | OwnerKind::Unknown { .. }) {
+                    // A host process outside any unit: name it by its command (series capped).
+                    labels.service = format!("process:{}", death.exit.task.comm);
+                }
+                self.detector_metrics.record(death, &labels);
             }
             for finding in found {
                 let changes = self.findings.record("detectors", finding, std::time::SystemTime::now());
@@ -292,15 +301,54 @@ impl Pipeline {
     }
 }
 
-/// Until attribution names owners, every event is a host process's, keyed by its command.
-fn host_subject(event: &Event) -> Subject {
-    let comm = &event.task().comm;
-    Subject {
-        key: format!("process:{comm}"),
-        display: format!("host process {comm}"),
-        kind: SubjectKind::HostProcess,
-        instance: String::new(),
-        control_plane: false,
+/// Node daemons whose failure is the control plane's failure.
+const CONTROL_PLANE_UNITS: [&str; 7] =
+    ["kubelet.service", "containerd.service", "crio.service", "docker.service", "cri-docker.service", "etcd.service", "k0sworker.service"];
+
+/// What the detectors need of an event's owner.
+fn subject_of(owner: &Owner, event: &Event) -> Subject {
+    match &owner.kind {
+        OwnerKind::Container(c) => Subject {
+            key: owner.stable_key(),
+            display: owner.display(),
+            kind: SubjectKind::Container,
+            instance: c.id.to_string(),
+            control_plane: c.pod.as_ref().is_some_and(|p| p.static_pod),
+        },
+        OwnerKind::HostService { unit, .. } => Subject {
+            key: owner.stable_key(),
+            display: owner.display(),
+            kind: SubjectKind::HostService,
+            instance: String::new(),
+            control_plane: CONTROL_PLANE_UNITS.contains(&unit.as_str()),
+        },
+        // A process of a pod's own cgroup, of the host outside any unit, or unknown: a host
+        // process keyed by its command.
+        OwnerKind::Pod(_) | OwnerKind::Host | OwnerKind::Unknown { .. } => {
+            let comm = &event.task().comm;
+            Subject {
+                key: format!("process:{comm}"),
+                display: format!("host process {comm}"),
+                kind: SubjectKind::HostProcess,
+                instance: String::new(),
+                control_plane: false,
+            }
+        }
+    }
+}
+
+/// The attribution stage's settings: the runtime sockets and the static pod directory under
+/// the host root.
+fn attribution_config(args: &RunArgs) -> AttributionConfig {
+    let defaults = AttributionConfig::default();
+    let under_root = |p: &std::path::Path| args.host_root.join(p.strip_prefix("/").unwrap_or(p));
+    AttributionConfig {
+        hold: std::time::Duration::from_millis(args.attribution_hold_ms),
+        cri_sockets: defaults.cri_sockets.iter().map(|p| under_root(p)).collect(),
+        static_pod_dir: defaults.static_pod_dir.as_deref().map(under_root),
+        host_root: args.host_root.clone(),
+        queue: args.event_queue.max(1),
+        ..defaults
     }
 }
 
@@ -318,9 +366,9 @@ async fn expire_findings(store: FindingStore, metrics: FindingMetrics, quiet: st
     }
 }
 
-fn log_event(event: &Event) {
+fn log_event(event: &Event, owner: &Owner) {
     match serde_json::to_string(event) {
-        Ok(json) => info!(target: "monitor::events", "{json}"),
+        Ok(json) => info!(target: "monitor::events", owner = %owner.display(), "{json}"),
         Err(err) => warn!("cannot serialise event: {err}"),
     }
 }

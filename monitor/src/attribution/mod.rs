@@ -146,13 +146,13 @@ impl Owner {
             OwnerKind::Container(c) => {
                 let name = c.name.as_deref().unwrap_or("?");
                 match &c.pod {
-                    Some(p) => format!(
+                    Some(p) if !p.name.is_empty() => format!(
                         "{}/{} (container {name}{})",
                         p.namespace,
                         p.name,
                         if p.static_pod { ", static pod" } else { "" }
                     ),
-                    None => format!("{} container {} ({name})", c.runtime.as_str(), c.id.short()),
+                    _ => format!("{} container {} ({name})", c.runtime.as_str(), c.id.short()),
                 }
             }
             OwnerKind::Pod(p) => format!("{}/{} (pod cgroup)", p.namespace, p.name),

@@ -100,6 +100,19 @@ const RUNTIME_SOCKETS: [&str; 7] =
     ["containerd.sock", "cri-dockerd.sock", "docker.sock", "dockershim.sock", "crio.sock", "cri-containerd.sock", "k3s/containerd"];
 const CONTROL_PLANE_PORTS: [u16; 5] = [6443, 2379, 10250, 10257, 10259];
 
+/// Binaries of the node's runtime and control plane (and their installers), followed for
+/// restart loops even when no systemd unit runs them.
+const NODE_DAEMONS: [&str; 20] = [
+    "kubelet", "containerd", "dockerd", "cri-dockerd", "crio", "conmon", "etcd", "kube-apiserver",
+    "kube-controller-manager", "kube-scheduler", "kube-proxy", "k0s", "k3s", "rke2", "nodeup",
+    "kubeadm", "kubekey", "kk", "runc", "containerd-shim-runc-v2",
+];
+
+pub fn is_node_daemon(filename: &str) -> bool {
+    let name = filename.rsplit('/').next().unwrap_or(filename);
+    NODE_DAEMONS.contains(&name)
+}
+
 /// Whether a connect target is the runtime or the control plane.
 pub fn is_control_endpoint(address: &SocketAddress) -> bool {
     match address {
@@ -281,6 +294,11 @@ impl LoopDetector {
     }
 
     fn start_run(&mut self, tgid: u32, filename: &str, subject: &Subject) {
+        // Outside containers and units, only the node's own daemons are followed: a script's
+        // `grep` that exits 1 every minute is no restart loop.
+        if subject.kind == SubjectKind::HostProcess && !is_node_daemon(filename) {
+            return;
+        }
         let key = Self::run_key(subject, filename);
         let history = self.histories.entry(&key);
         if subject.kind == SubjectKind::Container {
@@ -632,6 +650,11 @@ mod tests {
         for i in 0..10u32 {
             h.feed(exec(200 + i, "/usr/bin/true"), &host(), i as u64);
             assert!(h.feed(exit(200 + i, ExitStatus::Exited { code: 0 }), &host(), i as u64).is_empty());
+        }
+        // A script's failing `grep` is not followed at all.
+        for i in 0..5u32 {
+            h.feed(exec(250 + i, "/usr/bin/grep"), &host(), 10 + i as u64);
+            assert!(h.feed(exit(250 + i, ExitStatus::Exited { code: 1 }), &host(), 10 + i as u64).is_empty());
         }
         let mut last = Vec::new();
         for i in 0..3u32 {

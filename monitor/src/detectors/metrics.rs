@@ -11,7 +11,8 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::{SubjectKind, kills::Death};
+use super::kills::Death;
+use crate::attribution::OwnerLabelValues;
 
 /// Most distinct owner/cause series kept.
 pub const MAX_SERIES: usize = 2000;
@@ -27,16 +28,6 @@ pub struct KillLabels {
     pub cause: &'static str,
     /// `kubelet`, `containerd_shim`, `runc`, `systemd`, `other`, `kernel`, `none`.
     pub sender: &'static str,
-}
-
-/// Labels of an owner, as the attribution names it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OwnerLabels {
-    pub namespace: String,
-    pub pod: String,
-    pub container: String,
-    pub service: String,
-    pub kind: Option<SubjectKind>,
 }
 
 #[derive(Clone, Debug)]
@@ -63,7 +54,7 @@ impl DetectorMetrics {
     }
 
     /// Counts `death` if it was a kill.
-    pub fn record(&self, death: &Death, owner: &OwnerLabels) {
+    pub fn record(&self, death: &Death, owner: &OwnerLabelValues) {
         let cause = death.cause.label();
         if cause == "exit" {
             return;
