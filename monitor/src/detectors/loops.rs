@@ -128,6 +128,9 @@ struct Run {
     exec: String,
     ended: Option<(Instant, Death)>,
     connected_to: Option<String>,
+    /// An OOM kill inside the container during this run (the victim need not be its init:
+    /// a shell whose child was OOM-killed exits 137 by itself).
+    oom_inside: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -268,6 +271,13 @@ impl LoopDetector {
                 }
             }
             Event::Connect(connect) => findings.extend(self.connect_failure(connect, subject, facts, now)),
+            Event::OomKill(oom) if subject.kind == SubjectKind::Container => {
+                if let Some(history) = self.histories.get_mut(&subject.key) {
+                    if let Some(run) = history.runs.iter_mut().rev().find(|r| r.ended.is_none()) {
+                        run.oom_inside = Some(format!("{} (pid {})", oom.task.comm, oom.task.tgid));
+                    }
+                }
+            }
             Event::ExecFailed(failed) if failed.errno == libc::ENOENT => {
                 if self.tentative.len() >= self.config.max_tracked {
                     self.tentative.clear();
@@ -308,7 +318,7 @@ impl LoopDetector {
             }
             history.last_instance = subject.instance.clone();
         }
-        history.runs.push_back(Run { tgid, exec: filename.to_string(), ended: None, connected_to: None });
+        history.runs.push_back(Run { tgid, exec: filename.to_string(), ended: None, connected_to: None, oom_inside: None });
         history.runs.truncate_front_to(16);
         if self.running.len() >= self.config.max_tracked * 4 {
             self.running.clear();
@@ -467,7 +477,11 @@ fn restart_finding(subject: &Subject, runs: &[&Run], window: Duration, facts: &N
     };
     let deaths: Vec<&Death> = runs.iter().filter_map(|r| r.ended.as_ref().map(|(_, d)| d)).collect();
     let by = |label: &str| deaths.iter().filter(|d| d.cause.label() == label).count();
-    let (ooms, kills) = (by("oom"), by("signal"));
+    let ooms = runs
+        .iter()
+        .filter(|r| r.oom_inside.is_some() || r.ended.as_ref().is_some_and(|(_, d)| d.cause.label() == "oom"))
+        .count();
+    let kills = by("signal");
     let runtime_kills = deaths
         .iter()
         .filter(|d| matches!(&d.cause, DeathCause::Killed { sender, .. } if sender.class.is_runtime_or_kubelet()))
@@ -494,10 +508,15 @@ fn restart_finding(subject: &Subject, runs: &[&Run], window: Duration, facts: &N
     for (i, run) in runs.iter().enumerate() {
         let Some((_, death)) = &run.ended else { continue };
         let connected = run.connected_to.as_ref().map(|a| format!(", connected to {a}")).unwrap_or_default();
+        let oom = run.oom_inside.as_ref().map(|v| format!(", OOM killer killed {v} inside")).unwrap_or_default();
         finding = finding.evidence(
-            format!("run {} (kernel: exec, exit{})", i + 1, if death.cause.label() == "oom" { ", oom:mark_victim" } else { "" }),
             format!(
-                "{} pid {}: lived {}{connected}, {} ({})",
+                "run {} (kernel: exec, exit{})",
+                i + 1,
+                if death.cause.label() == "oom" || run.oom_inside.is_some() { ", oom:mark_victim" } else { "" }
+            ),
+            format!(
+                "{} pid {}: lived {}{connected}{oom}, {} ({})",
                 run.exec,
                 run.tgid,
                 secs(death.exit.lifetime),
@@ -631,6 +650,39 @@ mod tests {
         assert!(f.remediation.contains("cgroup driver"), "{}", f.remediation);
         assert_eq!(f.evidence.len(), 3);
         assert!(f.evidence[0].detail.contains("SIGKILL from containerd-shim"), "{:?}", f.evidence[0]);
+    }
+
+    #[test]
+    fn a_child_oom_killed_inside_the_container_makes_the_run_an_oom_run() {
+        let mut h = Harness::new();
+        h.facts.memory_findings = vec![Finding::new(&EXEC_FAILURE_LOOP, "kubelet", "no systemReserved")];
+        let mut findings = Vec::new();
+        for run in 0..3u32 {
+            let subject = pod(&format!("c{run}"));
+            let (shell, tail) = (400 + run * 2, 401 + run * 2);
+            h.feed(exec(shell, "/bin/sh"), &subject, run as u64 * 20);
+            h.feed(exec(tail, "/bin/tail"), &subject, run as u64 * 20);
+            let oom = Event::OomKill(crate::events::OomKill {
+                task: task(tail, "tail"),
+                trigger_pid: tail,
+                trigger_tgid: tail,
+                trigger_comm: "tail".into(),
+                trigger_cgroup_id: 5,
+                trigger_memcg_id: 0,
+                total_vm_pages: 1,
+                anon_rss_pages: 1,
+                file_rss_pages: 0,
+                shmem_rss_pages: 0,
+                oom_score_adj: 0,
+            });
+            h.feed(oom, &subject, run as u64 * 20 + 1);
+            // The shell exits 137 by itself: exit code, not a signal.
+            findings = h.feed(exit(shell, ExitStatus::Exited { code: 137 }), &subject, run as u64 * 20 + 1);
+        }
+        assert_eq!(findings.len(), 1);
+        assert!(findings[0].title.contains("OOM killer"), "{}", findings[0].title);
+        assert!(findings[0].evidence[0].detail.contains("OOM killer killed tail"), "{:?}", findings[0].evidence[0]);
+        assert!(findings[0].remediation.starts_with("Memory"), "{}", findings[0].remediation);
     }
 
     #[test]
