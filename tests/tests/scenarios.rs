@@ -232,3 +232,107 @@ fn floods_keep_memory_bounded_and_every_loss_is_counted() {
     assert!(rss > 0 && rss < RSS_BOUND_KIB, "peak RSS {rss} KiB within the documented {RSS_BOUND_KIB} KiB");
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// A bind mount removed on drop.
+struct BindMount(std::path::PathBuf);
+
+impl BindMount {
+    fn new(source: &std::path::Path, target: &std::path::Path) -> Self {
+        let status = Command::new("mount").arg("--bind").arg(source).arg(target).status().expect("mount");
+        assert!(status.success(), "bind-mount {} on {}", source.display(), target.display());
+        Self(target.to_path_buf())
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn incident4_static_pod_crash_loops_under_the_oom_killer_on_a_node_without_reservations() {
+    use monitor_tests::containerd::{Containerd, ContainerSpec, PodSpec};
+
+    // The node: Kubespray's files (no systemReserved/kubeReserved, static pods without
+    // memory requests) around a real containerd whose socket is where kubelet expects it.
+    let containerd = Containerd::start();
+    let root = std::env::temp_dir().join(format!("nrm-incident4-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    let fixture = format!("{}/fixtures/nodes/incident4-kubespray-containerd2-v3", env!("CARGO_MANIFEST_DIR"));
+    let copied = Command::new("cp").arg("-a").arg(&fixture).arg(&root).status().expect("cp");
+    assert!(copied.success(), "copy the fixture");
+    fs::create_dir_all(root.join("run/containerd")).expect("run dir");
+    // The socket itself, bind-mounted where the node has it (a symlink out of the host root
+    // would, rightly, not resolve inside it).
+    let socket = root.join("run/containerd/containerd.sock");
+    fs::write(&socket, "").expect("mount point");
+    let _mount = BindMount::new(&containerd.socket, &socket);
+    // As on every Debian/Ubuntu node: /var/run is /run.
+    fs::create_dir_all(root.join("var")).expect("var");
+    if !root.join("var/run").exists() {
+        std::os::unix::fs::symlink("../run", root.join("var/run")).expect("var/run link");
+    }
+    let root_arg = root.display().to_string();
+    let mut args = ARGS.to_vec();
+    args.extend(["--host-root", root_arg.as_str()]);
+    let daemon = Daemon::start(&args);
+
+    // kube-apiserver as a static pod, its memory limit too small: the OOM killer kills the
+    // allocating process inside, the container exits, kubelet (here: the test) re-creates it.
+    let pod = PodSpec {
+        namespace: "kube-system".into(),
+        name: "kube-apiserver-node1".into(),
+        uid: "5b9c2a7e31d84f0c9a6e2b7d4c1f8e03".into(),
+        static_source: true,
+        qos: "burstable",
+    };
+    let sandbox = containerd.run_pod(&pod);
+    for attempt in 0..3 {
+        let mut spec = ContainerSpec::new("kube-apiserver", &["/bin/sh", "-c", "tail /dev/zero; exit 137"]);
+        spec.memory_limit_bytes = 48 << 20;
+        spec.attempt = attempt;
+        let id = containerd.run_container(&sandbox, &pod, &spec);
+        let code = containerd.wait_exit(&id, Duration::from_secs(20));
+        assert_eq!(code, 137, "attempt {attempt} ended 137:\n{}", containerd.log());
+        containerd.remove_container(&id);
+    }
+
+    let subject = "kube-system/kube-apiserver-node1/kube-apiserver";
+    let lp = wait_for_finding(&daemon, "static-pod-restart-loop", subject, WAIT);
+    assert_eq!(lp["severity"], "critical");
+    let title = lp["title"].as_str().unwrap_or("");
+    assert!(title.contains("kube-system/kube-apiserver-node1 (container kube-apiserver, static pod)"), "{lp:#}");
+    assert!(title.contains("OOM killer"), "the loop's cause is memory, from the kernel's OOM events: {lp:#}");
+    let evidence = lp["evidence"].to_string();
+    assert!(evidence.contains("OOM killer killed tail"), "{evidence}");
+    assert!(evidence.contains("memory-reservation-missing"), "joined with the audit's reservation finding: {evidence}");
+    assert!(lp["remediation"].as_str().unwrap_or("").starts_with("Memory"), "{lp:#}");
+
+    let memory = wait_for_finding(&daemon, "memory-reservations-misconfigured", "node", WAIT);
+    let evidence = memory["evidence"].to_string();
+    assert!(evidence.contains("kernel: oom:mark_victim") && evidence.contains("kube-apiserver-node1"), "{evidence}");
+    assert!(evidence.contains("audit memory-reservation-missing"), "{evidence}");
+    assert!(memory["title"].as_str().unwrap_or("").contains("memory reservations are misconfigured"), "{memory:#}");
+
+    // Exactly: the loop and the joined memory finding from the kernel's events, and the
+    // audit's view of this node. The live runtime is containerd 1.6.20, which reads the
+    // version-3-headed file's v2 tables (so none is ignored, unlike 2.x in the incident), and
+    // its own answer says cgroupfs while kubelet says systemd.
+    let expected: Vec<(String, String)> = [
+        ("cgroup-driver-mismatch", "kubelet/containerd"),
+        ("memory-reservation-missing", "/etc/kubernetes/kubelet-config.yaml"),
+        ("memory-reservations-misconfigured", "node"),
+        ("sandbox-image-mismatch", "kubelet/containerd"),
+        ("static-pod-memory-request-missing", "kube-system/kube-apiserver"),
+        ("static-pod-memory-request-missing", "kube-system/kube-controller-manager"),
+        ("static-pod-memory-request-missing", "kube-system/kube-scheduler"),
+        ("static-pod-restart-loop", subject),
+    ]
+    .iter()
+    .map(|(r, s)| (r.to_string(), s.to_string()))
+    .collect();
+    assert_eq!(rules_and_subjects(&daemon), expected);
+    assert_eq!(daemon.stop(), Some(0));
+    let _ = fs::remove_dir_all(root);
+}
