@@ -14,7 +14,9 @@
 //! Nothing here asserts on time: the bench reports, CI does not gate on it.
 //!
 //! `cargo xtask bench [--quick] [--repeats N] [--execs N] [--connects N] [--ooms N]
-//!  [--no-build] [--no-write] [--output PATH]`
+//!  [--no-build] [--no-write] [--output PATH] [--daemon BINARY]`
+//!
+//! `--daemon BINARY` measures another build of the daemon (a candidate change) the same way.
 
 mod daemon;
 mod report;
@@ -50,6 +52,8 @@ pub struct Options {
     pub write: bool,
     pub profile: bool,
     pub output: PathBuf,
+    /// A daemon binary to measure instead of building this tree's (e.g. a candidate change).
+    pub daemon: Option<PathBuf>,
 }
 
 impl Options {
@@ -58,7 +62,7 @@ impl Options {
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
         let mut o = Options {
             quick,
-            repeats: if quick { 1 } else { 3 },
+            repeats: if quick { 1 } else { 5 },
             execs: if quick { 4_000 } else { 20_000 },
             exec_threads: cpus,
             connects: if quick { 20_000 } else { 100_000 },
@@ -69,6 +73,7 @@ impl Options {
             write: true,
             profile: true,
             output: workspace_root().join("BENCHMARKS.md"),
+            daemon: None,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -86,10 +91,14 @@ impl Options {
                 "--no-write" => o.write = false,
                 "--no-profile" => o.profile = false,
                 "--output" => o.output = PathBuf::from(value()?),
+                "--daemon" => {
+                    o.daemon = Some(PathBuf::from(value()?));
+                    o.build = false;
+                }
                 "-h" | "--help" => {
                     println!(
                         "cargo xtask bench [--quick] [--repeats N] [--execs N] [--exec-threads N] [--connects N] \
-                         [--ooms N] [--latency-samples N] [--idle-seconds N] [--no-build] [--no-write] [--no-profile] [--output PATH]"
+                         [--ooms N] [--latency-samples N] [--idle-seconds N] [--no-build] [--no-write] [--no-profile] [--output PATH] [--daemon BINARY]"
                     );
                     std::process::exit(0);
                 }
@@ -248,7 +257,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         bail!("the bench loads eBPF programs and makes memory cgroups: run it as root");
     }
     let started = Instant::now();
-    let binary = workspace_root().join("target/release/node-runtime-monitor");
+    let binary = options.daemon.clone().unwrap_or_else(|| workspace_root().join("target/release/node-runtime-monitor"));
     if options.build {
         crate::setup::run(crate::setup::Scope::Build)?;
         eprintln!("bench: building the daemon (release)");
@@ -265,8 +274,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let work = std::env::temp_dir().join(format!("nrm-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let (exec_program, _) = workload::exec_target(&work)?;
+    // Workers run from a copy: a rebuild of xtask during the bench must not pull the binary away.
+    let worker_exe = work.join("xtask-worker");
+    std::fs::copy(std::env::current_exe()?, &worker_exe).context("copy the xtask binary for the workers")?;
     let memcg = Memcg::create()?;
-    let mut bench = Bench { options: options.clone(), binary, work: work.clone(), exec_program, memcg, loads: Vec::new() };
+    let mut bench =
+        Bench { options: options.clone(), binary, work: work.clone(), worker_exe, exec_program, memcg, loads: Vec::new() };
     let result = bench.measure(started);
     let _ = std::fs::remove_dir_all(&work);
     let results = result?;
@@ -357,6 +370,7 @@ struct Bench {
     options: Options,
     binary: PathBuf,
     work: PathBuf,
+    worker_exe: PathBuf,
     exec_program: PathBuf,
     memcg: Memcg,
     loads: Vec<f64>,
@@ -379,8 +393,7 @@ impl Bench {
 
     /// Runs a worker; returns its report and its CPU time (itself and its reaped children).
     fn worker(&self, args: &[String]) -> anyhow::Result<(Report, f64, String)> {
-        let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
+        let mut child = Command::new(&self.worker_exe)
             .arg("bench")
             .arg("--worker")
             .args(args)

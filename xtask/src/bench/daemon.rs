@@ -318,9 +318,25 @@ impl Bpftrace {
 
     /// Stops bpftrace (SIGINT) and returns its map: probe -> count.
     pub fn stop(mut self) -> anyhow::Result<BTreeMap<String, u64>> {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        self.child.wait()?;
+        // bpftrace 0.17 now and then misses a SIGINT: repeat it, then give up on its counts.
+        let started = Instant::now();
+        let mut last_signal: Option<Instant> = None;
+        loop {
+            if self.child.try_wait()?.is_some() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(15) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            if last_signal.is_none_or(|t| t.elapsed() > Duration::from_secs(1)) {
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+                last_signal = Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let text = self.output.join().unwrap_or_default();
         let mut counts = BTreeMap::new();
         for line in text.lines() {
