@@ -233,6 +233,59 @@ fn floods_keep_memory_bounded_and_every_loss_is_counted() {
     assert_eq!(daemon.stop(), Some(0));
 }
 
+/// Kubespray's node files (no systemReserved/kubeReserved, static pods without memory
+/// requests, kubelet on the systemd cgroup driver) around a real containerd whose socket is
+/// where kubelet expects it.
+struct KubesprayNode {
+    root: std::path::PathBuf,
+    _socket: BindMount,
+}
+
+impl KubesprayNode {
+    fn new(containerd: &monitor_tests::containerd::Containerd) -> Self {
+        let root = std::env::temp_dir().join(format!("nrm-kubespray-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let fixture = format!("{}/fixtures/nodes/incident4-kubespray-containerd2-v3", env!("CARGO_MANIFEST_DIR"));
+        let copied = Command::new("cp").arg("-a").arg(&fixture).arg(&root).status().expect("cp");
+        assert!(copied.success(), "copy the fixture");
+        fs::create_dir_all(root.join("run/containerd")).expect("run dir");
+        // The socket itself, bind-mounted where the node has it (a symlink out of the host
+        // root would, rightly, not resolve inside it).
+        let socket = root.join("run/containerd/containerd.sock");
+        fs::write(&socket, "").expect("mount point");
+        let mount = BindMount::new(&containerd.socket, &socket);
+        // As on every Debian/Ubuntu node: /var/run is /run.
+        fs::create_dir_all(root.join("var")).expect("var");
+        std::os::unix::fs::symlink("../run", root.join("var/run")).expect("var/run link");
+        Self { root, _socket: mount }
+    }
+
+    fn daemon(&self) -> Daemon {
+        let root = self.root.display().to_string();
+        let mut args = ARGS.to_vec();
+        args.extend(["--host-root", root.as_str()]);
+        Daemon::start(&args)
+    }
+}
+
+impl Drop for KubesprayNode {
+    fn drop(&mut self) {
+        // The bind mount goes first (field drop order is after this).
+        let _ = Command::new("umount").arg(self.root.join("run/containerd/containerd.sock")).status();
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+fn kube_apiserver_pod() -> monitor_tests::containerd::PodSpec {
+    monitor_tests::containerd::PodSpec {
+        namespace: "kube-system".into(),
+        name: "kube-apiserver-node1".into(),
+        uid: "5b9c2a7e31d84f0c9a6e2b7d4c1f8e03".into(),
+        static_source: true,
+        qos: "burstable",
+    }
+}
+
 /// A bind mount removed on drop.
 struct BindMount(std::path::PathBuf);
 
@@ -252,41 +305,15 @@ impl Drop for BindMount {
 
 #[test]
 fn incident4_static_pod_crash_loops_under_the_oom_killer_on_a_node_without_reservations() {
-    use monitor_tests::containerd::{Containerd, ContainerSpec, PodSpec};
+    use monitor_tests::containerd::{Containerd, ContainerSpec};
 
-    // The node: Kubespray's files (no systemReserved/kubeReserved, static pods without
-    // memory requests) around a real containerd whose socket is where kubelet expects it.
     let containerd = Containerd::start();
-    let root = std::env::temp_dir().join(format!("nrm-incident4-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&root);
-    let fixture = format!("{}/fixtures/nodes/incident4-kubespray-containerd2-v3", env!("CARGO_MANIFEST_DIR"));
-    let copied = Command::new("cp").arg("-a").arg(&fixture).arg(&root).status().expect("cp");
-    assert!(copied.success(), "copy the fixture");
-    fs::create_dir_all(root.join("run/containerd")).expect("run dir");
-    // The socket itself, bind-mounted where the node has it (a symlink out of the host root
-    // would, rightly, not resolve inside it).
-    let socket = root.join("run/containerd/containerd.sock");
-    fs::write(&socket, "").expect("mount point");
-    let _mount = BindMount::new(&containerd.socket, &socket);
-    // As on every Debian/Ubuntu node: /var/run is /run.
-    fs::create_dir_all(root.join("var")).expect("var");
-    if !root.join("var/run").exists() {
-        std::os::unix::fs::symlink("../run", root.join("var/run")).expect("var/run link");
-    }
-    let root_arg = root.display().to_string();
-    let mut args = ARGS.to_vec();
-    args.extend(["--host-root", root_arg.as_str()]);
-    let daemon = Daemon::start(&args);
+    let node = KubesprayNode::new(&containerd);
+    let daemon = node.daemon();
 
     // kube-apiserver as a static pod, its memory limit too small: the OOM killer kills the
     // allocating process inside, the container exits, kubelet (here: the test) re-creates it.
-    let pod = PodSpec {
-        namespace: "kube-system".into(),
-        name: "kube-apiserver-node1".into(),
-        uid: "5b9c2a7e31d84f0c9a6e2b7d4c1f8e03".into(),
-        static_source: true,
-        qos: "burstable",
-    };
+    let pod = kube_apiserver_pod();
     let sandbox = containerd.run_pod(&pod);
     for attempt in 0..3 {
         let mut spec = ContainerSpec::new("kube-apiserver", &["/bin/sh", "-c", "tail /dev/zero; exit 137"]);
@@ -334,5 +361,43 @@ fn incident4_static_pod_crash_loops_under_the_oom_killer_on_a_node_without_reser
     .collect();
     assert_eq!(rules_and_subjects(&daemon), expected);
     assert_eq!(daemon.stop(), Some(0));
-    let _ = fs::remove_dir_all(root);
+}
+
+#[test]
+fn sandbox_churn_static_pod_killed_by_the_runtime_points_at_the_cgroup_driver_not_memory() {
+    use monitor_tests::containerd::{Containerd, ContainerSpec};
+
+    let containerd = Containerd::start();
+    let node = KubesprayNode::new(&containerd);
+    let daemon = node.daemon();
+    // Kubelet tearing the sandbox's container down again and again (as with a cgroup driver
+    // mismatch): StopContainer with no grace period; the shim has runc send SIGKILL.
+    let pod = kube_apiserver_pod();
+    let sandbox = containerd.run_pod(&pod);
+    for attempt in 0..3 {
+        let mut spec = ContainerSpec::new("kube-apiserver", &["/bin/sleep", "1000"]);
+        spec.attempt = attempt;
+        let id = containerd.run_container(&sandbox, &pod, &spec);
+        std::thread::sleep(Duration::from_millis(300));
+        containerd.remove_container(&id);
+    }
+    let subject = "kube-system/kube-apiserver-node1/kube-apiserver";
+    let lp = wait_for_finding(&daemon, "static-pod-restart-loop", subject, WAIT);
+    let title = lp["title"].as_str().unwrap_or("");
+    assert!(title.contains("killed by the kubelet or the container runtime, not by the OOM killer"), "{lp:#}");
+    let evidence = lp["evidence"].to_string();
+    assert!(evidence.contains("SIGKILL from runc"), "the sender, as the kernel saw it: {evidence}");
+    assert!(!evidence.contains("OOM"), "no OOM without the kernel's OOM event: {evidence}");
+    assert!(evidence.contains("audit: cgroup-driver-mismatch"), "joined with the audit's explanation: {evidence}");
+    assert!(lp["remediation"].as_str().unwrap_or("").starts_with("Sandbox churn"), "{lp:#}");
+    let rules = rules_and_subjects(&daemon);
+    assert!(!rules.iter().any(|(r, _)| r == "memory-reservations-misconfigured"), "not a memory problem: {rules:?}");
+    let metrics = daemon.get("/metrics").unwrap_or_default();
+    let killed = metric_value(
+        &metrics,
+        "node_runtime_monitor_kills_total",
+        &["pod=\"kube-apiserver-node1\"", "cause=\"signal\"", "sender=\"runc\""],
+    );
+    assert_eq!(killed, Some(3.0), "kills by owner, cause and sender:\n{metrics}");
+    assert_eq!(daemon.stop(), Some(0));
 }
