@@ -686,6 +686,31 @@ mod tests {
     }
 
     #[test]
+    fn a_client_that_connects_to_the_runtime_and_dies_points_at_the_cri_api_version() {
+        // kruise-daemon on a v1alpha2-only runtime: connects (successfully), exits 255 at once.
+        let mut h = Harness::new();
+        let daemon_pod = Subject { control_plane: false, key: "pod:kruise-system/kruise-daemon-x/daemon".into(), ..pod("") };
+        let mut findings = Vec::new();
+        for run in 0..3u32 {
+            let subject = Subject { instance: format!("c{run}"), ..daemon_pod.clone() };
+            let tgid = 500 + run;
+            h.feed(exec(tgid, "/kruise-daemon"), &subject, run as u64 * 10);
+            let connect = Event::Connect(Connect {
+                task: task(tgid, "kruise-daemon"),
+                address: SocketAddress::Unix { path: "/hostvarrun/dockershim.sock".into(), is_abstract: false },
+                errno: 0,
+                asynchronous: false,
+            });
+            h.feed(connect, &subject, run as u64 * 10);
+            findings = h.feed(exit(tgid, ExitStatus::Exited { code: 255 }), &subject, run as u64 * 10);
+        }
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].rule, "container-restart-loop");
+        assert!(findings[0].evidence[0].detail.contains("connected to unix:/hostvarrun/dockershim.sock"), "{:?}", findings[0].evidence);
+        assert!(findings[0].remediation.contains("CRI API version"), "{}", findings[0].remediation);
+    }
+
+    #[test]
     fn other_processes_in_the_same_container_do_not_count_as_runs() {
         let mut h = Harness::new();
         let subject = pod("c1");
