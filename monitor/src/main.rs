@@ -28,6 +28,8 @@ enum Command {
     ///
     /// Exit code: 0 healthy, 1 warnings, 2 critical findings, 3 the check itself failed.
     Check(audit::CheckArgs),
+    /// Print the catalogue of every finding the monitor can raise (Markdown table).
+    Rules,
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,10 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Rules => {
+            print!("{}", monitor::findings::catalogue());
+            ExitCode::SUCCESS
         }
         Command::Check(args) => match runtime.block_on(audit::run_check(args)) {
             Ok(code) => ExitCode::from(code),

@@ -53,6 +53,13 @@ pub struct NodeFacts {
     pub churn_findings: Vec<Finding>,
 }
 
+/// Every rule the detectors can raise.
+pub fn rules() -> Vec<crate::findings::Rule> {
+    let mut all = loops::RULES.to_vec();
+    all.push(memory::MEMORY_RESERVATIONS);
+    all
+}
+
 /// Audit rules whose findings explain OOM kills of the control plane.
 const MEMORY_RULES: [&str; 4] = [
     "memory-reservation-missing",

@@ -101,3 +101,47 @@ impl Finding {
         (self.rule, &self.subject)
     }
 }
+
+/// Every rule the monitor can raise (configuration audit, then detectors), as a Markdown
+/// table: what `node-runtime-monitor rules` prints and docs/FINDINGS.md holds.
+pub fn catalogue() -> String {
+    let mut out = String::from(
+        "| rule | severity | source | title | what it means |\n|---|---|---|---|---|\n",
+    );
+    let audit = crate::audit::rules::RULES.iter().map(|r| (r, "audit"));
+    let detectors = crate::detectors::rules();
+    for (rule, source) in audit.chain(detectors.iter().map(|r| (r, "kernel events"))) {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            rule.id,
+            rule.severity,
+            source,
+            rule.title,
+            rule.description.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_documented_catalogue_is_the_one_the_code_has() {
+        let doc = include_str!("../../../docs/FINDINGS.md");
+        assert!(
+            doc.ends_with(&super::catalogue()),
+            "docs/FINDINGS.md is stale: regenerate its table with `node-runtime-monitor rules`"
+        );
+    }
+
+    #[test]
+    fn rule_ids_are_unique() {
+        let catalogue = super::catalogue();
+        let mut ids: Vec<&str> = catalogue.lines().skip(2).filter_map(|l| l.split('`').nth(1)).collect();
+        let count = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "duplicate rule ids");
+        assert!(count >= 25, "{count} rules");
+    }
+}
