@@ -51,6 +51,8 @@ pub struct Options {
     pub build: bool,
     pub write: bool,
     pub profile: bool,
+    /// Also run the criterion pipeline bench and put its throughputs in the table.
+    pub pipeline: bool,
     pub output: PathBuf,
     /// A daemon binary to measure instead of building this tree's (e.g. a candidate change).
     pub daemon: Option<PathBuf>,
@@ -72,6 +74,7 @@ impl Options {
             build: true,
             write: true,
             profile: true,
+            pipeline: true,
             output: workspace_root().join("BENCHMARKS.md"),
             daemon: None,
         };
@@ -90,6 +93,7 @@ impl Options {
                 "--no-build" => o.build = false,
                 "--no-write" => o.write = false,
                 "--no-profile" => o.profile = false,
+                "--no-pipeline" => o.pipeline = false,
                 "--output" => o.output = PathBuf::from(value()?),
                 "--daemon" => {
                     o.daemon = Some(PathBuf::from(value()?));
@@ -98,7 +102,7 @@ impl Options {
                 "-h" | "--help" => {
                     println!(
                         "cargo xtask bench [--quick] [--repeats N] [--execs N] [--exec-threads N] [--connects N] \
-                         [--ooms N] [--latency-samples N] [--idle-seconds N] [--no-build] [--no-write] [--no-profile] [--output PATH] [--daemon BINARY]"
+                         [--ooms N] [--latency-samples N] [--idle-seconds N] [--no-build] [--no-write] [--no-profile] [--no-pipeline] [--output PATH] [--daemon BINARY]"
                     );
                     std::process::exit(0);
                 }
@@ -183,6 +187,9 @@ pub struct Run {
     pub daemon: Option<DaemonDelta>,
     /// OOM kills the memory cgroup counted (`memory.oom_control` oom_kill), for the OOM storm.
     pub memcg_oom_kills: Option<u64>,
+    /// Another process's tracing BPF programs were loaded before or after the run (e.g. a test
+    /// suite's daemon): the run is left out of the medians when clean runs exist.
+    pub contaminated: bool,
 }
 
 impl Run {
@@ -239,6 +246,8 @@ pub struct Results {
     pub latency: Latency,
     pub memory: Memory,
     pub profile: Vec<ProgramCost>,
+    /// Criterion throughputs (events/s) by benchmark id, from `monitor/benches/pipeline.rs`.
+    pub pipeline: Vec<(String, f64)>,
     pub bpftrace_counts: BTreeMap<String, u64>,
     pub foreign: Vec<String>,
     pub exec_target: String,
@@ -451,13 +460,14 @@ impl Bench {
                     }
                 }
                 for workload in Workload::ALL {
-                    let run = self.run_one(config, workload, rep, &tracer)?;
+                    let run = self.run_one(config, workload, rep, &tracer, &programs)?;
                     eprintln!(
-                        "bench:   {:<14} {:>9.2} us/op CPU  {:>9.2} us/op wall  (load {:.2})",
+                        "bench:   {:<14} {:>9.2} us/op CPU  {:>9.2} us/op wall  (load {:.2}){}",
                         workload.as_str(),
                         run.cpu_us_per_op(),
                         run.wall_us_per_op(),
-                        run.load1
+                        run.load1,
+                        if run.contaminated { "  [another tracer was loaded]" } else { "" }
                     );
                     runs.push(run);
                 }
@@ -489,6 +499,12 @@ impl Bench {
         } else {
             Vec::new()
         };
+        let pipeline = if self.options.pipeline {
+            eprintln!("bench: user-space pipeline (criterion)");
+            pipeline_bench()?
+        } else {
+            Vec::new()
+        };
         Ok(Results {
             options: self.options.clone(),
             runs,
@@ -496,6 +512,7 @@ impl Bench {
             latency,
             memory,
             profile,
+            pipeline,
             bpftrace_counts,
             foreign,
             exec_target: self.exec_program.display().to_string(),
@@ -505,8 +522,14 @@ impl Bench {
         })
     }
 
-    fn run_one(&mut self, config: Config, workload: Workload, rep: usize, tracer: &Tracer) -> anyhow::Result<Run> {
+    fn run_one(&mut self, config: Config, workload: Workload, rep: usize, tracer: &Tracer, programs: &[u64]) -> anyhow::Result<Run> {
         let args = self.worker_args(workload, 1.0);
+        // Someone else's tracer (a test suite's daemon) taxes every configuration: wait for it.
+        let waited = Instant::now();
+        while !daemon::foreign_tracing_programs(programs).is_empty() && waited.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let foreign_before = !daemon::foreign_tracing_programs(programs).is_empty();
         let daemon = match tracer {
             Tracer::Ours(d) => Some(d),
             _ => None,
@@ -517,6 +540,7 @@ impl Bench {
         let oom_before = self.memcg.oom_kills();
         let load_before = daemon::loadavg1();
         let (report, cpu_s, _) = self.worker(&args)?;
+        let contaminated = foreign_before || !daemon::foreign_tracing_programs(programs).is_empty();
         let load1 = (load_before + daemon::loadavg1()) / 2.0;
         self.loads.push(load1);
         let memcg_oom_kills = match (workload, oom_before, self.memcg.oom_kills()) {
@@ -528,7 +552,7 @@ impl Bench {
             _ => None,
         };
         let wall_s = workload::get(&report, "wall_s");
-        Ok(Run { config, workload, rep, report, cpu_s, wall_s, load1, daemon: delta, memcg_oom_kills })
+        Ok(Run { config, workload, rep, report, cpu_s, wall_s, load1, daemon: delta, memcg_oom_kills, contaminated })
     }
 
     fn idle_and_latency(&mut self) -> anyhow::Result<(Idle, Latency)> {
@@ -675,6 +699,50 @@ fn drain(d: &Daemon, before: &Metrics, cpu_before: f64, switches_before: u64) ->
         drain_s,
         drained,
     })
+}
+
+/// Runs the criterion bench (`monitor/benches/pipeline.rs`) with short measurement times and
+/// returns each benchmark's median throughput in elements (events) per second.
+fn pipeline_bench() -> anyhow::Result<Vec<(String, f64)>> {
+    let out = crate::cargo()
+        .args(["bench", "--package", "monitor", "--bench", "pipeline", "--", "--warm-up-time", "1", "--measurement-time", "3", "--noplot"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cargo bench")?;
+    if !out.status.success() {
+        bail!("cargo bench --bench pipeline failed ({})", out.status);
+    }
+    Ok(parse_criterion(&String::from_utf8_lossy(&out.stdout)))
+}
+
+pub fn parse_criterion(text: &str) -> Vec<(String, f64)> {
+    let mut results = Vec::new();
+    let mut name = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if !line.starts_with(char::is_whitespace) && !line.is_empty() {
+            let first = line.split_whitespace().next().unwrap_or("");
+            if first.contains('/') {
+                name = first.to_string();
+            }
+        }
+        if let Some(rest) = trimmed.strip_prefix("thrpt:") {
+            let parts: Vec<&str> = rest.trim().trim_matches(['[', ']']).split_whitespace().collect();
+            // [low unit mid unit high unit]
+            if let (Some(value), Some(unit)) = (parts.get(2), parts.get(3)) {
+                let scale = match *unit {
+                    "Gelem/s" => 1e9,
+                    "Melem/s" => 1e6,
+                    "Kelem/s" => 1e3,
+                    _ => 1.0,
+                };
+                if let Ok(v) = value.parse::<f64>() {
+                    results.push((name.clone(), v * scale));
+                }
+            }
+        }
+    }
+    results
 }
 
 pub fn median(values: &[f64]) -> f64 {

@@ -10,12 +10,19 @@ fn runs<'a>(r: &'a Results, config: Config, workload: Workload) -> Vec<&'a Run> 
     r.runs.iter().filter(|x| x.config == config && x.workload == workload).collect()
 }
 
+/// The runs the medians use: the clean ones (no other tracer loaded) when there are any.
+fn measured<'a>(r: &'a Results, config: Config, workload: Workload) -> Vec<&'a Run> {
+    let all = runs(r, config, workload);
+    let clean: Vec<&Run> = all.iter().copied().filter(|x| !x.contaminated).collect();
+    if clean.is_empty() { all } else { clean }
+}
+
 fn cpu_per_op(r: &Results, config: Config, workload: Workload) -> Vec<f64> {
-    runs(r, config, workload).iter().map(|x| x.cpu_us_per_op()).collect()
+    measured(r, config, workload).iter().map(|x| x.cpu_us_per_op()).collect()
 }
 
 fn wall_per_op(r: &Results, config: Config, workload: Workload) -> Vec<f64> {
-    runs(r, config, workload).iter().map(|x| x.wall_us_per_op()).collect()
+    measured(r, config, workload).iter().map(|x| x.wall_us_per_op()).collect()
 }
 
 fn spread(v: &[f64]) -> String {
@@ -131,8 +138,8 @@ fn targets(r: &Results) -> Vec<Target> {
 }
 
 fn cost_table(r: &Results, out: &mut String) {
-    let _ = writeln!(out, "| workload | ops | none us/op | ours us/op | bpftrace us/op | ours/none | ours/bpftrace | added by ours | wall us/op none / ours / bpftrace |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "| workload | ops | none us/op | ours us/op | bpftrace us/op | ours/none | ours/bpftrace | added by ours | wall us/op none / ours / bpftrace | runs used none / ours / bpftrace |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for workload in Workload::ALL {
         let ops = runs(r, Config::None, workload).first().map(|x| x.ops()).unwrap_or(0.0);
         let c = |config| cpu_per_op(r, config, workload);
@@ -141,7 +148,7 @@ fn cost_table(r: &Results, out: &mut String) {
         let ours = median(&c(Config::Ours));
         let _ = writeln!(
             out,
-            "| {} ({}) | {ops:.0} | {} | {} | {} | {:.3} | {:.3} | {:+.2} us ({:+.1}%) | {:.2} / {:.2} / {:.2} |",
+            "| {} ({}) | {ops:.0} | {} | {} | {} | {:.3} | {:.3} | {:+.2} us ({:+.1}%) | {:.2} / {:.2} / {:.2} | {} |",
             workload.as_str(),
             workload.unit(),
             spread(&c(Config::None)),
@@ -154,6 +161,11 @@ fn cost_table(r: &Results, out: &mut String) {
             w(Config::None),
             w(Config::Ours),
             w(Config::Bpftrace),
+            Config::ALL
+                .iter()
+                .map(|c| format!("{}/{}", measured(r, *c, workload).len(), runs(r, *c, workload).len()))
+                .collect::<Vec<_>>()
+                .join(" / "),
         );
     }
 }
@@ -260,11 +272,35 @@ fn targets_table(r: &Results, out: &mut String) {
     for t in targets(r) {
         let _ = writeln!(out, "| {} | {} | {} | {} |", t.what, t.goal, t.measured, t.verdict);
     }
-    let _ = writeln!(out, "| pipeline decode -> detect on one core | >= 1M events/s | `cargo +1.98.0 bench -p monitor --bench pipeline` (criterion; see below) | see below |");
+    let get = |id: &str| r.pipeline.iter().find(|(n, _)| n == id).map(|(_, v)| *v);
+    match get("pipeline/decode_attribute_detect") {
+        Some(v) => {
+            let _ = writeln!(
+                out,
+                "| pipeline decode -> attribute -> detect, one core | >= 1M events/s | {:.2} M events/s (decode alone {:.1} M/s; decode -> detect without attribution {:.2} M/s) | {} |",
+                v / 1e6,
+                get("pipeline/decode").unwrap_or(f64::NAN) / 1e6,
+                get("pipeline/decode_subject_detect").unwrap_or(f64::NAN) / 1e6,
+                if v >= 1e6 { "PASS" } else { "MISS" }
+            );
+        }
+        None => {
+            let _ = writeln!(out, "| pipeline decode -> attribute -> detect, one core | >= 1M events/s | not run here: `cargo +1.98.0 bench -p monitor --bench pipeline` | - |");
+        }
+    }
 }
 
 fn conditions(r: &Results, out: &mut String) {
     let loads = &r.loads;
+    let contaminated = r.runs.iter().filter(|x| x.contaminated).count();
+    if contaminated > 0 {
+        let _ = writeln!(
+            out,
+            "- {contaminated} of {} runs had another process's tracing BPF programs loaded (after waiting up to 60 s for them to go); \
+             the medians leave them out where clean runs exist (\"runs used\").",
+            r.runs.len()
+        );
+    }
     let _ = writeln!(
         out,
         "- load average (1 min) during the measured runs: median {:.2}, max {:.2}; {} repeat(s), interleaved none, ours, bpftrace.",
@@ -371,6 +407,20 @@ pub fn markdown(r: &Results) -> String {
             if r.options.quick { "1x" } else { "1/4" }
         );
         profile_table(r, &mut out);
+    }
+    if !r.pipeline.is_empty() {
+        let _ = writeln!(out, "\n## User-space pipeline (criterion)\n");
+        let _ = writeln!(
+            out,
+            "`monitor/benches/pipeline.rs`, one core, realistic records of every kind (a stream of process lives: exec, connect, \
+             exit; failed execs, OOM kills with their SIGKILL). `pipeline/*` is the chain, `stage/*` each stage alone, `decode/*` \
+             one record of each kind.\n"
+        );
+        let _ = writeln!(out, "| benchmark | events/s |");
+        let _ = writeln!(out, "|---|---:|");
+        for (name, v) in &r.pipeline {
+            let _ = writeln!(out, "| {name} | {:.2} M |", v / 1e6);
+        }
     }
     let _ = writeln!(out, "\n## Conditions\n");
     conditions(r, &mut out);
