@@ -473,7 +473,7 @@ impl Bench {
                 }
                 match tracer {
                     Tracer::None => {}
-                    Tracer::Ours(d) => {
+                    Tracer::Ours(mut d) => {
                         if let Some(hwm) = daemon::status_bytes(d.pid(), "VmHWM:") {
                             memory.hwm_bytes.push(hwm);
                         }
@@ -482,7 +482,7 @@ impl Bench {
                         }
                         d.stop()?;
                     }
-                    Tracer::Bpftrace(b) => {
+                    Tracer::Bpftrace(mut b) => {
                         for (probe, n) in b.stop()? {
                             *bpftrace_counts.entry(probe).or_insert(0) += n;
                         }
@@ -556,7 +556,7 @@ impl Bench {
     }
 
     fn idle_and_latency(&mut self) -> anyhow::Result<(Idle, Latency)> {
-        let d = Daemon::start(&self.binary, &self.work, &[])?;
+        let mut d = Daemon::start(&self.binary, &self.work, &[])?;
         std::thread::sleep(Duration::from_secs(2));
         let before = d.scrape()?;
         let cpu0 = daemon::cpu_ns_schedstat(d.pid());
@@ -641,8 +641,8 @@ impl Bench {
                     }
                 }
                 match tracer {
-                    Tracer::Ours(d) => d.stop()?,
-                    Tracer::Bpftrace(b) => {
+                    Tracer::Ours(mut d) => d.stop()?,
+                    Tracer::Bpftrace(mut b) => {
                         b.stop()?;
                     }
                     Tracer::None => {}

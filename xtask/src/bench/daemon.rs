@@ -235,7 +235,7 @@ impl Daemon {
         scrape(&self.address)
     }
 
-    pub fn stop(mut self) -> anyhow::Result<()> {
+    pub fn stop(&mut self) -> anyhow::Result<()> {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -248,6 +248,16 @@ impl Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
         bail!("daemon did not stop within 15s of SIGTERM")
+    }
+}
+
+/// A daemon left running (the bench failed half-way) would tax every later measurement.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -269,7 +279,16 @@ tracepoint:signal:signal_generate \
 
 pub struct Bpftrace {
     child: Child,
-    output: std::thread::JoinHandle<String>,
+    output: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Drop for Bpftrace {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Bpftrace {
@@ -313,11 +332,11 @@ impl Bpftrace {
             std::thread::sleep(Duration::from_millis(100));
         }
         std::thread::sleep(Duration::from_millis(500));
-        Ok(Self { child, output })
+        Ok(Self { child, output: Some(output) })
     }
 
     /// Stops bpftrace (SIGINT) and returns its map: probe -> count.
-    pub fn stop(mut self) -> anyhow::Result<BTreeMap<String, u64>> {
+    pub fn stop(&mut self) -> anyhow::Result<BTreeMap<String, u64>> {
         // bpftrace 0.17 now and then misses a SIGINT: repeat it, then give up on its counts.
         let started = Instant::now();
         let mut last_signal: Option<Instant> = None;
@@ -337,7 +356,7 @@ impl Bpftrace {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let text = self.output.join().unwrap_or_default();
+        let text = self.output.take().and_then(|h| h.join().ok()).unwrap_or_default();
         let mut counts = BTreeMap::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("@[")
