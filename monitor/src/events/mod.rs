@@ -338,7 +338,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
             Event::Connect(Connect {
                 task,
                 address,
-                errno: if e.result < 0 { -e.result } else { 0 },
+                errno: if e.result < 0 { e.result.saturating_neg() } else { 0 },
                 asynchronous: e.flags & raw::CONNECT_ASYNC != 0,
             })
         }
@@ -497,6 +497,17 @@ mod tests {
         assert_eq!(c.address.to_string(), "127.0.0.1:6443");
         assert!(c.asynchronous);
         assert_eq!(errno_name(c.errno), "ECONNREFUSED");
+    }
+
+    #[test]
+    fn connect_result_of_i32_min_does_not_overflow() {
+        // Found by fuzzing (fuzz/fuzz_targets/events_decode.rs): `-i32::MIN` overflowed.
+        // SAFETY: ConnectEvent is plain old data; all-zero is valid.
+        let mut raw: raw::ConnectEvent = unsafe { std::mem::zeroed() };
+        raw.header = header(raw::EventKind::Connect);
+        raw.result = i32::MIN;
+        let Event::Connect(c) = decode(&bytes_of(&raw)).unwrap().event else { panic!("not a connect") };
+        assert_eq!(c.errno, i32::MAX);
     }
 
     #[test]
