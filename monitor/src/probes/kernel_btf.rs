@@ -21,6 +21,8 @@ pub enum BtfError {
 }
 
 const BTF_MAGIC: u16 = 0xeb9f;
+/// Structs one member lookup may visit (real kernels nest a few anonymous members, not 1,000).
+const MEMBER_SEARCH_BUDGET: u32 = 1000;
 
 const KIND_INT: u32 = 1;
 const KIND_PTR: u32 = 2;
@@ -221,7 +223,9 @@ impl KernelBtf {
 
     /// Byte offset and type id of member `member` of struct type `id`, looking inside
     /// anonymous structs and unions.
-    fn member_in(&self, id: u32, member: &str, depth: u32) -> Option<(u32, u32)> {
+    /// `budget` bounds the structs visited (a crafted BTF can nest anonymous members in a cycle).
+    fn member_in(&self, id: u32, member: &str, depth: u32, budget: &mut u32) -> Option<(u32, u32)> {
+        *budget = budget.checked_sub(1)?;
         let Some(Type::Struct { members, .. }) = self.ty(self.resolve(id)) else { return None };
         for m in members {
             if m.name != 0 && self.string(m.name) == member {
@@ -232,17 +236,20 @@ impl KernelBtf {
             return None;
         }
         members.iter().filter(|m| m.name == 0).find_map(|m| {
-            self.member_in(m.type_id, member, depth + 1).map(|(off, ty)| (m.bit_offset / 8 + off, ty))
+            let (off, ty) = self.member_in(m.type_id, member, depth + 1, budget)?;
+            Some(((m.bit_offset / 8).checked_add(off)?, ty))
         })
     }
 
     /// Byte offset of `member` in struct `name`, e.g. `member_offset("task_struct", "tgid")`.
     pub fn member_offset(&self, name: &str, member: &str) -> Option<u32> {
-        self.member_in(self.struct_id(name)?, member, 0).map(|(off, _)| off)
+        let mut budget = MEMBER_SEARCH_BUDGET;
+        self.member_in(self.struct_id(name)?, member, 0, &mut budget).map(|(off, _)| off)
     }
 
     fn member_type(&self, name: &str, member: &str) -> Option<&Type> {
-        let (_, ty) = self.member_in(self.struct_id(name)?, member, 0)?;
+        let mut budget = MEMBER_SEARCH_BUDGET;
+        let (_, ty) = self.member_in(self.struct_id(name)?, member, 0, &mut budget)?;
         self.ty(self.resolve(ty))
     }
 
@@ -293,8 +300,9 @@ impl KernelBtf {
             // Older: struct mm_rss_stat { atomic_long_t count[NR_MM_COUNTERS]; }.
             Some(Type::Struct { .. }) => {
                 let count = off("mm_rss_stat", "count");
-                if count != OFFSET_UNKNOWN && o.mm_rss_stat != OFFSET_UNKNOWN {
-                    o.mm_rss_stat += count;
+                let sum = o.mm_rss_stat.checked_add(count).filter(|s| *s != OFFSET_UNKNOWN);
+                if let Some(sum) = sum.filter(|_| count != OFFSET_UNKNOWN && o.mm_rss_stat != OFFSET_UNKNOWN) {
+                    o.mm_rss_stat = sum;
                     o.percpu_counter_size = 8;
                     o.percpu_counter_count = 0;
                 }
@@ -398,6 +406,38 @@ mod tests {
         let mut blob = sample();
         blob.truncate(60);
         assert!(KernelBtf::parse(&blob).is_err());
+    }
+
+    /// BTF of `struct task_struct` whose only members are anonymous structs `types` (words).
+    fn crafted(types: &[u32]) -> Vec<u8> {
+        let strings = b"\0task_struct\0pid\0";
+        let t: Vec<u8> = types.iter().flat_map(|w| w.to_le_bytes()).collect();
+        let mut blob = Vec::new();
+        for w in [BTF_MAGIC as u32 | 1 << 16, 24, 0, t.len() as u32, t.len() as u32, strings.len() as u32] {
+            blob.extend_from_slice(&w.to_le_bytes());
+        }
+        blob.extend_from_slice(&t);
+        blob.extend_from_slice(strings);
+        blob
+    }
+
+    #[test]
+    fn anonymous_member_cycles_and_huge_offsets_are_bounded() {
+        // Found with the kernel_btf fuzz target (fuzz/). A struct made of 12 anonymous
+        // members of its own type took 12^9 lookups (a hang).
+        let mut types = vec![1, KIND_STRUCT << 24 | 12, 8];
+        (0..12).for_each(|_| types.extend([0, 1, 0]));
+        let btf = KernelBtf::parse(&crafted(&types)).unwrap();
+        assert_eq!(btf.member_offset("task_struct", "pid"), None);
+        // Nine nested anonymous structs at byte offset 0x1fffffff each overflowed u32.
+        let mut types = Vec::new();
+        for id in 1..10 {
+            types.extend([if id == 1 { 1 } else { 0 }, KIND_STRUCT << 24 | 1, 8, 0, id + 1, 0xffff_fff8]);
+        }
+        types.extend([0, KIND_STRUCT << 24 | 1, 8, 13, 0, 0]);
+        let btf = KernelBtf::parse(&crafted(&types)).unwrap();
+        assert_eq!(btf.member_offset("task_struct", "pid"), None);
+        assert_eq!(btf.kernel_offsets(false).task_pid, OFFSET_UNKNOWN);
     }
 
     #[test]
