@@ -53,6 +53,8 @@ pub struct Options {
     pub profile: bool,
     /// Also run the criterion pipeline bench and put its throughputs in the table.
     pub pipeline: bool,
+    /// Seconds to wait, before each run, for other processes' tracing programs to go away.
+    pub wait_foreign: u64,
     pub output: PathBuf,
     /// A daemon binary to measure instead of building this tree's (e.g. a candidate change).
     pub daemon: Option<PathBuf>,
@@ -75,6 +77,7 @@ impl Options {
             write: true,
             profile: true,
             pipeline: true,
+            wait_foreign: 20,
             output: workspace_root().join("BENCHMARKS.md"),
             daemon: None,
         };
@@ -94,6 +97,7 @@ impl Options {
                 "--no-write" => o.write = false,
                 "--no-profile" => o.profile = false,
                 "--no-pipeline" => o.pipeline = false,
+                "--wait-foreign" => o.wait_foreign = value()?.parse()?,
                 "--output" => o.output = PathBuf::from(value()?),
                 "--daemon" => {
                     o.daemon = Some(PathBuf::from(value()?));
@@ -102,7 +106,7 @@ impl Options {
                 "-h" | "--help" => {
                     println!(
                         "cargo xtask bench [--quick] [--repeats N] [--execs N] [--exec-threads N] [--connects N] \
-                         [--ooms N] [--latency-samples N] [--idle-seconds N] [--no-build] [--no-write] [--no-profile] [--no-pipeline] [--output PATH] [--daemon BINARY]"
+                         [--ooms N] [--latency-samples N] [--idle-seconds N] [--no-build] [--no-write] [--no-profile] [--no-pipeline] [--wait-foreign SECONDS] [--output PATH] [--daemon BINARY]"
                     );
                     std::process::exit(0);
                 }
@@ -526,7 +530,7 @@ impl Bench {
         let args = self.worker_args(workload, 1.0);
         // Someone else's tracer (a test suite's daemon) taxes every configuration: wait for it.
         let waited = Instant::now();
-        while !daemon::foreign_tracing_programs(programs).is_empty() && waited.elapsed() < Duration::from_secs(60) {
+        while !daemon::foreign_tracing_programs(programs).is_empty() && waited.elapsed() < Duration::from_secs(self.options.wait_foreign) {
             std::thread::sleep(Duration::from_millis(500));
         }
         let foreign_before = !daemon::foreign_tracing_programs(programs).is_empty();

@@ -296,9 +296,10 @@ fn conditions(r: &Results, out: &mut String) {
     if contaminated > 0 {
         let _ = writeln!(
             out,
-            "- {contaminated} of {} runs had another process's tracing BPF programs loaded (after waiting up to 60 s for them to go); \
+            "- {contaminated} of {} runs had another process's tracing BPF programs loaded (after waiting up to {} s for them to go); \
              the medians leave them out where clean runs exist (\"runs used\").",
-            r.runs.len()
+            r.runs.len(),
+            r.options.wait_foreign
         );
     }
     let _ = writeln!(
