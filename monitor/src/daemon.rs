@@ -22,7 +22,7 @@ use tracing::{debug, error, info, warn};
 use crate::{
     attribution::{self, Attributed, AttributionConfig, Owner, OwnerKind},
     audit::{Audit, AuditOptions, AuditReport, metrics::AuditMetrics},
-    detectors::{Detectors, NodeFacts, Subject, SubjectKind, loops::LoopConfig, metrics::DetectorMetrics},
+    detectors::{Detectors, NodeFacts, Subject, loops::LoopConfig, metrics::DetectorMetrics},
     events::Event,
     exporters::http::{self, AppState},
     findings::{metrics::FindingMetrics, store::FindingStore},
@@ -281,7 +281,7 @@ impl Pipeline {
             if self.log_events {
                 log_event(&record.event, &owner);
             }
-            let subject = subject_of(&owner, &record.event);
+            let subject = Subject::of(&owner, &record.event);
             let now = std::time::Instant::now();
             let facts = self.facts.read().map(|f| f.clone()).unwrap_or_default();
             let (death, found) = self.detectors.observe(&record.event, &subject, &facts, now);
@@ -296,42 +296,6 @@ impl Pipeline {
             for finding in found {
                 let changes = self.findings.record("detectors", finding, std::time::SystemTime::now());
                 self.finding_metrics.record(&changes);
-            }
-        }
-    }
-}
-
-/// Node daemons whose failure is the control plane's failure.
-const CONTROL_PLANE_UNITS: [&str; 7] =
-    ["kubelet.service", "containerd.service", "crio.service", "docker.service", "cri-docker.service", "etcd.service", "k0sworker.service"];
-
-/// What the detectors need of an event's owner.
-fn subject_of(owner: &Owner, event: &Event) -> Subject {
-    match &owner.kind {
-        OwnerKind::Container(c) => Subject {
-            key: owner.stable_key(),
-            display: owner.display(),
-            kind: SubjectKind::Container,
-            instance: c.id.to_string(),
-            control_plane: c.pod.as_ref().is_some_and(|p| p.static_pod),
-        },
-        OwnerKind::HostService { unit, .. } => Subject {
-            key: owner.stable_key(),
-            display: owner.display(),
-            kind: SubjectKind::HostService,
-            instance: String::new(),
-            control_plane: CONTROL_PLANE_UNITS.contains(&unit.as_str()),
-        },
-        // A process of a pod's own cgroup, of the host outside any unit, or unknown: a host
-        // process keyed by its command.
-        OwnerKind::Pod(_) | OwnerKind::Host | OwnerKind::Unknown { .. } => {
-            let comm = &event.task().comm;
-            Subject {
-                key: format!("process:{comm}"),
-                display: format!("host process {comm}"),
-                kind: SubjectKind::HostProcess,
-                instance: String::new(),
-                control_plane: false,
             }
         }
     }

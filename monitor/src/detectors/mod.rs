@@ -16,7 +16,11 @@ pub mod metrics;
 
 use std::time::Instant;
 
-use crate::{events::Event, findings::Finding};
+use crate::{
+    attribution::{Owner, OwnerKind},
+    events::Event,
+    findings::Finding,
+};
 
 /// Whose event it is, as the detectors need it: a stable key (the same container of the same
 /// pod across re-creations; the same host service), what to call it, and whether it is part
@@ -40,6 +44,51 @@ pub enum SubjectKind {
     Container,
     HostService,
     HostProcess,
+}
+
+/// Node daemons whose failure is the control plane's failure.
+const CONTROL_PLANE_UNITS: [&str; 7] = [
+    "kubelet.service",
+    "containerd.service",
+    "crio.service",
+    "docker.service",
+    "cri-docker.service",
+    "etcd.service",
+    "k0sworker.service",
+];
+
+impl Subject {
+    /// What the detectors need of an event's owner (from attribution).
+    pub fn of(owner: &Owner, event: &Event) -> Self {
+        match &owner.kind {
+            OwnerKind::Container(c) => Self {
+                key: owner.stable_key(),
+                display: owner.display(),
+                kind: SubjectKind::Container,
+                instance: c.id.to_string(),
+                control_plane: c.pod.as_ref().is_some_and(|p| p.static_pod),
+            },
+            OwnerKind::HostService { unit, .. } => Self {
+                key: owner.stable_key(),
+                display: owner.display(),
+                kind: SubjectKind::HostService,
+                instance: String::new(),
+                control_plane: CONTROL_PLANE_UNITS.contains(&unit.as_str()),
+            },
+            // A process of a pod's own cgroup, of the host outside any unit, or unknown: a host
+            // process keyed by its command.
+            OwnerKind::Pod(_) | OwnerKind::Host | OwnerKind::Unknown { .. } => {
+                let comm = &event.task().comm;
+                Self {
+                    key: format!("process:{comm}"),
+                    display: format!("host process {comm}"),
+                    kind: SubjectKind::HostProcess,
+                    instance: String::new(),
+                    control_plane: false,
+                }
+            }
+        }
+    }
 }
 
 /// What the detectors know of the node's configuration (from the audit), to name causes.

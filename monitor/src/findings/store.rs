@@ -52,6 +52,25 @@ struct Inner {
     open: HashMap<String, OpenFinding>,
 }
 
+impl Inner {
+    /// Opens the finding, or refreshes it (content, last seen, count) when already open.
+    fn upsert(&mut self, id: String, source: &'static str, finding: Finding, now: SystemTime, changes: &mut Changes) {
+        match self.open.get_mut(&id) {
+            Some(open) => {
+                open.finding = finding;
+                open.last_seen = now;
+                open.count += 1;
+            }
+            None => {
+                log_opened(&id, &finding);
+                let open = OpenFinding { id: id.clone(), source, finding, first_seen: now, last_seen: now, count: 1 };
+                changes.opened.push(entry(&open));
+                self.open.insert(id, open);
+            }
+        }
+    }
+}
+
 /// Shared store of open findings.
 #[derive(Clone, Debug, Default)]
 pub struct FindingStore {
@@ -92,19 +111,7 @@ impl FindingStore {
             }
         }
         for (id, finding) in current {
-            match inner.open.get_mut(&id) {
-                Some(open) => {
-                    open.finding = finding;
-                    open.last_seen = now;
-                    open.count += 1;
-                }
-                None => {
-                    log_opened(&id, &finding);
-                    let open = OpenFinding { id: id.clone(), source, finding, first_seen: now, last_seen: now, count: 1 };
-                    changes.opened.push(entry(&open));
-                    inner.open.insert(id, open);
-                }
-            }
+            inner.upsert(id, source, finding, now, &mut changes);
         }
         changes
     }
@@ -112,21 +119,8 @@ impl FindingStore {
     /// Records one occurrence of a detector's finding (opens it or refreshes it).
     pub fn record(&self, source: &'static str, finding: Finding, now: SystemTime) -> Changes {
         let Ok(mut inner) = self.inner.write() else { return Changes::default() };
-        let id = id_of(&finding);
         let mut changes = Changes::default();
-        match inner.open.get_mut(&id) {
-            Some(open) => {
-                open.finding = finding;
-                open.last_seen = now;
-                open.count += 1;
-            }
-            None => {
-                log_opened(&id, &finding);
-                let open = OpenFinding { id: id.clone(), source, finding, first_seen: now, last_seen: now, count: 1 };
-                changes.opened.push(entry(&open));
-                inner.open.insert(id, open);
-            }
-        }
+        inner.upsert(id_of(&finding), source, finding, now, &mut changes);
         changes
     }
 
