@@ -137,6 +137,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let detector_metrics = DetectorMetrics::new(&mut registry);
     let facts = Arc::new(std::sync::RwLock::new(NodeFacts::default()));
     let probes_up = Arc::new(AtomicUsize::new(0));
+    let sources = SourceHealth::new(&mut registry);
 
     // Probes: a failure here leaves the daemon running degraded (metrics, audit, health).
     let mut probes = match Probes::load(&args.probe_options()) {
@@ -144,11 +145,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             probe_metrics.set_status(&probes.status);
             probes_up.store(probes.attached(), std::sync::atomic::Ordering::Relaxed);
             info!("{}/{} kernel programs attached", probes.attached(), PROGRAMS.len());
+            sources.set("tracefs", probes.tracefs.is_ok(), "tracepoint programs cannot attach");
+            sources.set("kernel_btf", probes.missing_offsets.is_empty(), "kernel struct fields read as zero");
             Some(probes)
         }
         Err(err) => {
             error!("kernel probes unavailable, running without them: {err}");
             probe_metrics.set_all_down();
+            sources.set("tracefs", false, "no kernel programs");
+            sources.set("kernel_btf", false, "no kernel programs");
             None
         }
     };
@@ -205,7 +210,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // the node's configuration (runtime endpoint, reservation and churn findings) reaches them.
     let audit = Audit::new(&args.host_root, AuditOptions::default());
     let audit_metrics = AuditMetrics::new(&mut registry);
-    let (store, opened, node_facts) = (findings.clone(), finding_metrics.clone(), facts.clone());
+    let (store, opened, node_facts, audit_sources) = (findings.clone(), finding_metrics.clone(), facts.clone(), sources.clone());
     let audit_task = crate::audit::metrics::spawn_periodic(
         audit,
         audit_metrics,
@@ -218,6 +223,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             if let Ok(mut facts) = node_facts.write() {
                 *facts = NodeFacts::from_audit(report);
             }
+            let cri = report.cri.sockets.iter().any(|s| s.answers());
+            audit_sources.set("cri", cri, "no CRI socket answers: events are attributed from cgroup paths and kubelet's files only");
+            audit_sources.set("kubelet", report.runtime_endpoint.is_some(), "no kubelet configured on this node");
         },
     );
     tasks.spawn(async move {
@@ -313,6 +321,43 @@ fn attribution_config(args: &RunArgs) -> AttributionConfig {
         host_root: args.host_root.clone(),
         queue: args.event_queue.max(1),
         ..defaults
+    }
+}
+
+/// Whether each source of node context is available (`source_up{source}`): tracefs, kernel
+/// BTF, a CRI socket that answers, a configured kubelet. A change is logged once.
+#[derive(Clone, Debug)]
+struct SourceHealth {
+    up: prometheus_client::metrics::family::Family<SourceLabels, prometheus_client::metrics::gauge::Gauge>,
+    last: Arc<std::sync::Mutex<std::collections::HashMap<&'static str, bool>>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+impl SourceHealth {
+    fn new(registry: &mut Registry) -> Self {
+        let up = prometheus_client::metrics::family::Family::default();
+        registry.register(
+            "source_up",
+            "1 when a source of node context is available (tracefs, kernel_btf, cri, kubelet), 0 when not",
+            up.clone(),
+        );
+        Self { up, last: Default::default() }
+    }
+
+    fn set(&self, source: &'static str, available: bool, consequence: &str) {
+        self.up.get_or_create(&SourceLabels { source }).set(available as i64);
+        let Ok(mut last) = self.last.lock() else { return };
+        if last.insert(source, available) != Some(available) {
+            if available {
+                info!(source, "available");
+            } else {
+                warn!(source, "unavailable: {consequence}");
+            }
+        }
     }
 }
 

@@ -163,6 +163,7 @@ fn without_btf_the_classic_tracepoints_still_work() {
         let up = metric_value(&metrics, "node_runtime_monitor_probe_up", &[&format!("program=\"{}\"", spec.name)]);
         assert_eq!(up, Some(expected), "{}", spec.name);
     }
+    assert_eq!(metric_value(&metrics, "node_runtime_monitor_source_up", &["source=\"kernel_btf\""]), Some(0.0));
     let log = daemon.log_text();
     assert!(log.contains("no kernel BTF"), "says what is missing: {log}");
     assert!(log.contains("kernel BTF not available"), "says why the BTF tracepoints are down: {log}");
@@ -253,4 +254,36 @@ fn oversized_requests_are_refused() {
     assert_eq!(status, "413", "a 10 MiB body is refused before it is read: {response}");
     assert!(daemon.get("/healthz").is_some(), "and the daemon keeps serving");
     assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn without_cri_socket_or_kubelet_the_daemon_says_so_and_keeps_working() {
+    // An empty host root: no runtime socket, no kubelet.
+    let root = std::env::temp_dir().join(format!("nrm-empty-root-{}", std::process::id()));
+    std::fs::create_dir_all(&root).expect("root");
+    let root_arg = root.display().to_string();
+    let daemon = Daemon::start(&["--host-root", &root_arg]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let metrics = loop {
+        let metrics = daemon.get("/metrics").unwrap_or_default();
+        if metric_value(&metrics, "node_runtime_monitor_source_up", &["source=\"cri\""]).is_some() {
+            break metrics;
+        }
+        assert!(std::time::Instant::now() < deadline, "the audit did not report its sources");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    for (source, up) in [("cri", 0.0), ("kubelet", 0.0), ("tracefs", 1.0), ("kernel_btf", 1.0)] {
+        let value = metric_value(&metrics, "node_runtime_monitor_source_up", &[&format!("source=\"{source}\"")]);
+        assert_eq!(value, Some(up), "source_up{{source={source}}}");
+    }
+    let log = daemon.log_text();
+    assert!(log.contains("unavailable: no CRI socket answers"), "{log}");
+    assert!(log.contains("unavailable: no kubelet configured"), "{log}");
+    // Everything else works: the probes are attached and events flow.
+    for spec in PROGRAMS {
+        let up = metric_value(&metrics, "node_runtime_monitor_probe_up", &[&format!("program=\"{}\"", spec.name)]);
+        assert_eq!(up, Some(1.0), "{}", spec.name);
+    }
+    assert_eq!(daemon.stop(), Some(0));
+    let _ = std::fs::remove_dir_all(root);
 }
