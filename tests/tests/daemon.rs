@@ -287,3 +287,65 @@ fn without_cri_socket_or_kubelet_the_daemon_says_so_and_keeps_working() {
     assert_eq!(daemon.stop(), Some(0));
     let _ = std::fs::remove_dir_all(root);
 }
+
+#[test]
+fn planted_credentials_never_leave_the_node() {
+    // A node whose configuration holds registry credentials and an inline secret flag, and a
+    // process with secrets in its arguments and environment.
+    let root = std::env::temp_dir().join(format!("nrm-secrets-root-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("etc/containerd")).expect("dirs");
+    std::fs::create_dir_all(root.join("var/lib/kubelet")).expect("dirs");
+    let secrets = ["nrm-planted-password-1", "bnJtLXBsYW50ZWQtYXV0aA==", "nrm-planted-token-2", "nrm-planted-argv-3", "nrm-planted-env-4"];
+    std::fs::write(
+        root.join("etc/containerd/config.toml"),
+        format!(
+            "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"registry.example.com\".auth]\n  username = \"nrm-user\"\n  password = \"{}\"\n  auth = \"{}\"\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"registry.example.com\".tls]\n  key_file = \"/etc/containerd/certs/client.key\"\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = \"{}\"\n",
+            secrets[0], secrets[1], secrets[0]
+        ),
+    )
+    .expect("containerd config");
+    std::fs::write(
+        root.join("var/lib/kubelet/kubeadm-flags.env"),
+        format!("KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///run/nrm-missing.sock --token={}\"\n", secrets[2]),
+    )
+    .expect("kubelet flags");
+    let root_arg = root.display().to_string();
+    let daemon = Daemon::start(&["--host-root", &root_arg, "--log-events"]);
+    let status = Command::new("/bin/sh")
+        .args(["-c", "exit 3", secrets[3]])
+        .env("NRM_SECRET", secrets[4])
+        .status()
+        .expect("run a process with secrets");
+    assert_eq!(status.code(), Some(3));
+    // Wait until the audit ran and the process's exit was seen.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let findings = daemon.get("/findings").unwrap_or_default();
+        let log = daemon.log_text();
+        if findings.contains("runtime-endpoint") && log.contains("\"code\":3") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no audit findings or exit event yet:\n{findings}\n{log}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let metrics = daemon.get("/metrics").unwrap_or_default();
+    let findings = daemon.get("/findings").unwrap_or_default();
+    let check = Command::new(binary()).args(["check", "--host-root", &root_arg, "--output", "json"]).output().expect("check");
+    let check_text = Command::new(binary()).args(["check", "--host-root", &root_arg]).output().expect("check");
+    let (_, log) = daemon.stop_with_log();
+    let outputs = [
+        ("/metrics", metrics),
+        ("/findings", findings),
+        ("log", log),
+        ("check --output json", String::from_utf8_lossy(&check.stdout).into_owned()),
+        ("check", String::from_utf8_lossy(&check_text.stdout).into_owned()),
+    ];
+    for (name, text) in &outputs {
+        assert!(!text.is_empty(), "{name} is empty");
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} leaked into {name}:\n{text}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(root);
+}
