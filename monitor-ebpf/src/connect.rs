@@ -21,6 +21,7 @@ use monitor_common::{
 };
 
 use crate::{
+    batched,
     count_emitted, count_filtered, count_lost, is_self,
     kernel::{current_header, offset, read},
     report_loopback_success, reserve,
@@ -131,7 +132,7 @@ fn emit_tcp(program: ProgramId, tcp: &TcpConnect) {
         return;
     };
     unsafe { entry.as_mut_ptr().write(*event) };
-    entry.submit(0);
+    entry.submit(batched());
     count_emitted(program);
 }
 
@@ -269,7 +270,7 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     event.addr = addr;
     event.unix_path = [0; UNIX_PATH_LEN];
     event._pad = 0;
-    entry.submit(0);
+    entry.submit(batched());
     count_emitted(program);
     0
 }
@@ -310,7 +311,7 @@ fn unix_connect(program: ProgramId, pending: &PendingConnect, ret: i32) -> u32 {
     event.addr = [0; 16];
     event.unix_path = scratch.path;
     event._pad = 0;
-    entry.submit(0);
+    entry.submit(batched());
     count_emitted(program);
     0
 }

@@ -15,7 +15,8 @@ use monitor_common::{
     SYSCALL_EXECVE, SYSCALL_EXECVEAT,
 };
 
-use crate::{count_emitted, count_filtered, count_lost, is_self, kernel::current_header, reserve};
+use crate::{
+    batched,count_emitted, count_filtered, count_lost, is_self, kernel::current_header, reserve};
 
 /// execve(at) calls in flight: thread -> user pointer of the filename.
 #[map]
@@ -51,7 +52,7 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
         .unwrap_or(0);
     event.filename_len = len as u32;
     event.flags = if len + 1 >= FILENAME_LEN { FILENAME_TRUNCATED } else { 0 };
-    entry.submit(0);
+    entry.submit(batched());
     count_emitted(program);
     0
 }
@@ -95,7 +96,7 @@ fn complete(ctx: &TracePointContext, program: ProgramId, syscall: u32) -> u32 {
         .unwrap_or(0);
     event.filename_len = len as u32;
     event.flags = if len + 1 >= FILENAME_LEN { FILENAME_TRUNCATED } else { 0 };
-    entry.submit(0);
+    entry.submit(batched());
     count_emitted(program);
     0
 }

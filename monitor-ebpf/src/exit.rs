@@ -6,6 +6,7 @@ use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::
 use monitor_common::{EventKind, ExitEvent, ProgramId};
 
 use crate::{
+    batched,
     count_emitted, count_filtered, is_self,
     kernel::{current_header, current_task, offset, read},
     reserve,
@@ -29,7 +30,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     current_header(&mut event.header, EventKind::Exit as u32);
     event.exit_code = read::<u32>(current_task(), offset!(task_exit_code)).unwrap_or(0);
     event._pad = 0;
-    entry.submit(0);
+    entry.submit(batched());
     count_emitted(program);
     0
 }

@@ -84,6 +84,23 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
 
+/// Wake the reader once this much data waits; below it, submissions don't wake it and the
+/// reader drains on its own short timer. Waking user space on every event would cost each
+/// traced process an interrupt and a context switch on its own CPU.
+const WAKEUP_BYTES: u64 = 256 * 1024;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
+/// Flags for submitting an ordinary event: wake the reader only when enough data waits.
+#[inline(always)]
+pub(crate) fn batched() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
+}
+
+/// Flags for submitting an urgent event (OOM kills, fatal signals): wake the reader now.
+pub(crate) const URGENT: u64 = BPF_RB_FORCE_WAKEUP;
+
 /// Reserves a `T` in `EVENTS`, counting a loss for `program` when the buffer is full.
 #[inline(always)]
 pub(crate) fn reserve<T: 'static>(

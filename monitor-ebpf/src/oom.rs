@@ -11,6 +11,7 @@ use aya_ebpf::{
 use monitor_common::{EventKind, OFFSET_UNKNOWN, OomKillEvent, ProgramId};
 
 use crate::{
+    URGENT,
     count_emitted,
     kernel::{current_task, memcg_id, offset, read, task_header},
     reserve,
@@ -56,7 +57,7 @@ pub fn mark_victim(ctx: BtfTracePointContext) -> u32 {
     let signal: u64 = read(victim, offset!(task_signal)).unwrap_or(0);
     event.oom_score_adj = read::<i16>(signal, offset!(signal_oom_score_adj)).unwrap_or(0) as i32;
     event._pad = 0;
-    entry.submit(0);
+    entry.submit(URGENT);
     count_emitted(program);
     0
 }

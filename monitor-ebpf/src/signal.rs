@@ -14,6 +14,7 @@ use monitor_common::{
 };
 
 use crate::{
+    URGENT,
     count_emitted, count_filtered,
     kernel::{current_task, memcg_id, read, task_header},
     reserve,
@@ -54,7 +55,7 @@ pub fn signal_generate(ctx: BtfTracePointContext) -> u32 {
     event.sender_cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     event.sender_memcg_id = memcg_id(current_task());
     event.sender_comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    entry.submit(0);
+    entry.submit(URGENT);
     count_emitted(program);
     0
 }

@@ -1,9 +1,14 @@
-//! Drains the kernel ring buffer into the pipeline. The reader wakes on readiness
-//! (`AsyncFd`), drains every record, decodes it and hands it on with `try_send`: it never waits
-//! for slow work downstream. A full queue drops the event and counts it
+//! Drains the kernel ring buffer into the pipeline. The kernel programs wake the reader only
+//! for urgent events (OOM kills, fatal signals) or when a batch has built up; otherwise the
+//! reader drains on a short timer (`DRAIN_INTERVAL`), so a storm of events costs the traced
+//! processes no wake-up each. Every record is decoded and handed on with `try_send`: the
+//! reader never waits for slow work downstream. A full queue drops the event and counts it
 //! (`events_dropped_total{reason="queue_full"}`); nothing is lost silently.
 
+use std::time::Duration;
+
 use aya::maps::{MapData, RingBuf};
+use prometheus_client::metrics::counter::Counter;
 use tokio::{
     io::{Interest, unix::AsyncFd},
     sync::{mpsc, watch},
@@ -12,6 +17,45 @@ use tracing::{debug, warn};
 
 use super::metrics::{DropLabels, KindLabels, ProbeMetrics};
 use crate::events::{Kind, Record, decode};
+
+/// Longest an ordinary event waits in the ring buffer when no wake-up comes.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
+
+struct Drain {
+    out: mpsc::Sender<Record>,
+    per_kind: Vec<Counter>,
+    queue_full: Counter,
+    decode_error: Counter,
+    read: u64,
+}
+
+impl Drain {
+    /// Reads every record available; false when the pipeline is gone.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> bool {
+        while let Some(item) = ring.next() {
+            self.read += 1;
+            match decode(&item) {
+                Ok(record) => {
+                    if let Some(counter) = self.per_kind.get(record.event.kind() as usize) {
+                        counter.inc();
+                    }
+                    if let Err(err) = self.out.try_send(record) {
+                        self.queue_full.inc();
+                        if matches!(err, mpsc::error::TrySendError::Closed(_)) {
+                            debug!("pipeline closed; reader stops");
+                            return false;
+                        }
+                    }
+                }
+                Err(err) => {
+                    self.decode_error.inc();
+                    warn!("undecodable kernel record: {err}");
+                }
+            }
+        }
+        true
+    }
+}
 
 /// Reads until `shutdown` turns true. Returns the number of records read.
 pub async fn run(
@@ -24,45 +68,33 @@ pub async fn run(
     // the AsyncFd owns the ring buffer.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|err| std::io::Error::other(err.to_string()))?;
-    let queue_full = metrics.dropped.get_or_create(&DropLabels { reason: "queue_full" }).clone();
-    let decode_error = metrics.dropped.get_or_create(&DropLabels { reason: "decode_error" }).clone();
-    // One counter handle per kind, so the hot loop takes no lock.
-    let per_kind: Vec<_> = Kind::ALL
-        .iter()
-        .map(|kind| metrics.events.get_or_create(&KindLabels { kind: kind.as_str() }).clone())
-        .collect();
-    let mut read = 0u64;
+    let mut drain = Drain {
+        out,
+        // One counter handle per kind, so the hot loop takes no lock.
+        per_kind: Kind::ALL
+            .iter()
+            .map(|kind| metrics.events.get_or_create(&KindLabels { kind: kind.as_str() }).clone())
+            .collect(),
+        queue_full: metrics.dropped.get_or_create(&DropLabels { reason: "queue_full" }).clone(),
+        decode_error: metrics.dropped.get_or_create(&DropLabels { reason: "decode_error" }).clone(),
+        read: 0,
+    };
+    let mut tick = tokio::time::interval(DRAIN_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
-        let mut guard = tokio::select! {
-            guard = ring.readable_mut() => guard?,
+        let more = tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let more = drain.drain(guard.get_inner_mut());
+                guard.clear_ready();
+                more
+            }
+            _ = tick.tick() => drain.drain(ring.get_mut()),
             _ = shutdown.changed() => break,
         };
-        let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
-            read += 1;
-            match decode(&item) {
-                Ok(record) => {
-                    if let Some(counter) = per_kind.get(record.event.kind() as usize) {
-                        counter.inc();
-                    }
-                    if let Err(err) = out.try_send(record) {
-                        queue_full.inc();
-                        if matches!(err, mpsc::error::TrySendError::Closed(_)) {
-                            debug!("pipeline closed; reader stops");
-                            return Ok(read);
-                        }
-                    }
-                }
-                Err(err) => {
-                    decode_error.inc();
-                    warn!("undecodable kernel record: {err}");
-                }
-            }
-        }
-        guard.clear_ready();
-        if *shutdown.borrow() {
+        if !more || *shutdown.borrow() {
             break;
         }
     }
-    Ok(read)
+    Ok(drain.read)
 }
