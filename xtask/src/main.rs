@@ -6,6 +6,7 @@
 //! pinned one (`cargo +TOOLCHAIN`), which aya 0.16 needs.
 
 mod bench;
+mod package;
 mod run;
 mod setup;
 mod test;
@@ -46,6 +47,7 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    #[command(about = "Render deploy/prometheusrule.yaml from dashboards/prometheus-rules.yaml")] Package,
     /// Run the benchmarks and print the comparison table.
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Run { release, args } => run::run(release, &args),
         Command::Test { args } => test::run(&args),
         Command::Bench { args } => bench::run(&args),
+        Command::Package => package::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
