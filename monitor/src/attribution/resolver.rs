@@ -268,11 +268,10 @@ impl Resolver {
         };
         owner.sandbox = container.is_none();
         owner.attempt = container.map(|c| c.attempt);
-        if owner.runtime == cgroup_path::Runtime::Unknown {
-            if let Some((socket, _)) = &self.cri {
+        if owner.runtime == cgroup_path::Runtime::Unknown
+            && let Some((socket, _)) = &self.cri {
                 owner.runtime = runtime_of_socket(socket);
             }
-        }
         owner.pod = Some(PodRef { namespace, name, uid, static_pod, manifest });
         true
     }

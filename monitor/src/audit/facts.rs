@@ -86,7 +86,7 @@ impl NodeFacts {
     pub fn expects_kubelet(&self) -> bool {
         self.kubelet.is_configured()
             || !self.installed("kubelet").is_empty()
-            || self.processes.as_ref().is_some_and(|ps| ps.iter().any(|p| is_bootstrap_agent(p)))
+            || self.processes.as_ref().is_some_and(|ps| ps.iter().any(is_bootstrap_agent))
     }
 }
 

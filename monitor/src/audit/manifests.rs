@@ -191,15 +191,14 @@ pub fn parse_k0s(path: &Path, text: &str) -> Result<K0sImages, ManifestProblem> 
     }
     let nllb = ["spec", "network", "nodeLocalLoadBalancing"];
     let enabled = get(&[nllb[0], nllb[1], nllb[2], "enabled"]).and_then(|v| v.as_bool()).unwrap_or(false);
-    if enabled {
-        if let Some(envoy) = get(&[nllb[0], nllb[1], nllb[2], "envoyProxy", "image"]) {
+    if enabled
+        && let Some(envoy) = get(&[nllb[0], nllb[1], nllb[2], "envoyProxy", "image"]) {
             let image = envoy.get("image").and_then(|v| v.as_str());
             let version = envoy.get("version").and_then(|v| v.as_str());
             if let (Some(image), Some(version)) = (image, version) {
                 out.images.push(DistroImage { component: "envoy".into(), reference: format!("{image}:{version}"), source: src(version) });
             }
         }
-    }
     Ok(out)
 }
 

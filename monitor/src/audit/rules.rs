@@ -350,8 +350,8 @@ fn memory_reservations(facts: &NodeFacts, out: &mut Vec<Finding>) {
             ),
         }
     }
-    if let (Some(total), true) = (facts.memory_total, reserved > 0) {
-        if reserved > total / 2 {
+    if let (Some(total), true) = (facts.memory_total, reserved > 0)
+        && reserved > total / 2 {
             let mut f = Finding::new(&MEMORY_RESERVATION_IMPLAUSIBLE, &subject, format!(
                 "{} reserved for daemons on a node with {}",
                 memory::human_bytes(reserved),
@@ -365,7 +365,6 @@ fn memory_reservations(facts: &NodeFacts, out: &mut Vec<Finding>) {
             out.push(f.evidence("/proc/meminfo", format!("MemTotal {}", memory::human_bytes(total)))
                 .remediation("Reserve a fraction of the node (typically 5-15% of memory) for system and Kubernetes daemons."));
         }
-    }
     match k.eviction_hard_memory() {
         Ok(None) => out.push(
             Finding::new(&EVICTION_HARD_MISSING, &subject, "evictionHard is set without memory.available")
@@ -575,11 +574,10 @@ fn kubelet_running(facts: &NodeFacts, out: &mut Vec<Finding>) {
 
 /// A command-line word with a secret value hidden (`--token=x` -> `--token=[REDACTED]`).
 pub fn redact_arg(arg: &str) -> String {
-    if let Some((name, _)) = arg.trim_start_matches('-').split_once('=') {
-        if crate::node::kubelet::is_sensitive_flag(name) {
+    if let Some((name, _)) = arg.trim_start_matches('-').split_once('=')
+        && crate::node::kubelet::is_sensitive_flag(name) {
             return format!("--{name}=[REDACTED]");
         }
-    }
     arg.to_string()
 }
 
@@ -609,11 +607,10 @@ fn images(facts: &NodeFacts, out: &mut Vec<Finding>) {
             } else {
                 format!("store has {}", same_repo.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
             });
-        if let (Some((v, src)), Some(tag)) = (&node_release, image_tag(reference)) {
-            if minor_of(v).is_some() && minor_of(tag).is_some() && minor_of(v) != minor_of(tag) && repo.contains("kube") {
+        if let (Some((v, src)), Some(tag)) = (&node_release, image_tag(reference))
+            && minor_of(v).is_some() && minor_of(tag).is_some() && minor_of(v) != minor_of(tag) && repo.contains("kube") {
                 f = f.evidence(src.clone(), format!("node release {v}, image tag {tag}: version skew"));
             }
-        }
         out.push(f.remediation("Import the image into the node's store (`ctr -n k8s.io images import`) or fix the reference to the node's release (k0s: remove the stale spec.images entries stored in the dynamic ClusterConfig); allow pulls if the node can reach the registry."));
     };
     for pod in &facts.static_pods {
@@ -623,15 +620,13 @@ fn images(facts: &NodeFacts, out: &mut Vec<Finding>) {
             }
         }
     }
-    if let Some(k0s) = &facts.k0s {
-        if let Some((policy, src)) = &k0s.pull_policy {
-            if policy == "Never" {
+    if let Some(k0s) = &facts.k0s
+        && let Some((policy, src)) = &k0s.pull_policy
+            && policy == "Never" {
                 for img in &k0s.images {
                     report(&img.reference, &img.source, (policy, src), &img.component);
                 }
             }
-        }
-    }
 }
 
 /// `registry.k8s.io/pause:3.9` stays; `nginx:1` -> `docker.io/library/nginx:1`.

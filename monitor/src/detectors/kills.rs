@@ -235,8 +235,8 @@ fn cause_of(status: ExitStatus, marks: &[Mark]) -> DeathCause {
         ExitStatus::Signaled { signal, .. } => signal,
     };
     // The OOM killer's SIGKILL: only with the kernel's OOM event for this very process.
-    if signal == libc::SIGKILL as u8 {
-        if let Some(Mark::Oom { trigger_comm, trigger_pid, anon_rss_pages }) =
+    if signal == libc::SIGKILL as u8
+        && let Some(Mark::Oom { trigger_comm, trigger_pid, anon_rss_pages }) =
             marks.iter().find(|m| matches!(m, Mark::Oom { .. }))
         {
             return DeathCause::OomKilled {
@@ -245,7 +245,6 @@ fn cause_of(status: ExitStatus, marks: &[Mark]) -> DeathCause {
                 anon_rss_pages: *anon_rss_pages,
             };
         }
-    }
     // The signal that killed it: the last generated one with that number.
     let matching = marks.iter().rev().find_map(|m| match m {
         Mark::Signal { signal: s, from_kernel, sender } if *s == signal as u32 => Some((*from_kernel, sender)),

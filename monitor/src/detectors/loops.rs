@@ -272,11 +272,10 @@ impl LoopDetector {
             }
             Event::Connect(connect) => findings.extend(self.connect_failure(connect, subject, facts, now)),
             Event::OomKill(oom) if subject.kind == SubjectKind::Container => {
-                if let Some(history) = self.histories.get_mut(&subject.key) {
-                    if let Some(run) = history.runs.iter_mut().rev().find(|r| r.ended.is_none()) {
+                if let Some(history) = self.histories.get_mut(&subject.key)
+                    && let Some(run) = history.runs.iter_mut().rev().find(|r| r.ended.is_none()) {
                         run.oom_inside = Some(format!("{} (pid {})", oom.task.comm, oom.task.tgid));
                     }
-                }
             }
             Event::ExecFailed(failed) if failed.errno == libc::ENOENT => {
                 if self.tentative.len() >= self.config.max_tracked {
@@ -328,11 +327,10 @@ impl LoopDetector {
 
     fn note_connect(&mut self, tgid: u32, address: String) {
         let Some(key) = self.running.get(&tgid) else { return };
-        if let Some(history) = self.histories.get_mut(key) {
-            if let Some(run) = history.runs.iter_mut().rev().find(|r| r.tgid == tgid) {
+        if let Some(history) = self.histories.get_mut(key)
+            && let Some(run) = history.runs.iter_mut().rev().find(|r| r.tgid == tgid) {
                 run.connected_to = Some(address);
             }
-        }
     }
 
     fn end_run(&mut self, death: &Death, subject: &Subject, facts: &NodeFacts, now: Instant) -> Option<Finding> {

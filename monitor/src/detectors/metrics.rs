@@ -67,8 +67,8 @@ impl DetectorMetrics {
             cause,
             sender: death.cause.sender_label(),
         };
-        if let Ok(mut series) = self.series.lock() {
-            if !series.contains(&labels) {
+        if let Ok(mut series) = self.series.lock()
+            && !series.contains(&labels) {
                 if series.len() >= MAX_SERIES {
                     self.folded.inc();
                     labels = KillLabels {
@@ -82,7 +82,6 @@ impl DetectorMetrics {
                     series.insert(labels.clone());
                 }
             }
-        }
         self.kills.get_or_create(&labels).inc();
     }
 }

@@ -230,11 +230,10 @@ fn classify_kube(
         } else {
             rest
         };
-        if let Some(uid) = rest.strip_prefix("-pod") {
-            if let Some(uid) = pod_uid(&uid.replace('_', "-")) {
+        if let Some(uid) = rest.strip_prefix("-pod")
+            && let Some(uid) = pod_uid(&uid.replace('_', "-")) {
                 *pod = Some((index, PodCgroup { uid, qos: QosClass::Guaranteed, driver: CgroupDriver::Systemd }));
             }
-        }
         return true;
     }
     // cgroupfs driver: kubepods/, burstable/, besteffort/, pod<uid>/.
@@ -252,12 +251,11 @@ fn classify_kube(
             true
         }
         _ => {
-            if *in_kubepods && pod.is_none() {
-                if let Some(uid) = part.strip_prefix("pod").and_then(pod_uid) {
+            if *in_kubepods && pod.is_none()
+                && let Some(uid) = part.strip_prefix("pod").and_then(pod_uid) {
                     *pod = Some((index, PodCgroup { uid, qos: QosClass::Guaranteed, driver: CgroupDriver::Cgroupfs }));
                     return true;
                 }
-            }
             false
         }
     }
@@ -314,14 +312,13 @@ fn container_component(part: &str, parent: Option<&str>, index: usize, depth: us
         return Some(container(runtime, id, false));
     }
     // containerd's own namespace paths with client-chosen ids: exactly `/<namespace>/<id>`.
-    if index == 1 && depth == 2 {
-        if let Some(ns) = parent.filter(|ns| CONTAINERD_NAMESPACES.contains(ns)) {
+    if index == 1 && depth == 2
+        && let Some(ns) = parent.filter(|ns| CONTAINERD_NAMESPACES.contains(ns)) {
             let id = ContainerId::parse_named(part)?;
             let mut c = container(Runtime::Containerd, id, false);
             c.containerd_namespace = Some(ns.to_string());
             return Some(c);
         }
-    }
     None
 }
 
@@ -342,13 +339,12 @@ fn unescape_unit(name: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x') {
-            if let Some(byte) = name.get(i + 2..i + 4).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+        if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x')
+            && let Some(byte) = name.get(i + 2..i + 4).and_then(|h| u8::from_str_radix(h, 16).ok()) {
                 out.push(byte);
                 i += 4;
                 continue;
             }
-        }
         out.push(bytes[i]);
         i += 1;
     }

@@ -119,11 +119,10 @@ impl CgroupIndex {
         }
         // Walks are spaced by `min_rescan`: wait for the next one rather than report a miss
         // for a cgroup created just after the last walk.
-        if let Some(since) = self.last_walk.map(|at| at.elapsed()) {
-            if since < self.min_rescan {
+        if let Some(since) = self.last_walk.map(|at| at.elapsed())
+            && since < self.min_rescan {
                 std::thread::sleep(self.min_rescan - since);
             }
-        }
         self.walk();
         self.paths.get(&id).cloned()
     }

@@ -321,11 +321,10 @@ pub fn shell_words(text: &str) -> Vec<String> {
         match (quote, c) {
             (Some(q), c) if c == q => quote = None,
             (Some('"'), '\\') => {
-                if let Some(n) = chars.next() {
-                    if n != '\n' {
+                if let Some(n) = chars.next()
+                    && n != '\n' {
                         cur.push(n)
                     }
-                }
             }
             (Some(_), c) => cur.push(c),
             (None, '"' | '\'') => {
@@ -333,12 +332,11 @@ pub fn shell_words(text: &str) -> Vec<String> {
                 in_word = true;
             }
             (None, '\\') => {
-                if let Some(n) = chars.next() {
-                    if n != '\n' {
+                if let Some(n) = chars.next()
+                    && n != '\n' {
                         cur.push(n);
                         in_word = true;
                     }
-                }
             }
             (None, c) if c.is_whitespace() => {
                 if in_word {
