@@ -14,6 +14,7 @@ use crate::{TOOLCHAIN, status};
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+#[allow(dead_code)] pub const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.34.1"; // PyPI, for tests/tests/deploy_manifests.rs (it pip-installs this when missing)
 
 /// Debian packages the build needs: LLVM 22 for bpf-linker, protoc for the CRI protos.
 const BUILD_PACKAGES: &[&str] =
