@@ -8,3 +8,4 @@ pub mod capture;
 pub mod cgroups;
 pub mod containerd;
 pub mod daemon;
+pub mod prometheus;
