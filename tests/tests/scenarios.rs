@@ -310,6 +310,9 @@ fn incident4_static_pod_crash_loops_under_the_oom_killer_on_a_node_without_reser
     let containerd = Containerd::start();
     let node = KubesprayNode::new(&containerd);
     let daemon = node.daemon();
+    // And a real Prometheus with the shipped rules, scraping the daemon.
+    let rules = std::path::PathBuf::from(format!("{}/../dashboards/prometheus-rules.yaml", env!("CARGO_MANIFEST_DIR")));
+    let prometheus = monitor_tests::prometheus::Prometheus::start("node-runtime-monitor", &[daemon.address], &[&rules]);
 
     // kube-apiserver as a static pod, its memory limit too small: the OOM killer kills the
     // allocating process inside, the container exits, kubelet (here: the test) re-creates it.
@@ -360,6 +363,21 @@ fn incident4_static_pod_crash_loops_under_the_oom_killer_on_a_node_without_reser
     .map(|(r, s)| (r.to_string(), s.to_string()))
     .collect();
     assert_eq!(rules_and_subjects(&daemon), expected);
+
+    // The alert for an OOM-killed control-plane static pod reaches firing in Prometheus.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let firing = prometheus.alerts().into_iter().find(|a| {
+            a["labels"]["alertname"] == "NodeRuntimeMonitorStaticPodOOMKilled" && a["state"] == "firing"
+        });
+        if let Some(alert) = firing {
+            assert_eq!(alert["labels"]["pod"], "kube-apiserver-node1", "{alert:#}");
+            assert_eq!(alert["labels"]["severity"], "critical", "{alert:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "StaticPodOOMKilled never fired: {:#?}", prometheus.alerts());
+        std::thread::sleep(Duration::from_millis(250));
+    }
     assert_eq!(daemon.stop(), Some(0));
 }
 
