@@ -57,6 +57,12 @@ impl Prometheus {
             assert!(Instant::now() < deadline, "prometheus not ready after 60s; log:\n{}", prometheus.log_text());
             std::thread::sleep(Duration::from_millis(100));
         }
+        // Ready comes before the rule manager has loaded the rule files: wait for their groups.
+        let files: Vec<String> = rule_files.iter().map(|r| r.display().to_string()).collect();
+        while !files.iter().all(|f| prometheus.rule_groups().iter().any(|g| g["file"].as_str() == Some(f.as_str()))) {
+            assert!(Instant::now() < deadline, "rule files {files:?} not loaded after 60s; log:\n{}", prometheus.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
         prometheus
     }
 
