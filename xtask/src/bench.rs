@@ -289,7 +289,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let (exec_program, _) = workload::exec_target(&work)?;
     // Workers run from a copy: a rebuild of xtask during the bench must not pull the binary away.
     let worker_exe = work.join("xtask-worker");
-    std::fs::copy(std::env::current_exe()?, &worker_exe).context("copy the xtask binary for the workers")?;
+    let exe = std::env::current_exe()?;
+    std::fs::copy(&exe, &worker_exe)
+        .or_else(|_| std::fs::copy(workspace_root().join("target/debug/xtask"), &worker_exe))
+        .with_context(|| format!("copy the xtask binary ({}) for the workers", exe.display()))?;
     let memcg = Memcg::create()?;
     let mut bench =
         Bench { options: options.clone(), binary, work: work.clone(), worker_exe, exec_program, memcg, loads: Vec::new() };
@@ -299,7 +302,17 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let text = report::console(&results);
     println!("{text}");
     if options.write {
-        std::fs::write(&options.output, report::markdown(&results))?;
+        // The hand-written analysis at the end of the file (from its heading on) is kept.
+        let kept = std::fs::read_to_string(&options.output)
+            .ok()
+            .and_then(|old| old.find(report::KEPT_HEADING).map(|i| old[i..].to_string()))
+            .unwrap_or_default();
+        let mut text = report::markdown(&results);
+        if !kept.is_empty() {
+            text.push('\n');
+            text.push_str(&kept);
+        }
+        std::fs::write(&options.output, text)?;
         eprintln!("bench: wrote {}", options.output.display());
     }
     Ok(())
@@ -458,7 +471,7 @@ impl Bench {
                 let Started { tracer, programs } = Tracer::start(config, self)?;
                 std::thread::sleep(Duration::from_millis(500));
                 for p in daemon::foreign_tracing_programs(&programs) {
-                    let line = format!("{} program {} (id {}) during {}", p.kind, p.name, p.id, config.as_str());
+                    let line = format!("{} program {}", p.kind, p.name);
                     if !foreign.contains(&line) {
                         foreign.push(line);
                     }

@@ -6,6 +6,9 @@ use super::{Config, Results, Run, Workload, machine_facts, median, percentile, w
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+/// BENCHMARKS.md from this heading to its end is written by hand and kept by the bench.
+pub const KEPT_HEADING: &str = "## Analysis and suggestions";
+
 fn runs<'a>(r: &'a Results, config: Config, workload: Workload) -> Vec<&'a Run> {
     r.runs.iter().filter(|x| x.config == config && x.workload == workload).collect()
 }
