@@ -11,6 +11,8 @@
 //! - The rule file with `promtool test rules` (dashboards/prometheus-rules.test.yaml), and that
 //!   every alert has a test in which it fires and one in which it does not.
 //! - deploy/Dockerfile's pins against xtask's constants (no Docker engine here to build it).
+//! - README's Configuration reference and the DaemonSet's arguments against the options the
+//!   binary's `run --help` and `check --help` list.
 
 use std::{path::PathBuf, process::Command};
 
@@ -330,4 +332,53 @@ fn the_dockerfile_pins_are_xtasks() {
     let image = manifest("deploy/daemonset.yaml")["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_string();
     let version = read("Cargo.toml").lines().find_map(|l| l.strip_prefix("version = \"").map(|v| v.trim_end_matches('"').to_string())).unwrap();
     assert_eq!(image, format!("node-runtime-monitor:{version}"), "the DaemonSet runs the image of this version");
+}
+
+/// The long options a subcommand's `--help` lists (`--help` itself left out).
+fn options_of(subcommand: &str) -> Vec<String> {
+    let (ok, help) = run(Command::new(monitor_tests::daemon::binary()).args([subcommand, "--help"]));
+    assert!(ok, "{subcommand} --help: {help}");
+    let mut options: Vec<String> = help
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("-h, ").map_or(Some(l.trim_start()), |_| None))
+        .filter(|l| l.starts_with("--"))
+        .map(|l| l.split([' ', '=']).next().unwrap().to_string())
+        .collect();
+    options.sort();
+    options.dedup();
+    assert!(options.len() > 3, "{subcommand} --help: {help}");
+    options
+}
+
+#[test]
+fn the_readme_configuration_and_the_daemonset_args_are_the_options_the_binary_accepts() {
+    let readme = read("README.md");
+    let section = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a Configuration section");
+    let mentioned = |option: &str| {
+        section.contains(&format!("`{option}`")) || section.contains(&format!("`{option} ")) || section.contains(&format!("`{option}="))
+    };
+    // Every option of run and check is in the reference...
+    for (subcommand, options) in [("run", options_of("run")), ("check", options_of("check"))] {
+        let missing: Vec<&String> = options.iter().filter(|o| !mentioned(o)).collect();
+        assert!(missing.is_empty(), "README Configuration lacks {subcommand} options {missing:?}");
+    }
+    // ...and nothing else: every option the reference names exists.
+    let mut known = options_of("run");
+    known.extend(options_of("check"));
+    for word in section.split('`').skip(1).step_by(2) {
+        if let Some(option) = word.strip_prefix("--").map(|o| format!("--{}", o.split([' ', '=']).next().unwrap())) {
+            assert!(known.contains(&option), "README Configuration names {option}, which the binary does not accept");
+        }
+    }
+    // The DaemonSet passes options `run` accepts.
+    let ds = manifest("deploy/daemonset.yaml");
+    let run_options = options_of("run");
+    for arg in ds["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap() {
+        let option = arg.as_str().unwrap().split('=').next().unwrap();
+        assert!(run_options.iter().any(|o| o == option), "DaemonSet arg {arg} is not an option of run: {run_options:?}");
+    }
 }
