@@ -11,78 +11,16 @@
 //! for real is tests/tests/prometheus_e2e.rs.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     io::Write as _,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
-use monitor_tests::daemon::Daemon;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
-    /// Type as in `# TYPE`.
-    kind: String,
-    labels: BTreeSet<String>,
-    always: bool,
-    /// Samples served (scrape only).
-    samples: usize,
-}
-
-/// The catalogue: `# TYPE` family name -> entry.
-fn catalogue() -> BTreeMap<String, Entry> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/METRICS.md");
-    let text = std::fs::read_to_string(&path).expect("docs/METRICS.md");
-    let mut out = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("| `node_runtime_monitor_")) {
-        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
-        assert_eq!(cells.len(), 5, "docs/METRICS.md row: {line}");
-        let name = cells[0].trim_matches('`');
-        let kind = cells[1].to_string();
-        let family = match kind.as_str() {
-            "counter" => name.strip_suffix("_total").unwrap_or_else(|| panic!("counter {name} without _total")),
-            "info" => name.strip_suffix("_info").unwrap_or_else(|| panic!("info {name} without _info")),
-            "gauge" => name,
-            other => panic!("{name}: type {other}?"),
-        };
-        let labels = cells[2].split(',').map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
-        let always = match cells[3] {
-            "always" => true,
-            "first series" => false,
-            other => panic!("{name}: exported {other}?"),
-        };
-        assert!(out.insert(family.to_string(), Entry { kind, labels, always, samples: 0 }).is_none(), "{name} twice");
-    }
-    assert!(out.len() >= 20, "the catalogue lists every family: {}", out.len());
-    out
-}
-
-/// The scrape's families: `# TYPE` name -> (type, label names of its samples).
-fn families(scrape: &str) -> BTreeMap<String, Entry> {
-    let mut out: BTreeMap<String, Entry> = BTreeMap::new();
-    let mut current = None;
-    for line in scrape.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').expect("TYPE name type");
-            let entry = Entry { kind: kind.to_string(), labels: BTreeSet::new(), always: true, samples: 0 };
-            assert!(out.insert(name.to_string(), entry).is_none(), "family {name} served twice");
-            current = Some(name.to_string());
-        } else if !line.starts_with('#') && !line.is_empty() {
-            let family = current.as_ref().expect("sample before any # TYPE");
-            let sample = line.split(' ').next().unwrap();
-            out.get_mut(family).unwrap().samples += 1;
-            assert!(sample.starts_with(family.as_str()), "sample {sample} under family {family}");
-            if let Some((_, labels)) = sample.split_once('{') {
-                let labels = labels.trim_end_matches('}');
-                for pair in labels.split("\",").filter(|p| !p.is_empty()) {
-                    let name = pair.split_once('=').expect("label=value").0;
-                    out.get_mut(family).unwrap().labels.insert(name.to_string());
-                }
-            }
-        }
-    }
-    out
-}
+use monitor_tests::{
+    daemon::Daemon,
+    prometheus::{Entry, catalogue, families},
+};
 
 /// OpenMetrics text -> Prometheus text format 0.0.4, for promtool 2.42.
 fn to_text_format(scrape: &str, families: &BTreeMap<String, Entry>) -> String {

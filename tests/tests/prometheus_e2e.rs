@@ -15,7 +15,9 @@
 //! - NodeRuntimeMonitorStaticPodOOMKilled reaches `firing` for the OOM-killed static pod, with
 //!   its namespace, pod and container; FindingCritical fires for the audit's critical findings;
 //! - every expression of every panel of every dashboard in dashboards/grafana returns data,
-//!   with the dashboards' variables set to the node's monitor and `.*`.
+//!   with the dashboards' variables set to the node's monitor and `.*`;
+//! - every family the node's monitor then serves is in docs/METRICS.md with its type and label
+//!   names (tests/tests/metrics_catalogue.rs checks the same on a quiet daemon, with promtool).
 //!
 //! Runs alone (.config/nextest.toml): it judges what the daemons see on this host.
 
@@ -30,7 +32,7 @@ use monitor_tests::{
     cgroups::{TestCgroup, cgroup2_mount, spawn_in},
     containerd::{ContainerSpec, Containerd, PodSpec},
     daemon::{Daemon, free_port},
-    prometheus::{Prometheus, encode},
+    prometheus::{Prometheus, catalogue, encode, families},
 };
 use serde_json::Value;
 
@@ -354,6 +356,18 @@ fn dashboards_and_alerts_work_against_a_real_prometheus_scraping_the_daemon() {
     // The node variable finds the node's monitor.
     let nodes = prometheus.api(&format!("/api/v1/label/instance/values?match[]={}", encode("node_runtime_monitor_build_info")));
     assert!(nodes.as_array().unwrap().iter().any(|n| n == instance.as_str()), "{nodes}");
+
+    // The catalogue against what the node's monitor serves after all this: every family with
+    // its type and label names, and every family of the catalogue but the one nothing here
+    // causes (a CRI call of the attribution failing).
+    let served = families(&daemon.get("/metrics").expect("/metrics"));
+    let catalogue = catalogue();
+    for (name, got) in &served {
+        let doc = catalogue.get(name).unwrap_or_else(|| panic!("{name} is served but not in docs/METRICS.md"));
+        assert_eq!((&got.kind, &got.labels), (&doc.kind, &doc.labels), "{name}: served vs docs/METRICS.md");
+    }
+    let unserved: Vec<&String> = catalogue.keys().filter(|name| !served.contains_key(*name)).collect();
+    assert_eq!(unserved, ["node_runtime_monitor_attribution_cri_errors"], "catalogue families not served");
 
     drop(prometheus);
     assert_eq!(lossy.stop(), Some(0));
