@@ -307,6 +307,12 @@ fn dashboards_and_alerts_work_against_a_real_prometheus_scraping_the_daemon() {
         ],
     );
     assert_eq!(oom["labels"]["severity"], "critical", "{oom:#}");
+    // The recorded kills of the last 10 minutes count every one of them, the first included
+    // (the series was born with it): all the monitor counted since it started.
+    let apiserver_oom = format!("instance=\"{instance}\", pod=\"kube-apiserver-node1\", cause=\"oom\"");
+    let counted = prometheus.query(&format!("sum(node_runtime_monitor_kills_total{{{apiserver_oom}}})"));
+    let counted = counted[0]["value"][1].as_str().unwrap().to_string();
+    prometheus.wait_for(&format!("sum(node_runtime_monitor:kills:increase10m{{{apiserver_oom}}}) == {counted}"), WAIT);
     assert!(oom["annotations"]["summary"].as_str().unwrap().contains("kube-apiserver-node1"), "{oom:#}");
     let churn = alert(
         "NodeRuntimeMonitorContainerKilledByRuntime",
