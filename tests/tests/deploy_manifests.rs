@@ -382,3 +382,19 @@ fn the_readme_configuration_and_the_daemonset_args_are_the_options_the_binary_ac
         assert!(run_options.iter().any(|o| o == option), "DaemonSet arg {arg} is not an option of run: {run_options:?}");
     }
 }
+
+#[test]
+fn the_readme_lists_every_alert_of_the_rule_file_with_its_severity() {
+    let readme = read("README.md");
+    let rules = yaml_documents(&read("dashboards/prometheus-rules.yaml")).remove(0);
+    let mut alerts = Vec::new();
+    for group in rules["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap().iter().filter(|r| r["alert"].is_string()) {
+            let (name, severity) = (rule["alert"].as_str().unwrap(), rule["labels"]["severity"].as_str().unwrap());
+            assert!(readme.contains(&format!("| `{name}` | {severity} |")), "README's alert table lacks {name} ({severity})");
+            alerts.push(name.to_string());
+        }
+    }
+    let listed = readme.lines().filter(|l| l.starts_with("| `NodeRuntimeMonitor")).count();
+    assert_eq!(listed, alerts.len(), "README lists alerts the rule file does not have: {alerts:?}");
+}
