@@ -6,6 +6,7 @@
 //! pinned one (`cargo +TOOLCHAIN`), which aya 0.16 needs.
 
 mod bench;
+mod fuzz;
 mod package;
 mod run;
 mod setup;
@@ -47,6 +48,16 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Fuzz every parser (or one target) for a bounded time each; a crash fails the run.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only write the seeds (target/fuzz/seeds/<target>/).
+        #[arg(long)]
+        seed: bool,
+        target: Option<String>,
+    },
     #[command(about = "Render deploy/prometheusrule.yaml from dashboards/prometheus-rules.yaml")] Package,
     /// Run the benchmarks and print the comparison table.
     Bench {
@@ -63,6 +74,7 @@ fn main() -> ExitCode {
         Command::Test { args } => test::run(&args),
         Command::Bench { args } => bench::run(&args),
         Command::Package => package::run(),
+        Command::Fuzz { seconds, seed, target } => fuzz::run(&fuzz::Options { seconds, target, seed_only: seed }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

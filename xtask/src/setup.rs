@@ -39,6 +39,7 @@ pub fn run(scope: Scope) -> anyhow::Result<()> {
     debian_packages(&packages)?;
     toolchain()?;
     bpf_linker()?;
+    if scope == Scope::Tests { crate::fuzz::cargo_fuzz()?; }
     eprintln!("xtask: set-up complete in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -10,6 +10,7 @@ use crate::{TOOLCHAIN, cargo, setup, status};
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     setup::run(setup::Scope::Tests)?;
+    crate::fuzz::run(&crate::fuzz::Options { seconds: crate::fuzz::CI_SECONDS, target: None, seed_only: false })?;
     nextest()?;
     // The end-to-end tests run the daemon binary itself, which `nextest run` does not build.
     status(cargo().args(["build", "--package", "monitor", "--bin", "node-runtime-monitor"]))?;
