@@ -419,3 +419,46 @@ fn sandbox_churn_static_pod_killed_by_the_runtime_points_at_the_cgroup_driver_no
     assert_eq!(killed, Some(3.0), "kills by owner, cause and sender:\n{metrics}");
     assert_eq!(daemon.stop(), Some(0));
 }
+
+#[test]
+fn incident3_a_node_agent_connects_to_a_v1alpha2_runtime_and_dies_again_and_again() {
+    // kruise-daemon on dockershim: it connects to the runtime socket (the connect succeeds),
+    // gets `unknown service runtime.v1.RuntimeService` and exits 255, restarted each time by
+    // its supervisor. Here: a listening socket named like dockershim's, and a unit cgroup.
+    let dir = std::env::temp_dir().join(format!("nrm-incident3-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("dir");
+    let socket = dir.join("dockershim.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).expect("listen");
+    let socket_arg = socket.display().to_string();
+    let mut args = ARGS.to_vec();
+    args.extend(["--watch-socket", socket_arg.as_str()]);
+    let daemon = Daemon::start(&args);
+
+    let unit = monitor_tests::cgroups::cgroup2_mount()
+        .join("system.slice")
+        .join(format!("kruise-daemon-{}.service", std::process::id()));
+    fs::create_dir_all(&unit).expect("unit cgroup");
+    let unit_cgroup = monitor_tests::cgroups::TestCgroup { path: unit.clone() };
+    let client = format!(
+        "import socket, sys\ns = socket.socket(socket.AF_UNIX)\ns.connect('{}')\nsys.exit(255)\n",
+        socket.display()
+    );
+    for _ in 0..3 {
+        let mut child = spawn_in(Command::new(PYTHON).args(["-c", &client]), &[&unit_cgroup]);
+        assert_eq!(child.wait().expect("wait").code(), Some(255));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let name = unit.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let finding = wait_for_finding(&daemon, "host-service-restart-loop", &name, WAIT);
+    let evidence = finding["evidence"].to_string();
+    assert!(evidence.contains(&format!("connected to unix:{}", socket.display())), "{finding:#}");
+    assert!(evidence.contains("exited with code 255"), "{finding:#}");
+    assert!(finding["remediation"].as_str().unwrap_or("").contains("CRI API version"), "{finding:#}");
+    assert_eq!(rules_and_subjects(&daemon), vec![("host-service-restart-loop".to_string(), name)]);
+    assert_eq!(daemon.stop(), Some(0));
+    drop(unit_cgroup);
+    let _ = fs::remove_dir(unit.parent().expect("system.slice"));
+    drop(listener);
+    let _ = fs::remove_dir_all(dir);
+}
