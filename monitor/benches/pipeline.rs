@@ -6,12 +6,13 @@
 //! runtime socket and the API server (failed), OOM kills and the kernel's SIGKILL.
 //!
 //! - `pipeline/decode_subject_detect`: the subject is a host process keyed by its command (what
-//!   the daemon computes without attribution, `daemon::host_subject`).
-//! - `pipeline/decode_attribute_detect`: through the real attribution stage
+//!   the daemon computes for an owner attribution could not name).
+//! - `pipeline/decode_attribute_detect`: the daemon's chain: the real attribution stage
 //!   (`attribution::spawn_with_metrics`, on a one-thread tokio runtime) on a fake node (a
 //!   cgroup2 tree and kubelet's log files in a temporary directory: a pod's container, the
-//!   kubelet and containerd units, the host), owners cached as in steady state; the subject
-//!   comes from the owner.
+//!   kubelet and containerd units, the host), owners cached as in steady state, then the
+//!   daemon's consumer (`daemon::pipeline::Pipeline`: subject, detectors, findings store,
+//!   kill and finding metrics).
 //!
 //! `cargo +1.98.0 bench -p monitor --bench pipeline` (throughput in elements/s = events/s).
 
@@ -22,12 +23,15 @@ use std::{
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use monitor::{
-    attribution::{self, AttributionConfig, AttributionMetrics, Attributed, OwnerKind},
-    detectors::{Detectors, NodeFacts, Subject, SubjectKind, loops::LoopConfig},
+    attribution::{self, Attributed, AttributionConfig, AttributionMetrics, Owner, OwnerKind},
+    daemon::pipeline::Pipeline,
+    detectors::{Detectors, NodeFacts, Subject, loops::LoopConfig, metrics::DetectorMetrics},
     events::{Event, decode},
+    findings::{metrics::FindingMetrics, store::FindingStore},
     node::cgroupfs::Mounts,
 };
 use monitor_common as raw;
+use prometheus_client::registry::Registry;
 
 fn bytes_of<T>(value: &T) -> Vec<u8> {
     // SAFETY: T is a repr(C) monitor-common type made of integers and byte arrays.
@@ -211,16 +215,13 @@ fn stream(processes: u32) -> Vec<Vec<u8>> {
     out
 }
 
-/// What the daemon uses until attribution names owners (see `daemon::host_subject`).
+/// The subject of a host process outside any unit (what the daemon uses for an owner it
+/// could not name), through `Subject::of` as the daemon does.
 fn host_subject(event: &Event) -> Subject {
-    let comm = &event.task().comm;
-    Subject {
-        key: format!("process:{comm}"),
-        display: format!("host process {comm}"),
-        kind: SubjectKind::HostProcess,
-        instance: String::new(),
-        control_plane: false,
+    thread_local! {
+        static HOST: Owner = Owner::new(OwnerKind::Host, None);
     }
+    HOST.with(|host| Subject::of(host, event))
 }
 
 fn bench_decode(c: &mut Criterion) {
@@ -253,7 +254,9 @@ fn bench_pipeline(c: &mut Criterion) {
         let start = Instant::now();
         b.iter(|| {
             for r in &records {
-                let Ok(record) = decode(black_box(r)) else { continue };
+                let Ok(record) = decode(black_box(r)) else {
+                    continue;
+                };
                 let subject = host_subject(&record.event);
                 let now = start + Duration::from_nanos(record.ktime_ns);
                 black_box(detectors.observe(&record.event, &subject, &facts, now));
@@ -334,27 +337,6 @@ fn fake_node() -> (std::path::PathBuf, std::path::PathBuf, Vec<u64>) {
     (root, cgroups, ids)
 }
 
-/// The detectors' subject from the attributed owner (host processes keep their command).
-fn subject_of(a: &Attributed) -> Subject {
-    match &a.owner.kind {
-        OwnerKind::Container(c) => Subject {
-            key: a.owner.stable_key(),
-            display: a.owner.display(),
-            kind: SubjectKind::Container,
-            instance: c.id.as_str().to_string(),
-            control_plane: c.pod.as_ref().is_some_and(|p| p.static_pod),
-        },
-        OwnerKind::HostService { service, .. } => Subject {
-            key: a.owner.stable_key(),
-            display: a.owner.display(),
-            kind: SubjectKind::HostService,
-            instance: String::new(),
-            control_plane: matches!(service.as_str(), "kubelet" | "containerd" | "crio"),
-        },
-        _ => host_subject(&a.record.event),
-    }
-}
-
 fn bench_attributed(c: &mut Criterion) {
     let (root, cgroups, ids) = fake_node();
     CGROUPS.with(|c| *c.borrow_mut() = ids.clone());
@@ -383,9 +365,18 @@ fn bench_attributed(c: &mut Criterion) {
             assert!(!matches!(a.owner.kind, OwnerKind::Unknown { .. }), "fake node resolves: {:?}", a.owner);
         }
     });
-    let facts = NodeFacts::default();
-    let mut detectors = Detectors::new(LoopConfig::default());
-    let start = Instant::now();
+    // The daemon's consumer (detectors, findings store, kill and finding metrics), as `run`
+    // builds it.
+    let mut registry = Registry::default();
+    let findings = FindingStore::new();
+    let mut consumer = Pipeline::new(
+        Detectors::new(LoopConfig::default()),
+        Default::default(),
+        findings.clone(),
+        FindingMetrics::new(&mut registry, findings),
+        DetectorMetrics::new(&mut registry),
+        false,
+    );
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(records.len() as u64));
     group.measurement_time(Duration::from_secs(5));
@@ -396,13 +387,10 @@ fn bench_attributed(c: &mut Criterion) {
                 for _ in 0..iters {
                     for chunk in records.chunks(1024) {
                         for r in chunk {
-                            tx.send(decode(black_box(r)).expect("decode")).await.expect("send");
+                            tx.try_send(decode(black_box(r)).expect("decode")).expect("room in the queue");
                         }
                         for _ in 0..chunk.len() {
-                            let a = out.recv().await.expect("attributed");
-                            let subject = subject_of(&a);
-                            let now = start + Duration::from_nanos(a.record.ktime_ns);
-                            black_box(detectors.observe(&a.record.event, &subject, &facts, now));
+                            consumer.handle(out.recv().await.expect("attributed"));
                         }
                     }
                 }
@@ -423,7 +411,7 @@ fn bench_attributed(c: &mut Criterion) {
                 for _ in 0..iters {
                     for chunk in decoded.chunks(1024) {
                         for r in chunk {
-                            tx.send(r.clone()).await.expect("send");
+                            tx.try_send(r.clone()).expect("room in the queue");
                         }
                         for _ in 0..chunk.len() {
                             black_box(out.recv().await.expect("attributed"));
@@ -437,7 +425,7 @@ fn bench_attributed(c: &mut Criterion) {
     let attributed: Vec<Attributed> = runtime.block_on(async {
         let mut v = Vec::new();
         for r in decoded.iter().take(1024) {
-            tx.send(r.clone()).await.expect("send");
+            tx.try_send(r.clone()).expect("room in the queue");
         }
         for _ in 0..1024 {
             v.push(out.recv().await.expect("attributed"));
@@ -448,7 +436,7 @@ fn bench_attributed(c: &mut Criterion) {
     group.bench_function("subject_of_owner", |b| {
         b.iter(|| {
             for a in &attributed {
-                black_box(subject_of(black_box(a)));
+                black_box(Subject::of(black_box(&a.owner), &a.record.event));
             }
         })
     });

@@ -4,6 +4,8 @@
 //! metrics and findings. SIGTERM or SIGINT stops the reader and the server, then drops the
 //! probes, which detaches and unloads every kernel program, and `run` returns Ok (exit 0).
 
+pub mod pipeline;
+
 use std::{
     net::SocketAddr,
     path::PathBuf,
@@ -19,11 +21,11 @@ use tokio::{
 };
 use tracing::{debug, error, info, warn};
 
+use self::pipeline::Pipeline;
 use crate::{
-    attribution::{self, Attributed, AttributionConfig, Owner, OwnerKind},
+    attribution::{self, AttributionConfig},
     audit::{Audit, AuditOptions, AuditReport, metrics::AuditMetrics},
-    detectors::{Detectors, NodeFacts, Subject, loops::LoopConfig, metrics::DetectorMetrics},
-    events::Event,
+    detectors::{Detectors, NodeFacts, loops::LoopConfig, metrics::DetectorMetrics},
     exporters::http::{self, AppState},
     findings::{metrics::FindingMetrics, store::FindingStore},
     probes::{
@@ -192,14 +194,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         connect_window: window,
         ..LoopConfig::default()
     };
-    let pipeline = Pipeline {
-        detectors: Detectors::new(loop_config),
-        facts: facts.clone(),
-        findings: findings.clone(),
-        finding_metrics: finding_metrics.clone(),
+    let pipeline = Pipeline::new(
+        Detectors::new(loop_config),
+        facts.clone(),
+        findings.clone(),
+        finding_metrics.clone(),
         detector_metrics,
-        log_events: args.log_events,
-    };
+        args.log_events,
+    );
     let (attributed_rx, attribution_task) = attribution::spawn(attribution_config(&args), events_rx, &mut registry);
     tasks.spawn(async move {
         let _ = attribution_task.await;
@@ -267,48 +269,6 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The pipeline after the reader: attribution, detectors, findings.
-struct Pipeline {
-    detectors: Detectors,
-    facts: Arc<std::sync::RwLock<NodeFacts>>,
-    findings: FindingStore,
-    finding_metrics: FindingMetrics,
-    detector_metrics: DetectorMetrics,
-    log_events: bool,
-}
-
-impl Pipeline {
-    async fn run(mut self, mut events: mpsc::Receiver<Attributed>) {
-        // The kernel drops the daemon's own events; its children (the audit's `--version`
-        // runs of runtime binaries) are dropped here.
-        let own_pid = std::process::id();
-        while let Some(Attributed { record, owner, .. }) = events.recv().await {
-            if record.event.task().ppid == own_pid {
-                continue;
-            }
-            if self.log_events {
-                log_event(&record.event, &owner);
-            }
-            let subject = Subject::of(&owner, &record.event);
-            let now = std::time::Instant::now();
-            let facts = self.facts.read().map(|f| f.clone()).unwrap_or_default();
-            let (death, found) = self.detectors.observe(&record.event, &subject, &facts, now);
-            if let Some(death) = &death {
-                let mut labels = owner.labels();
-                if matches!(owner.kind, OwnerKind::Host | OwnerKind::Unknown { .. }) {
-                    // A host process outside any unit: name it by its command (series capped).
-                    labels.service = format!("process:{}", death.exit.task.comm);
-                }
-                self.detector_metrics.record(death, &labels);
-            }
-            for finding in found {
-                let changes = self.findings.record("detectors", finding, std::time::SystemTime::now());
-                self.finding_metrics.record(&changes);
-            }
-        }
-    }
-}
-
 /// The attribution stage's settings: the runtime sockets and the static pod directory under
 /// the host root.
 fn attribution_config(args: &RunArgs) -> AttributionConfig {
@@ -350,7 +310,9 @@ impl SourceHealth {
 
     fn set(&self, source: &'static str, available: bool, consequence: &str) {
         self.up.get_or_create(&SourceLabels { source }).set(available as i64);
-        let Ok(mut last) = self.last.lock() else { return };
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
         if last.insert(source, available) != Some(available) {
             if available {
                 info!(source, "available");
@@ -372,12 +334,5 @@ async fn expire_findings(store: FindingStore, metrics: FindingMetrics, quiet: st
             }
             _ = shutdown.changed() => break,
         }
-    }
-}
-
-fn log_event(event: &Event, owner: &Owner) {
-    match serde_json::to_string(event) {
-        Ok(json) => info!(target: "monitor::events", owner = %owner.display(), "{json}"),
-        Err(err) => warn!("cannot serialise event: {err}"),
     }
 }

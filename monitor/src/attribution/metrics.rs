@@ -11,7 +11,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, atomic::AtomicU64},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -56,8 +59,34 @@ pub struct AttributionMetrics {
     pub cached_owners: Gauge,
     pub by_owner: Family<OwnerEventLabels, Counter<u64, AtomicU64>>,
     pub folded: Counter<u64, AtomicU64>,
-    series: Arc<Mutex<HashMap<OwnerEventLabels, Instant>>>,
+    series: Arc<Mutex<HashMap<OwnerEventLabels, SeriesState>>>,
+    /// Bumped whenever series are removed, so cached [`OwnerSeries`] handles are dropped.
+    generation: Arc<AtomicU64>,
     max_series: usize,
+}
+
+/// A live `events_by_owner_total` series and when its count last moved.
+#[derive(Debug)]
+struct SeriesState {
+    counter: Counter<u64, AtomicU64>,
+    last_value: u64,
+    last_change: Instant,
+}
+
+/// A counter of `events_by_owner_total` taken for one owner and kind.
+#[derive(Clone, Debug)]
+struct SeriesHandle {
+    counter: Counter<u64, AtomicU64>,
+    /// Past the cap: the `_other` series, and each event counts as folded.
+    folded: bool,
+}
+
+/// One owner's handles on its `events_by_owner_total` series, one per event kind, valid for a
+/// generation of the series map.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OwnerSeries {
+    generation: u64,
+    handles: [Option<SeriesHandle>; Kind::ALL.len()],
 }
 
 impl AttributionMetrics {
@@ -92,6 +121,7 @@ impl AttributionMetrics {
             by_owner: Family::default(),
             folded: Counter::default(),
             series: Arc::default(),
+            generation: Arc::default(),
             max_series,
         }
     }
@@ -105,45 +135,80 @@ impl AttributionMetrics {
         self.misses.get_or_create(&MissLabels { reason }).inc();
     }
 
+    /// Counts one event of `owner` (looks its series up: the stage uses [`OwnerSeries`]).
     pub(crate) fn count_event(&self, kind: Kind, owner: &Owner) {
+        self.count_event_cached(kind, owner, &mut OwnerSeries::default());
+    }
+
+    /// Counts one event of `owner` through `cache`, the owner's handles on its series: the
+    /// labels are built and looked up once per owner and kind, not per event.
+    pub(crate) fn count_event_cached(&self, kind: Kind, owner: &Owner, cache: &mut OwnerSeries) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if cache.generation != generation {
+            // Series were removed since these handles were taken: one may be among them.
+            *cache = OwnerSeries { generation, ..OwnerSeries::default() };
+        }
+        let handle = cache.handles[kind as usize].get_or_insert_with(|| self.series_handle(kind, owner));
+        handle.counter.inc();
+        if handle.folded {
+            self.folded.inc();
+        }
+    }
+
+    /// The counter of `owner`'s events of `kind`: its own series, or `_other` past the cap.
+    fn series_handle(&self, kind: Kind, owner: &Owner) -> SeriesHandle {
         let values = owner.labels();
-        let mut labels = OwnerEventLabels {
+        let labels = OwnerEventLabels {
             kind: kind.as_str(),
             namespace: values.namespace,
             pod: values.pod,
             container: values.container,
             service: values.service,
         };
-        if let Ok(mut series) = self.series.lock() {
-            let now = Instant::now();
-            if let Some(seen) = series.get_mut(&labels) {
-                *seen = now;
-            } else if series.len() >= self.max_series {
-                self.folded.inc();
-                labels = OwnerEventLabels {
-                    kind: labels.kind,
-                    namespace: "_other".into(),
-                    pod: String::new(),
-                    container: String::new(),
-                    service: String::new(),
-                };
-            } else {
-                series.insert(labels.clone(), now);
-            }
+        let Ok(mut series) = self.series.lock() else {
+            return SeriesHandle { counter: self.by_owner.get_or_create(&labels).clone(), folded: false };
+        };
+        if let Some(state) = series.get(&labels) {
+            return SeriesHandle { counter: state.counter.clone(), folded: false };
         }
-        self.by_owner.get_or_create(&labels).inc();
+        if series.len() >= self.max_series {
+            let other = OwnerEventLabels {
+                kind: labels.kind,
+                namespace: "_other".into(),
+                pod: String::new(),
+                container: String::new(),
+                service: String::new(),
+            };
+            return SeriesHandle { counter: self.by_owner.get_or_create(&other).clone(), folded: true };
+        }
+        let counter = self.by_owner.get_or_create(&labels).clone();
+        series.insert(labels, SeriesState { counter: counter.clone(), last_value: 0, last_change: Instant::now() });
+        SeriesHandle { counter, folded: false }
     }
 
-    /// Removes the series of owners not seen for `ttl`.
+    /// Removes the series of owners not seen for `ttl`. A series is seen when its count moved
+    /// since the previous call, so this is as fine-grained as it is frequent.
     pub fn expire_owner_series(&self, ttl: Duration) {
-        let Ok(mut series) = self.series.lock() else { return };
-        series.retain(|labels, seen| {
-            let keep = seen.elapsed() < ttl;
+        let Ok(mut series) = self.series.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        let before = series.len();
+        series.retain(|labels, state| {
+            let value = state.counter.get();
+            if value != state.last_value {
+                state.last_value = value;
+                state.last_change = now;
+            }
+            let keep = now.duration_since(state.last_change) < ttl;
             if !keep {
                 self.by_owner.remove(labels);
             }
             keep
         });
+        if series.len() != before {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Live series (tests).
@@ -172,8 +237,8 @@ mod tests {
     };
 
     fn pod_owner(pod: &str) -> Owner {
-        Owner {
-            kind: OwnerKind::Container(ContainerOwner {
+        Owner::new(
+            OwnerKind::Container(ContainerOwner {
                 runtime: Runtime::Containerd,
                 id: ContainerId::parse_hex(&"a".repeat(64)).expect("id"),
                 name: Some("app".into()),
@@ -181,8 +246,8 @@ mod tests {
                 sandbox: false,
                 attempt: Some(0),
             }),
-            cgroup_path: None,
-        }
+            None,
+        )
     }
 
     #[test]

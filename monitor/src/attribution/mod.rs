@@ -28,6 +28,7 @@ use serde::Serialize;
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 
 pub use self::metrics::AttributionMetrics;
+use self::metrics::OwnerSeries;
 use crate::{
     events::{Event, Record},
     node::cgroup_path::{ContainerId, Runtime},
@@ -46,12 +47,17 @@ impl CgroupKey {
     }
 }
 
-/// Whose an event is.
+/// Whose an event is. Built once per cgroup and shared by its events, so the names the
+/// detectors use per event are made here, once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Owner {
     pub kind: OwnerKind,
     /// The cgroup path the owner was read from (v2 path, else the v1 memory path).
     pub cgroup_path: Option<String>,
+    #[serde(skip)]
+    key: Arc<str>,
+    #[serde(skip)]
+    display: Arc<str>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -95,8 +101,14 @@ pub struct PodRef {
 }
 
 impl Owner {
+    pub fn new(kind: OwnerKind, cgroup_path: Option<String>) -> Self {
+        let key = stable_key(&kind).into();
+        let display = display(&kind).into();
+        Self { kind, cgroup_path, key, display }
+    }
+
     pub fn unknown(reason: &'static str) -> Self {
-        Self { kind: OwnerKind::Unknown { reason }, cgroup_path: None }
+        Self::new(OwnerKind::Unknown { reason }, None)
     }
 
     pub fn container(&self) -> Option<&ContainerOwner> {
@@ -126,40 +138,14 @@ impl Owner {
 
     /// A key stable across container re-creations and process restarts:
     /// `pod:<ns>/<pod>/<container>`, `container:<id>`, `service:<unit>`, `host`, `unknown`.
-    pub fn stable_key(&self) -> String {
-        match &self.kind {
-            OwnerKind::Container(c) => match (&c.pod, &c.name) {
-                (Some(p), Some(name)) => format!("pod:{}/{}/{}", p.namespace, p.name, name),
-                _ => format!("container:{}", c.id),
-            },
-            OwnerKind::Pod(p) => format!("pod:{}/{}", p.namespace, p.name),
-            OwnerKind::HostService { unit, .. } => format!("service:{unit}"),
-            OwnerKind::Host => "host".into(),
-            OwnerKind::Unknown { .. } => "unknown".into(),
-        }
+    pub fn stable_key(&self) -> &Arc<str> {
+        &self.key
     }
 
     /// What an operator calls it: `kube-system/kube-apiserver-node1 (container kube-apiserver,
     /// static pod)`, `host service kubelet.service`.
-    pub fn display(&self) -> String {
-        match &self.kind {
-            OwnerKind::Container(c) => {
-                let name = c.name.as_deref().unwrap_or("?");
-                match &c.pod {
-                    Some(p) if !p.name.is_empty() => format!(
-                        "{}/{} (container {name}{})",
-                        p.namespace,
-                        p.name,
-                        if p.static_pod { ", static pod" } else { "" }
-                    ),
-                    _ => format!("{} container {} ({name})", c.runtime.as_str(), c.id.short()),
-                }
-            }
-            OwnerKind::Pod(p) => format!("{}/{} (pod cgroup)", p.namespace, p.name),
-            OwnerKind::HostService { unit, .. } => format!("host service {unit}"),
-            OwnerKind::Host => "host".into(),
-            OwnerKind::Unknown { reason } => format!("unknown ({reason})"),
-        }
+    pub fn display(&self) -> &Arc<str> {
+        &self.display
     }
 
     /// Metric labels: namespace, pod, container, service (empty when not applicable).
@@ -176,6 +162,42 @@ impl Owner {
             OwnerKind::Host => OwnerLabelValues { service: "host".into(), ..Default::default() },
             OwnerKind::Unknown { .. } => OwnerLabelValues { service: "unknown".into(), ..Default::default() },
         }
+    }
+}
+
+/// See [`Owner::stable_key`].
+fn stable_key(kind: &OwnerKind) -> String {
+    match kind {
+        OwnerKind::Container(c) => match (&c.pod, &c.name) {
+            (Some(p), Some(name)) => format!("pod:{}/{}/{}", p.namespace, p.name, name),
+            _ => format!("container:{}", c.id),
+        },
+        OwnerKind::Pod(p) => format!("pod:{}/{}", p.namespace, p.name),
+        OwnerKind::HostService { unit, .. } => format!("service:{unit}"),
+        OwnerKind::Host => "host".into(),
+        OwnerKind::Unknown { .. } => "unknown".into(),
+    }
+}
+
+/// See [`Owner::display`].
+fn display(kind: &OwnerKind) -> String {
+    match kind {
+        OwnerKind::Container(c) => {
+            let name = c.name.as_deref().unwrap_or("?");
+            match &c.pod {
+                Some(p) if !p.name.is_empty() => format!(
+                    "{}/{} (container {name}{})",
+                    p.namespace,
+                    p.name,
+                    if p.static_pod { ", static pod" } else { "" }
+                ),
+                _ => format!("{} container {} ({name})", c.runtime.as_str(), c.id.short()),
+            }
+        }
+        OwnerKind::Pod(p) => format!("{}/{} (pod cgroup)", p.namespace, p.name),
+        OwnerKind::HostService { unit, .. } => format!("host service {unit}"),
+        OwnerKind::Host => "host".into(),
+        OwnerKind::Unknown { reason } => format!("unknown ({reason})"),
     }
 }
 
@@ -301,14 +323,23 @@ pub(crate) enum Answer {
 
 struct Held {
     record: Record,
-    keys: Vec<CgroupKey>,
+    keys: Keys,
     deadline: Instant,
+}
+
+/// A cached owner.
+struct Cached {
+    owner: Arc<Owner>,
+    /// The resolver can learn no more about it.
+    settled: bool,
+    /// Its `events_by_owner_total` counters.
+    series: OwnerSeries,
 }
 
 struct Stage {
     hold: Duration,
     ttl: Duration,
-    owners: HashMap<CgroupKey, (Arc<Owner>, bool)>,
+    owners: HashMap<CgroupKey, Cached>,
     /// Keys asked of the resolver and not yet answered completely.
     asked: HashSet<CgroupKey>,
     held: VecDeque<Held>,
@@ -318,18 +349,30 @@ struct Stage {
 }
 
 /// The cgroups an event names: its task's and, for signals and OOM kills, the other side's.
-fn keys_of(event: &Event) -> Vec<CgroupKey> {
-    let mut keys = vec![CgroupKey::of(event.task())];
-    match event {
-        Event::Signal(s) if s.sender_cgroup_id != 0 || s.sender_memcg_id != 0 => {
-            keys.push(CgroupKey { cgroup_id: s.sender_cgroup_id, memcg_id: s.sender_memcg_id })
-        }
-        Event::OomKill(o) if o.trigger_cgroup_id != 0 || o.trigger_memcg_id != 0 => {
-            keys.push(CgroupKey { cgroup_id: o.trigger_cgroup_id, memcg_id: o.trigger_memcg_id })
-        }
-        _ => {}
+/// (No allocation: this runs for every event.)
+#[derive(Clone, Copy)]
+struct Keys {
+    task: CgroupKey,
+    other: Option<CgroupKey>,
+}
+
+impl Keys {
+    fn of(event: &Event) -> Self {
+        let other = match event {
+            Event::Signal(s) if s.sender_cgroup_id != 0 || s.sender_memcg_id != 0 => {
+                Some(CgroupKey { cgroup_id: s.sender_cgroup_id, memcg_id: s.sender_memcg_id })
+            }
+            Event::OomKill(o) if o.trigger_cgroup_id != 0 || o.trigger_memcg_id != 0 => {
+                Some(CgroupKey { cgroup_id: o.trigger_cgroup_id, memcg_id: o.trigger_memcg_id })
+            }
+            _ => None,
+        };
+        Self { task: CgroupKey::of(event.task()), other }
     }
-    keys
+
+    fn iter(self) -> impl Iterator<Item = CgroupKey> {
+        std::iter::once(self.task).chain(self.other)
+    }
 }
 
 impl Stage {
@@ -367,19 +410,22 @@ impl Stage {
 
     /// The resolver is done with `key`: its owner is as good as it gets.
     fn complete(&self, key: &CgroupKey) -> bool {
-        self.owners.get(key).is_some_and(|(_, settled)| *settled)
+        self.owners.get(key).is_some_and(|cached| cached.settled)
     }
 
     async fn accept(&mut self, record: Record) {
-        let keys = keys_of(&record.event);
-        for key in &keys {
-            if !self.complete(key) && self.asked.insert(*key) {
-                let _ = self.requests.send(*key);
+        let keys = Keys::of(&record.event);
+        let mut ready = true;
+        for key in keys.iter() {
+            if !self.complete(&key) {
+                ready = false;
+                if self.asked.insert(key) {
+                    let _ = self.requests.send(key);
+                }
             }
         }
-        let ready = keys.iter().all(|k| self.complete(k));
         if ready && self.held.is_empty() {
-            self.emit(record, &keys, false).await;
+            self.emit(record, keys, false).await;
         } else {
             self.held.push_back(Held { record, keys, deadline: Instant::now() + self.hold });
             self.release().await;
@@ -393,9 +439,10 @@ impl Stage {
                     self.asked.remove(&key);
                 }
                 // Never replace a fully named owner with a lesser answer (CRI lagging).
-                let better_cached = self.owners.get(&key).is_some_and(|(o, _)| o.is_complete() && !owner.is_complete());
+                let better_cached =
+                    self.owners.get(&key).is_some_and(|c| c.owner.is_complete() && !owner.is_complete());
                 if !better_cached {
-                    self.owners.insert(key, (owner, settled));
+                    self.owners.insert(key, Cached { owner, settled, series: OwnerSeries::default() });
                 }
             }
             Answer::Removed(key) => {
@@ -411,26 +458,42 @@ impl Stage {
     async fn release(&mut self) {
         let now = Instant::now();
         while let Some(head) = self.held.front() {
-            let ready = head.keys.iter().all(|k| self.complete(k));
+            let ready = head.keys.iter().all(|k| self.complete(&k));
             if !(ready || head.deadline <= now) {
                 break;
             }
-            let Some(held) = self.held.pop_front() else { break };
-            self.emit(held.record, &held.keys, !ready).await;
+            let Some(held) = self.held.pop_front() else {
+                break;
+            };
+            self.emit(held.record, held.keys, !ready).await;
         }
     }
 
-    async fn emit(&mut self, record: Record, keys: &[CgroupKey], late: bool) {
-        let owner_of = |key: &CgroupKey| {
-            self.owners.get(key).map(|(o, _)| o.clone()).unwrap_or_else(|| Arc::new(Owner::unknown("not resolved in time")))
+    async fn emit(&mut self, record: Record, keys: Keys, late: bool) {
+        let other = keys.other.map(|key| match self.owners.get(&key) {
+            Some(cached) => cached.owner.clone(),
+            None => Arc::new(Owner::unknown("not resolved in time")),
+        });
+        let kind = record.event.kind();
+        let owner = match self.owners.get_mut(&keys.task) {
+            Some(cached) => {
+                self.metrics.count_event_cached(kind, &cached.owner, &mut cached.series);
+                cached.owner.clone()
+            }
+            None => {
+                let owner = Arc::new(Owner::unknown("not resolved in time"));
+                self.metrics.count_event(kind, &owner);
+                owner
+            }
         };
-        let owner = owner_of(&keys[0]);
-        let other = keys.get(1).map(owner_of);
         if late || matches!(owner.kind, OwnerKind::Unknown { .. }) {
             self.metrics.count_miss(&owner, late);
         }
-        self.metrics.count_event(record.event.kind(), &owner);
-        let _ = self.out.send(Attributed { record, owner, other }).await;
+        // Without a future in the common case: this runs for every event.
+        if let Err(mpsc::error::TrySendError::Full(attributed)) = self.out.try_send(Attributed { record, owner, other })
+        {
+            let _ = self.out.send(attributed).await;
+        }
     }
 }
 
@@ -514,8 +577,11 @@ mod tests {
         assert_eq!((pod.namespace.as_str(), pod.name.as_str(), pod.uid.as_str()), ("kube-system", "etcd-node1", UID));
         assert!(pod.static_pod);
         assert_eq!(pod.manifest.as_deref(), Some(manifests.join("etcd.yaml").as_path()));
-        assert_eq!(got[1].owner.stable_key(), "pod:kube-system/etcd-node1/etcd");
-        assert_eq!(got[2].owner.kind, OwnerKind::HostService { unit: "kubelet.service".into(), service: "kubelet".into() });
+        assert_eq!(&**got[1].owner.stable_key(), "pod:kube-system/etcd-node1/etcd");
+        assert_eq!(
+            got[2].owner.kind,
+            OwnerKind::HostService { unit: "kubelet.service".into(), service: "kubelet".into() }
+        );
         let misses = |reason| metrics.misses.get_or_create(&metrics::MissLabels { reason }).get();
         assert_eq!((misses("cgroup_gone"), misses("late"), misses("not_resolved")), (1, 0, 0));
         let _ = std::fs::remove_dir_all(&root);

@@ -158,7 +158,7 @@ impl Resolver {
             CgroupOwner::HostService { unit, service } => (OwnerKind::HostService { unit, service }, true),
             CgroupOwner::Host { .. } => (OwnerKind::Host, true),
         };
-        (Owner { kind, cgroup_path: Some(path) }, settled)
+        (Owner::new(kind, Some(path)), settled)
     }
 
     async fn container(&mut self, parsed: ContainerCgroup) -> (OwnerKind, bool) {
@@ -216,7 +216,9 @@ impl Resolver {
     }
 
     async fn list(&mut self) {
-        let Some((socket, api)) = self.cri.clone() else { return };
+        let Some((socket, api)) = self.cri.clone() else {
+            return;
+        };
         if let Some(at) = self.last_list {
             let since = at.elapsed();
             if since < MIN_LIST_INTERVAL {

@@ -77,6 +77,10 @@ pub struct LoopConfig {
     pub connect_window: Duration,
     /// Most loop keys tracked at once (oldest forgotten first): memory stays bounded.
     pub max_tracked: usize,
+    /// An open loop finding is reported again at most this often while the loop goes on (its
+    /// counts and evidence are at most this stale): a failure storm costs a lookup per event,
+    /// not a finding.
+    pub refresh: Duration,
 }
 
 impl Default for LoopConfig {
@@ -91,6 +95,7 @@ impl Default for LoopConfig {
             connect_failures: 3,
             connect_window: Duration::from_secs(300),
             max_tracked: 4096,
+            refresh: Duration::from_secs(1),
         }
     }
 }
@@ -137,26 +142,47 @@ struct Run {
 struct RunHistory {
     last_instance: String,
     runs: VecDeque<Run>,
+    reported: Reported,
 }
 
 /// Occurrences of a repeated failure within a window.
 #[derive(Debug, Default)]
 struct Occurrences {
     times: VecDeque<Instant>,
-    last_detail: String,
-    total: u64,
+    reported: Reported,
 }
 
 impl Occurrences {
-    fn push(&mut self, now: Instant, window: Duration, detail: String) -> usize {
+    fn push(&mut self, now: Instant, window: Duration) -> usize {
         self.times.push_back(now);
         while self.times.front().is_some_and(|t| now.duration_since(*t) > window) {
             self.times.pop_front();
         }
-        self.times.truncate_front_to(64);
-        self.last_detail = detail;
-        self.total += 1;
+        self.times.truncate_front_to(MAX_OCCURRENCES);
         self.times.len()
+    }
+}
+
+/// Occurrence times kept per loop key (memory stays bounded under a storm).
+const MAX_OCCURRENCES: usize = 64;
+
+/// A count of occurrences as the titles say it: past the times kept, a lower bound.
+fn occurrences_text(count: usize) -> String {
+    if count >= MAX_OCCURRENCES { format!("at least {count}") } else { count.to_string() }
+}
+
+/// When a loop's finding was last reported.
+#[derive(Debug, Default)]
+struct Reported(Option<Instant>);
+
+impl Reported {
+    /// Whether to report now (the first time, or `refresh` after the last); if so, notes it.
+    fn due(&mut self, now: Instant, refresh: Duration) -> bool {
+        let due = self.0.is_none_or(|at| now.saturating_duration_since(at) >= refresh);
+        if due {
+            self.0 = Some(now);
+        }
+        due
     }
 }
 
@@ -193,8 +219,9 @@ impl<V: Default> Bounded<V> {
                 }
             }
             self.order.push_back(key.to_string());
+            self.map.insert(key.to_string(), V::default());
         }
-        self.map.entry(key.to_string()).or_default()
+        self.map.get_mut(key).expect("inserted above")
     }
 
     fn get_mut(&mut self, key: &str) -> Option<&mut V> {
@@ -297,8 +324,10 @@ impl LoopDetector {
 
     fn run_key(subject: &Subject, filename: &str) -> String {
         match subject.kind {
-            SubjectKind::Container => subject.key.clone(),
-            SubjectKind::HostService | SubjectKind::HostProcess => format!("{}|{filename}", subject.key),
+            SubjectKind::Container => subject.key.to_string(),
+            SubjectKind::HostService | SubjectKind::HostProcess => {
+                format!("{}|{filename}", subject.key)
+            }
         }
     }
 
@@ -312,10 +341,10 @@ impl LoopDetector {
         let history = self.histories.entry(&key);
         if subject.kind == SubjectKind::Container {
             // A container's run starts with the first exec in a new container instance.
-            if history.last_instance == subject.instance {
+            if *history.last_instance == *subject.instance {
                 return;
             }
-            history.last_instance = subject.instance.clone();
+            history.last_instance = subject.instance.to_string();
         }
         history.runs.push_back(Run { tgid, exec: filename.to_string(), ended: None, connected_to: None, oom_inside: None });
         history.runs.truncate_front_to(16);
@@ -326,7 +355,9 @@ impl LoopDetector {
     }
 
     fn note_connect(&mut self, tgid: u32, address: String) {
-        let Some(key) = self.running.get(&tgid) else { return };
+        let Some(key) = self.running.get(&tgid) else {
+            return;
+        };
         if let Some(history) = self.histories.get_mut(key)
             && let Some(run) = history.runs.iter_mut().rev().find(|r| r.tgid == tgid) {
                 run.connected_to = Some(address);
@@ -357,7 +388,7 @@ impl LoopDetector {
                 })
             })
             .collect();
-        if recent.len() < threshold {
+        if recent.len() < threshold || !history.reported.due(now, config.refresh) {
             return None;
         }
         Some(restart_finding(subject, &recent, window, facts))
@@ -366,7 +397,9 @@ impl LoopDetector {
     /// Counts or drops the tentative ENOENT failures of `tgid`: dropped when it now execs a
     /// file of the same name (a PATH search that found it), counted otherwise.
     fn settle_tentative(&mut self, tgid: u32, exec: Option<&str>, now: Instant) -> Vec<Finding> {
-        let Some(pending) = self.tentative.remove(&tgid) else { return Vec::new() };
+        let Some(pending) = self.tentative.remove(&tgid) else {
+            return Vec::new();
+        };
         let base = |path: &str| path.rsplit('/').next().unwrap_or(path).to_string();
         let found = exec.map(base);
         pending
@@ -378,12 +411,12 @@ impl LoopDetector {
 
     fn exec_failure(&mut self, failed: &crate::events::ExecFailed, subject: &Subject, now: Instant) -> Option<Finding> {
         let key = format!("{}|{}|{}", subject.key, failed.filename, failed.errno);
-        let detail = format!("{} (pid {}, parent pid {})", failed.task.comm, failed.task.tgid, failed.task.ppid);
         let occurrences = self.exec_failures.entry(&key);
-        let count = occurrences.push(now, self.config.exec_window, detail);
-        if count < self.config.exec_failures {
+        let count = occurrences.push(now, self.config.exec_window);
+        if count < self.config.exec_failures || !occurrences.reported.due(now, self.config.refresh) {
             return None;
         }
+        let caller = format!("{} (pid {}, parent pid {})", failed.task.comm, failed.task.tgid, failed.task.ppid);
         let errno = errno_name(failed.errno);
         let path = if failed.filename.is_empty() { "(an fd, execveat)".to_string() } else { failed.filename.clone() };
         let why = match failed.errno {
@@ -395,13 +428,18 @@ impl LoopDetector {
         let mut finding = Finding::new(
             &EXEC_FAILURE_LOOP,
             path.clone(),
-            format!("{path} {why} ({errno}): {} tried {count} times in {}", subject.display, secs(self.config.exec_window)),
+            format!(
+                "{path} {why} ({errno}): {} tried {} times in {}",
+                subject.display,
+                occurrences_text(count),
+                secs(self.config.exec_window)
+            ),
         )
         .evidence(
             "kernel: syscalls:sys_exit_execve",
-            format!("{}: {} returned {errno}; last caller {}", failed.syscall, path, occurrences.last_detail),
+            format!("{}: {} returned {errno}; last caller {caller}", failed.syscall, path),
         )
-        .evidence("caller", subject.display.clone());
+        .evidence("caller", subject.display.to_string());
         finding = finding.remediation(match failed.errno {
             libc::ENOENT => format!(
                 "Install {path} where the caller expects it (check the installer's asset cache and the runtime bundle), or fix the caller's configuration."
@@ -423,21 +461,26 @@ impl LoopDetector {
         }
         let address = connect.address.to_string();
         let key = format!("{}|{address}|{}", subject.key, connect.errno);
-        let detail = format!("{} (pid {})", connect.task.comm, connect.task.tgid);
         let occurrences = self.connect_failures.entry(&key);
-        let count = occurrences.push(now, self.config.connect_window, detail);
-        if count < self.config.connect_failures {
+        let count = occurrences.push(now, self.config.connect_window);
+        if count < self.config.connect_failures || !occurrences.reported.due(now, self.config.refresh) {
             return None;
         }
+        let client = format!("{} (pid {})", connect.task.comm, connect.task.tgid);
         let errno = errno_name(connect.errno);
         let mut finding = Finding::new(
             &CONNECT_FAILURE_LOOP,
             address.clone(),
-            format!("{} cannot reach {address} ({errno}): {count} failed connects in {}", subject.display, secs(self.config.connect_window)),
+            format!(
+                "{} cannot reach {address} ({errno}): {} failed connects in {}",
+                subject.display,
+                occurrences_text(count),
+                secs(self.config.connect_window)
+            ),
         )
         .evidence(
             "kernel: syscalls:sys_exit_connect",
-            format!("connect to {address} failed with {errno}; last client {}", occurrences.last_detail),
+            format!("connect to {address} failed with {errno}; last client {client}"),
         );
         let mut remediation = String::new();
         if let SocketAddress::Unix { path, .. } = &connect.address {
@@ -504,7 +547,9 @@ fn restart_finding(subject: &Subject, runs: &[&Run], window: Duration, facts: &N
         format!("{} restarted {} times in {}: {summary}", subject.display, runs.len(), secs(window)),
     );
     for (i, run) in runs.iter().enumerate() {
-        let Some((_, death)) = &run.ended else { continue };
+        let Some((_, death)) = &run.ended else {
+            continue;
+        };
         let connected = run.connected_to.as_ref().map(|a| format!(", connected to {a}")).unwrap_or_default();
         let oom = run.oom_inside.as_ref().map(|v| format!(", OOM killer killed {v} inside")).unwrap_or_default();
         finding = finding.evidence(
@@ -576,7 +621,7 @@ mod tests {
             key: "process:bash".into(),
             display: "host process bash".into(),
             kind: SubjectKind::HostProcess,
-            instance: String::new(),
+            instance: "".into(),
             control_plane: false,
         }
     }
@@ -690,7 +735,7 @@ mod tests {
         let daemon_pod = Subject { control_plane: false, key: "pod:kruise-system/kruise-daemon-x/daemon".into(), ..pod("") };
         let mut findings = Vec::new();
         for run in 0..3u32 {
-            let subject = Subject { instance: format!("c{run}"), ..daemon_pod.clone() };
+            let subject = Subject { instance: format!("c{run}").into(), ..daemon_pod.clone() };
             let tgid = 500 + run;
             h.feed(exec(tgid, "/kruise-daemon"), &subject, run as u64 * 10);
             let connect = Event::Connect(Connect {
@@ -787,6 +832,39 @@ mod tests {
             assert!(h.feed(exec(tgid, "/usr/bin/crictl"), &host(), tgid as u64).is_empty());
             assert!(h.feed(exit(tgid, ExitStatus::Exited { code: 0 }), &host(), tgid as u64).is_empty());
         }
+    }
+
+    /// A failure storm: the finding opens at the threshold, then is reported at most once per
+    /// `refresh` with the count of the moment, however many failures come in between.
+    #[test]
+    fn an_open_loop_is_reported_again_at_most_once_per_refresh() {
+        let mut detector = LoopDetector::new(LoopConfig { refresh: Duration::from_secs(1), ..LoopConfig::default() });
+        let facts = NodeFacts::default();
+        let t0 = Instant::now();
+        let refused = |tgid| {
+            Event::Connect(Connect {
+                task: task(tgid, "kubelet"),
+                address: SocketAddress::Inet { ip: "127.0.0.1".parse().expect("ip"), port: 6443 },
+                errno: libc::ECONNREFUSED,
+                asynchronous: true,
+            })
+        };
+        let mut reports = Vec::new();
+        for i in 0..250u64 {
+            // Every 10 ms for 2.5 s.
+            let at = t0 + Duration::from_millis(10 * i);
+            for finding in detector.observe(&refused(i as u32), None, &host(), &facts, at) {
+                reports.push((i, finding.title));
+            }
+        }
+        let at: Vec<u64> = reports.iter().map(|(i, _)| *i).collect();
+        assert_eq!(at, [2, 102, 202], "opened at the third failure, then once a second");
+        assert!(reports[0].1.contains(": 3 failed connects in 5m"), "{}", reports[0].1);
+        assert!(
+            reports[1].1.contains(": at least 64 failed connects in 5m"),
+            "past the times kept, a bound: {}",
+            reports[1].1
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod loops;
 pub mod memory;
 pub mod metrics;
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use crate::{
     attribution::{Owner, OwnerKind},
@@ -29,12 +29,12 @@ use crate::{
 pub struct Subject {
     /// Stable across restarts: `pod:kube-system/kube-apiserver-node1/kube-apiserver`,
     /// `service:containerd.service`, `process:/usr/bin/foo<-bash`.
-    pub key: String,
+    pub key: Arc<str>,
     /// What an operator calls it: `kube-system/kube-apiserver-node1 (container kube-apiserver)`.
-    pub display: String,
+    pub display: Arc<str>,
     pub kind: SubjectKind,
     /// The instance: container id, or empty for host processes (each exec is a run).
-    pub instance: String,
+    pub instance: Arc<str>,
     /// A static pod (kubelet manifest) or a node daemon (kubelet, containerd, ...).
     pub control_plane: bool,
 }
@@ -58,21 +58,22 @@ const CONTROL_PLANE_UNITS: [&str; 7] = [
 ];
 
 impl Subject {
-    /// What the detectors need of an event's owner (from attribution).
+    /// What the detectors need of an event's owner (from attribution). Runs for every event:
+    /// a container's or a unit's names are the owner's, shared, not copied.
     pub fn of(owner: &Owner, event: &Event) -> Self {
         match &owner.kind {
             OwnerKind::Container(c) => Self {
-                key: owner.stable_key(),
-                display: owner.display(),
+                key: owner.stable_key().clone(),
+                display: owner.display().clone(),
                 kind: SubjectKind::Container,
-                instance: c.id.to_string(),
+                instance: c.id.shared(),
                 control_plane: c.pod.as_ref().is_some_and(|p| p.static_pod),
             },
             OwnerKind::HostService { unit, .. } => Self {
-                key: owner.stable_key(),
-                display: owner.display(),
+                key: owner.stable_key().clone(),
+                display: owner.display().clone(),
                 kind: SubjectKind::HostService,
-                instance: String::new(),
+                instance: Arc::from(""),
                 control_plane: CONTROL_PLANE_UNITS.contains(&unit.as_str()),
             },
             // A process of a pod's own cgroup, of the host outside any unit, or unknown: a host
@@ -80,10 +81,10 @@ impl Subject {
             OwnerKind::Pod(_) | OwnerKind::Host | OwnerKind::Unknown { .. } => {
                 let comm = &event.task().comm;
                 Self {
-                    key: format!("process:{comm}"),
-                    display: format!("host process {comm}"),
+                    key: format!("process:{comm}").into(),
+                    display: format!("host process {comm}").into(),
                     kind: SubjectKind::HostProcess,
-                    instance: String::new(),
+                    instance: Arc::from(""),
                     control_plane: false,
                 }
             }

@@ -8,18 +8,25 @@
 //! `system.slice`). It is a pure function of the path text: it never reads the filesystem and
 //! never asks the runtime; pod names and container names come from the CRI (see `attribution`).
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 /// A container id as runtimes write it in cgroup paths (64 hex digits for containerd, CRI-O and
 /// Docker; `ctr` allows any name in containerd namespace paths).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub struct ContainerId(String);
+/// Shared: every event of the container carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContainerId(Arc<str>);
+
+impl serde::Serialize for ContainerId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
 
 impl ContainerId {
     /// A 64-digit lower-case hex id, as runtimes generate them.
     pub fn parse_hex(text: &str) -> Option<Self> {
         (text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
-            .then(|| Self(text.to_string()))
+            .then(|| Self(text.into()))
     }
 
     /// Any id a client may have chosen (`ctr run ... my-id`): letters, digits, `_.-`.
@@ -27,11 +34,16 @@ impl ContainerId {
         let ok = !text.is_empty()
             && text.len() <= 128
             && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-        ok.then(|| Self(text.to_string()))
+        ok.then(|| Self(text.into()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The id, shared rather than copied.
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
     }
 
     /// The 12-digit short form runtimes print.
@@ -218,7 +230,9 @@ fn classify_kube(
     // systemd driver: kubepods.slice, kubepods-besteffort.slice, kubepods-besteffort-pod<uid>.slice;
     // kind and others prefix the root (`kubelet-kubepods-...`).
     if let Some(name) = part.strip_suffix(".slice") {
-        let Some(at) = name.find("kubepods") else { return false };
+        let Some(at) = name.find("kubepods") else {
+            return false;
+        };
         let rest = &name[at + "kubepods".len()..];
         *in_kubepods = true;
         let rest = if let Some(r) = rest.strip_prefix("-burstable") {
