@@ -44,6 +44,8 @@ pub struct Options {
     pub repeats: usize,
     pub execs: u64,
     pub exec_threads: u64,
+    /// Execs of the exec chain, in chains of [`EXEC_CHAIN_LENGTH`].
+    pub chain_execs: u64,
     pub connects: u64,
     pub ooms: u64,
     pub latency_samples: u64,
@@ -69,6 +71,7 @@ impl Options {
             repeats: if quick { 1 } else { 5 },
             execs: if quick { 4_000 } else { 20_000 },
             exec_threads: cpus,
+            chain_execs: if quick { 20_000 } else { 100_000 },
             connects: if quick { 20_000 } else { 100_000 },
             ooms: if quick { 20 } else { 100 },
             latency_samples: if quick { 20 } else { 100 },
@@ -89,6 +92,7 @@ impl Options {
                 "--repeats" => o.repeats = value()?.parse()?,
                 "--execs" => o.execs = value()?.parse()?,
                 "--exec-threads" => o.exec_threads = value()?.parse()?,
+                "--chain-execs" => o.chain_execs = value()?.parse()?,
                 "--connects" => o.connects = value()?.parse()?,
                 "--ooms" => o.ooms = value()?.parse()?,
                 "--latency-samples" => o.latency_samples = value()?.parse()?,
@@ -105,7 +109,7 @@ impl Options {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "cargo xtask bench [--quick] [--repeats N] [--execs N] [--exec-threads N] [--connects N] \
+                        "cargo xtask bench [--quick] [--repeats N] [--execs N] [--exec-threads N] [--chain-execs N] [--connects N] \
                          [--ooms N] [--latency-samples N] [--idle-seconds N] [--no-build] [--no-write] [--no-profile] [--no-pipeline] [--wait-foreign SECONDS] [--output PATH] [--daemon BINARY]"
                     );
                     std::process::exit(0);
@@ -136,18 +140,23 @@ impl Config {
     }
 }
 
+/// Execs per process of the exec chain.
+pub const EXEC_CHAIN_LENGTH: u64 = 100;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Workload {
     Exec,
+    ExecChain,
     Connect,
     Oom,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 3] = [Workload::Exec, Workload::Connect, Workload::Oom];
+    pub const ALL: [Workload; 4] = [Workload::Exec, Workload::ExecChain, Workload::Connect, Workload::Oom];
     pub fn as_str(self) -> &'static str {
         match self {
             Workload::Exec => "exec storm",
+            Workload::ExecChain => "exec chain",
             Workload::Connect => "connect storm",
             Workload::Oom => "OOM storm",
         }
@@ -155,6 +164,7 @@ impl Workload {
     pub fn unit(self) -> &'static str {
         match self {
             Workload::Exec => "fork+exec+exit+wait",
+            Workload::ExecChain => "execve of a process re-executing itself",
             Workload::Connect => "socket+connect+close",
             Workload::Oom => "fork+fill memcg+OOM kill+wait",
         }
@@ -287,6 +297,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let work = std::env::temp_dir().join(format!("nrm-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let (exec_program, _) = workload::exec_target(&work)?;
+    let chain_program = workload::exec_chain_target(&work)?;
     // Workers run from a copy: a rebuild of xtask during the bench must not pull the binary away.
     let worker_exe = work.join("xtask-worker");
     let exe = std::env::current_exe()?;
@@ -295,7 +306,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .with_context(|| format!("copy the xtask binary ({}) for the workers", exe.display()))?;
     let memcg = Memcg::create()?;
     let mut bench =
-        Bench { options: options.clone(), binary, work: work.clone(), worker_exe, exec_program, memcg, loads: Vec::new() };
+        Bench { options: options.clone(), binary, work: work.clone(), worker_exe, exec_program, chain_program, memcg, loads: Vec::new() };
     let result = bench.measure(started);
     let _ = std::fs::remove_dir_all(&work);
     let results = result?;
@@ -398,6 +409,7 @@ struct Bench {
     work: PathBuf,
     worker_exe: PathBuf,
     exec_program: PathBuf,
+    chain_program: PathBuf,
     memcg: Memcg,
     loads: Vec<f64>,
 }
@@ -411,6 +423,13 @@ impl Bench {
                 self.exec_program.display().to_string(),
                 n(self.options.execs),
                 self.options.exec_threads.to_string(),
+            ],
+            Workload::ExecChain => vec![
+                "exec-chain".into(),
+                self.chain_program.display().to_string(),
+                n(self.options.chain_execs),
+                self.options.exec_threads.to_string(),
+                EXEC_CHAIN_LENGTH.to_string(),
             ],
             Workload::Connect => vec!["connect".into(), n(self.options.connects)],
             Workload::Oom => vec!["oom".into(), self.memcg.path.display().to_string(), n(self.options.ooms)],

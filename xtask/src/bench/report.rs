@@ -47,6 +47,10 @@ pub fn happened(run: &Run) -> BTreeMap<&'static str, f64> {
             out.insert("exec", get(r, "exec_ok") + 1.0);
             out.insert("exit", get(r, "ops") + 1.0);
         }
+        Workload::ExecChain => {
+            out.insert("exec", get(r, "exec_ok") + 1.0);
+            out.insert("exit", get(r, "chains") + 1.0);
+        }
         Workload::Connect => {
             out.insert("exec", 1.0);
             out.insert("exit", 1.0);
@@ -97,7 +101,12 @@ fn targets(r: &Results) -> Vec<Target> {
             verdict: if added <= 0.05 { "PASS" } else { "MISS" },
         });
     }
-    for (workload, name) in [(Workload::Exec, "exec"), (Workload::Connect, "connect"), (Workload::Oom, "OOM")] {
+    for (workload, name) in [
+        (Workload::Exec, "exec"),
+        (Workload::ExecChain, "execve (chain)"),
+        (Workload::Connect, "connect"),
+        (Workload::Oom, "OOM"),
+    ] {
         let q = ratio(r, workload, Config::Bpftrace);
         t.push(Target {
             what: format!("cost per {name} vs bpftrace"),
@@ -106,14 +115,15 @@ fn targets(r: &Results) -> Vec<Target> {
             verdict: if q <= 1.0 { "PASS" } else { "MISS" },
         });
     }
-    let exec_runs = runs(r, Config::Ours, Workload::Exec);
+    let mut exec_runs = runs(r, Config::Ours, Workload::Exec);
+    exec_runs.extend(runs(r, Config::Ours, Workload::ExecChain));
     let lost: f64 = exec_runs.iter().filter_map(|x| x.daemon.as_ref()).map(|d| d.lost.values().sum::<f64>() + d.dropped.values().sum::<f64>()).sum();
     let rate = exec_runs.iter().map(|x| get(&x.report, "ops") / x.wall_s.max(1e-9)).fold(0.0, f64::max);
     let all_lost: f64 = r.runs.iter().filter_map(|x| x.daemon.as_ref()).map(|d| d.lost.values().sum::<f64>() + d.dropped.values().sum::<f64>()).sum();
     t.push(Target {
         what: "no lost events at 20k execs/s, default buffers".into(),
         goal: "0 lost at >= 20000 execs/s".into(),
-        measured: format!("{:.0} lost or dropped in the exec storms, peak {rate:.0} execs/s reached; {:.0} lost or dropped in all storms", lost + 0.0, all_lost + 0.0),
+        measured: format!("{:.0} lost or dropped in the exec storms and chains, peak {rate:.0} execs/s reached; {:.0} lost or dropped in all storms", lost + 0.0, all_lost + 0.0),
         verdict: if lost > 0.0 {
             "MISS"
         } else if rate >= 20_000.0 {

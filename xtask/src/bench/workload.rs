@@ -48,6 +48,7 @@ pub fn run_worker(args: &[String]) -> anyhow::Result<()> {
     let arg = |i: usize| args.get(i).cloned().with_context(|| format!("worker argument {i} missing: {args:?}"));
     let report = match arg(0)?.as_str() {
         "exec" => exec_storm(Path::new(&arg(1)?), arg(2)?.parse()?, arg(3)?.parse()?)?,
+        "exec-chain" => exec_chain(Path::new(&arg(1)?), arg(2)?.parse()?, arg(3)?.parse()?, arg(4)?.parse()?)?,
         "connect" => connect_storm(arg(1)?.parse()?)?,
         "oom" => oom_storm(Path::new(&arg(1)?), arg(2)?.parse()?)?,
         "oom-latency" => oom_latency(Path::new(&arg(1)?), arg(2)?.parse()?, &arg(3)?)?,
@@ -63,8 +64,35 @@ pub fn run_worker(args: &[String]) -> anyhow::Result<()> {
 /// A complete static x86_64 ELF executable of 129 bytes: `exit_group(0)`. The cheapest
 /// possible exec, so the probes' share of an exec is as large as it can be (the worst case).
 fn tiny_true_elf() -> Vec<u8> {
+    tiny_elf(&[0xb8, 0xe7, 0x00, 0x00, 0x00, 0x31, 0xff, 0x0f, 0x05]) // mov eax,231; xor edi,edi; syscall
+}
+
+/// A static x86_64 ELF of 168 bytes that re-executes itself: run with argv `[p, p, ..., p]`
+/// (k copies of its own path), it calls `execve(argv[1], &argv[1], NULL)` until one argument
+/// is left, then `exit_group(0)` (`exit_group(1)` if an execve fails). k execs, one process:
+/// no fork, exit or wait in between, the fastest way to make execs (the 20k execs/s target).
+fn exec_chain_elf() -> Vec<u8> {
+    tiny_elf(&[
+        0x48, 0x8b, 0x04, 0x24, // mov rax, [rsp]          ; argc
+        0x48, 0x83, 0xf8, 0x02, // cmp rax, 2
+        0x7c, 0x1d, //             jl done
+        0x48, 0x8d, 0x74, 0x24, 0x10, // lea rsi, [rsp+16]  ; &argv[1]
+        0x48, 0x8b, 0x3e, //       mov rdi, [rsi]           ; argv[1]
+        0x31, 0xd2, //             xor edx, edx             ; envp = NULL
+        0xb8, 0x3b, 0x00, 0x00, 0x00, // mov eax, 59        ; execve
+        0x0f, 0x05, //             syscall                  ; returns only on failure
+        0xbf, 0x01, 0x00, 0x00, 0x00, // mov edi, 1
+        0xb8, 0xe7, 0x00, 0x00, 0x00, // mov eax, 231       ; exit_group(1)
+        0x0f, 0x05, //             syscall
+        0x31, 0xff, //             done: xor edi, edi
+        0xb8, 0xe7, 0x00, 0x00, 0x00, // mov eax, 231       ; exit_group(0)
+        0x0f, 0x05, //             syscall
+    ])
+}
+
+/// A static x86_64 ELF: one read+execute segment holding the headers and `code` (the entry).
+fn tiny_elf(code: &[u8]) -> Vec<u8> {
     const BASE: u64 = 0x40_0000;
-    let code: [u8; 9] = [0xb8, 0xe7, 0x00, 0x00, 0x00, 0x31, 0xff, 0x0f, 0x05]; // mov eax,231; xor edi,edi; syscall
     let size = 64 + 56 + code.len() as u64;
     let mut elf = Vec::with_capacity(size as usize);
     elf.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
@@ -87,7 +115,7 @@ fn tiny_true_elf() -> Vec<u8> {
     elf.extend_from_slice(&size.to_le_bytes()); // filesz
     elf.extend_from_slice(&size.to_le_bytes()); // memsz
     elf.extend_from_slice(&0x1000u64.to_le_bytes()); // align
-    elf.extend_from_slice(&code);
+    elf.extend_from_slice(code);
     elf
 }
 
@@ -108,6 +136,58 @@ pub fn exec_target(dir: &Path) -> anyhow::Result<(PathBuf, Vec<String>)> {
         }
     }
     bail!("no tiny static binary to exec: install busybox-static")
+}
+
+/// The program of the exec chain (x86_64 only).
+pub fn exec_chain_target(dir: &Path) -> anyhow::Result<PathBuf> {
+    if !cfg!(target_arch = "x86_64") {
+        bail!("the exec chain is an x86_64 program");
+    }
+    let path = dir.join("exec-chain");
+    std::fs::write(&path, exec_chain_elf()).with_context(|| format!("write {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    let p = path.display().to_string();
+    match Command::new(&path).args([&p, &p]).status() {
+        Ok(s) if s.success() => Ok(path),
+        other => bail!("{} does not run: {other:?}", path.display()),
+    }
+}
+
+/// `n` execs in chains of `length` (one process each), on `threads` threads.
+fn exec_chain(program: &Path, n: u64, threads: u64, length: u64) -> anyhow::Result<Report> {
+    let length = length.max(1);
+    let chains = n.div_ceil(length);
+    let path = program.display().to_string();
+    let argv: Vec<&str> = std::iter::repeat_n(path.as_str(), length as usize - 1).collect();
+    let ok = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    let threads = threads.max(1);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let count = chains / threads + u64::from(t < chains % threads);
+            let (argv, ok, failed) = (&argv, &ok, &failed);
+            scope.spawn(move || {
+                for _ in 0..count {
+                    // argv[0] is the program's path too: `length` copies in all.
+                    match Command::new(program).args(argv).stdin(Stdio::null()).status() {
+                        Ok(s) if s.success() => ok.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            });
+        }
+    });
+    let wall = start.elapsed().as_secs_f64();
+    let ok = ok.into_inner();
+    Ok(vec![
+        ("ops".into(), (chains * length) as f64),
+        ("chains".into(), chains as f64),
+        ("chains_ok".into(), ok as f64),
+        ("chains_failed".into(), failed.into_inner() as f64),
+        ("exec_ok".into(), (ok * length) as f64),
+        ("wall_s".into(), wall),
+    ])
 }
 
 fn exec_storm(program: &Path, n: u64, threads: u64) -> anyhow::Result<Report> {
@@ -388,4 +468,27 @@ fn oom_latency(memcg: &Path, n: u64, address: &str) -> anyhow::Result<Report> {
     let join = |v: &[f64]| v.iter().map(|x| format!("{x:.0}")).collect::<Vec<_>>().join(",");
     println!("SAMPLES events_us={} kills_us={}", join(&events_us), join(&kills_us));
     Ok(vec![("ops".into(), n as f64), ("samples".into(), events_us.len() as f64), ("timeouts".into(), timeouts as f64)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chain really re-executes itself: it ends with status 0 after k execs, and with
+    /// status 1 when the next exec fails (a path that does not exist).
+    #[test]
+    fn the_exec_chain_runs_to_its_end_and_reports_a_failed_exec() {
+        if !cfg!(target_arch = "x86_64") {
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("nrm-exec-chain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let program = exec_chain_target(&dir).expect("the chain runs");
+        let p = program.display().to_string();
+        let report = exec_chain(&program, 50, 2, 10).expect("chain");
+        assert_eq!((get(&report, "ops"), get(&report, "chains_ok"), get(&report, "chains_failed")), (50.0, 5.0, 0.0));
+        let status = Command::new(&program).args([&p, &p, "/nonexistent/exec-chain"]).status().expect("spawn");
+        assert_eq!(status.code(), Some(1), "a failed execve exits 1");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
