@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 
 use self::pipeline::Pipeline;
 use crate::{
-    attribution::{self, AttributionConfig},
+    attribution::{self, AttributionConfig, KubeletHints},
     audit::{Audit, AuditOptions, AuditReport, metrics::AuditMetrics},
     detectors::{Detectors, NodeFacts, loops::LoopConfig, metrics::DetectorMetrics},
     exporters::http::{self, AppState},
@@ -202,7 +202,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         detector_metrics,
         args.log_events,
     );
-    let (attributed_rx, attribution_task) = attribution::spawn(attribution_config(&args), events_rx, &mut registry);
+    // What the audit learns of kubelet (static pod directory, node name, runtime socket)
+    // reaches attribution.
+    let (kubelet_tx, kubelet_rx) = watch::channel(KubeletHints::default());
+    let (attributed_rx, attribution_task) =
+        attribution::spawn(attribution_config(&args, kubelet_rx), events_rx, &mut registry);
     tasks.spawn(async move {
         let _ = attribution_task.await;
     });
@@ -213,6 +217,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let audit = Audit::new(&args.host_root, AuditOptions::default());
     let audit_metrics = AuditMetrics::new(&mut registry);
     let (store, opened, node_facts, audit_sources) = (findings.clone(), finding_metrics.clone(), facts.clone(), sources.clone());
+    let host_root = args.host_root.clone();
     let audit_task = crate::audit::metrics::spawn_periodic(
         audit,
         audit_metrics,
@@ -225,6 +230,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             if let Ok(mut facts) = node_facts.write() {
                 *facts = NodeFacts::from_audit(report);
             }
+            let hints = kubelet_hints(&host_root, report);
+            kubelet_tx.send_if_modified(|current| std::mem::replace(current, hints.clone()) != hints);
             let cri = report.cri.sockets.iter().any(|s| s.answers());
             audit_sources.set("cri", cri, "no CRI socket answers: events are attributed from cgroup paths and kubelet's files only");
             audit_sources.set("kubelet", report.runtime_endpoint.is_some(), "no kubelet configured on this node");
@@ -271,16 +278,35 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
 
 /// The attribution stage's settings: the runtime sockets and the static pod directory under
 /// the host root.
-fn attribution_config(args: &RunArgs) -> AttributionConfig {
+fn attribution_config(args: &RunArgs, kubelet: watch::Receiver<KubeletHints>) -> AttributionConfig {
     let defaults = AttributionConfig::default();
-    let under_root = |p: &std::path::Path| args.host_root.join(p.strip_prefix("/").unwrap_or(p));
+    let under_root = |p: &std::path::Path| under_root(&args.host_root, p);
     AttributionConfig {
+        kubelet: Some(kubelet),
         hold: std::time::Duration::from_millis(args.attribution_hold_ms),
         cri_sockets: defaults.cri_sockets.iter().map(|p| under_root(p)).collect(),
         static_pod_dir: defaults.static_pod_dir.as_deref().map(under_root),
         host_root: args.host_root.clone(),
         queue: args.event_queue.max(1),
         ..defaults
+    }
+}
+
+fn under_root(root: &std::path::Path, path: &std::path::Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// What attribution needs of kubelet's configuration, from an audit report.
+fn kubelet_hints(root: &std::path::Path, report: &AuditReport) -> KubeletHints {
+    KubeletHints {
+        static_pod_dir: report.static_pod_path.as_deref().map(|p| under_root(root, p)),
+        node_name: report.node_name.clone(),
+        runtime_socket: report
+            .runtime_endpoint
+            .as_deref()
+            .map(crate::audit::facts::endpoint_path)
+            .filter(|p| p.starts_with('/'))
+            .map(|p| under_root(root, std::path::Path::new(p))),
     }
 }
 
@@ -334,5 +360,35 @@ async fn expire_findings(store: FindingStore, metrics: FindingMetrics, quiet: st
             }
             _ = shutdown.changed() => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The audit's view of kubelet reaches attribution as host paths under the host root.
+    #[test]
+    fn kubelet_hints_are_host_paths_under_the_root() {
+        let report = AuditReport {
+            host_root: "/host".into(),
+            findings: vec![],
+            watched: vec![],
+            cri: Default::default(),
+            containerd_release: None,
+            runtime_endpoint: Some("unix:///run/k0s/containerd.sock".into()),
+            static_pod_path: Some("/etc/k0s/manifests".into()),
+            node_name: Some("worker-3".into()),
+            elapsed: std::time::Duration::ZERO,
+        };
+        let hints = kubelet_hints(std::path::Path::new("/host"), &report);
+        assert_eq!(hints.static_pod_dir.as_deref(), Some(std::path::Path::new("/host/etc/k0s/manifests")));
+        assert_eq!(hints.runtime_socket.as_deref(), Some(std::path::Path::new("/host/run/k0s/containerd.sock")));
+        assert_eq!(hints.node_name.as_deref(), Some("worker-3"));
+        // A TCP endpoint names no socket; no kubelet, no hints.
+        let tcp = AuditReport { runtime_endpoint: Some("tcp://10.0.0.1:2376".into()), ..report.clone() };
+        assert_eq!(kubelet_hints(std::path::Path::new("/"), &tcp).runtime_socket, None);
+        let none = AuditReport { runtime_endpoint: None, static_pod_path: None, node_name: None, ..report };
+        assert_eq!(kubelet_hints(std::path::Path::new("/"), &none), KubeletHints::default());
     }
 }

@@ -25,7 +25,11 @@ use std::{
 
 use prometheus_client::registry::Registry;
 use serde::Serialize;
-use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+    time::Instant,
+};
 
 pub use self::metrics::AttributionMetrics;
 use self::metrics::OwnerSeries;
@@ -243,6 +247,19 @@ pub struct AttributionConfig {
     pub owner_series_ttl: Duration,
     /// Cached owners are checked for removed cgroups this often.
     pub sweep_interval: Duration,
+    /// What the configuration audit learns of kubelet (its static pod directory and node
+    /// name, its runtime endpoint); replaces the defaults above when it says.
+    pub kubelet: Option<watch::Receiver<KubeletHints>>,
+}
+
+/// What kubelet's configuration says that attribution needs. Paths are host paths already
+/// joined with the host root.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KubeletHints {
+    pub static_pod_dir: Option<PathBuf>,
+    pub node_name: Option<String>,
+    /// The runtime socket kubelet talks to: asked first.
+    pub runtime_socket: Option<PathBuf>,
 }
 
 impl Default for AttributionConfig {
@@ -268,6 +285,7 @@ impl Default for AttributionConfig {
             max_owner_series: metrics::DEFAULT_MAX_OWNER_SERIES,
             owner_series_ttl: Duration::from_secs(15 * 60),
             sweep_interval: Duration::from_secs(10),
+            kubelet: None,
         }
     }
 }
@@ -520,6 +538,54 @@ mod tests {
     fn exec(cgroup_id: u64, pid: u32) -> Record {
         let task = Task { pid, tgid: pid, ppid: 1, uid: 0, cgroup_id, memcg_id: 0, start_ns: 0, comm: "sh".into() };
         Record { ktime_ns: 0, cpu: 0, event: Event::Exec(Exec { task, filename: "/bin/sh".into(), filename_truncated: false }) }
+    }
+
+    /// kubelet's staticPodPath and node name, as the audit reads them, reach the resolver: a
+    /// container logged as `kube-scheduler-node7` is the static pod of a manifest in a
+    /// directory that is not the default, on a node whose name is not the hostname.
+    #[tokio::test]
+    async fn static_pods_come_from_kubelets_configured_directory_and_node_name() {
+        let root = std::env::temp_dir().join(format!("nrm-attribution-hints-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let cgroups = root.join("cgroup");
+        let container_dir = cgroups.join(format!("kubepods/burstable/pod{UID}/{ID}"));
+        std::fs::create_dir_all(&container_dir).expect("mkdir");
+        std::fs::create_dir_all(root.join("var/log/containers")).expect("mkdir");
+        std::fs::write(root.join(format!("var/log/containers/kube-scheduler-node7_kube-system_kube-scheduler-{ID}.log")), "")
+            .expect("write");
+        let manifests = root.join("etc/k0s/manifests");
+        std::fs::create_dir_all(&manifests).expect("mkdir");
+        std::fs::write(
+            manifests.join("scheduler.yaml"),
+            "kind: Pod\nmetadata: {name: kube-scheduler, namespace: kube-system}\nspec: {containers: [{name: kube-scheduler, image: s}]}\n",
+        )
+        .expect("write");
+        let (hints_tx, hints_rx) = watch::channel(KubeletHints::default());
+        let config = AttributionConfig {
+            cri_sockets: vec![root.join("no-such.sock")],
+            static_pod_dir: Some(root.join("etc/kubernetes/manifests")),
+            node_name: Some("node1".into()),
+            host_root: root.clone(),
+            mounts: Some(Mounts { v2: Some(cgroups.clone()), memory_v1: None }),
+            kubelet: Some(hints_rx),
+            ..AttributionConfig::default()
+        };
+        hints_tx.send_replace(KubeletHints {
+            static_pod_dir: Some(manifests.clone()),
+            node_name: Some("node7".into()),
+            runtime_socket: None,
+        });
+        let (tx, rx) = mpsc::channel(4);
+        let (mut out, handle) = spawn_with_metrics(config, rx, AttributionMetrics::unregistered(100));
+        tx.send(exec(std::fs::metadata(&container_dir).expect("stat").ino(), 5)).await.expect("send");
+        drop(tx);
+        let got = out.recv().await.expect("attributed");
+        handle.await.expect("stage");
+        let pod = got.owner.pod().expect("a pod");
+        assert_eq!((pod.namespace.as_str(), pod.name.as_str()), ("kube-system", "kube-scheduler-node7"));
+        assert!(pod.static_pod, "{:?}", got.owner);
+        assert_eq!(pod.manifest.as_deref(), Some(manifests.join("scheduler.yaml").as_path()));
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     /// A fake node: a cgroup2 tree and kubelet's files, no CRI socket. The stage names a

@@ -49,6 +49,7 @@ pub(crate) struct Resolver {
     static_read: Option<Instant>,
     node_name: String,
     host_root: PathBuf,
+    kubelet: Option<tokio::sync::watch::Receiver<super::KubeletHints>>,
     /// Keys answered, with the paths they were read from (for the removal sweep).
     known: HashMap<CgroupKey, (Option<String>, Option<String>)>,
     sweep_interval: Duration,
@@ -74,6 +75,7 @@ impl Resolver {
             static_read: None,
             node_name,
             host_root: config.host_root.clone(),
+            kubelet: config.kubelet.clone(),
             known: HashMap::new(),
             sweep_interval: config.sweep_interval.max(Duration::from_millis(100)),
             metrics,
@@ -171,6 +173,7 @@ impl Resolver {
             sandbox: false,
             attempt: None,
         };
+        self.follow_kubelet();
         self.refresh_static_pods();
         if self.ensure_cri().await {
             if !self.containers.contains_key(&id) && !self.sandboxes.contains_key(&id) {
@@ -303,6 +306,35 @@ impl Resolver {
             });
         }
         owner.pod = Some(PodRef { namespace, name, uid, static_pod: manifest.is_some(), manifest });
+    }
+
+    /// Takes what the audit learnt of kubelet's configuration, when it changed: the static pod
+    /// directory (re-read at once), the node name, and the runtime socket (asked first when
+    /// no socket answered yet).
+    fn follow_kubelet(&mut self) {
+        let Some(hints) = self.kubelet.as_mut() else { return };
+        if !hints.has_changed().unwrap_or(false) {
+            return;
+        }
+        let hints = hints.borrow_and_update().clone();
+        if let Some(dir) = hints.static_pod_dir
+            && self.static_dir.as_ref() != Some(&dir)
+        {
+            info!(dir = %dir.display(), "static pods from kubelet's staticPodPath");
+            self.static_dir = Some(dir);
+            self.static_read = None;
+        }
+        if let Some(name) = hints.node_name {
+            self.node_name = name;
+        }
+        if let Some(socket) = hints.runtime_socket
+            && self.cri.is_none()
+            && self.sockets.first() != Some(&socket)
+        {
+            self.sockets.retain(|s| *s != socket);
+            self.sockets.insert(0, socket);
+            self.last_probe = None;
+        }
     }
 
     fn refresh_static_pods(&mut self) {

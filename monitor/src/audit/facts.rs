@@ -135,7 +135,7 @@ pub async fn collect_files(root: &HostRoot, exec_timeout: std::time::Duration) -
         .kubelet
         .static_pod_path()
         .map(|v| PathBuf::from(v.value))
-        .unwrap_or_else(|| PathBuf::from("/etc/kubernetes/manifests"));
+        .unwrap_or_else(|| PathBuf::from(super::DEFAULT_STATIC_POD_PATH));
     let (pods, problems) = manifests::load_dir(root, &manifest_dir);
     facts.watched.extend(pods.iter().map(|p| p.path.clone()));
     facts.static_pods = pods;

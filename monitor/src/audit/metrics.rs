@@ -123,6 +123,8 @@ mod tests {
             cri: Default::default(),
             containerd_release: None,
             runtime_endpoint: None,
+            static_pod_path: None,
+            node_name: None,
             elapsed: Duration::ZERO,
         }
     }

@@ -76,6 +76,10 @@ impl Default for AuditOptions {
     }
 }
 
+/// kubelet's `staticPodPath` when its configuration does not say (kubeadm's, and the default
+/// of most installers).
+pub const DEFAULT_STATIC_POD_PATH: &str = "/etc/kubernetes/manifests";
+
 /// The result of one audit run.
 #[derive(Debug, Clone)]
 pub struct AuditReport {
@@ -87,6 +91,10 @@ pub struct AuditReport {
     pub containerd_release: Option<String>,
     /// kubelet's runtime endpoint (as configured, else its default) on a Kubernetes node.
     pub runtime_endpoint: Option<String>,
+    /// kubelet's static pod directory (host path), on a Kubernetes node.
+    pub static_pod_path: Option<PathBuf>,
+    /// kubelet's `--hostname-override`, when set: static pods are named `<name>-<this>`.
+    pub node_name: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -117,6 +125,10 @@ impl Audit {
         };
         facts.containerd_release = facts::containerd_release(&facts);
         let runtime_endpoint = facts.expects_kubelet().then(|| facts.kubelet_endpoint().value);
+        let static_pod_path = facts.expects_kubelet().then(|| {
+            facts.kubelet.static_pod_path().map(|v| PathBuf::from(v.value)).unwrap_or_else(|| PathBuf::from(DEFAULT_STATIC_POD_PATH))
+        });
+        let node_name = facts.kubelet.hostname_override().map(|v| v.value.to_ascii_lowercase());
         let mut findings = rules::evaluate(&facts);
         let secrets = secrets_of(&facts);
         redact(&mut findings, &secrets);
@@ -127,6 +139,8 @@ impl Audit {
             cri: facts.cri,
             containerd_release: facts.containerd_release.map(|r| format!("{} ({})", r.release, r.source)),
             runtime_endpoint,
+            static_pod_path,
+            node_name,
             elapsed: started.elapsed(),
         }
     }

@@ -242,6 +242,11 @@ impl Kubelet {
         self.setting("pod-manifest-path", &["staticPodPath"])
     }
 
+    /// The node name kubelet registers when it is not the hostname (`--hostname-override`).
+    pub fn hostname_override(&self) -> Option<Value> {
+        self.setting("hostname-override", &["hostnameOverride"])
+    }
+
     /// `systemReserved.memory` / `kubeReserved.memory` (or `--system-reserved=memory=...`).
     pub fn reserved_memory(&self, which: Reservation) -> Option<Value> {
         let (flag, key) = match which {
