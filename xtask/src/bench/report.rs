@@ -450,12 +450,15 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(
         out,
         "Workloads: exec storm: {} fork+exec of a 129-byte static ELF that calls exit_group(0), on {} thread(s); \
+         exec chain: {} execs of a 168-byte static ELF that re-executes itself, {} per process, on the same threads; \
          connect storm: {} connects, round-robin: loopback TCP to a listening port, to a closed port (ECONNREFUSED), \
          unix to a listening socket, to a missing path (ENOENT); OOM storm: {} processes that each join a 16 MiB v1 \
          memory cgroup and touch memory until the memcg OOM killer kills them. bpftrace runs \
          `{}`.",
         r.options.execs,
         r.options.exec_threads,
+        r.options.chain_execs,
+        super::EXEC_CHAIN_LENGTH,
         r.options.connects,
         r.options.ooms,
         super::daemon::BPFTRACE_SCRIPT
