@@ -2,7 +2,9 @@
 //! the address and a synchronous result. A non-blocking TCP connect (every Go client, so
 //! kubelet, kubectl, crictl) returns EINPROGRESS and fails or succeeds later, out of the
 //! caller's context: `sock:inet_sock_set_state` follows such sockets from SYN_SENT to their
-//! outcome and reports that instead, attributed to the task that called connect.
+//! outcome and reports that instead, attributed to the task that called connect. The event of
+//! such a connect is built when the call returns EINPROGRESS, not at SYN_SENT: a blocking
+//! connect (the common case) costs a socket pointer in the pending entry, no event.
 //!
 //! Filtered in the kernel (counted as filtered): successful loopback TCP/UDP connects (unless
 //! configured), successful unix connects to sockets not in `WATCHED_SOCKETS` (user space fills
@@ -41,11 +43,7 @@ const EXIT_RET: usize = 16;
 const STATE_SKADDR: usize = 8;
 const STATE_OLD: usize = 16;
 const STATE_NEW: usize = 20;
-const STATE_DPORT: usize = 26;
-const STATE_FAMILY: usize = 28;
 const STATE_PROTOCOL: usize = 30;
-const STATE_DADDR: usize = 36;
-const STATE_DADDR_V6: usize = 56;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -55,32 +53,29 @@ struct PendingConnect {
     /// The TCP socket, once it entered SYN_SENT inside this call.
     skaddr: u64,
     addrlen: u32,
-    _pad: u32,
-}
-
-const TCP_IN_SYSCALL: u32 = 0;
-const TCP_ASYNC: u32 = 1;
-const TCP_DONE: u32 = 2;
-
-/// A TCP connect followed from SYN_SENT, with the event prepared in the caller's context.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct TcpConnect {
-    event: ConnectEvent,
-    /// `TCP_IN_SYSCALL`, `TCP_ASYNC` (the call returned EINPROGRESS) or `TCP_DONE` (the outcome
-    /// came before the call returned).
-    status: u32,
+    /// 1 when the TCP outcome came before the call returned (`outcome` holds it).
+    done: u32,
+    /// 0 (established) or -errno.
+    outcome: i32,
     _pad: u32,
 }
 
 #[map]
 static PENDING_CONNECTS: LruHashMap<u64, PendingConnect> = LruHashMap::with_max_entries(16384, 0);
 
+/// Non-blocking TCP connects that returned EINPROGRESS, by socket: their event, waiting for the
+/// outcome. Only those: a blocking connect's result is the syscall's, so the common case costs
+/// no insert here.
 #[map]
-static TCP_CONNECTS: LruHashMap<u64, TcpConnect> = LruHashMap::with_max_entries(16384, 0);
+static TCP_CONNECTS: LruHashMap<u64, ConnectEvent> = LruHashMap::with_max_entries(16384, 0);
+
+/// Outcomes seen out of the caller's context while its connect() was still running (softirq
+/// work deferred to ksoftirqd): rare, kept by socket for `sys_exit_connect`.
+#[map]
+static EARLY_OUTCOMES: LruHashMap<u64, i32> = LruHashMap::with_max_entries(1024, 0);
 
 #[map]
-static SCRATCH_TCP: PerCpuArray<TcpConnect> = PerCpuArray::with_max_entries(1, 0);
+static SCRATCH_EVENT: PerCpuArray<ConnectEvent> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 static SCRATCH_PATH: PerCpuArray<WatchedSocket> = PerCpuArray::with_max_entries(1, 0);
@@ -101,6 +96,8 @@ pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
         addr: unsafe { ctx.read_at::<u64>(ENTER_ADDR) }.unwrap_or(0),
         skaddr: 0,
         addrlen: unsafe { ctx.read_at::<u64>(ENTER_ADDRLEN) }.unwrap_or(0) as u32,
+        done: 0,
+        outcome: 0,
         _pad: 0,
     };
     if PENDING_CONNECTS.insert(&pid_tgid, &pending, 0).is_err() {
@@ -121,9 +118,9 @@ fn is_loopback(family: u16, addr: &[u8; 16]) -> bool {
     }
 }
 
+/// Reports a connect event, unless it is a successful loopback connect (filtered).
 #[inline(always)]
-fn emit_tcp(program: ProgramId, tcp: &TcpConnect) {
-    let event = &tcp.event;
+fn emit(program: ProgramId, event: &ConnectEvent) {
     if event.result == 0 && !report_loopback_success() && is_loopback(event.family, &event.addr) {
         count_filtered(program);
         return;
@@ -147,60 +144,55 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         return 0;
     }
     if old == TCP_CLOSE && new == TCP_SYN_SENT {
-        // In the caller's context, inside connect(): prepare the event now.
-        let pid_tgid = bpf_get_current_pid_tgid();
-        let Some(pending) = PENDING_CONNECTS.get_ptr_mut(&pid_tgid) else {
-            return 0;
-        };
-        let Some(tcp) = SCRATCH_TCP.get_ptr_mut(0) else {
-            return 0;
-        };
-        let tcp = unsafe { &mut *tcp };
-        current_header(&mut tcp.event.header, EventKind::Connect as u32);
-        let family = unsafe { ctx.read_at::<u16>(STATE_FAMILY) }.unwrap_or(0);
-        tcp.event.family = family;
-        tcp.event.port = unsafe { ctx.read_at::<u16>(STATE_DPORT) }.unwrap_or(0);
-        tcp.event.result = 0;
-        tcp.event.flags = 0;
-        tcp.event.path_len = 0;
-        tcp.event.addr = [0; 16];
-        tcp.event.unix_path = [0; UNIX_PATH_LEN];
-        tcp.event._pad = 0;
-        if family == AF_INET {
-            let v4 = unsafe { ctx.read_at::<[u8; 4]>(STATE_DADDR) }.unwrap_or([0; 4]);
-            tcp.event.addr[..4].copy_from_slice(&v4);
-        } else {
-            tcp.event.addr = unsafe { ctx.read_at::<[u8; 16]>(STATE_DADDR_V6) }.unwrap_or([0; 16]);
+        // In the caller's context, inside connect(): remember which socket it is.
+        if let Some(pending) = PENDING_CONNECTS.get_ptr_mut(&bpf_get_current_pid_tgid()) {
+            unsafe { (*pending).skaddr = skaddr };
         }
-        tcp.status = TCP_IN_SYSCALL;
-        tcp._pad = 0;
-        if TCP_CONNECTS.insert(&skaddr, tcp, 0).is_err() {
-            count_lost(program);
-            return 0;
-        }
-        unsafe { (*pending).skaddr = skaddr };
         return 0;
     }
     if old != TCP_SYN_SENT || (new != TCP_ESTABLISHED && new != TCP_CLOSE) {
         return 0;
     }
-    let Some(tcp) = TCP_CONNECTS.get_ptr_mut(&skaddr) else {
-        return 0;
-    };
-    let tcp = unsafe { &mut *tcp };
-    tcp.event.result = if new == TCP_ESTABLISHED {
+    let result = if new == TCP_ESTABLISHED {
         0
     } else {
         let err: i32 = read(skaddr, offset!(sock_sk_err)).unwrap_or(0);
         -(if err > 0 { err } else { ECONNABORTED })
     };
-    if tcp.status == TCP_ASYNC {
-        emit_tcp(program, tcp);
+    if let Some(event) = TCP_CONNECTS.get_ptr_mut(&skaddr) {
+        // The call returned EINPROGRESS earlier: this is its outcome.
+        let event = unsafe { &mut *event };
+        event.result = result;
+        emit(program, event);
         let _ = TCP_CONNECTS.remove(&skaddr);
-    } else {
-        tcp.status = TCP_DONE;
+        return 0;
     }
+    // Still inside connect() (loopback answers at once, in the caller's context): note the
+    // outcome; `sys_exit_connect` reports it if the call returns EINPROGRESS.
+    if let Some(pending) = PENDING_CONNECTS.get_ptr_mut(&bpf_get_current_pid_tgid()) {
+        let pending = unsafe { &mut *pending };
+        if pending.skaddr == skaddr {
+            pending.outcome = result;
+            pending.done = 1;
+            return 0;
+        }
+    }
+    let _ = EARLY_OUTCOMES.insert(&skaddr, &result, 0);
     0
+}
+
+/// The peer of an AF_INET/AF_INET6 sockaddr in user memory: (port, address).
+#[inline(always)]
+fn read_inet(family: u16, sockaddr: u64) -> (u16, [u8; 16]) {
+    let mut addr = [0u8; 16];
+    let port = u16::from_be(unsafe { bpf_probe_read_user((sockaddr + 2) as *const u16) }.unwrap_or(0));
+    if family == AF_INET {
+        let v4: [u8; 4] = unsafe { bpf_probe_read_user((sockaddr + 4) as *const [u8; 4]) }.unwrap_or([0; 4]);
+        addr[..4].copy_from_slice(&v4);
+    } else {
+        addr = unsafe { bpf_probe_read_user((sockaddr + 8) as *const [u8; 16]) }.unwrap_or([0; 16]);
+    }
+    (port, addr)
 }
 
 #[tracepoint]
@@ -213,63 +205,71 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     let _ = PENDING_CONNECTS.remove(&pid_tgid);
     let ret = unsafe { ctx.read_at::<i64>(EXIT_RET) }.unwrap_or(0) as i32;
 
-    if pending.skaddr != 0 {
-        if ret == -EINPROGRESS {
-            if let Some(tcp) = TCP_CONNECTS.get_ptr_mut(&pending.skaddr) {
-                let tcp = unsafe { &mut *tcp };
-                if tcp.status == TCP_DONE {
-                    tcp.event.flags |= CONNECT_ASYNC;
-                    emit_tcp(program, tcp);
-                    let _ = TCP_CONNECTS.remove(&pending.skaddr);
-                } else {
-                    tcp.event.flags |= CONNECT_ASYNC;
-                    tcp.status = TCP_ASYNC;
-                }
-                return 0;
-            }
-        } else {
-            // Blocking connect: the syscall's result is final, reported below.
-            let _ = TCP_CONNECTS.remove(&pending.skaddr);
-        }
-    }
-
     let family: u16 = unsafe { bpf_probe_read_user(pending.addr as *const u16) }.unwrap_or(0);
-    let mut port = 0u16;
-    let mut addr = [0u8; 16];
     match family {
-        AF_INET => {
-            port = u16::from_be(unsafe { bpf_probe_read_user((pending.addr + 2) as *const u16) }.unwrap_or(0));
-            let v4: [u8; 4] = unsafe { bpf_probe_read_user((pending.addr + 4) as *const [u8; 4]) }.unwrap_or([0; 4]);
-            addr[..4].copy_from_slice(&v4);
-        }
-        AF_INET6 => {
-            port = u16::from_be(unsafe { bpf_probe_read_user((pending.addr + 2) as *const u16) }.unwrap_or(0));
-            addr = unsafe { bpf_probe_read_user((pending.addr + 8) as *const [u8; 16]) }.unwrap_or([0; 16]);
-        }
         AF_UNIX => return unix_connect(program, &pending, ret),
         0 => {
             count_filtered(program);
             return 0;
         }
-        _ => {}
+        AF_INET | AF_INET6 => {}
+        // Another family (netlink, packet...): its result, no address.
+        _ => return report_inet(program, family, 0, [0; 16], ret, 0),
     }
-    if ret == 0 && !report_loopback_success() && is_loopback(family, &addr) {
-        count_filtered(program);
-        return 0;
+    let (port, addr) = read_inet(family, pending.addr);
+    if pending.skaddr != 0 && ret == -EINPROGRESS {
+        // Non-blocking TCP: the outcome, if it came already, else wait for it.
+        let early = if pending.done != 0 {
+            Some(pending.outcome)
+        } else {
+            let early = unsafe { EARLY_OUTCOMES.get(&pending.skaddr) }.copied();
+            if early.is_some() {
+                let _ = EARLY_OUTCOMES.remove(&pending.skaddr);
+            }
+            early
+        };
+        return match early {
+            Some(result) => report_inet(program, family, port, addr, result, CONNECT_ASYNC),
+            None => {
+                let Some(event) = SCRATCH_EVENT.get_ptr_mut(0) else {
+                    return 0;
+                };
+                let event = unsafe { &mut *event };
+                fill_inet(event, family, port, addr, 0, CONNECT_ASYNC);
+                if TCP_CONNECTS.insert(&pending.skaddr, event, 0).is_err() {
+                    count_lost(program);
+                }
+                0
+            }
+        };
     }
-    let Some(mut entry) = reserve::<ConnectEvent>(program) else {
-        return 0;
-    };
-    let event = unsafe { &mut *entry.as_mut_ptr() };
+    report_inet(program, family, port, addr, ret, 0)
+}
+
+#[inline(always)]
+fn fill_inet(event: &mut ConnectEvent, family: u16, port: u16, addr: [u8; 16], result: i32, flags: u32) {
     current_header(&mut event.header, EventKind::Connect as u32);
-    event.result = ret;
-    event.flags = 0;
+    event.result = result;
+    event.flags = flags;
     event.family = family;
     event.port = port;
     event.path_len = 0;
     event.addr = addr;
     event.unix_path = [0; UNIX_PATH_LEN];
     event._pad = 0;
+}
+
+/// Reports an inet connect's result (a successful loopback one is filtered).
+#[inline(always)]
+fn report_inet(program: ProgramId, family: u16, port: u16, addr: [u8; 16], result: i32, flags: u32) -> u32 {
+    if result == 0 && !report_loopback_success() && is_loopback(family, &addr) {
+        count_filtered(program);
+        return 0;
+    }
+    let Some(mut entry) = reserve::<ConnectEvent>(program) else {
+        return 0;
+    };
+    fill_inet(unsafe { &mut *entry.as_mut_ptr() }, family, port, addr, result, flags);
     entry.submit(batched());
     count_emitted(program);
     0

@@ -207,6 +207,49 @@ assert n.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) in (0, errno.ECONNREFUSE
     assert_eq!((connects[2].address.clone(), connects[2].errno), (loopback, libc::ECONNREFUSED));
 }
 
+/// A non-blocking connect whose outcome comes long after the call returned, out of the
+/// caller's context: the listener's accept queue is full, so the SYN is dropped and the socket
+/// stays in SYN_SENT; the listener then closes and the retransmitted SYN (about a second later,
+/// from a kernel timer) is refused. The refusal is reported once, as asynchronous, for the
+/// caller, with the address the caller asked for.
+#[test]
+fn a_non_blocking_connect_refused_after_the_call_returned_is_reported_for_its_caller() {
+    let capture = Capture::start();
+    let tree = TestCgroup::v2("connect-late");
+    let script = r#"
+import socket, errno, select, time
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(0)
+port = l.getsockname()[1]
+first = socket.create_connection(("127.0.0.1", port))  # fills the accept queue
+n = socket.socket()
+n.setblocking(False)
+assert n.connect_ex(("127.0.0.1", port)) == errno.EINPROGRESS
+time.sleep(0.3)
+assert n.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0  # still in SYN_SENT
+l.close()
+first.close()
+select.select([], [n], [], 10)
+assert n.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNREFUSED
+print(port)
+"#;
+    let child = spawn_in(Command::new(PYTHON).args(["-c", script]).stdout(std::process::Stdio::piped()), &[&tree]);
+    let output = child.wait_with_output().expect("wait");
+    assert!(output.status.success(), "the client script failed");
+    let port: u16 = String::from_utf8_lossy(&output.stdout).trim().parse().expect("port printed");
+    let id = tree.id();
+    let events = capture.wait_until(WAIT, "the late refusal", |events| !connects_in(events, id).is_empty());
+    std::thread::sleep(Duration::from_millis(200));
+    let connects = connects_in(&capture.events(), id);
+    assert_eq!(connects.len(), 1, "one report, the outcome's: {connects:#?} (of {} events)", events.len());
+    let refused = &connects[0];
+    assert_eq!(refused.address, SocketAddress::Inet { ip: "127.0.0.1".parse().expect("ip"), port });
+    assert_eq!(refused.errno, libc::ECONNREFUSED);
+    assert!(refused.asynchronous, "the result came from the TCP state machine");
+    assert_eq!(refused.task.comm, "python3", "attributed to the caller, not to the timer's task");
+}
+
 #[test]
 fn successful_loopback_and_unwatched_unix_connects_are_filtered() {
     let capture = Capture::start();
