@@ -46,6 +46,8 @@ pub struct Options {
     pub exec_threads: u64,
     /// Execs of the exec chain, in chains of [`EXEC_CHAIN_LENGTH`].
     pub chain_execs: u64,
+    /// getppid calls of the syscall loop.
+    pub syscalls: u64,
     pub connects: u64,
     pub ooms: u64,
     pub latency_samples: u64,
@@ -72,6 +74,7 @@ impl Options {
             execs: if quick { 4_000 } else { 20_000 },
             exec_threads: cpus,
             chain_execs: if quick { 20_000 } else { 100_000 },
+            syscalls: if quick { 2_000_000 } else { 10_000_000 },
             connects: if quick { 20_000 } else { 100_000 },
             ooms: if quick { 20 } else { 100 },
             latency_samples: if quick { 20 } else { 100 },
@@ -93,6 +96,7 @@ impl Options {
                 "--execs" => o.execs = value()?.parse()?,
                 "--exec-threads" => o.exec_threads = value()?.parse()?,
                 "--chain-execs" => o.chain_execs = value()?.parse()?,
+                "--syscalls" => o.syscalls = value()?.parse()?,
                 "--connects" => o.connects = value()?.parse()?,
                 "--ooms" => o.ooms = value()?.parse()?,
                 "--latency-samples" => o.latency_samples = value()?.parse()?,
@@ -109,7 +113,7 @@ impl Options {
                 }
                 "-h" | "--help" => {
                     println!(
-                        "cargo xtask bench [--quick] [--repeats N] [--execs N] [--exec-threads N] [--chain-execs N] [--connects N] \
+                        "cargo xtask bench [--quick] [--repeats N] [--execs N] [--exec-threads N] [--chain-execs N] [--syscalls N] [--connects N] \
                          [--ooms N] [--latency-samples N] [--idle-seconds N] [--no-build] [--no-write] [--no-profile] [--no-pipeline] [--wait-foreign SECONDS] [--output PATH] [--daemon BINARY]"
                     );
                     std::process::exit(0);
@@ -149,16 +153,19 @@ pub enum Workload {
     ExecChain,
     Connect,
     Oom,
+    Syscall,
 }
 
 impl Workload {
-    pub const ALL: [Workload; 4] = [Workload::Exec, Workload::ExecChain, Workload::Connect, Workload::Oom];
+    pub const ALL: [Workload; 5] =
+        [Workload::Exec, Workload::ExecChain, Workload::Connect, Workload::Oom, Workload::Syscall];
     pub fn as_str(self) -> &'static str {
         match self {
             Workload::Exec => "exec storm",
             Workload::ExecChain => "exec chain",
             Workload::Connect => "connect storm",
             Workload::Oom => "OOM storm",
+            Workload::Syscall => "syscall loop",
         }
     }
     pub fn unit(self) -> &'static str {
@@ -167,6 +174,7 @@ impl Workload {
             Workload::ExecChain => "execve of a process re-executing itself",
             Workload::Connect => "socket+connect+close",
             Workload::Oom => "fork+fill memcg+OOM kill+wait",
+            Workload::Syscall => "getppid, a syscall nothing hooks",
         }
     }
 }
@@ -433,6 +441,7 @@ impl Bench {
             ],
             Workload::Connect => vec!["connect".into(), n(self.options.connects)],
             Workload::Oom => vec!["oom".into(), self.memcg.path.display().to_string(), n(self.options.ooms)],
+            Workload::Syscall => vec!["syscall".into(), n(self.options.syscalls)],
         }
     }
 

@@ -59,6 +59,10 @@ pub fn happened(run: &Run) -> BTreeMap<&'static str, f64> {
                 get(r, "tcp_refused") + get(r, "unix_missing") + get(r, "tcp_open_failed") + get(r, "unix_listening_failed"),
             );
         }
+        Workload::Syscall => {
+            out.insert("exec", 1.0);
+            out.insert("exit", 1.0);
+        }
         Workload::Oom => {
             out.insert("exec", 1.0);
             out.insert("exit", get(r, "ops") + 1.0);
@@ -115,6 +119,20 @@ fn targets(r: &Results) -> Vec<Target> {
             verdict: if q <= 1.0 { "PASS" } else { "MISS" },
         });
     }
+    let none = median(&cpu_per_op(r, Config::None, Workload::Syscall));
+    let ours = median(&cpu_per_op(r, Config::Ours, Workload::Syscall));
+    let bpftrace = median(&cpu_per_op(r, Config::Bpftrace, Workload::Syscall));
+    t.push(Target {
+        what: "added cost per syscall nothing hooks (every process on the node pays it)".into(),
+        goal: "none stated (reported)".into(),
+        measured: format!(
+            "{:+.0} ns ({:+.1}%) ours, {:+.0} ns bpftrace: syscall tracepoints send every syscall through the traced path",
+            (ours - none) * 1000.0,
+            (ours / none - 1.0) * 100.0,
+            (bpftrace - none) * 1000.0
+        ),
+        verdict: "REPORTED",
+    });
     let mut exec_runs = runs(r, Config::Ours, Workload::Exec);
     exec_runs.extend(runs(r, Config::Ours, Workload::ExecChain));
     let lost: f64 = exec_runs.iter().filter_map(|x| x.daemon.as_ref()).map(|d| d.lost.values().sum::<f64>() + d.dropped.values().sum::<f64>()).sum();
@@ -453,7 +471,7 @@ pub fn markdown(r: &Results) -> String {
          exec chain: {} execs of a 168-byte static ELF that re-executes itself, {} per process, on the same threads; \
          connect storm: {} connects, round-robin: loopback TCP to a listening port, to a closed port (ECONNREFUSED), \
          unix to a listening socket, to a missing path (ENOENT); OOM storm: {} processes that each join a 16 MiB v1 \
-         memory cgroup and touch memory until the memcg OOM killer kills them. bpftrace runs \
+         memory cgroup and touch memory until the memcg OOM killer kills them; syscall loop: {} getppid calls. bpftrace runs \
          `{}`.",
         r.options.execs,
         r.options.exec_threads,
@@ -461,6 +479,7 @@ pub fn markdown(r: &Results) -> String {
         super::EXEC_CHAIN_LENGTH,
         r.options.connects,
         r.options.ooms,
+        r.options.syscalls,
         super::daemon::BPFTRACE_SCRIPT
     );
     out

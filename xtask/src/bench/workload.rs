@@ -50,6 +50,7 @@ pub fn run_worker(args: &[String]) -> anyhow::Result<()> {
         "exec" => exec_storm(Path::new(&arg(1)?), arg(2)?.parse()?, arg(3)?.parse()?)?,
         "exec-chain" => exec_chain(Path::new(&arg(1)?), arg(2)?.parse()?, arg(3)?.parse()?, arg(4)?.parse()?)?,
         "connect" => connect_storm(arg(1)?.parse()?)?,
+        "syscall" => syscall_loop(arg(1)?.parse()?),
         "oom" => oom_storm(Path::new(&arg(1)?), arg(2)?.parse()?)?,
         "oom-latency" => oom_latency(Path::new(&arg(1)?), arg(2)?.parse()?, &arg(3)?)?,
         other => bail!("unknown worker {other}"),
@@ -218,6 +219,20 @@ fn exec_storm(program: &Path, n: u64, threads: u64) -> anyhow::Result<Report> {
         ("exec_failed".into(), failed.into_inner() as f64),
         ("wall_s".into(), wall),
     ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// syscall loop
+
+/// `n` getppid calls: a syscall no program of ours hooks. What it costs more with probes
+/// attached is the price every process on the node pays per syscall.
+fn syscall_loop(n: u64) -> Report {
+    let start = Instant::now();
+    for _ in 0..n {
+        // SAFETY: getppid has no arguments and cannot fail.
+        std::hint::black_box(unsafe { libc::getppid() });
+    }
+    vec![("ops".into(), n as f64), ("wall_s".into(), start.elapsed().as_secs_f64())]
 }
 
 // ---------------------------------------------------------------------------------------------
