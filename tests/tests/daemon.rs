@@ -216,6 +216,43 @@ fn without_tracefs_the_daemon_mounts_it_or_says_why_not() {
     assert_eq!(daemon.stop(), Some(0));
 }
 
+/// A tracepoint this kernel does not have (as on a kernel built without it): in a private
+/// mount namespace an empty directory hides tracefs `events/sock`, so `sock:inet_sock_set_state`
+/// cannot attach for real. That program is down, logged with what will be missed; the others
+/// are up and still deliver events.
+#[test]
+fn a_missing_tracepoint_is_reported_down_while_the_others_work() {
+    ensure_tracefs_mounted();
+    let script = "mount -t tmpfs none /sys/kernel/tracing/events/sock && exec \"$@\"";
+    let mut hiding = Command::new("unshare");
+    hiding.args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"]).arg(binary());
+    let daemon = Daemon::start_with(hiding, &[]);
+    let metrics = daemon.get("/metrics").expect("/metrics");
+    for spec in PROGRAMS {
+        let expected = if spec.name == "inet_sock_set_state" { 0.0 } else { 1.0 };
+        let up = metric_value(&metrics, "node_runtime_monitor_probe_up", &[&format!("program=\"{}\"", spec.name)]);
+        assert_eq!(up, Some(expected), "{}; log:\n{}", spec.name, daemon.log_text());
+    }
+    assert!(
+        daemon.log_text().contains("not attached, non-blocking TCP connect outcomes will be missed"),
+        "{}",
+        daemon.log_text()
+    );
+    let execs = |m: &str| metric_value(m, "node_runtime_monitor_events_total", &["kind=\"exec\""]).unwrap_or(0.0);
+    let before = execs(&metrics);
+    for _ in 0..3 {
+        Command::new("/bin/true").status().expect("run /bin/true");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut after = before;
+    while after < before + 3.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        after = execs(&daemon.get("/metrics").expect("/metrics"));
+    }
+    assert!(after >= before + 3.0, "execs still observed: {before} -> {after}");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
 #[test]
 fn a_restart_resumes_cleanly_and_many_clients_are_served() {
     for _ in 0..2 {
