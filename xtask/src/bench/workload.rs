@@ -154,46 +154,9 @@ pub fn exec_chain_target(dir: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// `n` execs in chains of `length` (one process each), on `threads` threads.
-fn exec_chain(program: &Path, n: u64, threads: u64, length: u64) -> anyhow::Result<Report> {
-    let length = length.max(1);
-    let chains = n.div_ceil(length);
-    let path = program.display().to_string();
-    let argv: Vec<&str> = std::iter::repeat_n(path.as_str(), length as usize - 1).collect();
-    let ok = AtomicU64::new(0);
-    let failed = AtomicU64::new(0);
-    let threads = threads.max(1);
-    let start = Instant::now();
-    std::thread::scope(|scope| {
-        for t in 0..threads {
-            let count = chains / threads + u64::from(t < chains % threads);
-            let (argv, ok, failed) = (&argv, &ok, &failed);
-            scope.spawn(move || {
-                for _ in 0..count {
-                    // argv[0] is the program's path too: `length` copies in all.
-                    match Command::new(program).args(argv).stdin(Stdio::null()).status() {
-                        Ok(s) if s.success() => ok.fetch_add(1, Ordering::Relaxed),
-                        _ => failed.fetch_add(1, Ordering::Relaxed),
-                    };
-                }
-            });
-        }
-    });
-    let wall = start.elapsed().as_secs_f64();
-    let ok = ok.into_inner();
-    Ok(vec![
-        ("ops".into(), (chains * length) as f64),
-        ("chains".into(), chains as f64),
-        ("chains_ok".into(), ok as f64),
-        ("chains_failed".into(), failed.into_inner() as f64),
-        ("exec_ok".into(), (ok * length) as f64),
-        ("wall_s".into(), wall),
-    ])
-}
-
-fn exec_storm(program: &Path, n: u64, threads: u64) -> anyhow::Result<Report> {
-    let (program, args): (PathBuf, Vec<&str>) =
-        if program.ends_with("busybox") { (program.into(), vec!["true"]) } else { (program.into(), vec![]) };
+/// Runs `program args` to its end `n` times, spread over `threads` threads. Returns how many
+/// runs succeeded, how many failed, and the wall time in seconds.
+fn run_many(program: &Path, args: &[&str], n: u64, threads: u64) -> (u64, u64, f64) {
     let ok = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
     let threads = threads.max(1);
@@ -201,7 +164,7 @@ fn exec_storm(program: &Path, n: u64, threads: u64) -> anyhow::Result<Report> {
     std::thread::scope(|scope| {
         for t in 0..threads {
             let count = n / threads + u64::from(t < n % threads);
-            let (program, args, ok, failed) = (&program, &args, &ok, &failed);
+            let (ok, failed) = (&ok, &failed);
             scope.spawn(move || {
                 for _ in 0..count {
                     match Command::new(program).args(args).stdin(Stdio::null()).status() {
@@ -212,11 +175,34 @@ fn exec_storm(program: &Path, n: u64, threads: u64) -> anyhow::Result<Report> {
             });
         }
     });
-    let wall = start.elapsed().as_secs_f64();
+    (ok.into_inner(), failed.into_inner(), start.elapsed().as_secs_f64())
+}
+
+/// `n` execs in chains of `length` (one process each), on `threads` threads.
+fn exec_chain(program: &Path, n: u64, threads: u64, length: u64) -> anyhow::Result<Report> {
+    let length = length.max(1);
+    let chains = n.div_ceil(length);
+    let path = program.display().to_string();
+    // argv[0] is the program's path too: `length` copies in all.
+    let argv: Vec<&str> = std::iter::repeat_n(path.as_str(), length as usize - 1).collect();
+    let (ok, failed, wall) = run_many(program, &argv, chains, threads);
+    Ok(vec![
+        ("ops".into(), (chains * length) as f64),
+        ("chains".into(), chains as f64),
+        ("chains_ok".into(), ok as f64),
+        ("chains_failed".into(), failed as f64),
+        ("exec_ok".into(), (ok * length) as f64),
+        ("wall_s".into(), wall),
+    ])
+}
+
+fn exec_storm(program: &Path, n: u64, threads: u64) -> anyhow::Result<Report> {
+    let args: &[&str] = if program.ends_with("busybox") { &["true"] } else { &[] };
+    let (ok, failed, wall) = run_many(program, args, n, threads);
     Ok(vec![
         ("ops".into(), n as f64),
-        ("exec_ok".into(), ok.into_inner() as f64),
-        ("exec_failed".into(), failed.into_inner() as f64),
+        ("exec_ok".into(), ok as f64),
+        ("exec_failed".into(), failed as f64),
         ("wall_s".into(), wall),
     ])
 }
