@@ -118,10 +118,16 @@ fn is_loopback(family: u16, addr: &[u8; 16]) -> bool {
     }
 }
 
+/// A successful loopback connect, not reported unless configured.
+#[inline(always)]
+fn filtered_loopback(result: i32, family: u16, addr: &[u8; 16]) -> bool {
+    result == 0 && !report_loopback_success() && is_loopback(family, addr)
+}
+
 /// Reports a connect event, unless it is a successful loopback connect (filtered).
 #[inline(always)]
 fn emit(program: ProgramId, event: &ConnectEvent) {
-    if event.result == 0 && !report_loopback_success() && is_loopback(event.family, &event.addr) {
+    if filtered_loopback(event.result, event.family, &event.addr) {
         count_filtered(program);
         return;
     }
@@ -262,7 +268,7 @@ fn fill_inet(event: &mut ConnectEvent, family: u16, port: u16, addr: [u8; 16], r
 /// Reports an inet connect's result (a successful loopback one is filtered).
 #[inline(always)]
 fn report_inet(program: ProgramId, family: u16, port: u16, addr: [u8; 16], result: i32, flags: u32) -> u32 {
-    if result == 0 && !report_loopback_success() && is_loopback(family, &addr) {
+    if filtered_loopback(result, family, &addr) {
         count_filtered(program);
         return 0;
     }
