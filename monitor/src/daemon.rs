@@ -27,6 +27,7 @@ use crate::{
     audit::{Audit, AuditOptions, AuditReport, metrics::AuditMetrics},
     detectors::{Detectors, NodeFacts, loops::LoopConfig, metrics::DetectorMetrics},
     exporters::http::{self, AppState},
+    node::host_root::HostRoot,
     findings::{metrics::FindingMetrics, store::FindingStore},
     probes::{
         self, PROGRAMS, ProbeOptions, Probes,
@@ -217,7 +218,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let audit = Audit::new(&args.host_root, AuditOptions::default());
     let audit_metrics = AuditMetrics::new(&mut registry);
     let (store, opened, node_facts, audit_sources) = (findings.clone(), finding_metrics.clone(), facts.clone(), sources.clone());
-    let host_root = args.host_root.clone();
+    let host_root = HostRoot::new(&args.host_root);
     let audit_task = crate::audit::metrics::spawn_periodic(
         audit,
         audit_metrics,
@@ -280,33 +281,30 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
 /// the host root.
 fn attribution_config(args: &RunArgs, kubelet: watch::Receiver<KubeletHints>) -> AttributionConfig {
     let defaults = AttributionConfig::default();
-    let under_root = |p: &std::path::Path| under_root(&args.host_root, p);
+    let root = HostRoot::new(&args.host_root);
     AttributionConfig {
         kubelet: Some(kubelet),
         hold: std::time::Duration::from_millis(args.attribution_hold_ms),
-        cri_sockets: defaults.cri_sockets.iter().map(|p| under_root(p)).collect(),
-        static_pod_dir: defaults.static_pod_dir.as_deref().map(under_root),
+        cri_sockets: defaults.cri_sockets.iter().map(|p| root.resolve(p)).collect(),
+        static_pod_dir: defaults.static_pod_dir.as_deref().map(|p| root.resolve(p)),
         host_root: args.host_root.clone(),
         queue: args.event_queue.max(1),
         ..defaults
     }
 }
 
-fn under_root(root: &std::path::Path, path: &std::path::Path) -> PathBuf {
-    root.join(path.strip_prefix("/").unwrap_or(path))
-}
-
-/// What attribution needs of kubelet's configuration, from an audit report.
-fn kubelet_hints(root: &std::path::Path, report: &AuditReport) -> KubeletHints {
+/// What attribution needs of kubelet's configuration, from an audit report (host paths as
+/// this process sees them, symlinks resolved inside the root: `/var/run` is often one).
+fn kubelet_hints(root: &HostRoot, report: &AuditReport) -> KubeletHints {
     KubeletHints {
-        static_pod_dir: report.static_pod_path.as_deref().map(|p| under_root(root, p)),
+        static_pod_dir: report.static_pod_path.as_deref().map(|p| root.resolve(p)),
         node_name: report.node_name.clone(),
         runtime_socket: report
             .runtime_endpoint
             .as_deref()
             .map(crate::audit::facts::endpoint_path)
             .filter(|p| p.starts_with('/'))
-            .map(|p| under_root(root, std::path::Path::new(p))),
+            .map(|p| root.resolve(std::path::Path::new(p))),
     }
 }
 
@@ -381,14 +379,14 @@ mod tests {
             node_name: Some("worker-3".into()),
             elapsed: std::time::Duration::ZERO,
         };
-        let hints = kubelet_hints(std::path::Path::new("/host"), &report);
+        let hints = kubelet_hints(&HostRoot::new("/host"), &report);
         assert_eq!(hints.static_pod_dir.as_deref(), Some(std::path::Path::new("/host/etc/k0s/manifests")));
         assert_eq!(hints.runtime_socket.as_deref(), Some(std::path::Path::new("/host/run/k0s/containerd.sock")));
         assert_eq!(hints.node_name.as_deref(), Some("worker-3"));
         // A TCP endpoint names no socket; no kubelet, no hints.
         let tcp = AuditReport { runtime_endpoint: Some("tcp://10.0.0.1:2376".into()), ..report.clone() };
-        assert_eq!(kubelet_hints(std::path::Path::new("/"), &tcp).runtime_socket, None);
+        assert_eq!(kubelet_hints(&HostRoot::new("/"), &tcp).runtime_socket, None);
         let none = AuditReport { runtime_endpoint: None, static_pod_path: None, node_name: None, ..report };
-        assert_eq!(kubelet_hints(std::path::Path::new("/"), &none), KubeletHints::default());
+        assert_eq!(kubelet_hints(&HostRoot::new("/"), &none), KubeletHints::default());
     }
 }
