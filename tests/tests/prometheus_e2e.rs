@@ -225,20 +225,20 @@ fn dashboards_and_alerts_work_against_a_real_prometheus_scraping_the_daemon() {
     let _ = looper.wait();
 
     // Execs in a container nobody knows, in bursts: the small ring buffer overflows, and
-    // neither monitor can name the owner. Bursts go on (bounded) until the loss is counted.
+    // neither monitor can name the owner. Bursts go on (bounded) until Prometheus sees the
+    // loss grow: other tests running at the same time may have made the lossy monitor lose
+    // events before Prometheus's first scrape, and a counter's first sample is no increase.
     let (_pod_cgroup, unknown) = unknown_container_cgroups(2);
+    let lost_series = format!("node_runtime_monitor_kernel_events_lost_total{{instance=\"{}\"}}", lossy.address);
+    prometheus.wait_for(&lost_series, WAIT);
     let deadline = Instant::now() + WAIT;
     loop {
         exec_burst(&unknown[0], 300);
-        let metrics = lossy.get("/metrics").unwrap_or_default();
-        let lost: f64 = metrics
-            .lines()
-            .filter(|l| l.starts_with("node_runtime_monitor_kernel_events_lost_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        if lost > 0.0 {
+        std::thread::sleep(Duration::from_millis(1500)); // a scrape after the burst
+        if !prometheus.query(&format!("sum(increase({lost_series}[5m])) > 0")).is_empty() {
             break;
         }
+        let metrics = lossy.get("/metrics").unwrap_or_default();
         assert!(Instant::now() < deadline, "a 4 KiB ring buffer lost nothing in exec bursts:\n{metrics}");
     }
     // A later burst in another unknown container (the first one's owner has settled by now,
