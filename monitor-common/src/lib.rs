@@ -12,6 +12,8 @@ pub const COMM_LEN: usize = 16;
 pub const FILENAME_LEN: usize = 512;
 /// Bytes of `sockaddr_un.sun_path`.
 pub const UNIX_PATH_LEN: usize = 108;
+/// Bytes of the kernel's OOM kill report line carried in an event.
+pub const OOM_REPORT_LEN: usize = 128;
 
 /// Stable ids of the event kinds; the first `u32` of every event.
 #[repr(u32)]
@@ -23,6 +25,7 @@ pub enum EventKind {
     OomKill = 4,
     Connect = 5,
     Signal = 6,
+    OomReport = 7,
 }
 
 impl EventKind {
@@ -34,6 +37,7 @@ impl EventKind {
             4 => Self::OomKill,
             5 => Self::Connect,
             6 => Self::Signal,
+            7 => Self::OomReport,
             _ => return None,
         })
     }
@@ -65,9 +69,11 @@ pub enum ProgramId {
     TcpState = 9,
     /// `signal:signal_generate` (BTF tracepoint: needs the target task).
     Signal = 10,
+    /// `printk:console` (the OOM killer's own "Killed process" line: the kill's constraint).
+    OomReport = 11,
 }
 
-pub const PROGRAM_COUNT: usize = 11;
+pub const PROGRAM_COUNT: usize = 12;
 
 impl ProgramId {
     pub const ALL: [ProgramId; PROGRAM_COUNT] = [
@@ -82,6 +88,7 @@ impl ProgramId {
         Self::ConnectExit,
         Self::TcpState,
         Self::Signal,
+        Self::OomReport,
     ];
 }
 
@@ -196,6 +203,20 @@ pub struct OomKillEvent {
     pub shmem_rss_pages: u64,
     pub oom_score_adj: i32,
     pub _pad: u32,
+}
+
+/// The OOM killer's report of a kill, as it logged it (`printk:console`): "Memory cgroup out
+/// of memory: Killed process <pid> (<comm>) ..." or "Out of memory: Killed process ...". Only
+/// lines with those two prefixes leave the kernel. `header.task` is the task that ran the OOM
+/// killer, the same as the `trigger_*` task of the `OomKillEvent` it follows.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct OomReportEvent {
+    pub header: EventHeader,
+    /// Bytes of `line` in use (without the NUL).
+    pub line_len: u32,
+    pub _pad: u32,
+    pub line: [u8; OOM_REPORT_LEN],
 }
 
 pub const AF_UNIX: u16 = 1;

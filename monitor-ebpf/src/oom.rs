@@ -2,18 +2,28 @@
 //! the victim's task pointer gives its cgroups, which the classic tracepoint (pid only) does
 //! not. The current task is the one whose allocation ran the OOM killer. RSS figures are the
 //! mm's counters (as the kernel's own OOM report), in pages.
+//!
+//! Which limit ran out (a memory cgroup's, or the node's) is not an argument of `mark_victim`.
+//! The OOM killer says it in the line it logs right after marking the victim, from the same
+//! task: "Memory cgroup out of memory: Killed process <pid> ..." or "Out of memory: Killed
+//! process ...". `printk:console` passes those lines on (without CAP_SYSLOG, and unlike the
+//! header before them, they are not rate limited); every other kernel log line stays here.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid},
-    macros::btf_tracepoint,
-    programs::BtfTracePointContext,
+    EbpfContext,
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_str_bytes,
+    },
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
 };
-use monitor_common::{EventKind, OFFSET_UNKNOWN, OomKillEvent, ProgramId};
+use monitor_common::{EventKind, OFFSET_UNKNOWN, OOM_REPORT_LEN, OomKillEvent, OomReportEvent, ProgramId};
 
 use crate::{
     URGENT,
     count_emitted,
-    kernel::{current_task, memcg_id, offset, read, task_header},
+    kernel::{current_header, current_task, memcg_id, offset, read, task_header},
     reserve,
 };
 
@@ -56,6 +66,48 @@ pub fn mark_victim(ctx: BtfTracePointContext) -> u32 {
     event.shmem_rss_pages = rss(mm, MM_SHMEMPAGES);
     let signal: u64 = read(victim, offset!(task_signal)).unwrap_or(0);
     event.oom_score_adj = read::<i16>(signal, offset!(signal_oom_score_adj)).unwrap_or(0) as i32;
+    event._pad = 0;
+    entry.submit(URGENT);
+    count_emitted(program);
+    0
+}
+
+// printk:console: `__data_loc char[] msg` at offset 8.
+const CONSOLE_MSG_LOC: usize = 8;
+const GLOBAL_OOM: &[u8; 13] = b"Out of memory";
+const MEMCG_OOM: &[u8; 27] = b"Memory cgroup out of memory";
+
+#[inline(always)]
+fn starts_with<const N: usize>(line: &[u8; 32], prefix: &[u8; N]) -> bool {
+    let mut i = 0;
+    while i < N && i < line.len() {
+        if line[i] != prefix[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+#[tracepoint]
+pub fn printk_console(ctx: TracePointContext) -> u32 {
+    let program = ProgramId::OomReport;
+    // __data_loc: low 16 bits offset of the string in the record, high 16 its length.
+    let loc = unsafe { ctx.read_at::<u32>(CONSOLE_MSG_LOC) }.unwrap_or(0);
+    let src = (ctx.as_ptr() as usize + (loc & 0xffff) as usize) as *const u8;
+    let Ok(head) = (unsafe { bpf_probe_read_kernel(src as *const [u8; 32]) }) else {
+        return 0;
+    };
+    if !starts_with(&head, MEMCG_OOM) && !starts_with(&head, GLOBAL_OOM) {
+        return 0;
+    }
+    let Some(mut entry) = reserve::<OomReportEvent>(program) else {
+        return 0;
+    };
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    current_header(&mut event.header, EventKind::OomReport as u32);
+    let len = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut event.line) }.map(|s| s.len()).unwrap_or(0);
+    event.line_len = len.min(OOM_REPORT_LEN) as u32;
     event._pad = 0;
     entry.submit(URGENT);
     count_emitted(program);

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use monitor::events::{Event, ExitStatus, SocketAddress};
+use monitor::events::{Event, ExitStatus, OomConstraint, SocketAddress};
 use monitor_tests::{
     capture::Capture,
     cgroups::{TestCgroup, spawn_in},
@@ -309,6 +309,7 @@ fn memcg_oom_kill_names_victim_and_its_memory_cgroup() {
     assert_eq!(oom.task.comm, "python3");
     assert!(oom.anon_rss_pages > 0 && oom.total_vm_pages > oom.anon_rss_pages, "{oom:#?}");
     assert_eq!(oom.trigger_memcg_id, memcg_id, "the allocation that ran the OOM killer was in the same memcg");
+    assert_eq!(oom.constraint, OomConstraint::MemoryCgroup, "the kernel's report: a memory cgroup's limit ran out");
     assert_eq!(exits_of(&events, victim), vec![ExitStatus::Signaled { signal: 9, core_dumped: false }]);
     // The kernel sent the SIGKILL: the signal event says so.
     let kill = events.iter().find_map(|e| match e {

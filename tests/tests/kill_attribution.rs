@@ -6,7 +6,7 @@ use std::{os::unix::process::ExitStatusExt as _, process::Command, time::Duratio
 
 use monitor::{
     detectors::kills::{Death, DeathCause, KillLedger, SenderClass},
-    events::Event,
+    events::{Event, OomConstraint},
 };
 use monitor_tests::{
     capture::Capture,
@@ -61,7 +61,11 @@ fn oom_kill_shim_kill_and_segfault_are_three_different_causes() {
     let killed = death_of(&capture, victim_pid);
     let fault = death_of(&capture, crash_pid);
 
-    assert!(matches!(oom.cause, DeathCause::OomKilled { .. }), "{:?}", oom.cause);
+    assert!(
+        matches!(oom.cause, DeathCause::OomKilled { constraint: OomConstraint::MemoryCgroup, .. }),
+        "an OOM kill at the memory cgroup's limit: {:?}",
+        oom.cause
+    );
     assert_eq!(oom.exit.status.shell_code(), 137);
 
     assert_eq!(killed.exit.status.shell_code(), 137, "the same 137...");

@@ -130,7 +130,7 @@ fn an_oom_killed_workload_is_counted_as_an_oom_kill_and_a_sigkill_is_not() {
     let deadline = Instant::now() + WAIT;
     loop {
         let metrics = daemon.get("/metrics").unwrap_or_default();
-        let oom = metric_value(&metrics, "node_runtime_monitor_kills_total", &["cause=\"oom\"", "python3"]);
+        let oom = metric_value(&metrics, "node_runtime_monitor_kills_total", &["cause=\"oom\"", "constraint=\"memory_cgroup\"", "python3"]);
         let signal = metric_value(&metrics, "node_runtime_monitor_kills_total", &["cause=\"signal\"", "sleep"]);
         if oom == Some(1.0) && signal == Some(1.0) {
             assert!(metric_value(&metrics, "node_runtime_monitor_kills_total", &["cause=\"oom\"", "sleep"]).is_none());
@@ -346,6 +346,11 @@ fn incident4_static_pod_crash_loops_under_the_oom_killer_on_a_node_without_reser
     assert!(evidence.contains("kernel: oom:mark_victim") && evidence.contains("kube-apiserver-node1"), "{evidence}");
     assert!(evidence.contains("audit memory-reservation-missing"), "{evidence}");
     assert!(memory["title"].as_str().unwrap_or("").contains("memory reservations are misconfigured"), "{memory:#}");
+    // The kernel's report of each kill: the container's own limit ran out, not the node.
+    assert!(evidence.contains("its memory cgroup's limit was reached"), "{evidence}");
+    let remediation = memory["remediation"].as_str().unwrap_or("");
+    assert!(remediation.starts_with("The kernel killed it at its own memory cgroup's limit"), "{remediation}");
+    assert!(remediation.contains("systemReserved"), "and the missing reservations: {remediation}");
 
     // Exactly: the loop and the joined memory finding from the kernel's events, and the
     // audit's view of this node. The live runtime is containerd 1.6.20, which reads the

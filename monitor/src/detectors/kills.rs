@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::Serialize;
 
-use crate::events::{Event, Exit, ExitStatus};
+use crate::events::{Event, Exit, ExitStatus, OomConstraint};
 
 /// Who sent a fatal signal, folded to a small set (bounded metric labels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -79,7 +79,7 @@ pub enum DeathCause {
     /// It exited by itself.
     Exited { code: u8 },
     /// The OOM killer chose it (the kernel's `mark_victim` event names it).
-    OomKilled { trigger_comm: String, trigger_pid: u32, anon_rss_pages: u64 },
+    OomKilled { trigger_comm: String, trigger_pid: u32, anon_rss_pages: u64, constraint: OomConstraint },
     /// Another process sent the fatal signal.
     Killed { signal: u8, sender: Sender },
     /// The kernel raised the signal for a fault (SIGSEGV, SIGBUS, SIGILL, SIGFPE) or itself.
@@ -100,6 +100,14 @@ impl DeathCause {
         }
     }
 
+    /// OOM constraint label: `memory_cgroup`, `global`, `unknown`; empty for other causes.
+    pub fn constraint_label(&self) -> &'static str {
+        match self {
+            Self::OomKilled { constraint, .. } => constraint.as_str(),
+            _ => "",
+        }
+    }
+
     /// Sender class label (`none` when no process sent it).
     pub fn sender_label(&self) -> &'static str {
         match self {
@@ -114,7 +122,12 @@ impl std::fmt::Display for DeathCause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Exited { code } => write!(f, "exited with code {code}"),
-            Self::OomKilled { trigger_comm, .. } => write!(f, "killed by the OOM killer (allocation by {trigger_comm})"),
+            Self::OomKilled { trigger_comm, constraint: OomConstraint::Unknown, .. } => {
+                write!(f, "killed by the OOM killer (allocation by {trigger_comm})")
+            }
+            Self::OomKilled { trigger_comm, constraint, .. } => {
+                write!(f, "killed by the OOM killer: {constraint} (allocation by {trigger_comm})")
+            }
             Self::Killed { signal, sender } => write!(
                 f,
                 "killed by {} from {} (pid {}, {})",
@@ -140,7 +153,7 @@ pub struct Death {
 
 #[derive(Clone, Debug)]
 enum Mark {
-    Oom { trigger_comm: String, trigger_pid: u32, anon_rss_pages: u64 },
+    Oom { trigger_comm: String, trigger_pid: u32, anon_rss_pages: u64, constraint: OomConstraint },
     Signal { signal: u32, from_kernel: bool, sender: Sender },
 }
 
@@ -205,6 +218,7 @@ impl KillLedger {
                         trigger_comm: oom.trigger_comm.clone(),
                         trigger_pid: oom.trigger_tgid,
                         anon_rss_pages: oom.anon_rss_pages,
+                        constraint: oom.constraint,
                     },
                 );
                 None
@@ -236,13 +250,14 @@ fn cause_of(status: ExitStatus, marks: &[Mark]) -> DeathCause {
     };
     // The OOM killer's SIGKILL: only with the kernel's OOM event for this very process.
     if signal == libc::SIGKILL as u8
-        && let Some(Mark::Oom { trigger_comm, trigger_pid, anon_rss_pages }) =
+        && let Some(Mark::Oom { trigger_comm, trigger_pid, anon_rss_pages, constraint }) =
             marks.iter().find(|m| matches!(m, Mark::Oom { .. }))
         {
             return DeathCause::OomKilled {
                 trigger_comm: trigger_comm.clone(),
                 trigger_pid: *trigger_pid,
                 anon_rss_pages: *anon_rss_pages,
+                constraint: *constraint,
             };
         }
     // The signal that killed it: the last generated one with that number.
@@ -290,6 +305,7 @@ mod tests {
     fn oom(tgid: u32) -> Event {
         Event::OomKill(OomKill {
             task: task(tgid),
+            constraint: OomConstraint::Global,
             trigger_pid: tgid,
             trigger_tgid: tgid,
             trigger_comm: "kube-apiserver".into(),
@@ -312,6 +328,8 @@ mod tests {
         assert_eq!(ledger.observe(&signal(10, 9, true, "kube-apiserver")), None);
         let death = ledger.observe(&exit(10, KILLED)).expect("a death");
         assert_eq!(death.cause.label(), "oom");
+        assert_eq!(death.cause.constraint_label(), "global");
+        assert_eq!(death.cause.to_string(), "killed by the OOM killer: the node ran out of memory (allocation by kube-apiserver)");
 
         // The same 137 without an OOM event: a kill by the runtime, named.
         ledger.observe(&signal(11, 9, false, "containerd-shim"));

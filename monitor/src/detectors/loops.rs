@@ -706,6 +706,7 @@ mod tests {
             h.feed(exec(shell, "/bin/sh"), &subject, run as u64 * 20);
             h.feed(exec(tail, "/bin/tail"), &subject, run as u64 * 20);
             let oom = Event::OomKill(crate::events::OomKill {
+                constraint: crate::events::OomConstraint::MemoryCgroup,
                 task: task(tail, "tail"),
                 trigger_pid: tail,
                 trigger_tgid: tail,

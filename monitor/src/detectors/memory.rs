@@ -7,7 +7,7 @@ use std::{collections::VecDeque, time::Instant};
 
 use super::{NodeFacts, Subject};
 use crate::{
-    events::Event,
+    events::{Event, OomConstraint},
     findings::{Finding, Rule, Severity},
 };
 
@@ -20,9 +20,12 @@ pub const MEMORY_RESERVATIONS: Rule = Rule {
 
 #[derive(Debug, Default)]
 pub struct MemoryDetector {
-    /// The latest control-plane OOM kills, newest last (at most 10 kept).
-    kills: VecDeque<String>,
+    /// The latest control-plane OOM kills with their constraints, newest last (at most 10 kept).
+    kills: VecDeque<(String, OomConstraint)>,
 }
+
+const RESERVE: &str = "Reserve memory for the node's daemons in the KubeletConfiguration (systemReserved.memory and kubeReserved.memory, e.g. 5-10% of the node's memory each), set evictionHard memory.available so kubelet evicts pods before the kernel OOM-kills, and give every control-plane static pod a memory request.";
+const RAISE_LIMIT: &str = "The kernel killed it at its own memory cgroup's limit, not because the node ran out: raise that container's or service's memory limit (resources.limits.memory in a static pod's manifest, MemoryMax= for a unit) or find what makes it grow.";
 
 impl MemoryDetector {
     pub fn observe(&mut self, event: &Event, subject: &Subject, facts: &NodeFacts, _now: Instant) -> Option<Finding> {
@@ -31,31 +34,39 @@ impl MemoryDetector {
             return None;
         }
         let page_kib = 4;
-        self.kills.push_back(format!(
-            "{} pid {} ({}) killed with {} MiB anonymous RSS, oom_score_adj {}, allocation by {} (pid {})",
-            subject.display,
-            oom.task.tgid,
-            oom.task.comm,
-            oom.anon_rss_pages * page_kib / 1024,
-            oom.oom_score_adj,
-            oom.trigger_comm,
-            oom.trigger_tgid
+        self.kills.push_back((
+            format!(
+                "{} pid {} ({}) killed with {} MiB anonymous RSS, oom_score_adj {}, allocation by {} (pid {}): {}",
+                subject.display,
+                oom.task.tgid,
+                oom.task.comm,
+                oom.anon_rss_pages * page_kib / 1024,
+                oom.oom_score_adj,
+                oom.trigger_comm,
+                oom.trigger_tgid,
+                oom.constraint
+            ),
+            oom.constraint,
         ));
         while self.kills.len() > 10 {
             self.kills.pop_front();
         }
+        // Only kills at a cgroup's own limit say nothing about the node's reservations.
+        let node_ran_out = self.kills.iter().any(|(_, c)| *c != OomConstraint::MemoryCgroup);
+        let at_limit = self.kills.iter().any(|(_, c)| *c == OomConstraint::MemoryCgroup);
         let mut finding = Finding::new(
             &MEMORY_RESERVATIONS,
             "node",
             format!(
-                "The OOM killer killed {} control-plane process(es), latest {}{}",
+                "The OOM killer killed {} control-plane process(es), latest {} ({}){}",
                 self.kills.len(),
                 subject.display,
+                oom.constraint,
                 if facts.memory_findings.is_empty() { "" } else { ": memory reservations are misconfigured" }
             ),
         );
-        for kill in &self.kills {
-            finding = finding.evidence("kernel: oom:mark_victim", kill.clone());
+        for (kill, _) in &self.kills {
+            finding = finding.evidence("kernel: oom:mark_victim, printk:console", kill.clone());
         }
         for f in &facts.memory_findings {
             for e in &f.evidence {
@@ -65,9 +76,13 @@ impl MemoryDetector {
                 finding = finding.evidence(format!("audit {}", f.rule), f.title.clone());
             }
         }
-        Some(finding.remediation(
-            "Reserve memory for the node's daemons in the KubeletConfiguration (systemReserved.memory and kubeReserved.memory, e.g. 5-10% of the node's memory each), set evictionHard memory.available so kubelet evicts pods before the kernel OOM-kills, and give every control-plane static pod a memory request.",
-        ))
+        let remediation = match (node_ran_out, at_limit) {
+            (true, true) => format!("{RESERVE} For the kills at a limit: {RAISE_LIMIT}"),
+            (false, true) if facts.memory_findings.is_empty() => RAISE_LIMIT.to_string(),
+            (false, true) => format!("{RAISE_LIMIT} Also: {RESERVE}"),
+            _ => RESERVE.to_string(),
+        };
+        Some(finding.remediation(remediation))
     }
 }
 
@@ -90,6 +105,7 @@ mod tests {
         };
         let oom = Event::OomKill(OomKill {
             task: Task { pid: 7, tgid: 7, ppid: 1, uid: 0, cgroup_id: 1, memcg_id: 2, start_ns: 0, comm: "etcd".into() },
+            constraint: OomConstraint::Global,
             trigger_pid: 7,
             trigger_tgid: 7,
             trigger_comm: "etcd".into(),
@@ -110,11 +126,43 @@ mod tests {
         let mut detector = MemoryDetector::default();
         let finding = detector.observe(&oom, &subject, &facts, Instant::now()).expect("a finding");
         assert_eq!(finding.rule, "memory-reservations-misconfigured");
-        assert!(finding.title.contains("memory reservations are misconfigured"));
+        assert!(finding.title.contains("(the node ran out of memory): memory reservations are misconfigured"), "{}", finding.title);
         assert!(finding.evidence[0].detail.contains("200 MiB anonymous RSS"), "{:?}", finding.evidence[0]);
+        assert!(finding.evidence[0].detail.ends_with(": the node ran out of memory"), "{:?}", finding.evidence[0]);
         assert_eq!(finding.evidence[1].source, "audit no-memory-reservation: /var/lib/kubelet/config.yaml");
+        assert!(finding.remediation.starts_with("Reserve memory"), "{}", finding.remediation);
 
-        let workload = Subject { control_plane: false, ..subject };
+        let workload = Subject { control_plane: false, ..subject.clone() };
         assert!(detector.observe(&oom, &workload, &facts, Instant::now()).is_none(), "workload OOMs are counted, not this finding");
+    }
+
+    #[test]
+    fn a_kill_at_its_own_limit_asks_for_a_higher_limit_not_reservations() {
+        let subject = Subject {
+            key: "pod:kube-system/kube-apiserver-node1/kube-apiserver".into(),
+            display: "kube-system/kube-apiserver-node1 (container kube-apiserver)".into(),
+            kind: SubjectKind::Container,
+            instance: "abc".into(),
+            control_plane: true,
+        };
+        let oom = Event::OomKill(OomKill {
+            task: Task { pid: 9, tgid: 9, ppid: 1, uid: 0, cgroup_id: 1, memcg_id: 2, start_ns: 0, comm: "kube-apiserver".into() },
+            constraint: OomConstraint::MemoryCgroup,
+            trigger_pid: 9,
+            trigger_tgid: 9,
+            trigger_comm: "kube-apiserver".into(),
+            trigger_cgroup_id: 1,
+            trigger_memcg_id: 2,
+            total_vm_pages: 0,
+            anon_rss_pages: 0,
+            file_rss_pages: 0,
+            shmem_rss_pages: 0,
+            oom_score_adj: -997,
+        });
+        let mut detector = MemoryDetector::default();
+        let finding = detector.observe(&oom, &subject, &NodeFacts::default(), Instant::now()).expect("a finding");
+        assert!(finding.title.ends_with("(its memory cgroup's limit was reached)"), "{}", finding.title);
+        assert!(finding.remediation.starts_with("The kernel killed it at its own memory cgroup's limit"), "{}", finding.remediation);
+        assert!(!finding.remediation.contains("systemReserved"), "{}", finding.remediation);
     }
 }

@@ -1,5 +1,6 @@
 //! Deaths by cause, per owner: how many processes of each container or host service were
-//! killed, and by what (`oom`, `signal` with the sender folded to a bounded set, `fault`).
+//! killed, and by what (`oom` with whose memory ran out, `signal` with the sender folded to a
+//! bounded set, `fault`).
 //! Series are capped (`MAX_SERIES`); owners past the cap fold into `namespace="_other"` and
 //! the folding is counted.
 
@@ -28,6 +29,8 @@ pub struct KillLabels {
     pub cause: &'static str,
     /// `kubelet`, `containerd_shim`, `runc`, `systemd`, `other`, `kernel`, `none`.
     pub sender: &'static str,
+    /// OOM kills: `memory_cgroup`, `global`, `unknown`; empty for other causes.
+    pub constraint: &'static str,
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +69,7 @@ impl DetectorMetrics {
             service: owner.service.clone(),
             cause,
             sender: death.cause.sender_label(),
+            constraint: death.cause.constraint_label(),
         };
         if let Ok(mut series) = self.series.lock()
             && !series.contains(&labels) {

@@ -2,6 +2,9 @@
 //!
 //! Decoding checks the kind and the length of every record and never trusts a length field
 //! from the kernel beyond its buffer; a bad record is a `DecodeError`, never a panic.
+//! [`oom_join`] joins each OOM kill with the kernel's report of it.
+
+pub mod oom_join;
 
 use std::{fmt, net::IpAddr, time::Duration};
 
@@ -106,10 +109,47 @@ pub struct Exit {
     pub lifetime: Duration,
 }
 
+/// Whose limit ran out when the OOM killer ran, as the kernel said it ([`OomReport`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OomConstraint {
+    /// A memory cgroup reached its limit (a container's, a pod's, a service's).
+    MemoryCgroup,
+    /// The node ran out of memory (or a cpuset or memory policy's nodes did: the kernel's
+    /// "Out of memory" covers those too).
+    Global,
+    /// The kernel's report of the kill was not seen (probe down, or the kill was of a task
+    /// already exiting, which the kernel does not report).
+    Unknown,
+}
+
+impl OomConstraint {
+    /// Bounded label for metrics: `memory_cgroup`, `global`, `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MemoryCgroup => "memory_cgroup",
+            Self::Global => "global",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for OomConstraint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MemoryCgroup => "its memory cgroup's limit was reached",
+            Self::Global => "the node ran out of memory",
+            Self::Unknown => "constraint not reported by the kernel",
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct OomKill {
     /// The victim.
     pub task: Task,
+    /// From the kernel's report of this kill, joined by [`oom_join::OomJoin`].
+    pub constraint: OomConstraint,
     /// The task whose allocation ran the OOM killer.
     pub trigger_pid: u32,
     pub trigger_tgid: u32,
@@ -121,6 +161,32 @@ pub struct OomKill {
     pub file_rss_pages: u64,
     pub shmem_rss_pages: u64,
     pub oom_score_adj: i32,
+}
+
+/// The OOM killer's log line for a kill ("Memory cgroup out of memory: Killed process 4242
+/// (python3) ..."). [`oom_join::OomJoin`] folds it into the [`OomKill`] it reports on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OomReport {
+    /// The task that ran the OOM killer.
+    pub task: Task,
+    pub victim_pid: u32,
+    pub constraint: OomConstraint,
+}
+
+impl OomReport {
+    /// Reads "<prefix>: Killed process <pid> (...". `None` for other lines of those prefixes
+    /// (e.g. "Out of memory and no killable processes...").
+    pub fn parse_line(line: &str) -> Option<(OomConstraint, u32)> {
+        let (prefix, rest) = line.split_once(": Killed process ")?;
+        let constraint = match prefix {
+            "Memory cgroup out of memory" => OomConstraint::MemoryCgroup,
+            // The global killer; with vm.oom_kill_allocating_task it says so in parentheses.
+            p if p == "Out of memory" || p.starts_with("Out of memory (") => OomConstraint::Global,
+            _ => return None,
+        };
+        let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+        Some((constraint, digits.parse().ok()?))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -179,6 +245,7 @@ pub enum Event {
     OomKill(OomKill),
     Connect(Connect),
     Signal(Signal),
+    OomReport(OomReport),
 }
 
 /// The kinds of events, for metrics labels and filters.
@@ -190,11 +257,12 @@ pub enum Kind {
     OomKill,
     Connect,
     Signal,
+    OomReport,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] =
-        [Kind::Exec, Kind::ExecFailed, Kind::Exit, Kind::OomKill, Kind::Connect, Kind::Signal];
+    pub const ALL: [Kind; 7] =
+        [Kind::Exec, Kind::ExecFailed, Kind::Exit, Kind::OomKill, Kind::Connect, Kind::Signal, Kind::OomReport];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -204,6 +272,7 @@ impl Kind {
             Kind::OomKill => "oom_kill",
             Kind::Connect => "connect",
             Kind::Signal => "signal",
+            Kind::OomReport => "oom_report",
         }
     }
 }
@@ -217,6 +286,7 @@ impl Event {
             Event::OomKill(_) => Kind::OomKill,
             Event::Connect(_) => Kind::Connect,
             Event::Signal(_) => Kind::Signal,
+            Event::OomReport(_) => Kind::OomReport,
         }
     }
 
@@ -229,6 +299,7 @@ impl Event {
             Event::OomKill(e) => &e.task,
             Event::Connect(e) => &e.task,
             Event::Signal(e) => &e.task,
+            Event::OomReport(e) => &e.task,
         }
     }
 }
@@ -239,6 +310,8 @@ pub enum DecodeError {
     Short { what: &'static str, len: usize, need: usize },
     #[error("unknown event kind {0}")]
     UnknownKind(u32),
+    #[error("not an OOM kill report: {0:?}")]
+    NotAnOomReport(String),
 }
 
 /// A record with a monotonic timestamp (`ktime_ns`) and its decoded event.
@@ -313,7 +386,14 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 file_rss_pages: e.file_rss_pages,
                 shmem_rss_pages: e.shmem_rss_pages,
                 oom_score_adj: e.oom_score_adj,
+                constraint: OomConstraint::Unknown,
             })
+        }
+        raw::EventKind::OomReport => {
+            let e: raw::OomReportEvent = read(bytes, "OOM report event")?;
+            let line = bounded_string(&e.line, e.line_len);
+            let (constraint, victim_pid) = OomReport::parse_line(&line).ok_or(DecodeError::NotAnOomReport(line))?;
+            Event::OomReport(OomReport { task, victim_pid, constraint })
         }
         raw::EventKind::Connect => {
             let e: raw::ConnectEvent = read(bytes, "connect event")?;

@@ -55,7 +55,7 @@ pub struct ProgramSpec {
 
 /// Every kernel program, in the order they are attached: of each syscall enter/exit pair the
 /// exit side first, so that no enter records a call whose exit nobody will see.
-pub const PROGRAMS: [ProgramSpec; 11] = [
+pub const PROGRAMS: [ProgramSpec; 12] = [
     ProgramSpec { id: ProgramId::Exec, name: "sched_process_exec", hook: Hook::TracePoint("sched", "sched_process_exec"), observes: "successful execs" },
     ProgramSpec { id: ProgramId::ExecveExit, name: "sys_exit_execve", hook: Hook::TracePoint("syscalls", "sys_exit_execve"), observes: "failed execve results" },
     ProgramSpec { id: ProgramId::ExecveEnter, name: "sys_enter_execve", hook: Hook::TracePoint("syscalls", "sys_enter_execve"), observes: "execve filenames" },
@@ -63,6 +63,7 @@ pub const PROGRAMS: [ProgramSpec; 11] = [
     ProgramSpec { id: ProgramId::ExecveatEnter, name: "sys_enter_execveat", hook: Hook::TracePoint("syscalls", "sys_enter_execveat"), observes: "execveat filenames" },
     ProgramSpec { id: ProgramId::Exit, name: "sched_process_exit", hook: Hook::TracePoint("sched", "sched_process_exit"), observes: "process exits" },
     ProgramSpec { id: ProgramId::OomVictim, name: "mark_victim", hook: Hook::BtfTracePoint("mark_victim"), observes: "OOM kills" },
+    ProgramSpec { id: ProgramId::OomReport, name: "printk_console", hook: Hook::TracePoint("printk", "console"), observes: "whether an OOM kill was at a memory cgroup's limit or the node's" },
     ProgramSpec { id: ProgramId::ConnectExit, name: "sys_exit_connect", hook: Hook::TracePoint("syscalls", "sys_exit_connect"), observes: "connect results" },
     ProgramSpec { id: ProgramId::TcpState, name: "inet_sock_set_state", hook: Hook::TracePoint("sock", "inet_sock_set_state"), observes: "non-blocking TCP connect outcomes" },
     ProgramSpec { id: ProgramId::ConnectEnter, name: "sys_enter_connect", hook: Hook::TracePoint("syscalls", "sys_enter_connect"), observes: "connect addresses" },

@@ -3,9 +3,10 @@
 //! reader drains on a short timer (`DRAIN_INTERVAL`), so a storm of events costs the traced
 //! processes no wake-up each. Every record is decoded and handed on with `try_send`: the
 //! reader never waits for slow work downstream. A full queue drops the event and counts it
-//! (`events_dropped_total{reason="queue_full"}`); nothing is lost silently.
+//! (`events_dropped_total{reason="queue_full"}`); nothing is lost silently. OOM kills go
+//! through [`OomJoin`], which adds the kernel's report of each kill before passing it on.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, RingBuf};
 use prometheus_client::metrics::counter::Counter;
@@ -16,7 +17,7 @@ use tokio::{
 use tracing::{debug, warn};
 
 use super::metrics::{DropLabels, KindLabels, ProbeMetrics};
-use crate::events::{Kind, Record, decode};
+use crate::events::{Kind, Record, decode, oom_join::OomJoin};
 
 /// Longest an ordinary event waits in the ring buffer when no wake-up comes.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(50);
@@ -26,12 +27,14 @@ struct Drain {
     per_kind: Vec<Counter>,
     queue_full: Counter,
     decode_error: Counter,
+    oom: OomJoin,
     read: u64,
 }
 
 impl Drain {
     /// Reads every record available; false when the pipeline is gone.
     fn drain(&mut self, ring: &mut RingBuf<MapData>) -> bool {
+        let now = Instant::now();
         while let Some(item) = ring.next() {
             self.read += 1;
             match decode(&item) {
@@ -39,18 +42,39 @@ impl Drain {
                     if let Some(counter) = self.per_kind.get(record.event.kind() as usize) {
                         counter.inc();
                     }
-                    if let Err(err) = self.out.try_send(record) {
-                        self.queue_full.inc();
-                        if matches!(err, mpsc::error::TrySendError::Closed(_)) {
-                            debug!("pipeline closed; reader stops");
-                            return false;
-                        }
+                    if let Some(record) = self.oom.push(record, now)
+                        && !self.send(record)
+                    {
+                        return false;
                     }
                 }
                 Err(err) => {
                     self.decode_error.inc();
                     warn!("undecodable kernel record: {err}");
                 }
+            }
+            while let Some(record) = self.oom.release(now) {
+                if !self.send(record) {
+                    return false;
+                }
+            }
+        }
+        // Kills whose report never came go on once their wait is over (checked on every tick).
+        while let Some(record) = self.oom.release(now) {
+            if !self.send(record) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Hands a record to the pipeline; false when the pipeline is gone.
+    fn send(&mut self, record: Record) -> bool {
+        if let Err(err) = self.out.try_send(record) {
+            self.queue_full.inc();
+            if matches!(err, mpsc::error::TrySendError::Closed(_)) {
+                debug!("pipeline closed; reader stops");
+                return false;
             }
         }
         true
@@ -77,6 +101,7 @@ pub async fn run(
             .collect(),
         queue_full: metrics.dropped.get_or_create(&DropLabels { reason: "queue_full" }).clone(),
         decode_error: metrics.dropped.get_or_create(&DropLabels { reason: "decode_error" }).clone(),
+        oom: OomJoin::default(),
         read: 0,
     };
     let mut tick = tokio::time::interval(DRAIN_INTERVAL);
