@@ -273,7 +273,7 @@ tracepoint:syscalls:sys_enter_execve, tracepoint:syscalls:sys_exit_execve, \
 tracepoint:syscalls:sys_enter_execveat, tracepoint:syscalls:sys_exit_execveat, \
 tracepoint:syscalls:sys_enter_connect, tracepoint:syscalls:sys_exit_connect, \
 tracepoint:sock:inet_sock_set_state, \
-tracepoint:oom:mark_victim, \
+tracepoint:oom:mark_victim, tracepoint:printk:console, \
 tracepoint:signal:signal_generate \
 { @[probe] = count(); }";
 
