@@ -174,10 +174,12 @@ pub struct OomReport {
 }
 
 impl OomReport {
-    /// Reads "<prefix>: Killed process <pid> (...". `None` for other lines of those prefixes
-    /// (e.g. "Out of memory and no killable processes...").
+    /// Reads "<prefix>: Killed process <pid> (..." (older kernels said "Kill process <pid>
+    /// (...) score ... or sacrifice child"). `None` for other lines of those prefixes (e.g.
+    /// "Out of memory and no killable processes...").
     pub fn parse_line(line: &str) -> Option<(OomConstraint, u32)> {
-        let (prefix, rest) = line.split_once(": Killed process ")?;
+        let (prefix, rest) =
+            line.split_once(": Killed process ").or_else(|| line.split_once(": Kill process "))?;
         let constraint = match prefix {
             "Memory cgroup out of memory" => OomConstraint::MemoryCgroup,
             // The global killer; with vm.oom_kill_allocating_task it says so in parentheses.

@@ -158,6 +158,11 @@ mod tests {
         assert_eq!(OomReport::parse_line(MEMCG_LINE), Some((OomConstraint::MemoryCgroup, 27194)));
         assert_eq!(OomReport::parse_line(GLOBAL_LINE), Some((OomConstraint::Global, 812)));
         assert_eq!(OomReport::parse_line(ALLOCATING_LINE), Some((OomConstraint::Global, 4242)));
+        // Older kernels named the process first, then maybe killed a child instead.
+        assert_eq!(
+            OomReport::parse_line("Memory cgroup out of memory: Kill process 915 (java) score 1004 or sacrifice child"),
+            Some((OomConstraint::MemoryCgroup, 915))
+        );
         // Same prefixes, not a kill.
         assert_eq!(OomReport::parse_line("Out of memory and no killable processes..."), None);
         assert_eq!(OomReport::parse_line("Memory cgroup out of memory: Killed process (x)"), None);
