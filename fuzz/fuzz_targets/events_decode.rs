@@ -1,11 +1,11 @@
 //! Kernel ring buffer records: `monitor::events::decode` on any bytes. Properties: no panic,
 //! decoded strings never hold more characters than the field they come from (nor than its
 //! length field says), a record shorter than its struct is an error, and every event displays
-//! and serialises.
+//! and serialises; an OOM report is decoded only from a kill line, with its constraint.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use monitor::events::{Event, SocketAddress, decode, errno_name, signal_name};
+use monitor::events::{Event, OomConstraint, SocketAddress, decode, errno_name, signal_name};
 use monitor_common as raw;
 
 fn chars(s: &str) -> usize {
@@ -37,7 +37,14 @@ fuzz_target!(|data: &[u8]| {
         }
         Event::OomKill(e) => {
             assert!(chars(&e.trigger_comm) <= raw::COMM_LEN);
+            assert_eq!(e.constraint, OomConstraint::Unknown, "only the join with a report sets it");
             size_of::<raw::OomKillEvent>()
+        }
+        Event::OomReport(e) => {
+            // A report is decoded only from a kill line, which always names the constraint.
+            assert_ne!(e.constraint, OomConstraint::Unknown);
+            let _ = e.constraint.to_string();
+            size_of::<raw::OomReportEvent>()
         }
         Event::Connect(e) => {
             if let SocketAddress::Unix { path, .. } = &e.address {
