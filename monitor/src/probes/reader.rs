@@ -53,13 +53,17 @@ impl Drain {
                     warn!("undecodable kernel record: {err}");
                 }
             }
-            while let Some(record) = self.oom.release(now) {
-                if !self.send(record) {
-                    return false;
-                }
+            // After each record, so the queue behind a waiting kill stays bounded in a long drain.
+            if !self.send_released(now) {
+                return false;
             }
         }
         // Kills whose report never came go on once their wait is over (checked on every tick).
+        self.send_released(now)
+    }
+
+    /// Hands on what the OOM join releases; false when the pipeline is gone.
+    fn send_released(&mut self, now: Instant) -> bool {
         while let Some(record) = self.oom.release(now) {
             if !self.send(record) {
                 return false;
