@@ -94,29 +94,37 @@ mod tests {
         events::{OomKill, Task},
     };
 
-    #[test]
-    fn control_plane_oom_kills_join_the_audit_findings() {
-        let subject = Subject {
-            key: "pod:kube-system/etcd-node1/etcd".into(),
-            display: "kube-system/etcd-node1 (container etcd)".into(),
+    fn control_plane_container(pod: &str, container: &str) -> Subject {
+        Subject {
+            key: format!("pod:kube-system/{pod}/{container}").into(),
+            display: format!("kube-system/{pod} (container {container})").into(),
             kind: SubjectKind::Container,
             instance: "abc".into(),
             control_plane: true,
-        };
-        let oom = Event::OomKill(OomKill {
-            task: Task { pid: 7, tgid: 7, ppid: 1, uid: 0, cgroup_id: 1, memcg_id: 2, start_ns: 0, comm: "etcd".into() },
-            constraint: OomConstraint::Global,
+        }
+    }
+
+    fn oom_kill(comm: &str, constraint: OomConstraint, anon_rss_pages: u64) -> Event {
+        Event::OomKill(OomKill {
+            task: Task { pid: 7, tgid: 7, ppid: 1, uid: 0, cgroup_id: 1, memcg_id: 2, start_ns: 0, comm: comm.into() },
+            constraint,
             trigger_pid: 7,
             trigger_tgid: 7,
-            trigger_comm: "etcd".into(),
+            trigger_comm: comm.into(),
             trigger_cgroup_id: 1,
             trigger_memcg_id: 2,
             total_vm_pages: 100_000,
-            anon_rss_pages: 51_200,
+            anon_rss_pages,
             file_rss_pages: 0,
             shmem_rss_pages: 0,
             oom_score_adj: -997,
-        });
+        })
+    }
+
+    #[test]
+    fn control_plane_oom_kills_join_the_audit_findings() {
+        let subject = control_plane_container("etcd-node1", "etcd");
+        let oom = oom_kill("etcd", OomConstraint::Global, 51_200);
         let reservations = Rule { id: "no-memory-reservation", severity: Severity::Warning, title: "", description: "" };
         let facts = NodeFacts {
             memory_findings: vec![Finding::new(&reservations, "kubelet", "no systemReserved")
@@ -132,33 +140,14 @@ mod tests {
         assert_eq!(finding.evidence[1].source, "audit no-memory-reservation: /var/lib/kubelet/config.yaml");
         assert!(finding.remediation.starts_with("Reserve memory"), "{}", finding.remediation);
 
-        let workload = Subject { control_plane: false, ..subject.clone() };
+        let workload = Subject { control_plane: false, ..subject };
         assert!(detector.observe(&oom, &workload, &facts, Instant::now()).is_none(), "workload OOMs are counted, not this finding");
     }
 
     #[test]
     fn a_kill_at_its_own_limit_asks_for_a_higher_limit_not_reservations() {
-        let subject = Subject {
-            key: "pod:kube-system/kube-apiserver-node1/kube-apiserver".into(),
-            display: "kube-system/kube-apiserver-node1 (container kube-apiserver)".into(),
-            kind: SubjectKind::Container,
-            instance: "abc".into(),
-            control_plane: true,
-        };
-        let oom = Event::OomKill(OomKill {
-            task: Task { pid: 9, tgid: 9, ppid: 1, uid: 0, cgroup_id: 1, memcg_id: 2, start_ns: 0, comm: "kube-apiserver".into() },
-            constraint: OomConstraint::MemoryCgroup,
-            trigger_pid: 9,
-            trigger_tgid: 9,
-            trigger_comm: "kube-apiserver".into(),
-            trigger_cgroup_id: 1,
-            trigger_memcg_id: 2,
-            total_vm_pages: 0,
-            anon_rss_pages: 0,
-            file_rss_pages: 0,
-            shmem_rss_pages: 0,
-            oom_score_adj: -997,
-        });
+        let subject = control_plane_container("kube-apiserver-node1", "kube-apiserver");
+        let oom = oom_kill("kube-apiserver", OomConstraint::MemoryCgroup, 0);
         let mut detector = MemoryDetector::default();
         let finding = detector.observe(&oom, &subject, &NodeFacts::default(), Instant::now()).expect("a finding");
         assert!(finding.title.ends_with("(its memory cgroup's limit was reached)"), "{}", finding.title);
