@@ -130,6 +130,14 @@ fn with_caps(caps: &str) -> Command {
     cmd
 }
 
+/// `script` run as root in a private mount namespace, then exec'ing the arguments added to the
+/// returned command (`"$@"`): mounts made there are invisible to the rest of the machine.
+fn in_private_mounts(script: &str) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"]);
+    cmd
+}
+
 fn ensure_tracefs_mounted() {
     if !std::path::Path::new("/sys/kernel/tracing/events").is_dir() {
         let status = Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]).status();
@@ -185,8 +193,8 @@ fn without_tracefs_the_daemon_mounts_it_or_says_why_not() {
     // A private mount namespace where tracefs is not mounted: with CAP_SYS_ADMIN the daemon
     // mounts it itself; without, the tracefs-based programs are down, the BTF ones still up.
     let script = "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug/tracing 2>/dev/null; exec \"$@\"";
-    let mut mounting = Command::new("unshare");
-    mounting.args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"]).arg(binary());
+    let mut mounting = in_private_mounts(script);
+    mounting.arg(binary());
     let daemon = Daemon::start_with(mounting, &[]);
     let metrics = daemon.get("/metrics").expect("/metrics");
     for spec in PROGRAMS {
@@ -196,8 +204,8 @@ fn without_tracefs_the_daemon_mounts_it_or_says_why_not() {
     assert!(daemon.log_text().contains("mounted tracefs"), "{}", daemon.log_text());
     assert_eq!(daemon.stop(), Some(0));
 
-    let mut unprivileged = Command::new("unshare");
-    unprivileged.args(["--mount", "--propagation", "private", "sh", "-c", script, "sh", "setpriv"]);
+    let mut unprivileged = in_private_mounts(script);
+    unprivileged.arg("setpriv");
     unprivileged.args([
         &format!("--bounding-set={DAEMONSET_CAPS}"),
         &format!("--inh-caps={DAEMONSET_CAPS}"),
@@ -224,8 +232,8 @@ fn without_tracefs_the_daemon_mounts_it_or_says_why_not() {
 fn a_missing_tracepoint_is_reported_down_while_the_others_work() {
     ensure_tracefs_mounted();
     let script = "mount -t tmpfs none /sys/kernel/tracing/events/sock && exec \"$@\"";
-    let mut hiding = Command::new("unshare");
-    hiding.args(["--mount", "--propagation", "private", "sh", "-c", script, "sh"]).arg(binary());
+    let mut hiding = in_private_mounts(script);
+    hiding.arg(binary());
     let daemon = Daemon::start_with(hiding, &[]);
     let metrics = daemon.get("/metrics").expect("/metrics");
     for spec in PROGRAMS {
