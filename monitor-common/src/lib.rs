@@ -49,42 +49,34 @@ impl EventKind {
 pub enum ProgramId {
     /// `sched:sched_process_exec` (successful exec).
     Exec = 0,
-    /// `syscalls:sys_enter_execve` (remembers the filename pointer).
-    ExecveEnter = 1,
-    /// `syscalls:sys_exit_execve` (emits failed execs).
-    ExecveExit = 2,
-    /// `syscalls:sys_enter_execveat`.
-    ExecveatEnter = 3,
-    /// `syscalls:sys_exit_execveat`.
-    ExecveatExit = 4,
+    /// execve returns (emits failed execs; reads the filename through the saved registers).
+    ExecveExit = 1,
+    /// execveat returns.
+    ExecveatExit = 2,
     /// `sched:sched_process_exit` (whole-process exits only).
-    Exit = 5,
+    Exit = 3,
     /// `oom:mark_victim` (BTF tracepoint: needs the victim task).
-    OomVictim = 6,
-    /// `syscalls:sys_enter_connect`.
-    ConnectEnter = 7,
-    /// `syscalls:sys_exit_connect`.
-    ConnectExit = 8,
-    /// `sock:inet_sock_set_state` (outcome of non-blocking TCP connects).
-    TcpState = 9,
+    OomVictim = 4,
+    /// connect returns (reads the address through the saved registers).
+    ConnectExit = 5,
+    /// `sock:inet_sock_set_state` (which socket a connect put in SYN_SENT, and the outcome of
+    /// non-blocking TCP connects).
+    TcpState = 6,
     /// `signal:signal_generate` (BTF tracepoint: needs the target task).
-    Signal = 10,
+    Signal = 7,
     /// `printk:console` (the OOM killer's own "Killed process" line: the kill's constraint).
-    OomReport = 11,
+    OomReport = 8,
 }
 
-pub const PROGRAM_COUNT: usize = 12;
+pub const PROGRAM_COUNT: usize = 9;
 
 impl ProgramId {
     pub const ALL: [ProgramId; PROGRAM_COUNT] = [
         Self::Exec,
-        Self::ExecveEnter,
         Self::ExecveExit,
-        Self::ExecveatEnter,
         Self::ExecveatExit,
         Self::Exit,
         Self::OomVictim,
-        Self::ConnectEnter,
         Self::ConnectExit,
         Self::TcpState,
         Self::Signal,
@@ -99,7 +91,7 @@ impl ProgramId {
 pub struct ProgramStats {
     /// Events written to the ring buffer.
     pub emitted: u64,
-    /// Events lost: ring buffer reservation failed, or a pending-syscall map was full.
+    /// Events lost: ring buffer reservation failed, or a map of TCP connects in progress was full.
     pub lost: u64,
     /// Invocations dropped on purpose by an in-kernel filter.
     pub filtered: u64,
@@ -316,6 +308,11 @@ pub struct KernelOffsets {
     pub sock_sk_err: u32,
     /// 1 when the v1 memory hierarchy is mounted (so `memcg_id` means something).
     pub memcg_v1: u32,
+    /// Where the caller's saved `struct pt_regs` holds a syscall's first three arguments (an
+    /// arch ABI, not read from BTF).
+    pub regs_arg0: u32,
+    pub regs_arg1: u32,
+    pub regs_arg2: u32,
     pub _pad: u32,
 }
 
@@ -348,6 +345,9 @@ impl KernelOffsets {
         percpu_counter_size: OFFSET_UNKNOWN,
         sock_sk_err: OFFSET_UNKNOWN,
         memcg_v1: 0,
+        regs_arg0: OFFSET_UNKNOWN,
+        regs_arg1: OFFSET_UNKNOWN,
+        regs_arg2: OFFSET_UNKNOWN,
         _pad: 0,
     };
 }

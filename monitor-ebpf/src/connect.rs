@@ -1,10 +1,13 @@
-//! Socket connects. The syscall pair `sys_enter_connect`/`sys_exit_connect` gives the caller,
-//! the address and a synchronous result. A non-blocking TCP connect (every Go client, so
+//! Socket connects, seen where the connect syscall returns (`sys_exit_connect`): the caller,
+//! the address (read through the arguments in the caller's saved registers) and a synchronous
+//! result. There is no hook on the way in: an attached syscall tracepoint costs every syscall
+//! on the node, so one per syscall, not two. A non-blocking TCP connect (every Go client, so
 //! kubelet, kubectl, crictl) returns EINPROGRESS and fails or succeeds later, out of the
-//! caller's context: `sock:inet_sock_set_state` follows such sockets from SYN_SENT to their
-//! outcome and reports that instead, attributed to the task that called connect. The event of
-//! such a connect is built when the call returns EINPROGRESS, not at SYN_SENT: a blocking
-//! connect (the common case) costs a socket pointer in the pending entry, no event.
+//! caller's context: `sock:inet_sock_set_state` notes which socket the calling thread put in
+//! SYN_SENT, follows it to its outcome and reports that instead, attributed to the caller. The
+//! event of such a connect is built when the call returns EINPROGRESS: a blocking TCP connect
+//! (the common case) costs two writes to its thread's map entry and no event; a unix connect
+//! costs one map lookup.
 //!
 //! Filtered in the kernel (counted as filtered): successful loopback TCP/UDP connects (unless
 //! configured), successful unix connects to sockets not in `WATCHED_SOCKETS` (user space fills
@@ -25,7 +28,7 @@ use monitor_common::{
 use crate::{
     batched,
     count_emitted, count_filtered, count_lost, is_self,
-    kernel::{current_header, offset, read},
+    kernel::{current_header, current_regs, field, offset, read, syscall_arg},
     report_loopback_success, reserve,
 };
 
@@ -37,29 +40,27 @@ const TCP_CLOSE: i32 = 7;
 const IPPROTO_TCP: u16 = 6;
 
 // Field offsets in the tracepoint records.
-const ENTER_ADDR: usize = 24;
-const ENTER_ADDRLEN: usize = 32;
 const EXIT_RET: usize = 16;
 const STATE_SKADDR: usize = 8;
 const STATE_OLD: usize = 16;
 const STATE_NEW: usize = 20;
 const STATE_PROTOCOL: usize = 30;
 
+/// A TCP connect in progress: the socket the calling thread put in SYN_SENT.
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct PendingConnect {
-    /// User pointer to the sockaddr.
-    addr: u64,
-    /// The TCP socket, once it entered SYN_SENT inside this call.
     skaddr: u64,
-    addrlen: u32,
-    /// 1 when the TCP outcome came before the call returned (`outcome` holds it).
+    /// 1 when the outcome came before the call returned (`outcome` holds it).
     done: u32,
     /// 0 (established) or -errno.
     outcome: i32,
-    _pad: u32,
 }
 
+/// TCP connects in progress, by calling thread; `skaddr` 0 when none is. A SYN_SENT outside
+/// connect() (TCP Fast Open's sendto, a kernel socket) is overwritten by the thread's next one
+/// or evicted; a connect that returns without a SYN_SENT of its own does not take it, since the
+/// socket is used only when the call returns EINPROGRESS.
 #[map]
 static PENDING_CONNECTS: LruHashMap<u64, PendingConnect> = LruHashMap::with_max_entries(16384, 0);
 
@@ -70,7 +71,7 @@ static PENDING_CONNECTS: LruHashMap<u64, PendingConnect> = LruHashMap::with_max_
 static TCP_CONNECTS: LruHashMap<u64, ConnectEvent> = LruHashMap::with_max_entries(16384, 0);
 
 /// Outcomes seen out of the caller's context while its connect() was still running (softirq
-/// work deferred to ksoftirqd): rare, kept by socket for `sys_exit_connect`.
+/// work deferred to ksoftirqd): rare, kept by socket for the connect's return.
 #[map]
 static EARLY_OUTCOMES: LruHashMap<u64, i32> = LruHashMap::with_max_entries(1024, 0);
 
@@ -83,28 +84,6 @@ static SCRATCH_PATH: PerCpuArray<WatchedSocket> = PerCpuArray::with_max_entries(
 /// Unix socket paths whose successful connects are reported.
 #[map]
 static WATCHED_SOCKETS: HashMap<WatchedSocket, u8> = HashMap::with_max_entries(256, 0);
-
-#[tracepoint]
-pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
-    let program = ProgramId::ConnectEnter;
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if is_self((pid_tgid >> 32) as u32) {
-        count_filtered(program);
-        return 0;
-    }
-    let pending = PendingConnect {
-        addr: unsafe { ctx.read_at::<u64>(ENTER_ADDR) }.unwrap_or(0),
-        skaddr: 0,
-        addrlen: unsafe { ctx.read_at::<u64>(ENTER_ADDRLEN) }.unwrap_or(0) as u32,
-        done: 0,
-        outcome: 0,
-        _pad: 0,
-    };
-    if PENDING_CONNECTS.insert(&pid_tgid, &pending, 0).is_err() {
-        count_lost(program);
-    }
-    0
-}
 
 #[inline(always)]
 fn is_loopback(family: u16, addr: &[u8; 16]) -> bool {
@@ -142,17 +121,24 @@ fn emit(program: ProgramId, event: &ConnectEvent) {
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     let program = ProgramId::TcpState;
-    let protocol = unsafe { ctx.read_at::<u16>(STATE_PROTOCOL) }.unwrap_or(0);
-    let old = unsafe { ctx.read_at::<i32>(STATE_OLD) }.unwrap_or(0);
-    let new = unsafe { ctx.read_at::<i32>(STATE_NEW) }.unwrap_or(0);
-    let skaddr = unsafe { ctx.read_at::<u64>(STATE_SKADDR) }.unwrap_or(0);
+    let protocol = field::<u16>(&ctx, STATE_PROTOCOL);
+    let old = field::<i32>(&ctx, STATE_OLD);
+    let new = field::<i32>(&ctx, STATE_NEW);
+    let skaddr = field::<u64>(&ctx, STATE_SKADDR);
     if protocol != IPPROTO_TCP || skaddr == 0 {
         return 0;
     }
     if old == TCP_CLOSE && new == TCP_SYN_SENT {
         // In the caller's context, inside connect(): remember which socket it is.
-        if let Some(pending) = PENDING_CONNECTS.get_ptr_mut(&bpf_get_current_pid_tgid()) {
-            unsafe { (*pending).skaddr = skaddr };
+        let pending = PendingConnect { skaddr, done: 0, outcome: 0 };
+        let thread = bpf_get_current_pid_tgid();
+        match PENDING_CONNECTS.get_ptr_mut(&thread) {
+            Some(entry) => unsafe { *entry = pending },
+            None => {
+                if PENDING_CONNECTS.insert(&thread, &pending, 0).is_err() {
+                    count_lost(program);
+                }
+            }
         }
         return 0;
     }
@@ -174,7 +160,7 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // Still inside connect() (loopback answers at once, in the caller's context): note the
-    // outcome; `sys_exit_connect` reports it if the call returns EINPROGRESS.
+    // outcome; the connect's return reports it if the call returns EINPROGRESS.
     if let Some(pending) = PENDING_CONNECTS.get_ptr_mut(&bpf_get_current_pid_tgid()) {
         let pending = unsafe { &mut *pending };
         if pending.skaddr == skaddr {
@@ -187,14 +173,14 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// The peer of an AF_INET/AF_INET6 sockaddr in user memory: (port, address).
+/// The peer of an AF_INET/AF_INET6 sockaddr in user memory whose first 8 bytes are `head`:
+/// (port, address). An IPv4 peer is all in `head`.
 #[inline(always)]
-fn read_inet(family: u16, sockaddr: u64) -> (u16, [u8; 16]) {
+fn read_inet(family: u16, sockaddr: u64, head: [u8; 8]) -> (u16, [u8; 16]) {
     let mut addr = [0u8; 16];
-    let port = u16::from_be(unsafe { bpf_probe_read_user((sockaddr + 2) as *const u16) }.unwrap_or(0));
+    let port = u16::from_be_bytes([head[2], head[3]]);
     if family == AF_INET {
-        let v4: [u8; 4] = unsafe { bpf_probe_read_user((sockaddr + 4) as *const [u8; 4]) }.unwrap_or([0; 4]);
-        addr[..4].copy_from_slice(&v4);
+        addr[..4].copy_from_slice(&head[4..]);
     } else {
         addr = unsafe { bpf_probe_read_user((sockaddr + 8) as *const [u8; 16]) }.unwrap_or([0; 16]);
     }
@@ -203,17 +189,37 @@ fn read_inet(family: u16, sockaddr: u64) -> (u16, [u8; 16]) {
 
 #[tracepoint]
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
+    complete(current_regs(), field::<i64>(&ctx, EXIT_RET))
+}
+
+/// A connect returned `ret`; `regs` hold its arguments (fd, sockaddr, addrlen).
+#[inline(always)]
+fn complete(regs: u64, ret: i64) -> u32 {
     let program = ProgramId::ConnectExit;
     let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(&pending) = (unsafe { PENDING_CONNECTS.get(&pid_tgid) }) else {
-        return 0;
+    // Only threads that made TCP connects have an entry. It is kept and cleared, not deleted:
+    // an LRU map's delete and insert take locks, a write through the pointer does not. Plain
+    // values, not an Option: the verifier must see every register it reads written on every
+    // path.
+    let pending = match PENDING_CONNECTS.get_ptr_mut(&pid_tgid) {
+        Some(entry) => unsafe {
+            let pending = *entry;
+            (*entry).skaddr = 0;
+            pending
+        },
+        None => PendingConnect { skaddr: 0, done: 0, outcome: 0 },
     };
-    let _ = PENDING_CONNECTS.remove(&pid_tgid);
-    let ret = unsafe { ctx.read_at::<i64>(EXIT_RET) }.unwrap_or(0) as i32;
-
-    let family: u16 = unsafe { bpf_probe_read_user(pending.addr as *const u16) }.unwrap_or(0);
+    if is_self((pid_tgid >> 32) as u32) {
+        count_filtered(program);
+        return 0;
+    }
+    let ret = ret as i32;
+    let addr = syscall_arg(regs, 1);
+    // One read for the family and what follows it: an IPv4 peer, a unix path's first byte.
+    let head: [u8; 8] = unsafe { bpf_probe_read_user(addr as *const [u8; 8]) }.unwrap_or([0; 8]);
+    let family = u16::from_ne_bytes([head[0], head[1]]);
     match family {
-        AF_UNIX => return unix_connect(program, &pending, ret),
+        AF_UNIX => return unix_connect(program, addr, syscall_arg(regs, 2) as u32, head[2], ret),
         0 => {
             count_filtered(program);
             return 0;
@@ -222,34 +228,34 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
         // Another family (netlink, packet...): its result, no address.
         _ => return report_inet(program, family, 0, [0; 16], ret, 0),
     }
-    let (port, addr) = read_inet(family, pending.addr);
-    if pending.skaddr != 0 && ret == -EINPROGRESS {
-        // Non-blocking TCP: the outcome, if it came already, else wait for it.
-        let early = if pending.done != 0 {
-            Some(pending.outcome)
-        } else {
-            let early = unsafe { EARLY_OUTCOMES.get(&pending.skaddr) }.copied();
-            if early.is_some() {
-                let _ = EARLY_OUTCOMES.remove(&pending.skaddr);
-            }
-            early
-        };
-        return match early {
-            Some(result) => report_inet(program, family, port, addr, result, CONNECT_ASYNC),
-            None => {
-                let Some(event) = SCRATCH_EVENT.get_ptr_mut(0) else {
-                    return 0;
-                };
-                let event = unsafe { &mut *event };
-                fill_inet(event, family, port, addr, 0, CONNECT_ASYNC);
-                if TCP_CONNECTS.insert(&pending.skaddr, event, 0).is_err() {
-                    count_lost(program);
-                }
-                0
-            }
-        };
+    let (port, peer) = read_inet(family, addr, head);
+    if pending.skaddr == 0 || ret != -EINPROGRESS {
+        return report_inet(program, family, port, peer, ret, 0);
     }
-    report_inet(program, family, port, addr, ret, 0)
+    // Non-blocking TCP: the outcome, if it came already, else wait for it.
+    let early = if pending.done != 0 {
+        Some(pending.outcome)
+    } else {
+        let early = unsafe { EARLY_OUTCOMES.get(&pending.skaddr) }.copied();
+        if early.is_some() {
+            let _ = EARLY_OUTCOMES.remove(&pending.skaddr);
+        }
+        early
+    };
+    match early {
+        Some(result) => report_inet(program, family, port, peer, result, CONNECT_ASYNC),
+        None => {
+            let Some(event) = SCRATCH_EVENT.get_ptr_mut(0) else {
+                return 0;
+            };
+            let event = unsafe { &mut *event };
+            fill_inet(event, family, port, peer, 0, CONNECT_ASYNC);
+            if TCP_CONNECTS.insert(&pending.skaddr, event, 0).is_err() {
+                count_lost(program);
+            }
+            0
+        }
+    }
 }
 
 #[inline(always)]
@@ -281,21 +287,22 @@ fn report_inet(program: ProgramId, family: u16, port: u16, addr: [u8; 16], resul
     0
 }
 
+/// A unix connect to the sockaddr at `addr` of `addrlen` bytes, whose path starts with `first`,
+/// returned `ret`.
 #[inline(always)]
-fn unix_connect(program: ProgramId, pending: &PendingConnect, ret: i32) -> u32 {
+fn unix_connect(program: ProgramId, addr: u64, addrlen: u32, first: u8, ret: i32) -> u32 {
     let Some(scratch) = SCRATCH_PATH.get_ptr_mut(0) else {
         return 0;
     };
     let scratch = unsafe { &mut *scratch };
     scratch.path = [0; UNIX_PATH_LEN];
-    let first: u8 = unsafe { bpf_probe_read_user((pending.addr + 2) as *const u8) }.unwrap_or(0);
     let (flags, path_len) = if first == 0 {
         // Abstract: a name of addrlen - 3 bytes after the leading NUL, NULs allowed.
-        let _ = unsafe { bpf_probe_read_user_buf((pending.addr + 3) as *const u8, &mut scratch.path[..UNIX_PATH_LEN - 1]) };
-        let len = pending.addrlen.saturating_sub(3).min(UNIX_PATH_LEN as u32 - 1);
+        let _ = unsafe { bpf_probe_read_user_buf((addr + 3) as *const u8, &mut scratch.path[..UNIX_PATH_LEN - 1]) };
+        let len = addrlen.saturating_sub(3).min(UNIX_PATH_LEN as u32 - 1);
         (CONNECT_UNIX_ABSTRACT, len)
     } else {
-        let len = unsafe { bpf_probe_read_user_str_bytes((pending.addr + 2) as *const u8, &mut scratch.path) }
+        let len = unsafe { bpf_probe_read_user_str_bytes((addr + 2) as *const u8, &mut scratch.path) }
             .map(|s| s.len())
             .unwrap_or(0);
         (0, len as u32)

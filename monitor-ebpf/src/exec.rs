@@ -1,13 +1,12 @@
-//! Process exec: successful execs from `sched:sched_process_exec`; failed ones by pairing
-//! `sys_enter_execve(at)` with `sys_exit_execve(at)`. On enter only the user pointer to the
-//! filename is kept (no copy for the common, successful case); the string is read on a failed
-//! exit, when the caller's memory is still intact. Nothing is filtered but the daemon itself.
+//! Process exec: successful execs from `sched:sched_process_exec`; failed ones where execve(at)
+//! returns an error (`sys_exit_execve(at)`). There is no hook on the way in: on a failed return
+//! the caller's memory and saved registers are intact, so the filename is read then, through
+//! the pointer the call was given. Nothing is filtered but the daemon itself.
 
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes},
-    macros::{map, tracepoint},
-    maps::LruHashMap,
+    macros::tracepoint,
     programs::TracePointContext,
 };
 use monitor_common::{
@@ -16,17 +15,14 @@ use monitor_common::{
 };
 
 use crate::{
-    batched,count_emitted, count_filtered, count_lost, is_self, kernel::current_header, reserve};
-
-/// execve(at) calls in flight: thread -> user pointer of the filename.
-#[map]
-static PENDING_EXECS: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+    batched, count_emitted, count_filtered, is_self,
+    kernel::{current_header, current_regs, field, syscall_arg},
+    reserve,
+};
 
 // Field offsets in the tracepoint records (see events/*/format).
 const EXEC_FILENAME_LOC: usize = 8;
 const EXEC_OLD_PID: usize = 16;
-const EXECVE_FILENAME: usize = 16;
-const EXECVEAT_FILENAME: usize = 24;
 const SYS_EXIT_RET: usize = 16;
 
 #[tracepoint]
@@ -42,10 +38,10 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     };
     let event = unsafe { &mut *entry.as_mut_ptr() };
     current_header(&mut event.header, EventKind::Exec as u32);
-    event.old_pid = unsafe { ctx.read_at::<u32>(EXEC_OLD_PID) }.unwrap_or(0);
+    event.old_pid = field::<u32>(&ctx, EXEC_OLD_PID);
     event._pad = 0;
     // __data_loc: low 16 bits offset of the string in the record, high 16 its length.
-    let loc = unsafe { ctx.read_at::<u32>(EXEC_FILENAME_LOC) }.unwrap_or(0);
+    let loc = field::<u32>(&ctx, EXEC_FILENAME_LOC);
     let src = (ctx.as_ptr() as usize + (loc & 0xffff) as usize) as *const u8;
     let len = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut event.filename) }
         .map(|s| s.len())
@@ -57,30 +53,12 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// An execve(at) returned `ret`; its filename pointer is argument `filename_arg` in the
+/// caller's registers (found only for a failed call).
 #[inline(always)]
-fn remember(ctx: &TracePointContext, program: ProgramId, filename_field: usize) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if is_self((pid_tgid >> 32) as u32) {
-        count_filtered(program);
-        return 0;
-    }
-    let filename = unsafe { ctx.read_at::<u64>(filename_field) }.unwrap_or(0);
-    if PENDING_EXECS.insert(&pid_tgid, &filename, 0).is_err() {
-        count_lost(program);
-    }
-    0
-}
-
-#[inline(always)]
-fn complete(ctx: &TracePointContext, program: ProgramId, syscall: u32) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(&filename) = (unsafe { PENDING_EXECS.get(&pid_tgid) }) else {
-        return 0;
-    };
-    let _ = PENDING_EXECS.remove(&pid_tgid);
-    let ret = unsafe { ctx.read_at::<i64>(SYS_EXIT_RET) }.unwrap_or(0);
-    if ret >= 0 {
-        // Success: sched_process_exec already reported it.
+fn complete(program: ProgramId, syscall: u32, regs: impl FnOnce() -> u64, filename_arg: usize, ret: i64) -> u32 {
+    if ret >= 0 || is_self((bpf_get_current_pid_tgid() >> 32) as u32) {
+        // A success (sched_process_exec reported it), or the daemon itself.
         count_filtered(program);
         return 0;
     }
@@ -91,6 +69,7 @@ fn complete(ctx: &TracePointContext, program: ProgramId, syscall: u32) -> u32 {
     current_header(&mut event.header, EventKind::ExecFailed as u32);
     event.errno = (-ret) as i32;
     event.syscall = syscall;
+    let filename = syscall_arg(regs(), filename_arg);
     let len = unsafe { bpf_probe_read_user_str_bytes(filename as *const u8, &mut event.filename) }
         .map(|s| s.len())
         .unwrap_or(0);
@@ -102,21 +81,13 @@ fn complete(ctx: &TracePointContext, program: ProgramId, syscall: u32) -> u32 {
 }
 
 #[tracepoint]
-pub fn sys_enter_execve(ctx: TracePointContext) -> u32 {
-    remember(&ctx, ProgramId::ExecveEnter, EXECVE_FILENAME)
-}
-
-#[tracepoint]
 pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
-    complete(&ctx, ProgramId::ExecveExit, SYSCALL_EXECVE)
-}
-
-#[tracepoint]
-pub fn sys_enter_execveat(ctx: TracePointContext) -> u32 {
-    remember(&ctx, ProgramId::ExecveatEnter, EXECVEAT_FILENAME)
+    let ret = field::<i64>(&ctx, SYS_EXIT_RET);
+    complete(ProgramId::ExecveExit, SYSCALL_EXECVE, current_regs, 0, ret)
 }
 
 #[tracepoint]
 pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
-    complete(&ctx, ProgramId::ExecveatExit, SYSCALL_EXECVEAT)
+    let ret = field::<i64>(&ctx, SYS_EXIT_RET);
+    complete(ProgramId::ExecveatExit, SYSCALL_EXECVEAT, current_regs, 1, ret)
 }

@@ -8,7 +8,7 @@ use monitor_common::{EventKind, ExitEvent, ProgramId};
 use crate::{
     batched,
     count_emitted, count_filtered, is_self,
-    kernel::{current_header, current_task, offset, read},
+    kernel::{current_header, current_task, field, offset, read},
     reserve,
 };
 
@@ -17,7 +17,7 @@ const EXIT_GROUP_DEAD: usize = 32;
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let program = ProgramId::Exit;
-    let group_dead = unsafe { ctx.read_at::<u8>(EXIT_GROUP_DEAD) }.unwrap_or(1);
+    let group_dead = field::<u8>(&ctx, EXIT_GROUP_DEAD);
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if group_dead == 0 || is_self(tgid) {
         count_filtered(program);

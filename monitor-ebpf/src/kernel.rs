@@ -3,9 +3,11 @@
 
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-    bpf_get_current_task, bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel,
-    bpf_probe_read_kernel_buf, generated::bpf_get_smp_processor_id,
+    bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    bpf_probe_read_kernel_buf,
+    generated::{bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_task_pt_regs},
 };
+use aya_ebpf::{EbpfContext as _, programs::TracePointContext};
 use monitor_common::{EventHeader, OFFSET_UNKNOWN, TaskInfo};
 
 
@@ -30,20 +32,54 @@ pub(crate) fn read<T>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
 }
 
+/// Reads a `T` at `base + off` where the verifier knows `base`'s kernel type: a pointer from
+/// `bpf_get_current_task_btf`, `bpf_task_pt_regs` or a BTF tracepoint's arguments, or a pointer
+/// field loaded through one. A direct load, checked against the kernel's BTF at load time
+/// (`off` comes from read-only data, so the verifier sees a constant) and made fault-safe by the
+/// kernel: no helper call, unlike [`read`]. Zero when the offset is unknown or `base` is null.
 #[inline(always)]
-fn read_or_zero<T: Default>(base: u64, off: u32) -> T {
-    read(base, off).unwrap_or_default()
+fn load<T: Default>(base: u64, off: u32) -> T {
+    if base == 0 || off == OFFSET_UNKNOWN {
+        return T::default();
+    }
+    unsafe { ((base + off as u64) as *const T).read() }
 }
 
+/// A field of a tracepoint's record at `offset`. A direct load, which the verifier checks is
+/// inside the record and aligned: no helper call (`TracePointContext::read_at` makes one).
+#[inline(always)]
+pub(crate) fn field<T: Copy>(ctx: &TracePointContext, offset: usize) -> T {
+    unsafe { (ctx.as_ptr() as *const u8).add(offset).cast::<T>().read() }
+}
+
+/// The registers the current task entered the kernel with; a syscall's arguments are there
+/// until it returns (`bpf_task_pt_regs`, Linux >= 5.15).
+#[inline(always)]
+pub(crate) fn current_regs() -> u64 {
+    unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) as u64 }
+}
+
+/// Argument `n` (0 to 2) of the syscall whose caller's registers are `regs`.
+#[inline(always)]
+pub(crate) fn syscall_arg(regs: u64, n: usize) -> u64 {
+    let off = match n {
+        0 => offset!(regs_arg0),
+        1 => offset!(regs_arg1),
+        _ => offset!(regs_arg2),
+    };
+    load(regs, off)
+}
+
+/// The current task, typed for the verifier (see [`load`]).
 pub(crate) fn current_task() -> u64 {
-    unsafe { bpf_get_current_task() }
+    unsafe { bpf_get_current_task_btf() as u64 }
 }
 
 /// kernfs id of `cgroup` (the inode number user space sees).
 #[inline(always)]
 fn cgroup_id(cgroup: u64) -> u64 {
-    let kn: u64 = read_or_zero(cgroup, offset!(cgroup_kn));
-    read_or_zero(kn, offset!(kernfs_node_id))
+    let kn: u64 = load(cgroup, offset!(cgroup_kn));
+    load(kn, offset!(kernfs_node_id))
 }
 
 /// cgroup v1 memory controller cgroup of `task`, 0 when the controller is not on v1.
@@ -57,30 +93,30 @@ pub(crate) fn memcg_id(task: u64) -> u64 {
     if index == OFFSET_UNKNOWN || subsys == OFFSET_UNKNOWN || index >= 16 {
         return 0;
     }
-    let css_set: u64 = read_or_zero(task, offset!(task_cgroups));
-    let css: u64 = read_or_zero(css_set, subsys + index * 8);
-    let cgroup: u64 = read_or_zero(css, offset!(css_cgroup));
+    let css_set: u64 = load(task, offset!(task_cgroups));
+    let css: u64 = load(css_set, subsys + index * 8);
+    let cgroup: u64 = load(css, offset!(css_cgroup));
     cgroup_id(cgroup)
 }
 
 /// cgroup v2 (default hierarchy) id of `task`.
 #[inline(always)]
 fn dfl_cgroup_id(task: u64) -> u64 {
-    let css_set: u64 = read_or_zero(task, offset!(task_cgroups));
-    let cgroup: u64 = read_or_zero(css_set, offset!(css_set_dfl_cgrp));
+    let css_set: u64 = load(task, offset!(task_cgroups));
+    let cgroup: u64 = load(css_set, offset!(css_set_dfl_cgrp));
     cgroup_id(cgroup)
 }
 
 #[inline(always)]
 fn parent_tgid(task: u64) -> u32 {
-    let parent: u64 = read_or_zero(task, offset!(task_real_parent));
-    read_or_zero(parent, offset!(task_tgid))
+    let parent: u64 = load(task, offset!(task_real_parent));
+    load(parent, offset!(task_tgid))
 }
 
 #[inline(always)]
 fn start_ns(task: u64) -> u64 {
-    let leader: u64 = read_or_zero(task, offset!(task_group_leader));
-    read_or_zero(leader, offset!(task_start_time))
+    let leader: u64 = load(task, offset!(task_group_leader));
+    load(leader, offset!(task_start_time))
 }
 
 /// Fills `info` for the current task (helpers where the kernel offers them).
@@ -101,11 +137,11 @@ pub(crate) fn current_info(info: &mut TaskInfo) {
 /// Fills `info` for another task (an OOM victim, a signal's target).
 #[inline(always)]
 pub(crate) fn task_info(task: u64, info: &mut TaskInfo) {
-    info.pid = read_or_zero(task, offset!(task_pid));
-    info.tgid = read_or_zero(task, offset!(task_tgid));
+    info.pid = load(task, offset!(task_pid));
+    info.tgid = load(task, offset!(task_tgid));
     info.ppid = parent_tgid(task);
-    let cred: u64 = read_or_zero(task, offset!(task_cred));
-    info.uid = read_or_zero(cred, offset!(cred_uid));
+    let cred: u64 = load(task, offset!(task_cred));
+    info.uid = load(cred, offset!(cred_uid));
     info.cgroup_id = dfl_cgroup_id(task);
     info.memcg_id = memcg_id(task);
     info.start_ns = start_ns(task);

@@ -23,7 +23,7 @@ use monitor_common::{EventKind, OFFSET_UNKNOWN, OOM_REPORT_LEN, OomKillEvent, Oo
 use crate::{
     URGENT,
     count_emitted,
-    kernel::{current_header, current_task, memcg_id, offset, read, task_header},
+    kernel::{current_header, current_task, field, memcg_id, offset, read, task_header},
     reserve,
 };
 
@@ -93,7 +93,7 @@ fn starts_with<const N: usize>(line: &[u8; 32], prefix: &[u8; N]) -> bool {
 pub fn printk_console(ctx: TracePointContext) -> u32 {
     let program = ProgramId::OomReport;
     // __data_loc: low 16 bits offset of the string in the record, high 16 its length.
-    let loc = unsafe { ctx.read_at::<u32>(CONSOLE_MSG_LOC) }.unwrap_or(0);
+    let loc = field::<u32>(&ctx, CONSOLE_MSG_LOC);
     let src = (ctx.as_ptr() as usize + (loc & 0xffff) as usize) as *const u8;
     let Ok(head) = (unsafe { bpf_probe_read_kernel(src as *const [u8; 32]) }) else {
         return 0;

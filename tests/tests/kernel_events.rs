@@ -167,6 +167,8 @@ fn connects_in(events: &[Event], id: u64) -> Vec<monitor::events::Connect> {
         .collect()
 }
 
+/// The address is read from user memory when the call returns, through the registers the call
+/// was given: every family's layout is checked (a unix path, an abstract name, IPv4, IPv6).
 #[test]
 fn connects_to_missing_unix_socket_and_closed_port_fail_with_errno() {
     let capture = Capture::start();
@@ -190,14 +192,18 @@ assert r in (errno.EINPROGRESS, errno.ECONNREFUSED), r
 import select, time
 select.select([], [n], [], 5)
 assert n.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) in (0, errno.ECONNREFUSED)
+a = socket.socket(socket.AF_UNIX)
+assert a.connect_ex("\0nrm-missing-abstract") == errno.ECONNREFUSED
+s = socket.socket(socket.AF_INET6)
+assert s.connect_ex(("::1", {closed_port})) == errno.ECONNREFUSED
 "#
     );
     let mut python = spawn_in(Command::new(PYTHON).args(["-c", &script]), &[&tree]);
     assert!(python.wait().expect("wait").success(), "the client script failed");
     let id = tree.id();
-    let events = capture.wait_until(WAIT, "three failed connects", |events| connects_in(events, id).len() >= 3);
+    let events = capture.wait_until(WAIT, "five failed connects", |events| connects_in(events, id).len() >= 5);
     let connects = connects_in(&events, id);
-    assert_eq!(connects.len(), 3, "{connects:#?}");
+    assert_eq!(connects.len(), 5, "{connects:#?}");
     assert_eq!(connects[0].address, SocketAddress::Unix { path: missing.clone(), is_abstract: false });
     assert_eq!(connects[0].errno, libc::ENOENT);
     let loopback = SocketAddress::Inet { ip: "127.0.0.1".parse().expect("ip"), port: closed_port };
@@ -205,6 +211,10 @@ assert n.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) in (0, errno.ECONNREFUSE
     assert!(!connects[1].asynchronous, "a blocking connect's result is the syscall's");
     // The non-blocking one: the refusal is reported once, whichever path saw it first.
     assert_eq!((connects[2].address.clone(), connects[2].errno), (loopback, libc::ECONNREFUSED));
+    let abstract_name = SocketAddress::Unix { path: "nrm-missing-abstract".into(), is_abstract: true };
+    assert_eq!((connects[3].address.clone(), connects[3].errno), (abstract_name, libc::ECONNREFUSED));
+    let loopback6 = SocketAddress::Inet { ip: "::1".parse().expect("ip"), port: closed_port };
+    assert_eq!((connects[4].address.clone(), connects[4].errno), (loopback6, libc::ECONNREFUSED));
 }
 
 /// A non-blocking connect whose outcome comes long after the call returned, out of the

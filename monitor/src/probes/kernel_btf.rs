@@ -450,6 +450,14 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn syscall_argument_registers_match_the_running_kernel() {
+        let btf = KernelBtf::from_sys_fs().expect("this kernel must expose /sys/kernel/btf/vmlinux");
+        let in_btf = ["di", "si", "dx"].map(|r| btf.member_offset("pt_regs", r).expect("pt_regs member"));
+        assert_eq!(super::super::SYSCALL_ARG_REGS, Some(in_btf));
+    }
+
+    #[test]
     fn reads_memory_controller_placement() {
         let v1 = "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t2\t1\t1\nmemory\t5\t3\t1\n";
         let v2 = "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t0\t80\t1\n";

@@ -163,7 +163,7 @@ impl Collector for KernelStatsCollector {
             ("kernel_events_emitted", "Events a kernel program wrote to the ring buffer", |s| s.emitted),
             (
                 "kernel_events_lost",
-                "Events a kernel program lost: ring buffer full or in-flight syscall table full",
+                "Events a kernel program lost: ring buffer full or table of TCP connects in progress full",
                 |s| s.lost,
             ),
             ("kernel_events_filtered", "Hook invocations a kernel program dropped on purpose (in-kernel filters)", |s| {

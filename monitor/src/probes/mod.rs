@@ -53,22 +53,30 @@ pub struct ProgramSpec {
     pub observes: &'static str,
 }
 
-/// Every kernel program, in the order they are attached: of each syscall enter/exit pair the
-/// exit side first, so that no enter records a call whose exit nobody will see.
-pub const PROGRAMS: [ProgramSpec; 12] = [
+/// Every kernel program, in the order they are attached. The syscalls are hooked only where
+/// they return, with their arguments read from the caller's saved registers: each attached
+/// syscall tracepoint costs every syscall on the node, so there is one per syscall, not two.
+pub const PROGRAMS: [ProgramSpec; 9] = [
     ProgramSpec { id: ProgramId::Exec, name: "sched_process_exec", hook: Hook::TracePoint("sched", "sched_process_exec"), observes: "successful execs" },
-    ProgramSpec { id: ProgramId::ExecveExit, name: "sys_exit_execve", hook: Hook::TracePoint("syscalls", "sys_exit_execve"), observes: "failed execve results" },
-    ProgramSpec { id: ProgramId::ExecveEnter, name: "sys_enter_execve", hook: Hook::TracePoint("syscalls", "sys_enter_execve"), observes: "execve filenames" },
-    ProgramSpec { id: ProgramId::ExecveatExit, name: "sys_exit_execveat", hook: Hook::TracePoint("syscalls", "sys_exit_execveat"), observes: "failed execveat results" },
-    ProgramSpec { id: ProgramId::ExecveatEnter, name: "sys_enter_execveat", hook: Hook::TracePoint("syscalls", "sys_enter_execveat"), observes: "execveat filenames" },
+    ProgramSpec { id: ProgramId::ExecveExit, name: "sys_exit_execve", hook: Hook::TracePoint("syscalls", "sys_exit_execve"), observes: "failed execves" },
+    ProgramSpec { id: ProgramId::ExecveatExit, name: "sys_exit_execveat", hook: Hook::TracePoint("syscalls", "sys_exit_execveat"), observes: "failed execveats" },
     ProgramSpec { id: ProgramId::Exit, name: "sched_process_exit", hook: Hook::TracePoint("sched", "sched_process_exit"), observes: "process exits" },
     ProgramSpec { id: ProgramId::OomVictim, name: "mark_victim", hook: Hook::BtfTracePoint("mark_victim"), observes: "OOM kills" },
     ProgramSpec { id: ProgramId::OomReport, name: "printk_console", hook: Hook::TracePoint("printk", "console"), observes: "whether an OOM kill was at a memory cgroup's limit or the node's" },
-    ProgramSpec { id: ProgramId::ConnectExit, name: "sys_exit_connect", hook: Hook::TracePoint("syscalls", "sys_exit_connect"), observes: "connect results" },
+    ProgramSpec { id: ProgramId::ConnectExit, name: "sys_exit_connect", hook: Hook::TracePoint("syscalls", "sys_exit_connect"), observes: "connects and their results" },
     ProgramSpec { id: ProgramId::TcpState, name: "inet_sock_set_state", hook: Hook::TracePoint("sock", "inet_sock_set_state"), observes: "non-blocking TCP connect outcomes" },
-    ProgramSpec { id: ProgramId::ConnectEnter, name: "sys_enter_connect", hook: Hook::TracePoint("syscalls", "sys_enter_connect"), observes: "connect addresses" },
     ProgramSpec { id: ProgramId::Signal, name: "signal_generate", hook: Hook::BtfTracePoint("signal_generate"), observes: "fatal signals and their senders" },
 ];
+
+/// Where the caller's saved registers (`struct pt_regs`, user ABI: `asm/ptrace.h`) hold a
+/// syscall's first three arguments until it returns. On arm64 the first argument's register
+/// holds the return value by then; `orig_x0` keeps the argument.
+#[cfg(target_arch = "x86_64")]
+pub const SYSCALL_ARG_REGS: Option<[u32; 3]> = Some([14 * 8, 13 * 8, 12 * 8]); // di, si, dx
+#[cfg(target_arch = "aarch64")]
+pub const SYSCALL_ARG_REGS: Option<[u32; 3]> = Some([34 * 8, 8, 16]); // orig_x0, regs[1], regs[2]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub const SYSCALL_ARG_REGS: Option<[u32; 3]> = None;
 
 /// The runtime sockets whose successful connects are reported (failed ones always are).
 pub const DEFAULT_WATCHED_SOCKETS: [&str; 10] = [
@@ -185,7 +193,7 @@ impl Probes {
 
         let memcg_v1 = std::fs::read_to_string("/proc/cgroups").is_ok_and(|s| kernel_btf::memcg_on_v1(&s));
         let btf_path = options.btf_path.clone().unwrap_or_else(|| PathBuf::from("/sys/kernel/btf/vmlinux"));
-        let (offsets, missing_offsets) = match KernelBtf::from_file(&btf_path) {
+        let (mut offsets, missing_offsets) = match KernelBtf::from_file(&btf_path) {
             Ok(btf) => {
                 let offsets = btf.kernel_offsets(memcg_v1);
                 let missing = KernelBtf::missing(&offsets);
@@ -199,6 +207,10 @@ impl Probes {
                 (monitor_common::KernelOffsets::UNKNOWN, KernelBtf::missing(&monitor_common::KernelOffsets::UNKNOWN))
             }
         };
+        match SYSCALL_ARG_REGS {
+            Some(regs) => [offsets.regs_arg0, offsets.regs_arg1, offsets.regs_arg2] = regs,
+            None => warn!("syscall arguments cannot be read on this architecture: failed exec filenames and connect addresses will be empty"),
+        }
         let config = ProbeConfig {
             self_tgid: std::process::id(),
             report_loopback_success: options.report_loopback_success as u32,

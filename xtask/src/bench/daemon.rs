@@ -269,9 +269,8 @@ impl Drop for Daemon {
 /// `signal_generate`) are classic tracepoints of the same names for bpftrace.
 pub const BPFTRACE_SCRIPT: &str = "tracepoint:sched:sched_process_exec, \
 tracepoint:sched:sched_process_exit, \
-tracepoint:syscalls:sys_enter_execve, tracepoint:syscalls:sys_exit_execve, \
-tracepoint:syscalls:sys_enter_execveat, tracepoint:syscalls:sys_exit_execveat, \
-tracepoint:syscalls:sys_enter_connect, tracepoint:syscalls:sys_exit_connect, \
+tracepoint:syscalls:sys_exit_execve, tracepoint:syscalls:sys_exit_execveat, \
+tracepoint:syscalls:sys_exit_connect, \
 tracepoint:sock:inet_sock_set_state, \
 tracepoint:oom:mark_victim, tracepoint:printk:console, \
 tracepoint:signal:signal_generate \
