@@ -33,7 +33,7 @@ fn header(kind: raw::EventKind, comm: &[u8]) -> raw::EventHeader {
     task.memcg_id = 311;
     task.start_ns = 4_000_000_000;
     fill(&mut task.comm, comm);
-    raw::EventHeader { kind: kind as u32, cpu: 1, ktime_ns: 5_000_000_000, task }
+    raw::EventHeader { kind: kind as u32, cpu: 1, task }
 }
 
 fn events() -> Vec<(&'static str, Vec<u8>)> {
@@ -56,7 +56,7 @@ fn events() -> Vec<(&'static str, Vec<u8>)> {
     out.push(("exec-failed", bytes_of(&failed)));
 
     for (name, code) in [("exit-code", 1 << 8), ("exit-signal", 9 | 0x80)] {
-        let exit = raw::ExitEvent { header: header(raw::EventKind::Exit, b"etcd"), exit_code: code, _pad: 0 };
+        let exit = raw::ExitEvent { header: header(raw::EventKind::Exit, b"etcd"), exit_code: code, _pad: 0, lifetime_ns: 1_000_000_000 };
         out.push((name, bytes_of(&exit)));
     }
 

@@ -2,7 +2,11 @@
 //! (`group_dead`) is reported: thread exits are filtered in the kernel. The exit code is the
 //! task's `exit_code` (wait status), read through BTF offsets.
 
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
 use monitor_common::{EventKind, ExitEvent, ProgramId};
 
 use crate::{
@@ -30,6 +34,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     current_header(&mut event.header, EventKind::Exit as u32);
     event.exit_code = read::<u32>(current_task(), offset!(task_exit_code)).unwrap_or(0);
     event._pad = 0;
+    event.lifetime_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(event.header.task.start_ns);
     entry.submit(batched());
     count_emitted(program);
     0

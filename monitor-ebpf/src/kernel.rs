@@ -3,7 +3,7 @@
 
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-    bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+    bpf_get_current_uid_gid, bpf_probe_read_kernel,
     bpf_probe_read_kernel_buf,
     generated::{bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_task_pt_regs},
 };
@@ -157,7 +157,6 @@ pub(crate) fn task_info(task: u64, info: &mut TaskInfo) {
 pub(crate) fn current_header(header: &mut EventHeader, kind: u32) {
     header.kind = kind;
     header.cpu = unsafe { bpf_get_smp_processor_id() };
-    header.ktime_ns = unsafe { bpf_ktime_get_ns() };
     current_info(&mut header.task);
 }
 
@@ -166,6 +165,5 @@ pub(crate) fn current_header(header: &mut EventHeader, kind: u32) {
 pub(crate) fn task_header(header: &mut EventHeader, kind: u32, task: u64) {
     header.kind = kind;
     header.cpu = unsafe { bpf_get_smp_processor_id() };
-    header.ktime_ns = unsafe { bpf_ktime_get_ns() };
     task_info(task, &mut header.task);
 }

@@ -57,11 +57,12 @@ fn cgroup_of(pid: u32) -> u64 {
     })
 }
 
-fn header(kind: raw::EventKind, pid: u32, comm: &str, ktime_ns: u64) -> raw::EventHeader {
+/// The header of an event at time `t` (ns). Records carry no timestamp; the task's start, 1 ms
+/// before `t`, keeps it (see `decode_subject_detect`).
+fn header(kind: raw::EventKind, pid: u32, comm: &str, t: u64) -> raw::EventHeader {
     raw::EventHeader {
         kind: kind as u32,
         cpu: pid % 2,
-        ktime_ns,
         task: raw::TaskInfo {
             pid,
             tgid: pid,
@@ -69,7 +70,7 @@ fn header(kind: raw::EventKind, pid: u32, comm: &str, ktime_ns: u64) -> raw::Eve
             uid: 0,
             cgroup_id: cgroup_of(pid),
             memcg_id: 5151,
-            start_ns: ktime_ns.saturating_sub(1_000_000),
+            start_ns: t.saturating_sub(1_000_000),
             comm: fixed(comm),
         },
     }
@@ -98,7 +99,12 @@ fn exec_failed(pid: u32, comm: &str, filename: &str, t: u64) -> Vec<u8> {
 }
 
 fn exit(pid: u32, comm: &str, wait_status: u32, t: u64) -> Vec<u8> {
-    bytes_of(&raw::ExitEvent { header: header(raw::EventKind::Exit, pid, comm, t), exit_code: wait_status, _pad: 0 })
+    bytes_of(&raw::ExitEvent {
+        header: header(raw::EventKind::Exit, pid, comm, t),
+        exit_code: wait_status,
+        _pad: 0,
+        lifetime_ns: 1_000_000,
+    })
 }
 
 fn connect_unix(pid: u32, comm: &str, path: &str, errno: i32, t: u64) -> Vec<u8> {
@@ -258,7 +264,7 @@ fn bench_pipeline(c: &mut Criterion) {
                     continue;
                 };
                 let subject = host_subject(&record.event);
-                let now = start + Duration::from_nanos(record.ktime_ns);
+                let now = start + Duration::from_nanos(record.event.task().start_ns + 1_000_000);
                 black_box(detectors.observe(&record.event, &subject, &facts, now));
             }
         })

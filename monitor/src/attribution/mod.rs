@@ -537,7 +537,7 @@ mod tests {
 
     fn exec(cgroup_id: u64, pid: u32) -> Record {
         let task = Task { pid, tgid: pid, ppid: 1, uid: 0, cgroup_id, memcg_id: 0, start_ns: 0, comm: "sh".into() };
-        Record { ktime_ns: 0, cpu: 0, event: Event::Exec(Exec { task, filename: "/bin/sh".into(), filename_truncated: false }) }
+        Record { cpu: 0, event: Event::Exec(Exec { task, filename: "/bin/sh".into(), filename_truncated: false }) }
     }
 
     /// kubelet's staticPodPath and node name, as the audit reads them, reach the resolver: a

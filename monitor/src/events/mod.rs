@@ -316,10 +316,9 @@ pub enum DecodeError {
     NotAnOomReport(String),
 }
 
-/// A record with a monotonic timestamp (`ktime_ns`) and its decoded event.
+/// A decoded event and the CPU it was produced on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
-    pub ktime_ns: u64,
     pub cpu: u32,
     pub event: Event,
 }
@@ -371,7 +370,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         }
         raw::EventKind::Exit => {
             let e: raw::ExitEvent = read(bytes, "exit event")?;
-            let lifetime = Duration::from_nanos(header.ktime_ns.saturating_sub(header.task.start_ns));
+            let lifetime = Duration::from_nanos(e.lifetime_ns);
             Event::Exit(Exit { task, status: ExitStatus::from_wait_status(e.exit_code), lifetime })
         }
         raw::EventKind::OomKill => {
@@ -440,7 +439,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
             })
         }
     };
-    Ok(Record { ktime_ns: header.ktime_ns, cpu: header.cpu, event })
+    Ok(Record { cpu: header.cpu, event })
 }
 
 /// `SIGKILL`, `SIGTERM`... for a signal number.
@@ -497,7 +496,6 @@ mod tests {
         raw::EventHeader {
             kind: kind as u32,
             cpu: 1,
-            ktime_ns: 5_000_000_000,
             task: raw::TaskInfo {
                 pid: 42,
                 tgid: 41,
@@ -518,7 +516,7 @@ mod tests {
 
     #[test]
     fn decodes_exit_with_signal_and_lifetime() {
-        let raw = raw::ExitEvent { header: header(raw::EventKind::Exit), exit_code: 9, _pad: 0 };
+        let raw = raw::ExitEvent { header: header(raw::EventKind::Exit), exit_code: 9, _pad: 0, lifetime_ns: 1_000_000_000 };
         let record = decode(&bytes_of(&raw)).unwrap();
         let Event::Exit(exit) = record.event else { panic!("not an exit: {record:?}") };
         assert_eq!(exit.status, ExitStatus::Signaled { signal: 9, core_dumped: false });
@@ -530,7 +528,7 @@ mod tests {
 
     #[test]
     fn decodes_exit_code() {
-        let raw = raw::ExitEvent { header: header(raw::EventKind::Exit), exit_code: 3 << 8, _pad: 0 };
+        let raw = raw::ExitEvent { header: header(raw::EventKind::Exit), exit_code: 3 << 8, _pad: 0, lifetime_ns: 0 };
         let Event::Exit(exit) = decode(&bytes_of(&raw)).unwrap().event else { panic!() };
         assert_eq!(exit.status, ExitStatus::Exited { code: 3 });
     }

@@ -104,7 +104,7 @@ mod tests {
     }
 
     fn record(event: Event) -> Record {
-        Record { ktime_ns: 0, cpu: 0, event }
+        Record { cpu: 0, event }
     }
 
     fn kill(victim: u32, trigger: u32) -> Record {
