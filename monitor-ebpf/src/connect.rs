@@ -7,7 +7,7 @@
 //! SYN_SENT, follows it to its outcome and reports that instead, attributed to the caller. The
 //! event of such a connect is built when the call returns EINPROGRESS: a blocking TCP connect
 //! (the common case) costs two writes to its thread's map entry and no event; a unix connect
-//! costs one map lookup.
+//! costs no map lookup.
 //!
 //! Filtered in the kernel (counted as filtered): successful loopback TCP/UDP connects (unless
 //! configured), successful unix connects to sockets not in `WATCHED_SOCKETS` (user space fills
@@ -197,18 +197,6 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
 fn complete(regs: u64, ret: i64) -> u32 {
     let program = ProgramId::ConnectExit;
     let pid_tgid = bpf_get_current_pid_tgid();
-    // Only threads that made TCP connects have an entry. It is kept and cleared, not deleted:
-    // an LRU map's delete and insert take locks, a write through the pointer does not. Plain
-    // values, not an Option: the verifier must see every register it reads written on every
-    // path.
-    let pending = match PENDING_CONNECTS.get_ptr_mut(&pid_tgid) {
-        Some(entry) => unsafe {
-            let pending = *entry;
-            (*entry).skaddr = 0;
-            pending
-        },
-        None => PendingConnect { skaddr: 0, done: 0, outcome: 0 },
-    };
     if is_self((pid_tgid >> 32) as u32) {
         count_filtered(program);
         return 0;
@@ -229,6 +217,18 @@ fn complete(regs: u64, ret: i64) -> u32 {
         _ => return report_inet(program, family, 0, [0; 16], ret, 0),
     }
     let (port, peer) = read_inet(family, addr, head);
+    // Only threads that made TCP connects have an entry (a unix connect never looks). It is
+    // kept and cleared, not deleted: an LRU map's delete and insert take locks, a write
+    // through the pointer does not. Plain values, not an Option: the verifier must see every
+    // register it reads written on every path.
+    let pending = match PENDING_CONNECTS.get_ptr_mut(&pid_tgid) {
+        Some(entry) => unsafe {
+            let pending = *entry;
+            (*entry).skaddr = 0;
+            pending
+        },
+        None => PendingConnect { skaddr: 0, done: 0, outcome: 0 },
+    };
     if pending.skaddr == 0 || ret != -EINPROGRESS {
         return report_inet(program, family, port, peer, ret, 0);
     }
