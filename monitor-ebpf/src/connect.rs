@@ -291,6 +291,11 @@ fn report_inet(program: ProgramId, family: u16, port: u16, addr: [u8; 16], resul
 /// returned `ret`.
 #[inline(always)]
 fn unix_connect(program: ProgramId, addr: u64, addrlen: u32, first: u8, ret: i32) -> u32 {
+    if ret == 0 && first == 0 {
+        // A successful connect to an abstract name: never watched, nothing to read.
+        count_filtered(program);
+        return 0;
+    }
     let Some(scratch) = SCRATCH_PATH.get_ptr_mut(0) else {
         return 0;
     };
@@ -307,7 +312,7 @@ fn unix_connect(program: ProgramId, addr: u64, addrlen: u32, first: u8, ret: i32
             .unwrap_or(0);
         (0, len as u32)
     };
-    if ret == 0 && (flags != 0 || unsafe { WATCHED_SOCKETS.get(scratch) }.is_none()) {
+    if ret == 0 && unsafe { WATCHED_SOCKETS.get(scratch) }.is_none() {
         count_filtered(program);
         return 0;
     }

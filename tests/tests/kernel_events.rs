@@ -269,8 +269,11 @@ fn successful_loopback_and_unwatched_unix_connects_are_filtered() {
     let socket_path = std::env::temp_dir().join(format!("nrm-listening-{}.sock", std::process::id()));
     let _ = fs::remove_file(&socket_path);
     let unix = std::os::unix::net::UnixListener::bind(&socket_path).expect("bind unix");
+    let abstract_name = format!("nrm-abstract-{}", std::process::id());
     let script = format!(
-        "import socket\nsocket.create_connection(('127.0.0.1', {port}))\nu = socket.socket(socket.AF_UNIX)\nu.connect('{}')\nv = socket.socket(socket.AF_UNIX)\nassert v.connect_ex('/nonexistent-nrm.sock') != 0\n",
+        "import socket\nsocket.create_connection(('127.0.0.1', {port}))\nu = socket.socket(socket.AF_UNIX)\nu.connect('{}')\n\
+         a = socket.socket(socket.AF_UNIX)\na.bind('\\0{abstract_name}')\na.listen(1)\nb = socket.socket(socket.AF_UNIX)\nb.connect('\\0{abstract_name}')\n\
+         v = socket.socket(socket.AF_UNIX)\nassert v.connect_ex('/nonexistent-nrm.sock') != 0\n",
         socket_path.display()
     );
     let mut python = spawn_in(Command::new(PYTHON).args(["-c", &script]), &[&tree]);
@@ -279,7 +282,8 @@ fn successful_loopback_and_unwatched_unix_connects_are_filtered() {
     let events = capture.wait_until(WAIT, "the failed connect", |events| !connects_in(events, id).is_empty());
     std::thread::sleep(Duration::from_millis(200));
     let connects = connects_in(&capture.events(), id);
-    // Only the failure crosses to user space: the loopback TCP and the unwatched unix successes are filtered.
+    // Only the failure crosses to user space: the loopback TCP, the unwatched unix and the
+    // abstract successes are filtered.
     assert_eq!(connects.len(), 1, "{connects:#?} (of {} events)", events.len());
     assert_eq!(connects[0].errno, libc::ENOENT);
     drop((listener, unix));
