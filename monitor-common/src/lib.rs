@@ -361,10 +361,13 @@ pub struct ProbeConfig {
     pub self_tgid: u32,
     /// 1: report successful loopback TCP connects too (off by default; they are the bulk).
     pub report_loopback_success: u32,
+    /// 1: `sched_process_exit` records carry `group_dead` (recent kernels). Without it, a
+    /// process's exit is its thread group leader's, as exitsnoop has it.
+    pub exit_has_group_dead: u32,
 }
 
 impl ProbeConfig {
-    pub const DEFAULT: Self = Self { self_tgid: 0, report_loopback_success: 0 };
+    pub const DEFAULT: Self = Self { self_tgid: 0, report_loopback_success: 0, exit_has_group_dead: 0 };
 }
 
 /// Key of the map of unix socket paths whose successful connects are reported (runtime

@@ -1,4 +1,5 @@
-//! Socket connects, seen where the connect syscall returns (`sys_exit_connect`): the caller,
+//! Socket connects, seen where the connect syscall returns (fexit on the arch's syscall function
+//! where the kernel allows it, else `sys_exit_connect`): the caller,
 //! the address (read through the arguments in the caller's saved registers) and a synchronous
 //! result. There is no hook on the way in: an attached syscall tracepoint costs every syscall
 //! on the node, so one per syscall, not two. A non-blocking TCP connect (every Go client, so
@@ -16,9 +17,9 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes},
-    macros::{map, tracepoint},
+    macros::{fexit, map, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray},
-    programs::TracePointContext,
+    programs::{FExitContext, TracePointContext},
 };
 use monitor_common::{
     AF_INET, AF_INET6, AF_UNIX, CONNECT_ASYNC, CONNECT_UNIX_ABSTRACT, ConnectEvent, EventKind,
@@ -190,6 +191,13 @@ fn read_inet(family: u16, sockaddr: u64, head: [u8; 8]) -> (u16, [u8; 16]) {
 #[tracepoint]
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     complete(current_regs(), field::<i64>(&ctx, EXIT_RET))
+}
+
+/// The same, where the kernel allows fexit on the arch's connect syscall function: its one
+/// argument is the caller's registers, its return value follows.
+#[fexit]
+pub fn fexit_sys_connect(ctx: FExitContext) -> u32 {
+    complete(ctx.arg(0), ctx.arg(1))
 }
 
 /// A connect returned `ret`; `regs` hold its arguments (fd, sockaddr, addrlen).

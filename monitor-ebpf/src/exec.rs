@@ -1,13 +1,14 @@
 //! Process exec: successful execs from `sched:sched_process_exec`; failed ones where execve(at)
-//! returns an error (`sys_exit_execve(at)`). There is no hook on the way in: on a failed return
+//! returns an error (fexit on the arch's syscall functions where the kernel allows it, else
+//! `sys_exit_execve(at)`). There is no hook on the way in: on a failed return
 //! the caller's memory and saved registers are intact, so the filename is read then, through
 //! the pointer the call was given. Nothing is filtered but the daemon itself.
 
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes},
-    macros::tracepoint,
-    programs::TracePointContext,
+    macros::{fexit, tracepoint},
+    programs::{FExitContext, TracePointContext},
 };
 use monitor_common::{
     EventKind, ExecEvent, ExecFailedEvent, FILENAME_LEN, FILENAME_TRUNCATED, ProgramId,
@@ -90,4 +91,17 @@ pub fn sys_exit_execve(ctx: TracePointContext) -> u32 {
 pub fn sys_exit_execveat(ctx: TracePointContext) -> u32 {
     let ret = field::<i64>(&ctx, SYS_EXIT_RET);
     complete(ProgramId::ExecveatExit, SYSCALL_EXECVEAT, current_regs, 1, ret)
+}
+
+// The same, where the kernel allows fexit on the arch's syscall functions: their one argument
+// is the caller's registers, their return value follows.
+
+#[fexit]
+pub fn fexit_sys_execve(ctx: FExitContext) -> u32 {
+    complete(ProgramId::ExecveExit, SYSCALL_EXECVE, || ctx.arg(0), 0, ctx.arg(1))
+}
+
+#[fexit]
+pub fn fexit_sys_execveat(ctx: FExitContext) -> u32 {
+    complete(ProgramId::ExecveatExit, SYSCALL_EXECVEAT, || ctx.arg(0), 1, ctx.arg(1))
 }

@@ -11,7 +11,7 @@ use monitor_common::{EventKind, ExitEvent, ProgramId};
 
 use crate::{
     batched,
-    count_emitted, count_filtered, is_self,
+    count_emitted, count_filtered, exit_has_group_dead, is_self,
     kernel::{current_header, current_task, field, offset, read},
     reserve,
 };
@@ -21,9 +21,12 @@ const EXIT_GROUP_DEAD: usize = 32;
 #[tracepoint]
 pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     let program = ProgramId::Exit;
-    let group_dead = field::<u8>(&ctx, EXIT_GROUP_DEAD);
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if group_dead == 0 || is_self(tgid) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    // The record's `group_dead` only where the kernel has it: reading past a record's end makes
+    // the program unattachable there. Else the leader's exit stands for the process's.
+    let group_dead = if exit_has_group_dead() { field::<u8>(&ctx, EXIT_GROUP_DEAD) != 0 } else { pid_tgid as u32 == tgid };
+    if !group_dead || is_self(tgid) {
         count_filtered(program);
         return 0;
     }

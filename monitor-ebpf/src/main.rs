@@ -74,6 +74,11 @@ pub(crate) fn report_loopback_success() -> bool {
     CONFIG.load().report_loopback_success != 0
 }
 
+#[inline(always)]
+pub(crate) fn exit_has_group_dead() -> bool {
+    CONFIG.load().exit_has_group_dead != 0
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

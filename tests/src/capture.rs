@@ -60,6 +60,11 @@ impl Capture {
         Self { events, stop, runtime, _probes: probes }
     }
 
+    /// Each program's state: attached or not, and to which hook.
+    pub fn status(&self) -> &[monitor::probes::ProgramStatus] {
+        &self._probes.status
+    }
+
     /// Every event so far.
     pub fn events(&self) -> Vec<Event> {
         self.events.lock().expect("events lock").iter().map(|r| r.event.clone()).collect()

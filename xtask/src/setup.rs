@@ -22,7 +22,11 @@ const BUILD_PACKAGES: &[&str] =
 
 /// Debian packages the tests and benchmarks run for real.
 const TEST_PACKAGES: &[&str] =
-    &["containerd", "runc", "prometheus", "bpftrace", "bpftool", "busybox-static", "stress-ng", "util-linux", "curl", "python3"];
+    &["containerd", "runc", "prometheus", "bpftrace", "bpftool", "busybox-static", "stress-ng", "util-linux", "curl", "python3", "qemu-system-x86"];
+
+/// Where the stock Debian kernel for `tests/tests/stock_kernel_vm.rs` is kept (its
+/// `vmlinuz` and `version`), under the target dir so that a cache of it carries it over.
+pub const STOCK_KERNEL_DIR: &str = "target/vm";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -39,7 +43,10 @@ pub fn run(scope: Scope) -> anyhow::Result<()> {
     debian_packages(&packages)?;
     toolchain()?;
     bpf_linker()?;
-    if scope == Scope::Tests { crate::fuzz::cargo_fuzz()?; }
+    if scope == Scope::Tests {
+        crate::fuzz::cargo_fuzz()?;
+        stock_kernel()?;
+    }
     eprintln!("xtask: set-up complete in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -109,3 +116,38 @@ fn bpf_linker() -> anyhow::Result<()> {
             .env("LLVM_PREFIX", LLVM_PREFIX),
     )
 }
+
+/// Debian's current stock kernel (the package `linux-image-amd64` depends on), for the test
+/// that runs the probes under a kernel that allows fexit. Only its `vmlinuz` is kept.
+fn stock_kernel() -> anyhow::Result<()> {
+    let dir = crate::workspace_root().join(STOCK_KERNEL_DIR);
+    if dir.join("vmlinuz").exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir)?;
+    let depends = quiet(Command::new("apt-cache").args(["depends", "linux-image-amd64"])).unwrap_or_default();
+    let package = depends
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Depends: ").filter(|p| p.starts_with("linux-image-")))
+        .context("apt-cache depends linux-image-amd64: no linux-image-* dependency")?
+        .to_string();
+    eprintln!("xtask: downloading the stock kernel {package} (for the fexit VM test)");
+    status(Command::new("apt-get").args(["download", "-q", &package]).current_dir(&dir).stdout(Stdio::null()))
+        .context("apt-get download of the stock kernel")?;
+    let deb = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("the downloaded kernel package")?;
+    let version = package.trim_start_matches("linux-image-");
+    let member = format!("./boot/vmlinuz-{version}");
+    // Only the kernel image: the package's modules are not needed (the VM boots an initramfs).
+    status(Command::new("sh").arg("-c").arg(format!(
+        "dpkg-deb --fsys-tarfile '{}' | tar -x -O '{member}' > vmlinuz.part && mv vmlinuz.part vmlinuz",
+        deb.display()
+    )).current_dir(&dir))
+    .context("extract vmlinuz from the kernel package")?;
+    std::fs::write(dir.join("version"), version)?;
+    std::fs::remove_file(&deb)?;
+    Ok(())
+}
+

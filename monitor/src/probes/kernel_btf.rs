@@ -454,7 +454,7 @@ mod tests {
     fn syscall_argument_registers_match_the_running_kernel() {
         let btf = KernelBtf::from_sys_fs().expect("this kernel must expose /sys/kernel/btf/vmlinux");
         let in_btf = ["di", "si", "dx"].map(|r| btf.member_offset("pt_regs", r).expect("pt_regs member"));
-        assert_eq!(super::super::SYSCALL_ARG_REGS, Some(in_btf));
+        assert_eq!(super::super::SYSCALL_ABI.map(|abi| abi.args), Some(in_btf));
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl ProbeMetrics {
 
     pub fn set_status(&self, status: &[ProgramStatus]) {
         for s in status {
-            let labels = ProgramLabels { program: s.spec.name, hook: s.spec.hook.to_string() };
+            let labels = ProgramLabels { program: s.spec.name, hook: s.hook.to_string() };
             self.probe_up.get_or_create(&labels).set(s.is_up() as i64);
         }
     }
@@ -94,7 +94,8 @@ impl ProbeMetrics {
     /// Marks every program down (e.g. the object could not be loaded at all).
     pub fn set_all_down(&self) {
         for spec in PROGRAMS {
-            self.probe_up.get_or_create(&ProgramLabels { program: spec.name, hook: spec.hook.to_string() }).set(0);
+            let labels = ProgramLabels { program: spec.name, hook: spec.preferred_hook().to_string() };
+            self.probe_up.get_or_create(&labels).set(0);
         }
     }
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    programs::{BtfTracePoint, FExit, TracePoint},
 };
 use monitor_common::{ProbeConfig, ProgramId, ProgramStats, UNIX_PATH_LEN, WatchedSocket};
 use thiserror::Error;
@@ -32,6 +32,25 @@ pub enum Hook {
     TracePoint(&'static str, &'static str),
     /// A BTF-enabled tracepoint (needs kernel BTF): typed arguments, e.g. the task pointer.
     BtfTracePoint(&'static str),
+    /// fexit on this architecture's function of a syscall (`__x64_sys_connect` for
+    /// `"connect"`; needs kernel BTF and BPF trampolines). Unlike a `syscalls:*` tracepoint it
+    /// sends no other syscall through the kernel's slow path.
+    SyscallReturn(&'static str),
+}
+
+impl Hook {
+    /// The kernel function a `SyscallReturn` hook attaches to, where we know the architecture.
+    pub fn syscall_function(&self) -> Option<String> {
+        match self {
+            Hook::SyscallReturn(syscall) => SYSCALL_ABI.map(|abi| format!("{}{syscall}", abi.prefix)),
+            _ => None,
+        }
+    }
+
+    /// Whether the hook is a file under tracefs `events/`.
+    pub fn needs_tracefs(&self) -> bool {
+        matches!(self, Hook::TracePoint(..))
+    }
 }
 
 impl std::fmt::Display for Hook {
@@ -39,44 +58,73 @@ impl std::fmt::Display for Hook {
         match self {
             Hook::TracePoint(category, name) => write!(f, "tracepoint/{category}/{name}"),
             Hook::BtfTracePoint(name) => write!(f, "tp_btf/{name}"),
+            Hook::SyscallReturn(syscall) => match self.syscall_function() {
+                Some(function) => write!(f, "fexit/{function}"),
+                None => write!(f, "fexit/sys_{syscall}"),
+            },
         }
     }
 }
 
-/// One kernel program: its id (index of its counters), its ELF name and its hook.
+/// One kernel program: its id (index of its counters), its name (its ELF name, metrics,
+/// `--disable-probe`) and its hook.
 #[derive(Clone, Copy, Debug)]
 pub struct ProgramSpec {
     pub id: ProgramId,
     pub name: &'static str,
     pub hook: Hook,
+    /// For a syscall's return: the fexit program (ELF name) and syscall, preferred over `hook`
+    /// where the kernel allows fexit. Both run the same code on the same maps.
+    pub fexit: Option<(&'static str, &'static str)>,
     /// What it observes, for logs and `--help`-like listings.
     pub observes: &'static str,
 }
 
+impl ProgramSpec {
+    /// The hook it attaches to when nothing stands in the way.
+    pub fn preferred_hook(&self) -> Hook {
+        match self.fexit {
+            Some((_, syscall)) if SYSCALL_ABI.is_some() => Hook::SyscallReturn(syscall),
+            _ => self.hook,
+        }
+    }
+}
+
 /// Every kernel program, in the order they are attached. The syscalls are hooked only where
 /// they return, with their arguments read from the caller's saved registers: each attached
-/// syscall tracepoint costs every syscall on the node, so there is one per syscall, not two.
+/// syscall tracepoint costs every syscall on the node, so there is one per syscall, not two,
+/// and fexit (which costs no other syscall anything) is used where the kernel allows it.
 pub const PROGRAMS: [ProgramSpec; 9] = [
-    ProgramSpec { id: ProgramId::Exec, name: "sched_process_exec", hook: Hook::TracePoint("sched", "sched_process_exec"), observes: "successful execs" },
-    ProgramSpec { id: ProgramId::ExecveExit, name: "sys_exit_execve", hook: Hook::TracePoint("syscalls", "sys_exit_execve"), observes: "failed execves" },
-    ProgramSpec { id: ProgramId::ExecveatExit, name: "sys_exit_execveat", hook: Hook::TracePoint("syscalls", "sys_exit_execveat"), observes: "failed execveats" },
-    ProgramSpec { id: ProgramId::Exit, name: "sched_process_exit", hook: Hook::TracePoint("sched", "sched_process_exit"), observes: "process exits" },
-    ProgramSpec { id: ProgramId::OomVictim, name: "mark_victim", hook: Hook::BtfTracePoint("mark_victim"), observes: "OOM kills" },
-    ProgramSpec { id: ProgramId::OomReport, name: "printk_console", hook: Hook::TracePoint("printk", "console"), observes: "whether an OOM kill was at a memory cgroup's limit or the node's" },
-    ProgramSpec { id: ProgramId::ConnectExit, name: "sys_exit_connect", hook: Hook::TracePoint("syscalls", "sys_exit_connect"), observes: "connects and their results" },
-    ProgramSpec { id: ProgramId::TcpState, name: "inet_sock_set_state", hook: Hook::TracePoint("sock", "inet_sock_set_state"), observes: "non-blocking TCP connect outcomes" },
-    ProgramSpec { id: ProgramId::Signal, name: "signal_generate", hook: Hook::BtfTracePoint("signal_generate"), observes: "fatal signals and their senders" },
+    ProgramSpec { id: ProgramId::Exec, name: "sched_process_exec", hook: Hook::TracePoint("sched", "sched_process_exec"), fexit: None, observes: "successful execs" },
+    ProgramSpec { id: ProgramId::ExecveExit, name: "sys_exit_execve", hook: Hook::TracePoint("syscalls", "sys_exit_execve"), fexit: Some(("fexit_sys_execve", "execve")), observes: "failed execves" },
+    ProgramSpec { id: ProgramId::ExecveatExit, name: "sys_exit_execveat", hook: Hook::TracePoint("syscalls", "sys_exit_execveat"), fexit: Some(("fexit_sys_execveat", "execveat")), observes: "failed execveats" },
+    ProgramSpec { id: ProgramId::Exit, name: "sched_process_exit", hook: Hook::TracePoint("sched", "sched_process_exit"), fexit: None, observes: "process exits" },
+    ProgramSpec { id: ProgramId::OomVictim, name: "mark_victim", hook: Hook::BtfTracePoint("mark_victim"), fexit: None, observes: "OOM kills" },
+    ProgramSpec { id: ProgramId::OomReport, name: "printk_console", hook: Hook::TracePoint("printk", "console"), fexit: None, observes: "whether an OOM kill was at a memory cgroup's limit or the node's" },
+    ProgramSpec { id: ProgramId::ConnectExit, name: "sys_exit_connect", hook: Hook::TracePoint("syscalls", "sys_exit_connect"), fexit: Some(("fexit_sys_connect", "connect")), observes: "connects and their results" },
+    ProgramSpec { id: ProgramId::TcpState, name: "inet_sock_set_state", hook: Hook::TracePoint("sock", "inet_sock_set_state"), fexit: None, observes: "non-blocking TCP connect outcomes" },
+    ProgramSpec { id: ProgramId::Signal, name: "signal_generate", hook: Hook::BtfTracePoint("signal_generate"), fexit: None, observes: "fatal signals and their senders" },
 ];
 
-/// Where the caller's saved registers (`struct pt_regs`, user ABI: `asm/ptrace.h`) hold a
-/// syscall's first three arguments until it returns. On arm64 the first argument's register
-/// holds the return value by then; `orig_x0` keeps the argument.
+/// How this architecture passes syscalls their arguments: its syscall functions are
+/// `<prefix><name>` and take the caller's saved registers (`struct pt_regs`, user ABI:
+/// `asm/ptrace.h`), where the first three arguments stay at these byte offsets until the call
+/// returns. On arm64 the first argument's register holds the return value by then; `orig_x0`
+/// keeps the argument.
+#[derive(Clone, Copy, Debug)]
+pub struct SyscallAbi {
+    pub prefix: &'static str,
+    pub args: [u32; 3],
+}
+
+/// x86_64: `di`, `si`, `dx`.
 #[cfg(target_arch = "x86_64")]
-pub const SYSCALL_ARG_REGS: Option<[u32; 3]> = Some([14 * 8, 13 * 8, 12 * 8]); // di, si, dx
+pub const SYSCALL_ABI: Option<SyscallAbi> = Some(SyscallAbi { prefix: "__x64_sys_", args: [14 * 8, 13 * 8, 12 * 8] });
+/// arm64: `orig_x0`, `regs[1]`, `regs[2]`.
 #[cfg(target_arch = "aarch64")]
-pub const SYSCALL_ARG_REGS: Option<[u32; 3]> = Some([34 * 8, 8, 16]); // orig_x0, regs[1], regs[2]
+pub const SYSCALL_ABI: Option<SyscallAbi> = Some(SyscallAbi { prefix: "__arm64_sys_", args: [34 * 8, 8, 16] });
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-pub const SYSCALL_ARG_REGS: Option<[u32; 3]> = None;
+pub const SYSCALL_ABI: Option<SyscallAbi> = None;
 
 /// The runtime sockets whose successful connects are reported (failed ones always are).
 pub const DEFAULT_WATCHED_SOCKETS: [&str; 10] = [
@@ -134,6 +182,8 @@ pub enum ProbeError {
 #[derive(Clone, Debug)]
 pub struct ProgramStatus {
     pub spec: ProgramSpec,
+    /// The hook it is attached to; when down, its preferred hook.
+    pub hook: Hook,
     pub error: Option<String>,
 }
 
@@ -207,13 +257,16 @@ impl Probes {
                 (monitor_common::KernelOffsets::UNKNOWN, KernelBtf::missing(&monitor_common::KernelOffsets::UNKNOWN))
             }
         };
-        match SYSCALL_ARG_REGS {
-            Some(regs) => [offsets.regs_arg0, offsets.regs_arg1, offsets.regs_arg2] = regs,
+        match SYSCALL_ABI {
+            Some(abi) => [offsets.regs_arg0, offsets.regs_arg1, offsets.regs_arg2] = abi.args,
             None => warn!("syscall arguments cannot be read on this architecture: failed exec filenames and connect addresses will be empty"),
         }
+        let exit_format = tracefs.as_ref().ok().map(|t| t.path.join("events/sched/sched_process_exit/format"));
+        let exit_has_group_dead = exit_format.and_then(|f| std::fs::read_to_string(f).ok()).is_some_and(|f| f.contains(" group_dead;"));
         let config = ProbeConfig {
             self_tgid: std::process::id(),
             report_loopback_success: options.report_loopback_success as u32,
+            exit_has_group_dead: exit_has_group_dead as u32,
         };
         let aya_btf = Btf::parse_file(&btf_path, aya::Endianness::default()).ok();
 
@@ -246,16 +299,16 @@ impl Probes {
 
         let mut status = Vec::with_capacity(PROGRAMS.len());
         for spec in PROGRAMS {
-            let error = if options.disabled.iter().any(|d| d == spec.name) {
-                Some("disabled by configuration".to_string())
+            let (hook, error) = if options.disabled.iter().any(|d| d == spec.name) {
+                (spec.preferred_hook(), Some("disabled by configuration".to_string()))
             } else {
-                attach(&mut ebpf, &spec, aya_btf.as_ref()).err()
+                attach_best(&mut ebpf, &spec, aya_btf.as_ref())
             };
             match &error {
-                None => info!(program = spec.name, hook = %spec.hook, "attached: {}", spec.observes),
-                Some(err) => warn!(program = spec.name, hook = %spec.hook, "not attached, {} will be missed: {err}", spec.observes),
+                None => info!(program = spec.name, %hook, "attached: {}", spec.observes),
+                Some(err) => warn!(program = spec.name, %hook, "not attached, {} will be missed: {err}", spec.observes),
             }
-            status.push(ProgramStatus { spec, error });
+            status.push(ProgramStatus { spec, hook, error });
         }
         Ok(Self { ebpf, status, tracefs, missing_offsets })
     }
@@ -277,9 +330,33 @@ impl Probes {
     }
 }
 
-fn attach(ebpf: &mut Ebpf, spec: &ProgramSpec, btf: Option<&Btf>) -> Result<(), String> {
-    let program = ebpf.program_mut(spec.name).ok_or_else(|| format!("program {} not in the object", spec.name))?;
-    match spec.hook {
+/// Attaches `spec` by fexit where it can and the kernel allows it, else to its own hook.
+/// Returns the hook it is attached to (its preferred one when down) and the error, if any.
+fn attach_best(ebpf: &mut Ebpf, spec: &ProgramSpec, btf: Option<&Btf>) -> (Hook, Option<String>) {
+    let preferred = spec.preferred_hook();
+    let fexit_error = match (spec.fexit, preferred) {
+        (Some((program, _)), Hook::SyscallReturn(_)) => match attach(ebpf, program, preferred, btf) {
+            Ok(()) => return (preferred, None),
+            Err(err) => Some(format!("{preferred}: {err}")),
+        },
+        _ => None,
+    };
+    match (attach(ebpf, spec.name, spec.hook, btf), fexit_error) {
+        (Ok(()), None) => (spec.hook, None),
+        (Ok(()), Some(why)) => {
+            info!(program = spec.name, "fexit not available ({why}); using {} (every syscall on the node pays for it)", spec.hook);
+            (spec.hook, None)
+        }
+        (Err(err), None) => (spec.hook, Some(err)),
+        (Err(err), Some(why)) => (preferred, Some(format!("{why}; {}: {err}", spec.hook))),
+    }
+}
+
+/// Loads `program` and attaches it to `hook`. One that loaded but cannot attach is unloaded
+/// again, so that only attached programs stay in the kernel.
+fn attach(ebpf: &mut Ebpf, program: &str, hook: Hook, btf: Option<&Btf>) -> Result<(), String> {
+    let program = ebpf.program_mut(program).ok_or_else(|| format!("program {program} not in the object"))?;
+    match hook {
         Hook::TracePoint(category, name) => {
             let program: &mut TracePoint = program.try_into().map_err(|e| format!("{e}"))?;
             program.load().map_err(|e| format!("load: {e}"))?;
@@ -290,6 +367,16 @@ fn attach(ebpf: &mut Ebpf, spec: &ProgramSpec, btf: Option<&Btf>) -> Result<(), 
             let program: &mut BtfTracePoint = program.try_into().map_err(|e| format!("{e}"))?;
             program.load(name, btf).map_err(|e| format!("load: {e}"))?;
             program.attach().map_err(|e| format!("attach: {e}"))?;
+        }
+        Hook::SyscallReturn(_) => {
+            let btf = btf.ok_or("kernel BTF not available")?;
+            let function = hook.syscall_function().ok_or("no syscall functions known on this architecture")?;
+            let program: &mut FExit = program.try_into().map_err(|e| format!("{e}"))?;
+            program.load(&function, btf).map_err(|e| format!("load: {e}"))?;
+            if let Err(e) = program.attach() {
+                let _ = program.unload();
+                return Err(format!("attach: {e}"));
+            }
         }
     }
     Ok(())
