@@ -24,9 +24,9 @@ const BUILD_PACKAGES: &[&str] =
 const TEST_PACKAGES: &[&str] =
     &["containerd", "runc", "prometheus", "bpftrace", "bpftool", "busybox-static", "stress-ng", "util-linux", "curl", "python3", "qemu-system-x86"];
 
-/// Where the stock Debian kernel for `tests/tests/stock_kernel_vm.rs` is kept (its
-/// `vmlinuz` and `version`), under the target dir so that a cache of it carries it over.
-pub const STOCK_KERNEL_DIR: &str = "target/vm";
+/// Where the stock Debian kernel's `vmlinuz` for `tests/tests/stock_kernel_vm.rs` is kept,
+/// under the target dir so that a cache of it carries it over.
+const STOCK_KERNEL_DIR: &str = "target/vm";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -146,7 +146,6 @@ fn stock_kernel() -> anyhow::Result<()> {
         deb.display()
     )).current_dir(&dir))
     .context("extract vmlinuz from the kernel package")?;
-    std::fs::write(dir.join("version"), version)?;
     std::fs::remove_file(&deb)?;
     Ok(())
 }

@@ -46,11 +46,6 @@ impl Hook {
             _ => None,
         }
     }
-
-    /// Whether the hook is a file under tracefs `events/`.
-    pub fn needs_tracefs(&self) -> bool {
-        matches!(self, Hook::TracePoint(..))
-    }
 }
 
 impl std::fmt::Display for Hook {
@@ -352,8 +347,9 @@ fn attach_best(ebpf: &mut Ebpf, spec: &ProgramSpec, btf: Option<&Btf>) -> (Hook,
     }
 }
 
-/// Loads `program` and attaches it to `hook`. One that loaded but cannot attach is unloaded
-/// again, so that only attached programs stay in the kernel.
+/// Loads `program` and attaches it to `hook`. An fexit program that loaded but cannot attach
+/// is unloaded again: its tracepoint twin is tried next, and only attached programs should stay
+/// in the kernel.
 fn attach(ebpf: &mut Ebpf, program: &str, hook: Hook, btf: Option<&Btf>) -> Result<(), String> {
     let program = ebpf.program_mut(program).ok_or_else(|| format!("program {program} not in the object"))?;
     match hook {
