@@ -81,6 +81,17 @@ fn on_a_stock_kernel_the_syscall_probes_use_fexit_and_report_the_same_events() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("qemu-system-x86_64 (Debian qemu-system-x86)");
+    // Read the console while QEMU runs: a failing smoke test prints its events, more than a
+    // pipe holds, and QEMU would block on it.
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let console = drain(Box::new(qemu.stdout.take().expect("stdout")));
+    let errors = drain(Box::new(qemu.stderr.take().expect("stderr")));
     let started = Instant::now();
     while qemu.try_wait().expect("wait qemu").is_none() {
         if started.elapsed() > BOOT_LIMIT {
@@ -89,10 +100,8 @@ fn on_a_stock_kernel_the_syscall_probes_use_fexit_and_report_the_same_events() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let mut console = String::new();
-    qemu.stdout.take().expect("stdout").read_to_string(&mut console).expect("console");
-    let mut errors = String::new();
-    qemu.stderr.take().expect("stderr").read_to_string(&mut errors).expect("stderr");
+    let console = console.join().expect("console reader");
+    let errors = errors.join().expect("stderr reader");
     let _ = std::fs::remove_dir_all(&dir);
     let console = console.replace('\r', "");
     assert!(console.contains("KERNEL 6."), "the stock kernel did not boot to the init:\n{console}\n{errors}");
