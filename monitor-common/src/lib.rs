@@ -307,6 +307,13 @@ pub struct KernelOffsets {
     pub percpu_counter_count: u32,
     pub percpu_counter_size: u32,
     pub sock_sk_err: u32,
+    pub sock_sk_protocol: u32,
+    /// `sock.__sk_common`'s `skc_family`, `skc_dport`, `skc_daddr` and `skc_v6_daddr`: a TCP
+    /// socket's destination, set before it enters SYN_SENT.
+    pub sock_family: u32,
+    pub sock_dport: u32,
+    pub sock_daddr: u32,
+    pub sock_v6_daddr: u32,
     /// 1 when the v1 memory hierarchy is mounted (so `memcg_id` means something).
     pub memcg_v1: u32,
     /// Where the caller's saved `struct pt_regs` holds a syscall's first three arguments (an
@@ -314,7 +321,8 @@ pub struct KernelOffsets {
     pub regs_arg0: u32,
     pub regs_arg1: u32,
     pub regs_arg2: u32,
-    pub _pad: u32,
+    /// Where the saved registers hold the number of the syscall the task is in.
+    pub regs_syscall_nr: u32,
 }
 
 pub const OFFSET_UNKNOWN: u32 = u32::MAX;
@@ -345,11 +353,16 @@ impl KernelOffsets {
         percpu_counter_count: OFFSET_UNKNOWN,
         percpu_counter_size: OFFSET_UNKNOWN,
         sock_sk_err: OFFSET_UNKNOWN,
+        sock_sk_protocol: OFFSET_UNKNOWN,
+        sock_family: OFFSET_UNKNOWN,
+        sock_dport: OFFSET_UNKNOWN,
+        sock_daddr: OFFSET_UNKNOWN,
+        sock_v6_daddr: OFFSET_UNKNOWN,
         memcg_v1: 0,
         regs_arg0: OFFSET_UNKNOWN,
         regs_arg1: OFFSET_UNKNOWN,
         regs_arg2: OFFSET_UNKNOWN,
-        _pad: 0,
+        regs_syscall_nr: OFFSET_UNKNOWN,
     };
 }
 
@@ -364,10 +377,12 @@ pub struct ProbeConfig {
     /// 1: `sched_process_exit` records carry `group_dead` (recent kernels). Without it, a
     /// process's exit is its thread group leader's, as exitsnoop has it.
     pub exit_has_group_dead: u32,
+    /// This architecture's number of connect(2).
+    pub connect_syscall_nr: u32,
 }
 
 impl ProbeConfig {
-    pub const DEFAULT: Self = Self { self_tgid: 0, report_loopback_success: 0, exit_has_group_dead: 0 };
+    pub const DEFAULT: Self = Self { self_tgid: 0, report_loopback_success: 0, exit_has_group_dead: 0, connect_syscall_nr: 0 };
 }
 
 /// Key of the map of unix socket paths whose successful connects are reported (runtime
@@ -376,6 +391,37 @@ impl ProbeConfig {
 #[derive(Clone, Copy)]
 pub struct WatchedSocket {
     pub path: [u8; UNIX_PATH_LEN],
+}
+
+impl WatchedSocket {
+    /// The key of its prefix in the map of watched prefixes (see [`unix_sockaddr_prefix`]).
+    pub fn prefix(&self) -> u64 {
+        let mut head = [0u8; 8];
+        head[..2].copy_from_slice(&AF_UNIX.to_ne_bytes());
+        head[2..].copy_from_slice(&self.path[..6]);
+        unix_sockaddr_prefix(head)
+    }
+}
+
+/// The first 8 bytes of a unix sockaddr (family, then the path's first 6 bytes), bytes after
+/// the path's end zeroed (the caller's buffer holds anything there): the key of a map of the
+/// watched sockets' prefixes, which lets the kernel program filter a successful connect to any
+/// other socket with one small lookup, without reading its path.
+#[inline(always)]
+pub fn unix_sockaddr_prefix(head: [u8; 8]) -> u64 {
+    let mut key = [0u8; 8];
+    key[0] = head[0];
+    key[1] = head[1];
+    let mut ended = false;
+    let mut i = 2;
+    while i < 8 {
+        ended |= head[i] == 0;
+        if !ended {
+            key[i] = head[i];
+        }
+        i += 1;
+    }
+    u64::from_ne_bytes(key)
 }
 
 #[cfg(feature = "user")]

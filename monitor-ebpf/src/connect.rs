@@ -5,31 +5,32 @@
 //! on the node, so one per syscall, not two. A non-blocking TCP connect (every Go client, so
 //! kubelet, kubectl, crictl) returns EINPROGRESS and fails or succeeds later, out of the
 //! caller's context: `sock:inet_sock_set_state` notes which socket the calling thread put in
-//! SYN_SENT, follows it to its outcome and reports that instead, attributed to the caller. The
+//! SYN_SENT (by BTF tracepoint where the kernel has BTF), follows it to its outcome and reports that instead, attributed to the caller. The
 //! event of such a connect is built when the call returns EINPROGRESS: a blocking TCP connect
 //! (the common case) costs two writes to its thread's map entry and no event; a unix connect
 //! costs no map lookup.
 //!
 //! Filtered in the kernel (counted as filtered): successful loopback TCP/UDP connects (unless
 //! configured), successful unix connects to sockets not in `WATCHED_SOCKETS` (user space fills
-//! it with the runtime sockets), AF_UNSPEC disconnects, and the daemon's own connects.
+//! it with the runtime sockets; most are told by their first bytes, `WATCHED_PREFIXES`),
+//! AF_UNSPEC disconnects, and the daemon's own connects.
 //! Every failed connect is reported.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes},
-    macros::{fexit, map, tracepoint},
+    macros::{btf_tracepoint, fexit, map, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray},
-    programs::{FExitContext, TracePointContext},
+    programs::{BtfTracePointContext, FExitContext, TracePointContext},
 };
 use monitor_common::{
     AF_INET, AF_INET6, AF_UNIX, CONNECT_ASYNC, CONNECT_UNIX_ABSTRACT, ConnectEvent, EventKind,
-    ProgramId, UNIX_PATH_LEN, WatchedSocket,
+    ProgramId, UNIX_PATH_LEN, WatchedSocket, unix_sockaddr_prefix,
 };
 
 use crate::{
     batched,
     count_emitted, count_filtered, count_lost, is_self,
-    kernel::{current_header, current_regs, field, offset, read, syscall_arg},
+    kernel::{current_header, current_regs, field, in_connect, offset, read, sock_destination, sock_protocol, syscall_arg},
     report_loopback_success, reserve,
 };
 
@@ -45,9 +46,13 @@ const EXIT_RET: usize = 16;
 const STATE_SKADDR: usize = 8;
 const STATE_OLD: usize = 16;
 const STATE_NEW: usize = 20;
+const STATE_DPORT: usize = 26;
+const STATE_FAMILY: usize = 28;
 const STATE_PROTOCOL: usize = 30;
+const STATE_DADDR: usize = 36;
+const STATE_DADDR_V6: usize = 56;
 
-/// A TCP connect in progress: the socket the calling thread put in SYN_SENT.
+/// A TCP connect in progress: the socket the calling thread put in SYN_SENT, and where to.
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct PendingConnect {
@@ -56,12 +61,19 @@ struct PendingConnect {
     done: u32,
     /// 0 (established) or -errno.
     outcome: i32,
+    family: u16,
+    port: u16,
+    _pad: u32,
+    addr: [u8; 16],
 }
 
-/// TCP connects in progress, by calling thread; `skaddr` 0 when none is. A SYN_SENT outside
-/// connect() (TCP Fast Open's sendto, a kernel socket) is overwritten by the thread's next one
-/// or evicted; a connect that returns without a SYN_SENT of its own does not take it, since the
-/// socket is used only when the call returns EINPROGRESS.
+impl PendingConnect {
+    const NONE: Self = Self { skaddr: 0, done: 0, outcome: 0, family: 0, port: 0, _pad: 0, addr: [0; 16] };
+}
+
+/// TCP connects in progress, by calling thread; `skaddr` 0 when none is. Only SYN_SENTs inside
+/// connect() are noted, and the call's return clears the entry: an entry found there is that
+/// call's own, so its destination need not be read from user memory.
 #[map]
 static PENDING_CONNECTS: LruHashMap<u64, PendingConnect> = LruHashMap::with_max_entries(16384, 0);
 
@@ -85,6 +97,11 @@ static SCRATCH_PATH: PerCpuArray<WatchedSocket> = PerCpuArray::with_max_entries(
 /// Unix socket paths whose successful connects are reported.
 #[map]
 static WATCHED_SOCKETS: HashMap<WatchedSocket, u8> = HashMap::with_max_entries(256, 0);
+
+/// The prefixes of `WATCHED_SOCKETS`' sockaddrs (`unix_sockaddr_prefix`): most successful unix
+/// connects are filtered on them, before their path is read.
+#[map]
+static WATCHED_PREFIXES: HashMap<u64, u8> = HashMap::with_max_entries(256, 0);
 
 #[inline(always)]
 fn is_loopback(family: u16, addr: &[u8; 16]) -> bool {
@@ -121,17 +138,62 @@ fn emit(program: ProgramId, event: &ConnectEvent) {
 
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    let destination = || {
+        // Whole words: the verifier refuses a copy loop over the record.
+        let family = field::<u16>(&ctx, STATE_FAMILY);
+        let mut addr = [0u8; 16];
+        if family == AF_INET6 {
+            addr[..8].copy_from_slice(&field::<u64>(&ctx, STATE_DADDR_V6).to_ne_bytes());
+            addr[8..].copy_from_slice(&field::<u64>(&ctx, STATE_DADDR_V6 + 8).to_ne_bytes());
+        } else {
+            addr[..4].copy_from_slice(&field::<u32>(&ctx, STATE_DADDR).to_ne_bytes());
+        }
+        (family, field::<u16>(&ctx, STATE_DPORT), addr)
+    };
+    tcp_state_change(
+        field::<u64>(&ctx, STATE_SKADDR),
+        || Some(field::<u16>(&ctx, STATE_PROTOCOL)),
+        destination,
+        field::<i32>(&ctx, STATE_OLD),
+        field::<i32>(&ctx, STATE_NEW),
+    )
+}
+
+/// The same, where the kernel has BTF: the hook's arguments come as they are, with no record
+/// built for them first (most of a classic tracepoint's cost here, since it fires on every
+/// state change of every TCP socket).
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn tp_btf_inet_sock_set_state(ctx: BtfTracePointContext) -> u32 {
+    let sk: u64 = ctx.arg(0);
+    tcp_state_change(sk, || sock_protocol(sk), || sock_destination(sk), ctx.arg(1), ctx.arg(2))
+}
+
+/// The socket at `skaddr` went from state `old` to `new`; `protocol` says which protocol it
+/// is (`None`: not known, taken as TCP, the only other caller being DCCP, whose states match),
+/// `destination` where it connects to (family, port, address).
+#[inline(always)]
+fn tcp_state_change(
+    skaddr: u64,
+    protocol: impl FnOnce() -> Option<u16>,
+    destination: impl FnOnce() -> (u16, u16, [u8; 16]),
+    old: i32,
+    new: i32,
+) -> u32 {
     let program = ProgramId::TcpState;
-    let protocol = field::<u16>(&ctx, STATE_PROTOCOL);
-    let old = field::<i32>(&ctx, STATE_OLD);
-    let new = field::<i32>(&ctx, STATE_NEW);
-    let skaddr = field::<u64>(&ctx, STATE_SKADDR);
-    if protocol != IPPROTO_TCP || skaddr == 0 {
+    let connecting = old == TCP_CLOSE && new == TCP_SYN_SENT;
+    let connected = old == TCP_SYN_SENT && (new == TCP_ESTABLISHED || new == TCP_CLOSE);
+    // The states first: they filter most calls (every other state change) with no read.
+    if !(connecting || connected) || skaddr == 0 || protocol().is_some_and(|p| p != IPPROTO_TCP) {
         return 0;
     }
-    if old == TCP_CLOSE && new == TCP_SYN_SENT {
-        // In the caller's context, inside connect(): remember which socket it is.
-        let pending = PendingConnect { skaddr, done: 0, outcome: 0 };
+    if connecting {
+        // In the caller's context: remember which socket it is, and where to, if the caller
+        // is in connect() (not in TCP Fast Open's sendto, not a kernel socket's worker).
+        if !in_connect() {
+            return 0;
+        }
+        let (family, port, addr) = destination();
+        let pending = PendingConnect { skaddr, done: 0, outcome: 0, family, port, _pad: 0, addr };
         let thread = bpf_get_current_pid_tgid();
         match PENDING_CONNECTS.get_ptr_mut(&thread) {
             Some(entry) => unsafe { *entry = pending },
@@ -141,9 +203,6 @@ pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
                 }
             }
         }
-        return 0;
-    }
-    if old != TCP_SYN_SENT || (new != TCP_ESTABLISHED && new != TCP_CLOSE) {
         return 0;
     }
     let result = if new == TCP_ESTABLISHED {
@@ -190,19 +249,19 @@ fn read_inet(family: u16, sockaddr: u64, head: [u8; 8]) -> (u16, [u8; 16]) {
 
 #[tracepoint]
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
-    complete(current_regs(), field::<i64>(&ctx, EXIT_RET))
+    complete(current_regs, field::<i64>(&ctx, EXIT_RET))
 }
 
 /// The same, where the kernel allows fexit on the arch's connect syscall function: its one
 /// argument is the caller's registers, its return value follows.
 #[fexit]
 pub fn fexit_sys_connect(ctx: FExitContext) -> u32 {
-    complete(ctx.arg(0), ctx.arg(1))
+    complete(|| ctx.arg(0), ctx.arg(1))
 }
 
-/// A connect returned `ret`; `regs` hold its arguments (fd, sockaddr, addrlen).
+/// A connect returned `ret`; `regs` gives its arguments (fd, sockaddr, addrlen).
 #[inline(always)]
-fn complete(regs: u64, ret: i64) -> u32 {
+fn complete(regs: impl FnOnce() -> u64, ret: i64) -> u32 {
     let program = ProgramId::ConnectExit;
     let pid_tgid = bpf_get_current_pid_tgid();
     if is_self((pid_tgid >> 32) as u32) {
@@ -210,37 +269,51 @@ fn complete(regs: u64, ret: i64) -> u32 {
         return 0;
     }
     let ret = ret as i32;
-    let addr = syscall_arg(regs, 1);
-    // One read for the family and what follows it: an IPv4 peer, a unix path's first byte.
-    let head: [u8; 8] = unsafe { bpf_probe_read_user(addr as *const [u8; 8]) }.unwrap_or([0; 8]);
-    let family = u16::from_ne_bytes([head[0], head[1]]);
-    match family {
-        AF_UNIX => return unix_connect(program, addr, syscall_arg(regs, 2) as u32, head[2], ret),
-        0 => {
-            count_filtered(program);
-            return 0;
-        }
-        AF_INET | AF_INET6 => {}
-        // Another family (netlink, packet...): its result, no address.
-        _ => return report_inet(program, family, 0, [0; 16], ret, 0),
-    }
-    let (port, peer) = read_inet(family, addr, head);
-    // Only threads that made TCP connects have an entry (a unix connect never looks). It is
-    // kept and cleared, not deleted: an LRU map's delete and insert take locks, a write
-    // through the pointer does not. Plain values, not an Option: the verifier must see every
-    // register it reads written on every path.
+    // A TCP connect that sent its SYN in this call: `inet_sock_set_state` noted the socket and
+    // its destination, so nothing is read from user memory (whose first touch here costs more
+    // than the rest of this program). The entry is kept and cleared, not deleted: an LRU map's
+    // delete and insert take locks, a write through the pointer does not. Plain values, not an
+    // Option: the verifier must see every register it reads written on every path.
     let pending = match PENDING_CONNECTS.get_ptr_mut(&pid_tgid) {
         Some(entry) => unsafe {
             let pending = *entry;
             (*entry).skaddr = 0;
             pending
         },
-        None => PendingConnect { skaddr: 0, done: 0, outcome: 0 },
+        None => PendingConnect::NONE,
     };
-    if pending.skaddr == 0 || ret != -EINPROGRESS {
+    if pending.skaddr != 0 {
+        return tcp_connect(program, &pending, ret);
+    }
+    let regs = regs();
+    let addr = syscall_arg(regs, 1);
+    // One read for the family and what follows it: an IPv4 peer, a unix path's first bytes.
+    let head: [u8; 8] = unsafe { bpf_probe_read_user(addr as *const [u8; 8]) }.unwrap_or([0; 8]);
+    let family = u16::from_ne_bytes([head[0], head[1]]);
+    match family {
+        AF_UNIX => unix_connect(program, addr, syscall_arg(regs, 2) as u32, head, ret),
+        0 => {
+            count_filtered(program);
+            0
+        }
+        // UDP, or a TCP connect that failed before sending its SYN.
+        AF_INET | AF_INET6 => {
+            let (port, peer) = read_inet(family, addr, head);
+            report_inet(program, family, port, peer, ret, 0)
+        }
+        // Another family (netlink, packet...): its result, no address.
+        _ => report_inet(program, family, 0, [0; 16], ret, 0),
+    }
+}
+
+/// A TCP connect that put its socket in SYN_SENT (`pending`) returned `ret`.
+#[inline(always)]
+fn tcp_connect(program: ProgramId, pending: &PendingConnect, ret: i32) -> u32 {
+    let (family, port, peer) = (pending.family, pending.port, pending.addr);
+    if ret != -EINPROGRESS {
         return report_inet(program, family, port, peer, ret, 0);
     }
-    // Non-blocking TCP: the outcome, if it came already, else wait for it.
+    // Non-blocking: the outcome, if it came already, else wait for it.
     let early = if pending.done != 0 {
         Some(pending.outcome)
     } else {
@@ -295,12 +368,14 @@ fn report_inet(program: ProgramId, family: u16, port: u16, addr: [u8; 16], resul
     0
 }
 
-/// A unix connect to the sockaddr at `addr` of `addrlen` bytes, whose path starts with `first`,
+/// A unix connect to the sockaddr at `addr` of `addrlen` bytes, which starts with `head`,
 /// returned `ret`.
 #[inline(always)]
-fn unix_connect(program: ProgramId, addr: u64, addrlen: u32, first: u8, ret: i32) -> u32 {
-    if ret == 0 && first == 0 {
-        // A successful connect to an abstract name: never watched, nothing to read.
+fn unix_connect(program: ProgramId, addr: u64, addrlen: u32, head: [u8; 8], ret: i32) -> u32 {
+    let first = head[2];
+    // A successful connect to an abstract name (never watched) or to a path that does not start
+    // as a watched one does: filtered, nothing more to read.
+    if ret == 0 && (first == 0 || unsafe { WATCHED_PREFIXES.get(&unix_sockaddr_prefix(head)) }.is_none()) {
         count_filtered(program);
         return 0;
     }

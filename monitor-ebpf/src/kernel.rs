@@ -70,6 +70,41 @@ pub(crate) fn syscall_arg(regs: u64, n: usize) -> u64 {
     load(regs, off)
 }
 
+/// Whether the current task is in connect(2), by the syscall number in its saved registers;
+/// true where that cannot be told.
+#[inline(always)]
+pub(crate) fn in_connect() -> bool {
+    let off = offset!(regs_syscall_nr);
+    off == OFFSET_UNKNOWN || load::<u32>(current_regs(), off) == crate::connect_syscall_nr()
+}
+
+/// The destination (family, port, address) of the socket at `sk`, a BTF-typed pointer.
+#[inline(always)]
+pub(crate) fn sock_destination(sk: u64) -> (u16, u16, [u8; 16]) {
+    let family: u16 = load(sk, offset!(sock_family));
+    let port = u16::from_be(load(sk, offset!(sock_dport)));
+    let mut addr = [0u8; 16];
+    if family == monitor_common::AF_INET6 {
+        let off = offset!(sock_v6_daddr);
+        if off != OFFSET_UNKNOWN {
+            addr[..8].copy_from_slice(&load::<u64>(sk, off).to_ne_bytes());
+            addr[8..].copy_from_slice(&load::<u64>(sk, off + 8).to_ne_bytes());
+        }
+    } else {
+        addr[..4].copy_from_slice(&load::<u32>(sk, offset!(sock_daddr)).to_ne_bytes());
+    }
+    (family, port, addr)
+}
+
+/// The protocol (`IPPROTO_*`) of the socket at `sk`, a BTF-typed pointer; `None` when this
+/// kernel's BTF does not say where it is. Read as one byte: before Linux 5.6 it is an 8-bit
+/// bitfield that starts on a byte.
+#[inline(always)]
+pub(crate) fn sock_protocol(sk: u64) -> Option<u16> {
+    let off = offset!(sock_sk_protocol);
+    if off == OFFSET_UNKNOWN { None } else { Some(load::<u8>(sk, off) as u16) }
+}
+
 /// The current task, typed for the verifier (see [`load`]).
 pub(crate) fn current_task() -> u64 {
     unsafe { bpf_get_current_task_btf() as u64 }

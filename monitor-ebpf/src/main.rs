@@ -75,6 +75,11 @@ pub(crate) fn report_loopback_success() -> bool {
 }
 
 #[inline(always)]
+pub(crate) fn connect_syscall_nr() -> u32 {
+    CONFIG.load().connect_syscall_nr
+}
+
+#[inline(always)]
 pub(crate) fn exit_has_group_dead() -> bool {
     CONFIG.load().exit_has_group_dead != 0
 }

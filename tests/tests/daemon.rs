@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use monitor::probes::PROGRAMS;
+use monitor::probes::{Hook, PROGRAMS};
 use monitor_tests::daemon::{Daemon, binary, metric_value};
 
 /// Ids of the BPF programs whose fds process `pid` holds (from /proc/PID/fdinfo).
@@ -167,8 +167,10 @@ fn without_btf_the_classic_tracepoints_still_work() {
     let daemon = Daemon::start(&["--btf", "/nonexistent/vmlinux"]);
     let metrics = daemon.get("/metrics").expect("/metrics");
     for spec in PROGRAMS {
-        let expected = if matches!(spec.hook, monitor::probes::Hook::BtfTracePoint(_)) { 0.0 } else { 1.0 };
-        let up = metric_value(&metrics, "node_runtime_monitor_probe_up", &[&format!("program=\"{}\"", spec.name)]);
+        let expected = if matches!(spec.hook, Hook::BtfTracePoint(_)) { 0.0 } else { 1.0 };
+        // Programs with a faster twin (fexit, BTF tracepoint) are up on their classic hook.
+        let hook = format!("hook=\"{}\"", spec.hook);
+        let up = metric_value(&metrics, "node_runtime_monitor_probe_up", &[&format!("program=\"{}\"", spec.name), &hook]);
         assert_eq!(up, Some(expected), "{}", spec.name);
     }
     assert_eq!(metric_value(&metrics, "node_runtime_monitor_source_up", &["source=\"kernel_btf\""]), Some(0.0));
@@ -218,14 +220,15 @@ fn without_tracefs_the_daemon_mounts_it_or_says_why_not() {
     for spec in PROGRAMS {
         let program = format!("program=\"{}\"", spec.name);
         let up = metric_value(&metrics, "node_runtime_monitor_probe_up", &[&program]);
-        if spec.fexit.is_some() {
+        if let Some((_, Hook::SyscallReturn(_))) = spec.fast {
             // fexit needs no tracefs: up on kernels that allow fexit (and then on fexit), down
             // on those that refuse it (this development machine's), never on the tracepoint.
             let on_fexit = metric_value(&metrics, "node_runtime_monitor_probe_up", &[&program, "hook=\"fexit/"]);
             assert_eq!(up, on_fexit, "{}; log:\n{}", spec.name, daemon.log_text());
             continue;
         }
-        let expected = if matches!(spec.hook, monitor::probes::Hook::BtfTracePoint(_)) { 1.0 } else { 0.0 };
+        // A BTF tracepoint needs no tracefs either: up, on it.
+        let expected = if matches!(spec.preferred_hook(), Hook::BtfTracePoint(_)) { 1.0 } else { 0.0 };
         assert_eq!(up, Some(expected), "{}; log:\n{}", spec.name, daemon.log_text());
     }
     assert!(daemon.log_text().contains("tracefs is not mounted and mounting it"), "{}", daemon.log_text());
@@ -233,24 +236,24 @@ fn without_tracefs_the_daemon_mounts_it_or_says_why_not() {
 }
 
 /// A tracepoint this kernel does not have (as on a kernel built without it): in a private
-/// mount namespace an empty directory hides tracefs `events/sock`, so `sock:inet_sock_set_state`
-/// cannot attach for real. That program is down, logged with what will be missed; the others
-/// are up and still deliver events.
+/// mount namespace an empty directory hides tracefs `events/printk`, so `printk:console` cannot
+/// attach for real (it has no BTF twin). That program is down, logged with what will be missed;
+/// the others are up and still deliver events.
 #[test]
 fn a_missing_tracepoint_is_reported_down_while_the_others_work() {
     ensure_tracefs_mounted();
-    let script = "mount -t tmpfs none /sys/kernel/tracing/events/sock && exec \"$@\"";
+    let script = "mount -t tmpfs none /sys/kernel/tracing/events/printk && exec \"$@\"";
     let mut hiding = in_private_mounts(script);
     hiding.arg(binary());
     let daemon = Daemon::start_with(hiding, &[]);
     let metrics = daemon.get("/metrics").expect("/metrics");
     for spec in PROGRAMS {
-        let expected = if spec.name == "inet_sock_set_state" { 0.0 } else { 1.0 };
+        let expected = if spec.name == "printk_console" { 0.0 } else { 1.0 };
         let up = metric_value(&metrics, "node_runtime_monitor_probe_up", &[&format!("program=\"{}\"", spec.name)]);
         assert_eq!(up, Some(expected), "{}; log:\n{}", spec.name, daemon.log_text());
     }
     assert!(
-        daemon.log_text().contains("not attached, non-blocking TCP connect outcomes will be missed"),
+        daemon.log_text().contains("not attached, whether an OOM kill was at a memory cgroup's limit or the node's will be missed"),
         "{}",
         daemon.log_text()
     );

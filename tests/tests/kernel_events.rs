@@ -9,7 +9,10 @@ use std::{
     time::Duration,
 };
 
-use monitor::events::{Event, ExitStatus, OomConstraint, SocketAddress};
+use monitor::{
+    events::{Event, ExitStatus, OomConstraint, SocketAddress},
+    probes::ProbeOptions,
+};
 use monitor_tests::{
     capture::Capture,
     cgroups::{TestCgroup, spawn_in},
@@ -167,12 +170,29 @@ fn connects_in(events: &[Event], id: u64) -> Vec<monitor::events::Connect> {
         .collect()
 }
 
-/// The address is read from user memory when the call returns, through the registers the call
-/// was given: every family's layout is checked (a unix path, an abstract name, IPv4, IPv6).
+/// A unix address is read from user memory when the call returns, through the registers the
+/// call was given; a TCP one was noted when the socket entered SYN_SENT. Every family's layout
+/// is checked (a unix path, an abstract name, IPv4, IPv6).
 #[test]
 fn connects_to_missing_unix_socket_and_closed_port_fail_with_errno() {
-    let capture = Capture::start();
-    let tree = TestCgroup::v2("connect");
+    failed_connects_are_reported_with_errno(Capture::start(), "connect", libc::ECONNREFUSED);
+}
+
+/// The same with the TCP state probe on its classic tracepoint (as without kernel BTF): the
+/// destination comes from the tracepoint's record instead of the socket. Without BTF the
+/// socket's error cannot be read: a non-blocking connect's refusal seen by that probe is a
+/// failure of unknown cause (ECONNABORTED).
+#[test]
+fn connects_fail_with_errno_when_tcp_states_come_from_the_classic_tracepoint() {
+    let options = ProbeOptions { btf_path: Some("/nonexistent/vmlinux".into()), ..ProbeOptions::default() };
+    let capture = Capture::with_options(options);
+    let tcp_state = capture.status().iter().find(|s| s.spec.name == "inet_sock_set_state").expect("TCP state probe");
+    assert_eq!((tcp_state.is_up(), tcp_state.hook), (true, tcp_state.spec.hook), "{tcp_state:?}");
+    failed_connects_are_reported_with_errno(capture, "connect-classic", libc::ECONNABORTED);
+}
+
+fn failed_connects_are_reported_with_errno(capture: Capture, cgroup: &str, non_blocking_refused: i32) {
+    let tree = TestCgroup::v2(cgroup);
     let closed_port = {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr").port()
@@ -210,7 +230,7 @@ assert s.connect_ex(("::1", {closed_port})) == errno.ECONNREFUSED
     assert_eq!((connects[1].address.clone(), connects[1].errno), (loopback.clone(), libc::ECONNREFUSED));
     assert!(!connects[1].asynchronous, "a blocking connect's result is the syscall's");
     // The non-blocking one: the refusal is reported once, whichever path saw it first.
-    assert_eq!((connects[2].address.clone(), connects[2].errno), (loopback, libc::ECONNREFUSED));
+    assert_eq!((connects[2].address.clone(), connects[2].errno), (loopback, non_blocking_refused));
     let abstract_name = SocketAddress::Unix { path: "nrm-missing-abstract".into(), is_abstract: true };
     assert_eq!((connects[3].address.clone(), connects[3].errno), (abstract_name, libc::ECONNREFUSED));
     let loopback6 = SocketAddress::Inet { ip: "::1".parse().expect("ip"), port: closed_port };

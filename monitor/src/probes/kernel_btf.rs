@@ -310,6 +310,15 @@ impl KernelBtf {
             _ => {}
         }
         o.sock_sk_err = off("sock", "sk_err");
+        o.sock_sk_protocol = off("sock", "sk_protocol");
+        let common = |m: &str| {
+            let base = self.member_offset("sock", "__sk_common")?;
+            base.checked_add(self.member_offset("sock_common", m)?)
+        };
+        o.sock_family = common("skc_family").unwrap_or(OFFSET_UNKNOWN);
+        o.sock_dport = common("skc_dport").unwrap_or(OFFSET_UNKNOWN);
+        o.sock_daddr = common("skc_daddr").unwrap_or(OFFSET_UNKNOWN);
+        o.sock_v6_daddr = common("skc_v6_daddr").unwrap_or(OFFSET_UNKNOWN);
         o.memcg_v1 = memcg_v1 as u32;
         o
     }
@@ -340,6 +349,11 @@ impl KernelBtf {
             ("mm_struct.rss_stat", offsets.mm_rss_stat),
             ("percpu_counter.count", offsets.percpu_counter_count),
             ("sock.sk_err", offsets.sock_sk_err),
+            ("sock.sk_protocol", offsets.sock_sk_protocol),
+            ("sock_common.skc_family", offsets.sock_family),
+            ("sock_common.skc_dport", offsets.sock_dport),
+            ("sock_common.skc_daddr", offsets.sock_daddr),
+            ("sock_common.skc_v6_daddr", offsets.sock_v6_daddr),
         ];
         fields.iter().filter(|(_, v)| *v == OFFSET_UNKNOWN).map(|(n, _)| *n).collect()
     }
@@ -454,7 +468,10 @@ mod tests {
     fn syscall_argument_registers_match_the_running_kernel() {
         let btf = KernelBtf::from_sys_fs().expect("this kernel must expose /sys/kernel/btf/vmlinux");
         let in_btf = ["di", "si", "dx"].map(|r| btf.member_offset("pt_regs", r).expect("pt_regs member"));
-        assert_eq!(super::super::SYSCALL_ABI.map(|abi| abi.args), Some(in_btf));
+        let abi = super::super::SYSCALL_ABI.expect("x86_64 has an ABI");
+        assert_eq!(abi.args, in_btf);
+        assert_eq!(Some(abi.nr), btf.member_offset("pt_regs", "orig_ax"));
+        assert_eq!(abi.connect, libc::SYS_connect as u32);
     }
 
     #[test]

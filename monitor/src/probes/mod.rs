@@ -68,9 +68,10 @@ pub struct ProgramSpec {
     pub id: ProgramId,
     pub name: &'static str,
     pub hook: Hook,
-    /// For a syscall's return: the fexit program (ELF name) and syscall, preferred over `hook`
-    /// where the kernel allows fexit. Both run the same code on the same maps.
-    pub fexit: Option<(&'static str, &'static str)>,
+    /// A twin on a cheaper hook, tried first: its ELF name and hook. fexit on a syscall's
+    /// function sends no other syscall through the kernel's slow path; a BTF tracepoint skips
+    /// building the classic tracepoint's record. Both twins run the same code on the same maps.
+    pub fast: Option<(&'static str, Hook)>,
     /// What it observes, for logs and `--help`-like listings.
     pub observes: &'static str,
 }
@@ -78,9 +79,10 @@ pub struct ProgramSpec {
 impl ProgramSpec {
     /// The hook it attaches to when nothing stands in the way.
     pub fn preferred_hook(&self) -> Hook {
-        match self.fexit {
-            Some((_, syscall)) if SYSCALL_ABI.is_some() => Hook::SyscallReturn(syscall),
-            _ => self.hook,
+        match self.fast {
+            Some((_, Hook::SyscallReturn(_))) if SYSCALL_ABI.is_none() => self.hook,
+            Some((_, hook)) => hook,
+            None => self.hook,
         }
     }
 }
@@ -88,17 +90,18 @@ impl ProgramSpec {
 /// Every kernel program, in the order they are attached. The syscalls are hooked only where
 /// they return, with their arguments read from the caller's saved registers: each attached
 /// syscall tracepoint costs every syscall on the node, so there is one per syscall, not two,
-/// and fexit (which costs no other syscall anything) is used where the kernel allows it.
+/// and fexit (which costs no other syscall anything) is used where the kernel allows it. A hook
+/// that fires often for nothing (every TCP state change) is a BTF tracepoint where there is BTF.
 pub const PROGRAMS: [ProgramSpec; 9] = [
-    ProgramSpec { id: ProgramId::Exec, name: "sched_process_exec", hook: Hook::TracePoint("sched", "sched_process_exec"), fexit: None, observes: "successful execs" },
-    ProgramSpec { id: ProgramId::ExecveExit, name: "sys_exit_execve", hook: Hook::TracePoint("syscalls", "sys_exit_execve"), fexit: Some(("fexit_sys_execve", "execve")), observes: "failed execves" },
-    ProgramSpec { id: ProgramId::ExecveatExit, name: "sys_exit_execveat", hook: Hook::TracePoint("syscalls", "sys_exit_execveat"), fexit: Some(("fexit_sys_execveat", "execveat")), observes: "failed execveats" },
-    ProgramSpec { id: ProgramId::Exit, name: "sched_process_exit", hook: Hook::TracePoint("sched", "sched_process_exit"), fexit: None, observes: "process exits" },
-    ProgramSpec { id: ProgramId::OomVictim, name: "mark_victim", hook: Hook::BtfTracePoint("mark_victim"), fexit: None, observes: "OOM kills" },
-    ProgramSpec { id: ProgramId::OomReport, name: "printk_console", hook: Hook::TracePoint("printk", "console"), fexit: None, observes: "whether an OOM kill was at a memory cgroup's limit or the node's" },
-    ProgramSpec { id: ProgramId::ConnectExit, name: "sys_exit_connect", hook: Hook::TracePoint("syscalls", "sys_exit_connect"), fexit: Some(("fexit_sys_connect", "connect")), observes: "connects and their results" },
-    ProgramSpec { id: ProgramId::TcpState, name: "inet_sock_set_state", hook: Hook::TracePoint("sock", "inet_sock_set_state"), fexit: None, observes: "non-blocking TCP connect outcomes" },
-    ProgramSpec { id: ProgramId::Signal, name: "signal_generate", hook: Hook::BtfTracePoint("signal_generate"), fexit: None, observes: "fatal signals and their senders" },
+    ProgramSpec { id: ProgramId::Exec, name: "sched_process_exec", hook: Hook::TracePoint("sched", "sched_process_exec"), fast: None, observes: "successful execs" },
+    ProgramSpec { id: ProgramId::ExecveExit, name: "sys_exit_execve", hook: Hook::TracePoint("syscalls", "sys_exit_execve"), fast: Some(("fexit_sys_execve", Hook::SyscallReturn("execve"))), observes: "failed execves" },
+    ProgramSpec { id: ProgramId::ExecveatExit, name: "sys_exit_execveat", hook: Hook::TracePoint("syscalls", "sys_exit_execveat"), fast: Some(("fexit_sys_execveat", Hook::SyscallReturn("execveat"))), observes: "failed execveats" },
+    ProgramSpec { id: ProgramId::Exit, name: "sched_process_exit", hook: Hook::TracePoint("sched", "sched_process_exit"), fast: None, observes: "process exits" },
+    ProgramSpec { id: ProgramId::OomVictim, name: "mark_victim", hook: Hook::BtfTracePoint("mark_victim"), fast: None, observes: "OOM kills" },
+    ProgramSpec { id: ProgramId::OomReport, name: "printk_console", hook: Hook::TracePoint("printk", "console"), fast: None, observes: "whether an OOM kill was at a memory cgroup's limit or the node's" },
+    ProgramSpec { id: ProgramId::ConnectExit, name: "sys_exit_connect", hook: Hook::TracePoint("syscalls", "sys_exit_connect"), fast: Some(("fexit_sys_connect", Hook::SyscallReturn("connect"))), observes: "connects and their results" },
+    ProgramSpec { id: ProgramId::TcpState, name: "inet_sock_set_state", hook: Hook::TracePoint("sock", "inet_sock_set_state"), fast: Some(("tp_btf_inet_sock_set_state", Hook::BtfTracePoint("inet_sock_set_state"))), observes: "non-blocking TCP connect outcomes" },
+    ProgramSpec { id: ProgramId::Signal, name: "signal_generate", hook: Hook::BtfTracePoint("signal_generate"), fast: None, observes: "fatal signals and their senders" },
 ];
 
 /// How this architecture passes syscalls their arguments: its syscall functions are
@@ -110,14 +113,18 @@ pub const PROGRAMS: [ProgramSpec; 9] = [
 pub struct SyscallAbi {
     pub prefix: &'static str,
     pub args: [u32; 3],
+    /// Where the number of the syscall the task is in is kept.
+    pub nr: u32,
+    /// The number of connect(2).
+    pub connect: u32,
 }
 
-/// x86_64: `di`, `si`, `dx`.
+/// x86_64: `di`, `si`, `dx`; `orig_ax`.
 #[cfg(target_arch = "x86_64")]
-pub const SYSCALL_ABI: Option<SyscallAbi> = Some(SyscallAbi { prefix: "__x64_sys_", args: [14 * 8, 13 * 8, 12 * 8] });
-/// arm64: `orig_x0`, `regs[1]`, `regs[2]`.
+pub const SYSCALL_ABI: Option<SyscallAbi> = Some(SyscallAbi { prefix: "__x64_sys_", args: [14 * 8, 13 * 8, 12 * 8], nr: 15 * 8, connect: 42 });
+/// arm64: `orig_x0`, `regs[1]`, `regs[2]`; `syscallno`.
 #[cfg(target_arch = "aarch64")]
-pub const SYSCALL_ABI: Option<SyscallAbi> = Some(SyscallAbi { prefix: "__arm64_sys_", args: [34 * 8, 8, 16] });
+pub const SYSCALL_ABI: Option<SyscallAbi> = Some(SyscallAbi { prefix: "__arm64_sys_", args: [34 * 8, 8, 16], nr: 35 * 8, connect: 203 });
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub const SYSCALL_ABI: Option<SyscallAbi> = None;
 
@@ -221,6 +228,35 @@ fn watched_key(path: &Path) -> Option<WatchedSocket> {
     Some(key)
 }
 
+/// Fills the maps of watched sockets: their paths, and their sockaddrs' prefixes.
+fn watch_sockets(ebpf: &mut Ebpf, paths: &[PathBuf]) -> Result<(), ProbeError> {
+    let mut prefixes = Vec::new();
+    {
+        let map = ebpf.map_mut("WATCHED_SOCKETS").ok_or(ProbeError::MissingMap("WATCHED_SOCKETS"))?;
+        let mut watched: aya::maps::HashMap<_, WatchedSocket, u8> =
+            aya::maps::HashMap::try_from(map).map_err(|source| ProbeError::Map { name: "WATCHED_SOCKETS", source })?;
+        for path in paths {
+            match watched_key(path) {
+                Some(key) => match watched.insert(&key, &1, 0) {
+                    Ok(()) => prefixes.push(key.prefix()),
+                    Err(err) => warn!(socket = %path.display(), "cannot watch socket: {err}"),
+                },
+                None => warn!(socket = %path.display(), "socket path too long to watch"),
+            }
+        }
+    }
+    let map = ebpf.map_mut("WATCHED_PREFIXES").ok_or(ProbeError::MissingMap("WATCHED_PREFIXES"))?;
+    let mut watched: aya::maps::HashMap<_, u64, u8> =
+        aya::maps::HashMap::try_from(map).map_err(|source| ProbeError::Map { name: "WATCHED_PREFIXES", source })?;
+    for prefix in prefixes {
+        // Without its prefix a watched socket's connects would be filtered: say so.
+        if let Err(err) = watched.insert(&prefix, &1, 0) {
+            warn!("cannot watch a socket prefix, successful connects to some watched sockets will be missed: {err}");
+        }
+    }
+    Ok(())
+}
+
 impl Probes {
     /// Loads the programs and attaches each one; failures of single programs are recorded in
     /// `status`, not returned.
@@ -253,7 +289,10 @@ impl Probes {
             }
         };
         match SYSCALL_ABI {
-            Some(abi) => [offsets.regs_arg0, offsets.regs_arg1, offsets.regs_arg2] = abi.args,
+            Some(abi) => {
+                [offsets.regs_arg0, offsets.regs_arg1, offsets.regs_arg2] = abi.args;
+                offsets.regs_syscall_nr = abi.nr;
+            }
             None => warn!("syscall arguments cannot be read on this architecture: failed exec filenames and connect addresses will be empty"),
         }
         let exit_format = tracefs.as_ref().ok().map(|t| t.path.join("events/sched/sched_process_exit/format"));
@@ -262,6 +301,7 @@ impl Probes {
             self_tgid: std::process::id(),
             report_loopback_success: options.report_loopback_success as u32,
             exit_has_group_dead: exit_has_group_dead as u32,
+            connect_syscall_nr: SYSCALL_ABI.map_or(0, |abi| abi.connect),
         };
         let aya_btf = Btf::parse_file(&btf_path, aya::Endianness::default()).ok();
 
@@ -276,21 +316,7 @@ impl Probes {
             .load(EBPF_OBJECT)
             .map_err(ProbeError::Load)?;
 
-        {
-            let map = ebpf.map_mut("WATCHED_SOCKETS").ok_or(ProbeError::MissingMap("WATCHED_SOCKETS"))?;
-            let mut watched: aya::maps::HashMap<_, WatchedSocket, u8> =
-                aya::maps::HashMap::try_from(map).map_err(|source| ProbeError::Map { name: "WATCHED_SOCKETS", source })?;
-            for path in &options.watched_sockets {
-                match watched_key(path) {
-                    Some(key) => {
-                        if let Err(err) = watched.insert(&key, &1, 0) {
-                            warn!(socket = %path.display(), "cannot watch socket: {err}");
-                        }
-                    }
-                    None => warn!(socket = %path.display(), "socket path too long to watch"),
-                }
-            }
-        }
+        watch_sockets(&mut ebpf, &options.watched_sockets)?;
 
         let mut status = Vec::with_capacity(PROGRAMS.len());
         for spec in PROGRAMS {
@@ -325,21 +351,22 @@ impl Probes {
     }
 }
 
-/// Attaches `spec` by fexit where it can and the kernel allows it, else to its own hook.
-/// Returns the hook it is attached to (its preferred one when down) and the error, if any.
+/// Attaches `spec`'s faster twin where it has one and the kernel allows it, else `spec` to its
+/// own hook. Returns the hook it is attached to (its preferred one when down) and the error.
 fn attach_best(ebpf: &mut Ebpf, spec: &ProgramSpec, btf: Option<&Btf>) -> (Hook, Option<String>) {
     let preferred = spec.preferred_hook();
-    let fexit_error = match (spec.fexit, preferred) {
-        (Some((program, _)), Hook::SyscallReturn(_)) => match attach(ebpf, program, preferred, btf) {
+    let fast_error = match spec.fast {
+        Some((program, hook)) if hook == preferred => match attach(ebpf, program, hook, btf) {
             Ok(()) => return (preferred, None),
             Err(err) => Some(format!("{preferred}: {err}")),
         },
         _ => None,
     };
-    match (attach(ebpf, spec.name, spec.hook, btf), fexit_error) {
+    match (attach(ebpf, spec.name, spec.hook, btf), fast_error) {
         (Ok(()), None) => (spec.hook, None),
         (Ok(()), Some(why)) => {
-            info!(program = spec.name, "fexit not available ({why}); using {} (every syscall on the node pays for it)", spec.hook);
+            let cost = if matches!(preferred, Hook::SyscallReturn(_)) { " (every syscall on the node pays for it)" } else { "" };
+            info!(program = spec.name, "{why}; using {} instead{cost}", spec.hook);
             (spec.hook, None)
         }
         (Err(err), None) => (spec.hook, Some(err)),
@@ -347,22 +374,27 @@ fn attach_best(ebpf: &mut Ebpf, spec: &ProgramSpec, btf: Option<&Btf>) -> (Hook,
     }
 }
 
-/// Loads `program` and attaches it to `hook`. An fexit program that loaded but cannot attach
-/// is unloaded again: its tracepoint twin is tried next, and only attached programs should stay
-/// in the kernel.
+/// Loads `program` and attaches it to `hook`. A program that loaded but cannot attach is
+/// unloaded again: only attached programs should stay in the kernel (a twin may be tried next).
 fn attach(ebpf: &mut Ebpf, program: &str, hook: Hook, btf: Option<&Btf>) -> Result<(), String> {
     let program = ebpf.program_mut(program).ok_or_else(|| format!("program {program} not in the object"))?;
     match hook {
         Hook::TracePoint(category, name) => {
             let program: &mut TracePoint = program.try_into().map_err(|e| format!("{e}"))?;
             program.load().map_err(|e| format!("load: {e}"))?;
-            program.attach(category, name).map_err(|e| format!("attach: {e}"))?;
+            if let Err(e) = program.attach(category, name) {
+                let _ = program.unload();
+                return Err(format!("attach: {e}"));
+            }
         }
         Hook::BtfTracePoint(name) => {
             let btf = btf.ok_or("kernel BTF not available")?;
             let program: &mut BtfTracePoint = program.try_into().map_err(|e| format!("{e}"))?;
             program.load(name, btf).map_err(|e| format!("load: {e}"))?;
-            program.attach().map_err(|e| format!("attach: {e}"))?;
+            if let Err(e) = program.attach() {
+                let _ = program.unload();
+                return Err(format!("attach: {e}"));
+            }
         }
         Hook::SyscallReturn(_) => {
             let btf = btf.ok_or("kernel BTF not available")?;
