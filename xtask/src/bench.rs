@@ -1,7 +1,8 @@
 //! `bench`: what the agent costs. Three workloads (exec storm, connect storm, OOM storm), each
 //! run with no probes, with our daemon and with bpftrace counting hits of the same tracepoints,
-//! interleaved (none, ours, bpftrace, none, ...) and repeated; the median and the spread are
-//! reported. Also: events delivered vs events that happened, losses, the daemon's CPU and
+//! interleaved (none, ours, bpftrace; ours, bpftrace, none; ...) and repeated; the median and
+//! the spread are reported, and each ratio is the median of the repeats' own ratios, with a
+//! bootstrap interval. Also: events delivered vs events that happened, losses, the daemon's CPU and
 //! peak RSS, its idle CPU, OOM-kill-to-metric latency, and a per-program run time table
 //! (`kernel.bpf_stats_enabled`). Prints one table and writes BENCHMARKS.md.
 //!
@@ -70,7 +71,7 @@ impl Options {
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
         let mut o = Options {
             quick,
-            repeats: if quick { 1 } else { 5 },
+            repeats: if quick { 1 } else { 7 },
             execs: if quick { 4_000 } else { 20_000 },
             exec_threads: cpus,
             chain_execs: if quick { 20_000 } else { 100_000 },
@@ -494,7 +495,10 @@ impl Bench {
         }
 
         for rep in 0..self.options.repeats {
-            for config in Config::ALL {
+            // A rotating order: no configuration always runs first, or always after another.
+            let mut order = Config::ALL;
+            order.rotate_left(rep % Config::ALL.len());
+            for config in order {
                 eprintln!("bench: repeat {}/{}: {}", rep + 1, self.options.repeats, config.as_str());
                 let Started { tracer, programs } = Tracer::start(config, self)?;
                 std::thread::sleep(Duration::from_millis(500));

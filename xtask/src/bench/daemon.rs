@@ -265,8 +265,9 @@ impl Drop for Daemon {
 // bpftrace
 
 /// Tracepoints our programs use; bpftrace counts hits of each (`@[probe] = count()`), the
-/// minimum work a tracer can do on them. Our two BTF tracepoints (`mark_victim`,
-/// `signal_generate`) are classic tracepoints of the same names for bpftrace.
+/// minimum work a tracer can do on them. Our BTF tracepoints (`mark_victim`,
+/// `signal_generate`, `inet_sock_set_state`) are classic tracepoints of the same names for
+/// bpftrace, whose `tracepoint:` probes are all classic.
 pub const BPFTRACE_SCRIPT: &str = "tracepoint:sched:sched_process_exec, \
 tracepoint:sched:sched_process_exit, \
 tracepoint:syscalls:sys_exit_execve, tracepoint:syscalls:sys_exit_execveat, \
