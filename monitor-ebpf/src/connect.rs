@@ -1,14 +1,16 @@
 //! Socket connects, seen where the connect syscall returns (fexit on the arch's syscall function
-//! where the kernel allows it, else `sys_exit_connect`): the caller,
-//! the address (read through the arguments in the caller's saved registers) and a synchronous
-//! result. There is no hook on the way in: an attached syscall tracepoint costs every syscall
-//! on the node, so one per syscall, not two. A non-blocking TCP connect (every Go client, so
-//! kubelet, kubectl, crictl) returns EINPROGRESS and fails or succeeds later, out of the
-//! caller's context: `sock:inet_sock_set_state` notes which socket the calling thread put in
-//! SYN_SENT (by BTF tracepoint where the kernel has BTF), follows it to its outcome and reports that instead, attributed to the caller. The
-//! event of such a connect is built when the call returns EINPROGRESS: a blocking TCP connect
-//! (the common case) costs two writes to its thread's map entry and no event; a unix connect
-//! costs no map lookup.
+//! where the kernel allows it, else `sys_exit_connect`): the caller, the address and a
+//! synchronous result. There is no hook on the way in: an attached syscall tracepoint costs
+//! every syscall on the node, so one per syscall, not two.
+//!
+//! `inet_sock_set_state` (a BTF tracepoint where the kernel has BTF) notes, per thread, the
+//! socket a connect() puts in SYN_SENT and its destination. So a TCP connect's return reads
+//! nothing from user memory; any other connect's address is read there, through the arguments
+//! in the caller's saved registers. A non-blocking TCP connect (every Go client, so kubelet,
+//! kubectl, crictl) returns EINPROGRESS and fails or succeeds later, out of the caller's
+//! context: its event is built when the call returns and sent with the outcome, attributed to
+//! the caller. A blocking TCP connect (the common case) costs two writes to its thread's map
+//! entry and no map insert.
 //!
 //! Filtered in the kernel (counted as filtered): successful loopback TCP/UDP connects (unless
 //! configured), successful unix connects to sockets not in `WATCHED_SOCKETS` (user space fills
@@ -264,14 +266,10 @@ pub fn fexit_sys_connect(ctx: FExitContext) -> u32 {
 fn complete(regs: impl FnOnce() -> u64, ret: i64) -> u32 {
     let program = ProgramId::ConnectExit;
     let pid_tgid = bpf_get_current_pid_tgid();
-    if is_self((pid_tgid >> 32) as u32) {
-        count_filtered(program);
-        return 0;
-    }
-    let ret = ret as i32;
     // A TCP connect that sent its SYN in this call: `inet_sock_set_state` noted the socket and
     // its destination, so nothing is read from user memory (whose first touch here costs more
-    // than the rest of this program). The entry is kept and cleared, not deleted: an LRU map's
+    // than the rest of this program). Every return clears its thread's entry, the daemon's
+    // too, so no entry outlives its call. It is kept and cleared, not deleted: an LRU map's
     // delete and insert take locks, a write through the pointer does not. Plain values, not an
     // Option: the verifier must see every register it reads written on every path.
     let pending = match PENDING_CONNECTS.get_ptr_mut(&pid_tgid) {
@@ -282,6 +280,11 @@ fn complete(regs: impl FnOnce() -> u64, ret: i64) -> u32 {
         },
         None => PendingConnect::NONE,
     };
+    if is_self((pid_tgid >> 32) as u32) {
+        count_filtered(program);
+        return 0;
+    }
+    let ret = ret as i32;
     if pending.skaddr != 0 {
         return tcp_connect(program, &pending, ret);
     }
