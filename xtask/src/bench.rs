@@ -269,6 +269,8 @@ pub struct Results {
     pub latency: Latency,
     pub memory: Memory,
     pub profile: Vec<ProgramCost>,
+    /// Syscalls the workload's tasks entered per operation: what the syscall tax multiplies.
+    pub syscalls_per_op: BTreeMap<Workload, f64>,
     /// Criterion throughputs (events/s) by benchmark id, from `monitor/benches/pipeline.rs`.
     pub pipeline: Vec<(String, f64)>,
     pub bpftrace_counts: BTreeMap<String, u64>,
@@ -402,7 +404,7 @@ impl Tracer {
         let tracer = match config {
             Config::None => Tracer::None,
             Config::Ours => Tracer::Ours(Daemon::start(&bench.binary, &bench.work, &[])?),
-            Config::Bpftrace => Tracer::Bpftrace(Bpftrace::start(&bench.work, &before)?),
+            Config::Bpftrace => Tracer::Bpftrace(Bpftrace::start(&bench.work, &before, daemon::BPFTRACE_SCRIPT, daemon::BPFTRACE_PROBES)?),
         };
         let programs = match tracer {
             Tracer::None => vec![],
@@ -542,11 +544,13 @@ impl Bench {
 
         eprintln!("bench: idle daemon for {}s, then OOM-kill-to-metric latency", self.options.idle_seconds);
         let (idle, latency) = self.idle_and_latency()?;
-        let profile = if self.options.profile {
+        let (profile, syscalls_per_op) = if self.options.profile {
             eprintln!("bench: per-program run time (kernel.bpf_stats_enabled=1)");
-            self.profile()?
+            let profile = self.profile()?;
+            eprintln!("bench: syscalls per operation (bpftrace on raw_syscalls:sys_enter)");
+            (profile, self.syscalls_per_op()?)
         } else {
-            Vec::new()
+            (Vec::new(), BTreeMap::new())
         };
         let pipeline = if self.options.pipeline {
             eprintln!("bench: user-space pipeline (criterion)");
@@ -561,6 +565,7 @@ impl Bench {
             latency,
             memory,
             profile,
+            syscalls_per_op,
             pipeline,
             bpftrace_counts,
             foreign,
@@ -702,6 +707,27 @@ impl Bench {
         daemon::set_bpf_stats(false);
         result?;
         Ok(costs)
+    }
+}
+
+impl Bench {
+    /// Syscalls per operation of each workload (no tracer of ours running), counted by bpftrace
+    /// on `raw_syscalls:sys_enter` for the tasks named as the worker and the programs it execs,
+    /// at the profile's scale.
+    fn syscalls_per_op(&mut self) -> anyhow::Result<BTreeMap<Workload, f64>> {
+        let scale = if self.options.quick { 1.0 } else { 0.25 };
+        let name = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().chars().take(15).collect::<String>()).unwrap_or_default();
+        let comms = [name(&self.worker_exe), name(&self.exec_program), name(&self.chain_program)];
+        let script = daemon::syscall_count_script(&comms.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut out = BTreeMap::new();
+        for workload in Workload::ALL {
+            let before: Vec<u64> = daemon::bpf_programs().iter().map(|p| p.id).collect();
+            let mut counter = Bpftrace::start(&self.work, &before, &script, 1)?;
+            let (report, _, _) = self.worker(&self.worker_args(workload, scale))?;
+            let syscalls: u64 = counter.stop()?.values().sum();
+            out.insert(workload, syscalls as f64 / workload::get(&report, "ops").max(1.0));
+        }
+        Ok(out)
     }
 }
 

@@ -277,6 +277,15 @@ tracepoint:oom:mark_victim, tracepoint:printk:console, \
 tracepoint:signal:signal_generate \
 { @[probe] = count(); }";
 
+/// Probes in [`BPFTRACE_SCRIPT`].
+pub const BPFTRACE_PROBES: usize = 9;
+
+/// Counts the syscalls entered by tasks named `comms` (the workers and what they exec).
+pub fn syscall_count_script(comms: &[&str]) -> String {
+    let filter = comms.iter().map(|c| format!("comm == \"{c}\"")).collect::<Vec<_>>().join(" || ");
+    format!("tracepoint:raw_syscalls:sys_enter /{filter}/ {{ @[probe] = count(); }}")
+}
+
 pub struct Bpftrace {
     child: Child,
     output: Option<std::thread::JoinHandle<String>>,
@@ -292,11 +301,12 @@ impl Drop for Bpftrace {
 }
 
 impl Bpftrace {
-    /// Starts bpftrace; `before` are the BPF program ids loaded before it.
-    pub fn start(work: &Path, before: &[u64]) -> anyhow::Result<Self> {
+    /// Starts bpftrace with `script` (`@[probe] = count()` on `probes` probes); `before` are the
+    /// BPF program ids loaded before it.
+    pub fn start(work: &Path, before: &[u64], script: &str, probes: usize) -> anyhow::Result<Self> {
         let log = work.join("bpftrace.err");
         let mut child = Command::new("bpftrace")
-            .args(["-e", BPFTRACE_SCRIPT])
+            .args(["-e", script])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log)?)
@@ -326,7 +336,7 @@ impl Bpftrace {
         // "Attaching N probes..." is printed before the probes are attached.
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(10) {
-            if bpf_programs().iter().filter(|p| is_tracing(p) && !before.contains(&p.id)).count() >= 11 {
+            if bpf_programs().iter().filter(|p| is_tracing(p) && !before.contains(&p.id)).count() >= probes {
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
