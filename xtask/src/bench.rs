@@ -404,7 +404,7 @@ impl Tracer {
         let tracer = match config {
             Config::None => Tracer::None,
             Config::Ours => Tracer::Ours(Daemon::start(&bench.binary, &bench.work, &[])?),
-            Config::Bpftrace => Tracer::Bpftrace(Bpftrace::start(&bench.work, &before, daemon::BPFTRACE_SCRIPT, daemon::BPFTRACE_PROBES)?),
+            Config::Bpftrace => Tracer::Bpftrace(Bpftrace::start(&bench.work, &before, daemon::BPFTRACE_SCRIPT)?),
         };
         let programs = match tracer {
             Tracer::None => vec![],
@@ -664,7 +664,7 @@ impl Bench {
     /// Per-program run time with `kernel.bpf_stats_enabled` (it adds two clock reads per run, so
     /// it is on only here, not while the costs above are measured).
     fn profile(&mut self) -> anyhow::Result<Vec<ProgramCost>> {
-        let scale = if self.options.quick { 1.0 } else { 0.25 };
+        let scale = self.profile_scale();
         let mut costs = Vec::new();
         if !daemon::set_bpf_stats(true) {
             eprintln!("bench: cannot enable kernel.bpf_stats_enabled; no per-program table");
@@ -708,21 +708,24 @@ impl Bench {
         result?;
         Ok(costs)
     }
-}
 
-impl Bench {
+    /// Workload size of the profile passes, relative to the measured runs'.
+    fn profile_scale(&self) -> f64 {
+        if self.options.quick { 1.0 } else { 0.25 }
+    }
+
     /// Syscalls per operation of each workload (no tracer of ours running), counted by bpftrace
     /// on `raw_syscalls:sys_enter` for the tasks named as the worker and the programs it execs,
     /// at the profile's scale.
     fn syscalls_per_op(&mut self) -> anyhow::Result<BTreeMap<Workload, f64>> {
-        let scale = if self.options.quick { 1.0 } else { 0.25 };
+        let scale = self.profile_scale();
         let name = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().chars().take(15).collect::<String>()).unwrap_or_default();
         let comms = [name(&self.worker_exe), name(&self.exec_program), name(&self.chain_program)];
         let script = daemon::syscall_count_script(&comms.iter().map(String::as_str).collect::<Vec<_>>());
         let mut out = BTreeMap::new();
         for workload in Workload::ALL {
             let before: Vec<u64> = daemon::bpf_programs().iter().map(|p| p.id).collect();
-            let mut counter = Bpftrace::start(&self.work, &before, &script, 1)?;
+            let mut counter = Bpftrace::start(&self.work, &before, &script)?;
             let (report, _, _) = self.worker(&self.worker_args(workload, scale))?;
             let syscalls: u64 = counter.stop()?.values().sum();
             out.insert(workload, syscalls as f64 / workload::get(&report, "ops").max(1.0));

@@ -277,9 +277,6 @@ tracepoint:oom:mark_victim, tracepoint:printk:console, \
 tracepoint:signal:signal_generate \
 { @[probe] = count(); }";
 
-/// Probes in [`BPFTRACE_SCRIPT`].
-pub const BPFTRACE_PROBES: usize = 9;
-
 /// Counts the syscalls entered by tasks named `comms` (the workers and what they exec).
 pub fn syscall_count_script(comms: &[&str]) -> String {
     let filter = comms.iter().map(|c| format!("comm == \"{c}\"")).collect::<Vec<_>>().join(" || ");
@@ -301,9 +298,11 @@ impl Drop for Bpftrace {
 }
 
 impl Bpftrace {
-    /// Starts bpftrace with `script` (`@[probe] = count()` on `probes` probes); `before` are the
-    /// BPF program ids loaded before it.
-    pub fn start(work: &Path, before: &[u64], script: &str, probes: usize) -> anyhow::Result<Self> {
+    /// Starts bpftrace with `script` (tracepoint probes); `before` are the BPF program ids loaded
+    /// before it.
+    pub fn start(work: &Path, before: &[u64], script: &str) -> anyhow::Result<Self> {
+        // One program per probe.
+        let probes = script.matches("tracepoint:").count();
         let log = work.join("bpftrace.err");
         let mut child = Command::new("bpftrace")
             .args(["-e", script])
