@@ -170,9 +170,9 @@ fn connects_in(events: &[Event], id: u64) -> Vec<monitor::events::Connect> {
         .collect()
 }
 
-/// A unix address is read from user memory when the call returns, through the registers the
-/// call was given; a TCP one was noted when the socket entered SYN_SENT. Every family's layout
-/// is checked (a unix path, an abstract name, IPv4, IPv6).
+/// A unix or UDP address is read from user memory when the call returns, through the
+/// registers the call was given; a TCP one was noted when the socket entered SYN_SENT. Every
+/// family's layout is checked both ways (a unix path, an abstract name, IPv4, IPv6).
 #[test]
 fn connects_to_missing_unix_socket_and_closed_port_fail_with_errno() {
     failed_connects_are_reported_with_errno(Capture::start(), "connect", libc::ECONNREFUSED);
@@ -216,14 +216,22 @@ a = socket.socket(socket.AF_UNIX)
 assert a.connect_ex("\0nrm-missing-abstract") == errno.ECONNREFUSED
 s = socket.socket(socket.AF_INET6)
 assert s.connect_ex(("::1", {closed_port})) == errno.ECONNREFUSED
+# UDP to documentation addresses: no SYN_SENT, so the address comes from user memory. The
+# result (0, or ENETUNREACH without a route) is printed for the test to compare.
+d4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+d6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+print(d4.connect_ex(("192.0.2.1", 9)), d6.connect_ex(("2001:db8::1", 9)))
 "#
     );
-    let mut python = spawn_in(Command::new(PYTHON).args(["-c", &script]), &[&tree]);
-    assert!(python.wait().expect("wait").success(), "the client script failed");
+    let python = spawn_in(Command::new(PYTHON).args(["-c", &script]).stdout(std::process::Stdio::piped()), &[&tree]);
+    let output = python.wait_with_output().expect("wait");
+    assert!(output.status.success(), "the client script failed");
+    let udp_results: Vec<i32> =
+        String::from_utf8_lossy(&output.stdout).split_whitespace().map(|r| r.parse().expect("a connect result")).collect();
     let id = tree.id();
-    let events = capture.wait_until(WAIT, "five failed connects", |events| connects_in(events, id).len() >= 5);
+    let events = capture.wait_until(WAIT, "seven connects", |events| connects_in(events, id).len() >= 7);
     let connects = connects_in(&events, id);
-    assert_eq!(connects.len(), 5, "{connects:#?}");
+    assert_eq!(connects.len(), 7, "{connects:#?}");
     assert_eq!(connects[0].address, SocketAddress::Unix { path: missing.clone(), is_abstract: false });
     assert_eq!(connects[0].errno, libc::ENOENT);
     let loopback = SocketAddress::Inet { ip: "127.0.0.1".parse().expect("ip"), port: closed_port };
@@ -235,6 +243,10 @@ assert s.connect_ex(("::1", {closed_port})) == errno.ECONNREFUSED
     assert_eq!((connects[3].address.clone(), connects[3].errno), (abstract_name, libc::ECONNREFUSED));
     let loopback6 = SocketAddress::Inet { ip: "::1".parse().expect("ip"), port: closed_port };
     assert_eq!((connects[4].address.clone(), connects[4].errno), (loopback6, libc::ECONNREFUSED));
+    let udp4 = SocketAddress::Inet { ip: "192.0.2.1".parse().expect("ip"), port: 9 };
+    let udp6 = SocketAddress::Inet { ip: "2001:db8::1".parse().expect("ip"), port: 9 };
+    let reported: Vec<_> = connects[5..].iter().map(|c| (c.address.clone(), c.errno)).collect();
+    assert_eq!(reported, vec![(udp4, udp_results[0]), (udp6, udp_results[1])]);
 }
 
 /// A non-blocking connect whose outcome comes long after the call returned, out of the
