@@ -24,7 +24,7 @@ use std::{
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use monitor::{
     attribution::{self, Attributed, AttributionConfig, AttributionMetrics, Owner, OwnerKind},
-    daemon::pipeline::Pipeline,
+    daemon::pipeline::{self, Pipeline},
     detectors::{Detectors, NodeFacts, Subject, loops::LoopConfig, metrics::DetectorMetrics},
     events::{Event, decode},
     findings::{metrics::FindingMetrics, store::FindingStore},
@@ -387,6 +387,7 @@ fn bench_attributed(c: &mut Criterion) {
     group.throughput(Throughput::Elements(records.len() as u64));
     group.measurement_time(Duration::from_secs(5));
     group.bench_function("decode_attribute_detect", |b| {
+        let mut batch = Vec::with_capacity(pipeline::BATCH);
         b.iter_custom(|iters| {
             runtime.block_on(async {
                 let began = Instant::now();
@@ -395,8 +396,14 @@ fn bench_attributed(c: &mut Criterion) {
                         for r in chunk {
                             tx.try_send(decode(black_box(r)).expect("decode")).expect("room in the queue");
                         }
-                        for _ in 0..chunk.len() {
-                            consumer.handle(out.recv().await.expect("attributed"));
+                        // As `Pipeline::run` takes them: batches, one clock read each.
+                        let mut left = chunk.len();
+                        while left > 0 {
+                            left -= out.recv_many(&mut batch, pipeline::BATCH).await;
+                            let now = Instant::now();
+                            for attributed in batch.drain(..) {
+                                consumer.handle(attributed, now);
+                            }
                         }
                     }
                 }

@@ -339,6 +339,9 @@ pub(crate) enum Answer {
     Removed(CgroupKey),
 }
 
+/// Most records taken from the queue at once.
+const BATCH: usize = 256;
+
 struct Held {
     record: Record,
     keys: Keys,
@@ -397,13 +400,25 @@ impl Stage {
     async fn run(mut self, mut records: mpsc::Receiver<Record>, mut answers: mpsc::UnboundedReceiver<Answer>) {
         let mut expiry = tokio::time::interval(Duration::from_secs(30).min(self.ttl.max(Duration::from_secs(1))));
         let mut records_open = true;
+        // Records are taken as many as wait (up to BATCH) per wake-up: under load the stage
+        // then runs one tight loop instead of a select per event.
+        let mut batch = Vec::with_capacity(BATCH);
         loop {
             let deadline = self.held.front().map(|h| h.deadline);
             tokio::select! {
-                record = records.recv(), if records_open => match record {
-                    Some(record) => self.accept(record).await,
-                    None => records_open = false,
-                },
+                taken = records.recv_many(&mut batch, BATCH), if records_open => {
+                    if taken == 0 {
+                        records_open = false;
+                    }
+                    for record in batch.drain(..) {
+                        if let Some(attributed) = self.accept(record) {
+                            self.send(attributed).await;
+                        }
+                    }
+                    if !self.held.is_empty() {
+                        self.release().await;
+                    }
+                }
                 Some(answer) = answers.recv() => {
                     self.learn(answer);
                     self.release().await;
@@ -431,7 +446,9 @@ impl Stage {
         self.owners.get(key).is_some_and(|cached| cached.settled)
     }
 
-    async fn accept(&mut self, record: Record) {
+    /// The event, attributed, when it can leave now: its owners are settled and nothing is
+    /// held before it. Else it is held (and its cgroups asked of the resolver).
+    fn accept(&mut self, record: Record) -> Option<Attributed> {
         let keys = Keys::of(&record.event);
         let mut ready = true;
         for key in keys.iter() {
@@ -443,10 +460,10 @@ impl Stage {
             }
         }
         if ready && self.held.is_empty() {
-            self.emit(record, keys, false).await;
+            Some(self.attribute(record, keys, false))
         } else {
             self.held.push_back(Held { record, keys, deadline: Instant::now() + self.hold });
-            self.release().await;
+            None
         }
     }
 
@@ -483,11 +500,14 @@ impl Stage {
             let Some(held) = self.held.pop_front() else {
                 break;
             };
-            self.emit(held.record, held.keys, !ready).await;
+            let attributed = self.attribute(held.record, held.keys, !ready);
+            self.send(attributed).await;
         }
     }
 
-    async fn emit(&mut self, record: Record, keys: Keys, late: bool) {
+    /// Names the owners of an event, counting it per owner; `late` when it waited past its
+    /// hold.
+    fn attribute(&mut self, record: Record, keys: Keys, late: bool) -> Attributed {
         let other = keys.other.map(|key| match self.owners.get(&key) {
             Some(cached) => cached.owner.clone(),
             None => Arc::new(Owner::unknown("not resolved in time")),
@@ -507,9 +527,12 @@ impl Stage {
         if late || matches!(owner.kind, OwnerKind::Unknown { .. }) {
             self.metrics.count_miss(&owner, late);
         }
-        // Without a future in the common case: this runs for every event.
-        if let Err(mpsc::error::TrySendError::Full(attributed)) = self.out.try_send(Attributed { record, owner, other })
-        {
+        Attributed { record, owner, other }
+    }
+
+    /// Hands an event on, waiting only when the queue is full.
+    async fn send(&self, attributed: Attributed) {
+        if let Err(mpsc::error::TrySendError::Full(attributed)) = self.out.try_send(attributed) {
             let _ = self.out.send(attributed).await;
         }
     }

@@ -1,7 +1,10 @@
 //! The consumer of attributed events: detectors, then findings and their metrics. One task,
 //! one event at a time; `cargo bench --bench pipeline` drives this same code.
 
-use std::sync::{Arc, RwLock};
+use std::{
+    sync::{Arc, RwLock},
+    time::Instant,
+};
 
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -12,6 +15,9 @@ use crate::{
     events::Event,
     findings::{metrics::FindingMetrics, store::FindingStore},
 };
+
+/// Most events taken from the queue at once.
+pub const BATCH: usize = 256;
 
 /// What the audit tells the detectors, replaced after each audit.
 pub type SharedFacts = Arc<RwLock<NodeFacts>>;
@@ -39,13 +45,20 @@ impl Pipeline {
     }
 
     pub async fn run(mut self, mut events: mpsc::Receiver<Attributed>) {
-        while let Some(attributed) = events.recv().await {
-            self.handle(attributed);
+        // As many events as wait (up to BATCH) per wake-up; they arrived together, so one
+        // clock read serves them all.
+        let mut batch = Vec::with_capacity(BATCH);
+        while events.recv_many(&mut batch, BATCH).await > 0 {
+            let now = Instant::now();
+            for attributed in batch.drain(..) {
+                self.handle(attributed, now);
+            }
         }
     }
 
-    /// One event: how its process died, the findings it opens or refreshes, their metrics.
-    pub fn handle(&mut self, Attributed { record, owner, .. }: Attributed) {
+    /// One event, seen by the detectors at `now`: how its process died, the findings it opens
+    /// or refreshes, their metrics.
+    pub fn handle(&mut self, Attributed { record, owner, .. }: Attributed, now: Instant) {
         // The kernel drops the daemon's own events; its children (the audit's `--version`
         // runs of runtime binaries) are dropped here.
         if record.event.task().ppid == self.own_pid {
@@ -55,7 +68,6 @@ impl Pipeline {
             log_event(&record.event, &owner);
         }
         let subject = Subject::of(&owner, &record.event);
-        let now = std::time::Instant::now();
         // Read, not copied: the audit replaces the facts rarely, events come all the time.
         let (death, found) = match self.facts.read() {
             Ok(facts) => self.detectors.observe(&record.event, &subject, &facts, now),
