@@ -17,12 +17,13 @@ pub mod metrics;
 pub mod resolver;
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::VecDeque,
     path::PathBuf,
     sync::Arc,
     time::Duration,
 };
 
+use foldhash::{HashMap, HashMapExt as _, HashSet, HashSetExt as _};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::{

@@ -7,8 +7,9 @@
 //! The ledger joins events that arrive in kernel order (OOM event, then the signal, then the
 //! exit) through a bounded table of recent OOM victims and fatal signals keyed by process.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
+use foldhash::{HashMap, HashMapExt as _};
 use serde::Serialize;
 
 use crate::events::{Event, Exit, ExitStatus, OomConstraint};

@@ -13,9 +13,11 @@
 //! with `RestartSec=` of 100ms to 10s gives three failed runs within a minute.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     time::{Duration, Instant},
 };
+
+use foldhash::{HashMap, HashMapExt as _};
 
 use super::{
     NodeFacts, Subject, SubjectKind,
