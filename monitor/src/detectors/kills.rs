@@ -289,7 +289,7 @@ mod tests {
     }
 
     fn signal(tgid: u32, sig: u32, from_kernel: bool, sender: &str) -> Event {
-        Event::Signal(Signal {
+        Event::Signal(Box::new(Signal {
             task: task(tgid),
             signal: sig,
             code: if from_kernel { 0x80 } else { 0 },
@@ -300,11 +300,11 @@ mod tests {
             sender_comm: sender.into(),
             sender_cgroup_id: 1,
             sender_memcg_id: 0,
-        })
+        }))
     }
 
     fn oom(tgid: u32) -> Event {
-        Event::OomKill(OomKill {
+        Event::OomKill(Box::new(OomKill {
             task: task(tgid),
             constraint: OomConstraint::Global,
             trigger_pid: tgid,
@@ -317,7 +317,7 @@ mod tests {
             file_rss_pages: 0,
             shmem_rss_pages: 0,
             oom_score_adj: -997,
-        })
+        }))
     }
 
     const KILLED: ExitStatus = ExitStatus::Signaled { signal: 9, core_dumped: false };

@@ -655,7 +655,7 @@ mod tests {
     }
 
     fn kill_from(tgid: u32, sender: &str) -> Event {
-        Event::Signal(Signal {
+        Event::Signal(Box::new(Signal {
             task: task(tgid, "x"),
             signal: 9,
             code: 0,
@@ -666,7 +666,7 @@ mod tests {
             sender_comm: sender.into(),
             sender_cgroup_id: 1,
             sender_memcg_id: 0,
-        })
+        }))
     }
 
     const KILLED: ExitStatus = ExitStatus::Signaled { signal: 9, core_dumped: false };
@@ -707,7 +707,7 @@ mod tests {
             let (shell, tail) = (400 + run * 2, 401 + run * 2);
             h.feed(exec(shell, "/bin/sh"), &subject, run as u64 * 20);
             h.feed(exec(tail, "/bin/tail"), &subject, run as u64 * 20);
-            let oom = Event::OomKill(crate::events::OomKill {
+            let oom = Event::OomKill(Box::new(crate::events::OomKill {
                 constraint: crate::events::OomConstraint::MemoryCgroup,
                 task: task(tail, "tail"),
                 trigger_pid: tail,
@@ -720,7 +720,7 @@ mod tests {
                 file_rss_pages: 0,
                 shmem_rss_pages: 0,
                 oom_score_adj: 0,
-            });
+            }));
             h.feed(oom, &subject, run as u64 * 20 + 1);
             // The shell exits 137 by itself: exit code, not a signal.
             findings = h.feed(exit(shell, ExitStatus::Exited { code: 137 }), &subject, run as u64 * 20 + 1);

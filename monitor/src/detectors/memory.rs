@@ -105,7 +105,7 @@ mod tests {
     }
 
     fn oom_kill(comm: &str, constraint: OomConstraint, anon_rss_pages: u64) -> Event {
-        Event::OomKill(OomKill {
+        Event::OomKill(Box::new(OomKill {
             task: Task { pid: 7, tgid: 7, ppid: 1, uid: 0, cgroup_id: 1, memcg_id: 2, start_ns: 0, comm: comm.into() },
             constraint,
             trigger_pid: 7,
@@ -118,7 +118,7 @@ mod tests {
             file_rss_pages: 0,
             shmem_rss_pages: 0,
             oom_score_adj: -997,
-        })
+        }))
     }
 
     #[test]

@@ -244,9 +244,10 @@ pub enum Event {
     Exec(Exec),
     ExecFailed(ExecFailed),
     Exit(Exit),
-    OomKill(OomKill),
+    // The two largest, and rare: boxed, so every event moves fewer bytes through the queues.
+    OomKill(Box<OomKill>),
     Connect(Connect),
-    Signal(Signal),
+    Signal(Box<Signal>),
     OomReport(OomReport),
 }
 
@@ -375,7 +376,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         }
         raw::EventKind::OomKill => {
             let e: raw::OomKillEvent = read(bytes, "OOM kill event")?;
-            Event::OomKill(OomKill {
+            Event::OomKill(Box::new(OomKill {
                 task,
                 trigger_pid: e.trigger_pid,
                 trigger_tgid: e.trigger_tgid,
@@ -388,7 +389,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 shmem_rss_pages: e.shmem_rss_pages,
                 oom_score_adj: e.oom_score_adj,
                 constraint: OomConstraint::Unknown,
-            })
+            }))
         }
         raw::EventKind::OomReport => {
             let e: raw::OomReportEvent = read(bytes, "OOM report event")?;
@@ -425,7 +426,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
         }
         raw::EventKind::Signal => {
             let e: raw::SignalEvent = read(bytes, "signal event")?;
-            Event::Signal(Signal {
+            Event::Signal(Box::new(Signal {
                 task,
                 signal: e.signal,
                 code: e.code,
@@ -436,7 +437,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 sender_comm: c_string(&e.sender_comm),
                 sender_cgroup_id: e.sender_cgroup_id,
                 sender_memcg_id: e.sender_memcg_id,
-            })
+            }))
         }
     };
     Ok(Record { cpu: header.cpu, event })

@@ -108,7 +108,7 @@ mod tests {
     }
 
     fn kill(victim: u32, trigger: u32) -> Record {
-        record(Event::OomKill(OomKill {
+        record(Event::OomKill(Box::new(OomKill {
             task: task(victim),
             constraint: OomConstraint::Unknown,
             trigger_pid: trigger,
@@ -121,7 +121,7 @@ mod tests {
             file_rss_pages: 0,
             shmem_rss_pages: 0,
             oom_score_adj: 0,
-        }))
+        })))
     }
 
     fn report(line: &str, trigger: u32) -> Record {
