@@ -381,18 +381,16 @@ impl LoopDetector {
         let failed = |death: &Death| !matches!(death.cause, DeathCause::Exited { code: 0 });
         // Containers: every re-creation counts (kubelet restarts completed ones too);
         // host binaries: only failed runs (a periodic job that succeeds is no loop).
-        let recent: Vec<&Run> = history
-            .runs
-            .iter()
-            .filter(|r| {
-                r.ended.as_ref().is_some_and(|(at, d)| {
-                    now.duration_since(*at) <= window && (subject.kind == SubjectKind::Container || failed(d))
-                })
+        let is_recent = |r: &&Run| {
+            r.ended.as_ref().is_some_and(|(at, d)| {
+                now.duration_since(*at) <= window && (subject.kind == SubjectKind::Container || failed(d))
             })
-            .collect();
-        if recent.len() < threshold || !history.reported.due(now, config.refresh) {
+        };
+        // Counted first: every exit of a followed process gets here, few make a finding.
+        if history.runs.iter().filter(is_recent).count() < threshold || !history.reported.due(now, config.refresh) {
             return None;
         }
+        let recent: Vec<&Run> = history.runs.iter().filter(is_recent).collect();
         Some(restart_finding(subject, &recent, window, facts))
     }
 
@@ -461,13 +459,13 @@ impl LoopDetector {
         if !is_control_endpoint(&connect.address) {
             return None;
         }
-        let address = connect.address.to_string();
-        let key = format!("{}|{address}|{}", subject.key, connect.errno);
+        let key = format!("{}|{}|{}", subject.key, connect.address, connect.errno);
         let occurrences = self.connect_failures.entry(&key);
         let count = occurrences.push(now, self.config.connect_window);
         if count < self.config.connect_failures || !occurrences.reported.due(now, self.config.refresh) {
             return None;
         }
+        let address = connect.address.to_string();
         let client = format!("{} (pid {})", connect.task.comm, connect.task.tgid);
         let errno = errno_name(connect.errno);
         let mut finding = Finding::new(

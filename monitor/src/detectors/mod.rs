@@ -14,7 +14,10 @@ pub mod loops;
 pub mod memory;
 pub mod metrics;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{Arc, LazyLock},
+    time::Instant,
+};
 
 use crate::{
     attribution::{Owner, OwnerKind},
@@ -73,7 +76,7 @@ impl Subject {
                 key: owner.stable_key().clone(),
                 display: owner.display().clone(),
                 kind: SubjectKind::HostService,
-                instance: Arc::from(""),
+                instance: no_instance(),
                 control_plane: CONTROL_PLANE_UNITS.contains(&unit.as_str()),
             },
             // A process of a pod's own cgroup, of the host outside any unit, or unknown: a host
@@ -84,12 +87,18 @@ impl Subject {
                     key: format!("process:{comm}").into(),
                     display: format!("host process {comm}").into(),
                     kind: SubjectKind::HostProcess,
-                    instance: Arc::from(""),
+                    instance: no_instance(),
                     control_plane: false,
                 }
             }
         }
     }
+}
+
+/// The instance of a subject that has none, shared: `Arc::from("")` would allocate per event.
+fn no_instance() -> Arc<str> {
+    static EMPTY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
+    EMPTY.clone()
 }
 
 /// What the detectors know of the node's configuration (from the audit), to name causes.
