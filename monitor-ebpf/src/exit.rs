@@ -12,7 +12,7 @@ use monitor_common::{EventKind, ExitEvent, ProgramId};
 use crate::{
     batched,
     count_emitted, count_filtered, exit_has_group_dead, is_self,
-    kernel::{current_header, current_task, field, offset, read},
+    kernel::{current_header, current_task, field, load, offset},
     reserve,
 };
 
@@ -35,7 +35,7 @@ pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
     };
     let event = unsafe { &mut *entry.as_mut_ptr() };
     current_header(&mut event.header, EventKind::Exit as u32);
-    event.exit_code = read::<u32>(current_task(), offset!(task_exit_code)).unwrap_or(0);
+    event.exit_code = load(current_task(), offset!(task_exit_code));
     event._pad = 0;
     event.lifetime_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(event.header.task.start_ns);
     entry.submit(batched());

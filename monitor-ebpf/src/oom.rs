@@ -11,10 +11,7 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_str_bytes,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes},
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
 };
@@ -23,7 +20,7 @@ use monitor_common::{EventKind, OFFSET_UNKNOWN, OOM_REPORT_LEN, OomKillEvent, Oo
 use crate::{
     URGENT,
     count_emitted,
-    kernel::{current_header, current_task, field, memcg_id, offset, read, task_header},
+    kernel::{current_cgroup_id, current_comm, current_header, current_task, field, memcg_id, offset, read, task_header},
     reserve,
 };
 
@@ -56,9 +53,9 @@ pub fn mark_victim(ctx: BtfTracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     event.trigger_pid = pid_tgid as u32;
     event.trigger_tgid = (pid_tgid >> 32) as u32;
-    event.trigger_cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    event.trigger_cgroup_id = current_cgroup_id();
     event.trigger_memcg_id = memcg_id(current_task());
-    event.trigger_comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    event.trigger_comm = current_comm();
     let mm: u64 = read(victim, offset!(task_mm)).unwrap_or(0);
     event.total_vm_pages = read(mm, offset!(mm_total_vm)).unwrap_or(0);
     event.anon_rss_pages = rss(mm, MM_ANONPAGES);

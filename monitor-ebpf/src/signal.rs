@@ -5,7 +5,7 @@
 //! and fault codes mark the kernel itself as the sender (OOM killer, page faults).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid},
+    helpers::bpf_get_current_pid_tgid,
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -16,7 +16,7 @@ use monitor_common::{
 use crate::{
     URGENT,
     count_emitted, count_filtered,
-    kernel::{current_task, memcg_id, read, task_header},
+    kernel::{current_cgroup_id, current_comm, current_task, memcg_id, read, task_header},
     reserve,
 };
 
@@ -52,9 +52,9 @@ pub fn signal_generate(ctx: BtfTracePointContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
     event.sender_pid = pid_tgid as u32;
     event.sender_tgid = (pid_tgid >> 32) as u32;
-    event.sender_cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    event.sender_cgroup_id = current_cgroup_id();
     event.sender_memcg_id = memcg_id(current_task());
-    event.sender_comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    event.sender_comm = current_comm();
     entry.submit(URGENT);
     count_emitted(program);
     0

@@ -71,6 +71,52 @@ fn exec_counts_are_exact_for_a_process_tree() {
     assert_eq!(exits, N + 1);
 }
 
+/// Who a task is comes from the task itself (uid, comm, parent, cgroup, start): a process run
+/// as another user is reported as that user, in its exec and in its exit.
+#[test]
+fn exec_and_exit_name_the_task_its_user_parent_and_cgroup() {
+    let capture = Capture::start();
+    let tree = TestCgroup::v2("exec-task");
+    const UID: u32 = 4242;
+    let mut child = spawn_in(
+        Command::new("setpriv").args([
+            &format!("--reuid={UID}"),
+            &format!("--regid={UID}"),
+            "--clear-groups",
+            "/bin/sleep",
+            "0.05",
+        ]),
+        &[&tree],
+    );
+    let pid = child.id();
+    assert!(child.wait().expect("wait").success());
+    let events = capture.wait_until(WAIT, "the sleeper's exit", |events| {
+        events.iter().any(|e| matches!(e, Event::Exit(x) if x.task.tgid == pid))
+    });
+    let sleep = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Exec(x) if x.task.tgid == pid && x.filename == "/bin/sleep" => Some(x),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("exec of /bin/sleep by {pid}: {events:#?}"));
+    let exit = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Exit(x) if x.task.tgid == pid => Some(x),
+            _ => None,
+        })
+        .expect("exit");
+    for task in [&sleep.task, &exit.task] {
+        assert_eq!((task.pid, task.uid, task.comm.as_str()), (pid, UID, "sleep"), "{task:?}");
+        assert_eq!(task.ppid, std::process::id(), "{task:?}");
+        assert_eq!(task.cgroup_id, tree.id(), "{task:?}");
+        assert_ne!(task.start_ns, 0, "{task:?}");
+    }
+    assert_eq!(sleep.task.start_ns, exit.task.start_ns, "one process, one start");
+    assert!(exit.lifetime >= Duration::from_millis(50), "{:?}", exit.lifetime);
+}
+
 #[test]
 fn failed_execs_report_filename_and_errno() {
     let capture = Capture::start();
