@@ -11,7 +11,7 @@ use std::{
     net::TcpListener,
     os::unix::{ffi::OsStrExt as _, fs::PermissionsExt as _, io::AsRawFd as _, net::UnixListener},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     sync::atomic::{AtomicU64, Ordering},
     time::Instant,
 };
@@ -156,7 +156,15 @@ pub fn exec_chain_target(dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// Runs `program args` to its end `n` times, spread over `threads` threads. Returns how many
 /// runs succeeded, how many failed, and the wall time in seconds.
+///
+/// Each run is the bare operation: fork, execve, waitpid. (std's `Command` spawns through
+/// glibc's posix_spawn, whose child resets every signal's action: about 130 more syscalls per
+/// run, which would measure glibc rather than fork+exec.)
 fn run_many(program: &Path, args: &[&str], n: u64, threads: u64) -> (u64, u64, f64) {
+    let argv: Vec<CString> = std::iter::once(program.as_os_str().as_bytes())
+        .chain(args.iter().map(|a| a.as_bytes()))
+        .map(|a| CString::new(a).expect("no NUL in a bench program's path or arguments"))
+        .collect();
     let ok = AtomicU64::new(0);
     let failed = AtomicU64::new(0);
     let threads = threads.max(1);
@@ -164,18 +172,42 @@ fn run_many(program: &Path, args: &[&str], n: u64, threads: u64) -> (u64, u64, f
     std::thread::scope(|scope| {
         for t in 0..threads {
             let count = n / threads + u64::from(t < n % threads);
-            let (ok, failed) = (&ok, &failed);
+            let (ok, failed, argv) = (&ok, &failed, &argv);
             scope.spawn(move || {
+                let argv: Vec<*const libc::c_char> =
+                    argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
                 for _ in 0..count {
-                    match Command::new(program).args(args).stdin(Stdio::null()).status() {
-                        Ok(s) if s.success() => ok.fetch_add(1, Ordering::Relaxed),
-                        _ => failed.fetch_add(1, Ordering::Relaxed),
-                    };
+                    let counter = if fork_exec_wait(&argv) { ok } else { failed };
+                    counter.fetch_add(1, Ordering::Relaxed);
                 }
             });
         }
     });
     (ok.into_inner(), failed.into_inner(), start.elapsed().as_secs_f64())
+}
+
+/// fork, execve `argv[0]` with `argv` and no environment, waitpid: true when it exited 0.
+fn fork_exec_wait(argv: &[*const libc::c_char]) -> bool {
+    let env: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: argv is a NULL-terminated array of live C strings. The child of a multi-threaded
+    // process only calls execve and _exit, both async-signal-safe.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::execve(argv[0], argv.as_ptr(), env.as_ptr());
+            libc::_exit(127);
+        }
+        if pid < 0 {
+            return false;
+        }
+        let mut status = 0;
+        while libc::waitpid(pid, &mut status, 0) < 0 {
+            if os_err() != libc::EINTR {
+                return false;
+            }
+        }
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+    }
 }
 
 /// `n` execs in chains of `length` (one process each), on `threads` threads.
