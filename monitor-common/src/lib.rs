@@ -314,6 +314,8 @@ pub struct KernelOffsets {
     pub sock_dport: u32,
     pub sock_daddr: u32,
     pub sock_v6_daddr: u32,
+    /// `linux_binprm.filename`: the path an exec was given (the BTF `sched_process_exec`).
+    pub binprm_filename: u32,
     /// 1 when the v1 memory hierarchy is mounted (so `memcg_id` means something).
     pub memcg_v1: u32,
     /// Where the caller's saved `struct pt_regs` holds a syscall's first three arguments (an
@@ -358,6 +360,7 @@ impl KernelOffsets {
         sock_dport: OFFSET_UNKNOWN,
         sock_daddr: OFFSET_UNKNOWN,
         sock_v6_daddr: OFFSET_UNKNOWN,
+        binprm_filename: OFFSET_UNKNOWN,
         memcg_v1: 0,
         regs_arg0: OFFSET_UNKNOWN,
         regs_arg1: OFFSET_UNKNOWN,

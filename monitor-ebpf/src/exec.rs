@@ -1,4 +1,5 @@
-//! Process exec: successful execs from `sched:sched_process_exec`; failed ones where execve(at)
+//! Process exec: successful execs from `sched:sched_process_exec` (its BTF tracepoint where
+//! there is BTF); failed ones where execve(at)
 //! returns an error (fexit on the arch's syscall functions where the kernel allows it, else
 //! `sys_exit_execve(at)`). There is no hook on the way in: on a failed return
 //! the caller's memory and saved registers are intact, so the filename is read then, through
@@ -7,8 +8,8 @@
 use aya_ebpf::{
     EbpfContext,
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes},
-    macros::{fexit, tracepoint},
-    programs::{FExitContext, TracePointContext},
+    macros::{btf_tracepoint, fexit, tracepoint},
+    programs::{BtfTracePointContext, FExitContext, TracePointContext},
 };
 use monitor_common::{
     EventKind, ExecEvent, ExecFailedEvent, FILENAME_LEN, FILENAME_TRUNCATED, ProgramId,
@@ -17,7 +18,7 @@ use monitor_common::{
 
 use crate::{
     batched, count_emitted, count_filtered, is_self,
-    kernel::{current_header, current_regs, field, syscall_arg},
+    kernel::{current_header, current_regs, field, load, offset, syscall_arg},
     reserve,
 };
 
@@ -28,6 +29,22 @@ const SYS_EXIT_RET: usize = 16;
 
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    // __data_loc: low 16 bits offset of the string in the record, high 16 its length.
+    let filename = || ctx.as_ptr() as u64 + (field::<u32>(&ctx, EXEC_FILENAME_LOC) & 0xffff) as u64;
+    exec(field::<u32>(&ctx, EXEC_OLD_PID), filename)
+}
+
+/// The same where there is BTF: `sched_process_exec(struct task_struct *p, pid_t old_pid,
+/// struct linux_binprm *bprm)`, the path from `bprm->filename`.
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn tp_btf_sched_process_exec(ctx: BtfTracePointContext) -> u32 {
+    let bprm: u64 = ctx.arg(2);
+    exec(ctx.arg(1), || load(bprm, offset!(binprm_filename)))
+}
+
+/// The current task exec'd `filename` (a kernel string), as thread `old_pid` before.
+#[inline(always)]
+fn exec(old_pid: u32, filename: impl FnOnce() -> u64) -> u32 {
     let program = ProgramId::Exec;
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if is_self(tgid) {
@@ -39,12 +56,9 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     };
     let event = unsafe { &mut *entry.as_mut_ptr() };
     current_header(&mut event.header, EventKind::Exec as u32);
-    event.old_pid = field::<u32>(&ctx, EXEC_OLD_PID);
+    event.old_pid = old_pid;
     event._pad = 0;
-    // __data_loc: low 16 bits offset of the string in the record, high 16 its length.
-    let loc = field::<u32>(&ctx, EXEC_FILENAME_LOC);
-    let src = (ctx.as_ptr() as usize + (loc & 0xffff) as usize) as *const u8;
-    let len = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut event.filename) }
+    let len = unsafe { bpf_probe_read_kernel_str_bytes(filename() as *const u8, &mut event.filename) }
         .map(|s| s.len())
         .unwrap_or(0);
     event.filename_len = len as u32;

@@ -319,6 +319,7 @@ impl KernelBtf {
         o.sock_dport = common("skc_dport").unwrap_or(OFFSET_UNKNOWN);
         o.sock_daddr = common("skc_daddr").unwrap_or(OFFSET_UNKNOWN);
         o.sock_v6_daddr = common("skc_v6_daddr").unwrap_or(OFFSET_UNKNOWN);
+        o.binprm_filename = off("linux_binprm", "filename");
         o.memcg_v1 = memcg_v1 as u32;
         o
     }
@@ -354,6 +355,7 @@ impl KernelBtf {
             ("sock_common.skc_dport", offsets.sock_dport),
             ("sock_common.skc_daddr", offsets.sock_daddr),
             ("sock_common.skc_v6_daddr", offsets.sock_v6_daddr),
+            ("linux_binprm.filename", offsets.binprm_filename),
         ];
         fields.iter().filter(|(_, v)| *v == OFFSET_UNKNOWN).map(|(n, _)| *n).collect()
     }

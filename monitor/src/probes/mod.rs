@@ -91,12 +91,13 @@ impl ProgramSpec {
 /// they return, with their arguments read from the caller's saved registers: each attached
 /// syscall tracepoint costs every syscall on the node, so there is one per syscall, not two,
 /// and fexit (which costs no other syscall anything) is used where the kernel allows it. A hook
-/// that fires often for nothing (every TCP state change) is a BTF tracepoint where there is BTF.
+/// that fires often (every exec, every exit, every TCP state change) is a BTF tracepoint where
+/// there is BTF: the kernel then builds no tracepoint record for it.
 pub const PROGRAMS: [ProgramSpec; 9] = [
-    ProgramSpec { id: ProgramId::Exec, name: "sched_process_exec", hook: Hook::TracePoint("sched", "sched_process_exec"), fast: None, observes: "successful execs" },
+    ProgramSpec { id: ProgramId::Exec, name: "sched_process_exec", hook: Hook::TracePoint("sched", "sched_process_exec"), fast: Some(("tp_btf_sched_process_exec", Hook::BtfTracePoint("sched_process_exec"))), observes: "successful execs" },
     ProgramSpec { id: ProgramId::ExecveExit, name: "sys_exit_execve", hook: Hook::TracePoint("syscalls", "sys_exit_execve"), fast: Some(("fexit_sys_execve", Hook::SyscallReturn("execve"))), observes: "failed execves" },
     ProgramSpec { id: ProgramId::ExecveatExit, name: "sys_exit_execveat", hook: Hook::TracePoint("syscalls", "sys_exit_execveat"), fast: Some(("fexit_sys_execveat", Hook::SyscallReturn("execveat"))), observes: "failed execveats" },
-    ProgramSpec { id: ProgramId::Exit, name: "sched_process_exit", hook: Hook::TracePoint("sched", "sched_process_exit"), fast: None, observes: "process exits" },
+    ProgramSpec { id: ProgramId::Exit, name: "sched_process_exit", hook: Hook::TracePoint("sched", "sched_process_exit"), fast: Some(("tp_btf_sched_process_exit", Hook::BtfTracePoint("sched_process_exit"))), observes: "process exits" },
     ProgramSpec { id: ProgramId::OomVictim, name: "mark_victim", hook: Hook::BtfTracePoint("mark_victim"), fast: None, observes: "OOM kills" },
     ProgramSpec { id: ProgramId::OomReport, name: "printk_console", hook: Hook::TracePoint("printk", "console"), fast: None, observes: "whether an OOM kill was at a memory cgroup's limit or the node's" },
     ProgramSpec { id: ProgramId::ConnectExit, name: "sys_exit_connect", hook: Hook::TracePoint("syscalls", "sys_exit_connect"), fast: Some(("fexit_sys_connect", Hook::SyscallReturn("connect"))), observes: "connects and their results" },

@@ -1,13 +1,13 @@
 //! Runs inside a VM with a stock distribution kernel (`tests/tests/stock_kernel_vm.rs`): loads the
 //! probes, checks that the syscall probes are attached by fexit (which the development machine's
 //! kernel refuses), causes a failed execve and execveat and failed unix, TCP and non-blocking
-//! TCP connects, and checks each event with what the call was given. Prints `SMOKE OK` and the
-//! hooks on success; panics (exit 101) otherwise.
+//! TCP connects, and checks each event with what the call was given, and its own exec and exit.
+//! Prints `SMOKE OK` and the hooks on success; panics (exit 101) otherwise.
 
 use std::{ffi::CString, net::TcpStream, os::unix::net::UnixStream, process::Command, time::Duration};
 
 use monitor::{
-    events::{Event, SocketAddress},
+    events::{Event, ExitStatus, SocketAddress},
     probes::Hook,
 };
 use monitor_tests::capture::Capture;
@@ -45,13 +45,26 @@ fn main() {
             })
             .collect::<Vec<_>>()
     };
+    // The actor's own exec and exit (`sched_process_exec` and `sched_process_exit`, on whichever
+    // twin this kernel loads).
+    let comm = std::fs::read_to_string("/proc/self/comm").expect("own comm").trim_end().to_string();
+    let lived = |events: &[Event]| {
+        let exec = events.iter().any(|e| matches!(e, Event::Exec(x) if x.task.tgid == actor && x.task.comm == comm));
+        let exit = events.iter().any(|e| {
+            matches!(e, Event::Exit(x) if x.task.tgid == actor && x.status == ExitStatus::Exited { code: 0 } && x.task.start_ns != 0)
+        });
+        exec && exit
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let events = loop {
         let events = capture.events();
-        if failed_execs(&events).len() >= 2 && connects(&events).len() >= 3 {
+        if failed_execs(&events).len() >= 2 && connects(&events).len() >= 3 && lived(&events) {
             break events;
         }
-        assert!(std::time::Instant::now() < deadline, "two failed execs and three failed connects not seen; hooks {hooks:?}; events {events:#?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "two failed execs, three failed connects and the actor's exec and exit not seen; hooks {hooks:?}; events {events:#?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     let execs = failed_execs(&events);
