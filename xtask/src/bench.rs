@@ -225,6 +225,10 @@ impl Run {
     pub fn wall_us_per_op(&self) -> f64 {
         self.wall_s * 1e6 / self.ops().max(1.0)
     }
+    /// The typical operation's CPU time (us), where the workload measures it.
+    pub fn typical_us(&self) -> Option<f64> {
+        Some(workload::get(&self.report, workload::TYPICAL_NS) / 1000.0).filter(|us| *us > 0.0)
+    }
 }
 
 /// Per-program run time over one workload (bpf_stats).

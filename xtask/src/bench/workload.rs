@@ -21,6 +21,12 @@ use anyhow::{Context as _, bail};
 /// A worker's report: `key=value` pairs.
 pub type Report = Vec<(String, f64)>;
 
+/// Report key: the CPU time of the typical operation, ns: the median over the operations of
+/// what each cost the task that made it (and, for a fork+exec, the child it reaped). A median
+/// over thousands of operations is hardly moved by the bursts of other work a shared machine
+/// has, which move a run's total CPU time by several percent.
+pub const TYPICAL_NS: &str = "typical_ns";
+
 fn print_report(report: &Report) {
     let line: Vec<String> = report.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!("RESULT {}", line.join(" "));
@@ -155,12 +161,13 @@ pub fn exec_chain_target(dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Runs `program args` to its end `n` times, spread over `threads` threads. Returns how many
-/// runs succeeded, how many failed, and the wall time in seconds.
+/// runs succeeded, how many failed, the wall time in seconds, and the CPU time of each
+/// successful run (ns; see [`fork_exec_wait`]).
 ///
-/// Each run is the bare operation: fork, execve, waitpid. (std's `Command` spawns through
+/// Each run is the bare operation: fork, execve, wait4. (std's `Command` spawns through
 /// glibc's posix_spawn, whose child resets every signal's action: about 130 more syscalls per
 /// run, which would measure glibc rather than fork+exec.)
-fn run_many(program: &Path, args: &[&str], n: u64, threads: u64) -> (u64, u64, f64) {
+fn run_many(program: &Path, args: &[&str], n: u64, threads: u64) -> (u64, u64, f64, Vec<u64>) {
     let argv: Vec<CString> = std::iter::once(program.as_os_str().as_bytes())
         .chain(args.iter().map(|a| a.as_bytes()))
         .map(|a| CString::new(a).expect("no NUL in a bench program's path or arguments"))
@@ -169,45 +176,79 @@ fn run_many(program: &Path, args: &[&str], n: u64, threads: u64) -> (u64, u64, f
     let failed = AtomicU64::new(0);
     let threads = threads.max(1);
     let start = Instant::now();
-    std::thread::scope(|scope| {
-        for t in 0..threads {
-            let count = n / threads + u64::from(t < n % threads);
-            let (ok, failed, argv) = (&ok, &failed, &argv);
-            scope.spawn(move || {
-                let argv: Vec<*const libc::c_char> =
-                    argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-                for _ in 0..count {
-                    let counter = if fork_exec_wait(&argv) { ok } else { failed };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            });
-        }
+    let costs = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let count = n / threads + u64::from(t < n % threads);
+                let (ok, failed, argv) = (&ok, &failed, &argv);
+                scope.spawn(move || {
+                    let argv: Vec<*const libc::c_char> =
+                        argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+                    let mut costs = Vec::with_capacity(count as usize);
+                    for _ in 0..count {
+                        match fork_exec_wait(&argv) {
+                            Some(cost) => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                                costs.push(cost);
+                            }
+                            None => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    costs
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().expect("exec worker")).collect()
     });
-    (ok.into_inner(), failed.into_inner(), start.elapsed().as_secs_f64())
+    (ok.into_inner(), failed.into_inner(), start.elapsed().as_secs_f64(), costs)
 }
 
-/// fork, execve `argv[0]` with `argv` and no environment, waitpid: true when it exited 0.
-fn fork_exec_wait(argv: &[*const libc::c_char]) -> bool {
+/// fork, execve `argv[0]` with `argv` and no environment, wait4. When it exited 0, the CPU
+/// time the run took (ns): this thread's from fork to the end of wait4, and the child's (its
+/// rusage, whose user + system time is its exact run time, in us). Kernel programs run in the
+/// task that hits their hook, so theirs is in it.
+fn fork_exec_wait(argv: &[*const libc::c_char]) -> Option<u64> {
     let env: [*const libc::c_char; 1] = [std::ptr::null()];
     // SAFETY: argv is a NULL-terminated array of live C strings. The child of a multi-threaded
     // process only calls execve and _exit, both async-signal-safe.
     unsafe {
+        let began = thread_cpu_ns();
         let pid = libc::fork();
         if pid == 0 {
             libc::execve(argv[0], argv.as_ptr(), env.as_ptr());
             libc::_exit(127);
         }
         if pid < 0 {
-            return false;
+            return None;
         }
         let mut status = 0;
-        while libc::waitpid(pid, &mut status, 0) < 0 {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        while libc::wait4(pid, &mut status, 0, &mut usage) < 0 {
             if os_err() != libc::EINTR {
-                return false;
+                return None;
             }
         }
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+        let own = thread_cpu_ns() - began;
+        let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        let child = (us(usage.ru_utime) + us(usage.ru_stime)) * 1000;
+        (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0).then_some(own + child)
     }
+}
+
+/// CPU time of the calling thread, ns.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The median of `costs` (sorted here).
+fn median_ns(costs: &mut [u64]) -> f64 {
+    costs.sort_unstable();
+    costs.get(costs.len() / 2).copied().unwrap_or(0) as f64
 }
 
 /// `n` execs in chains of `length` (one process each), on `threads` threads.
@@ -217,7 +258,7 @@ fn exec_chain(program: &Path, n: u64, threads: u64, length: u64) -> anyhow::Resu
     let path = program.display().to_string();
     // argv[0] is the program's path too: `length` copies in all.
     let argv: Vec<&str> = std::iter::repeat_n(path.as_str(), length as usize - 1).collect();
-    let (ok, failed, wall) = run_many(program, &argv, chains, threads);
+    let (ok, failed, wall, _) = run_many(program, &argv, chains, threads);
     Ok(vec![
         ("ops".into(), (chains * length) as f64),
         ("chains".into(), chains as f64),
@@ -230,9 +271,10 @@ fn exec_chain(program: &Path, n: u64, threads: u64, length: u64) -> anyhow::Resu
 
 fn exec_storm(program: &Path, n: u64, threads: u64) -> anyhow::Result<Report> {
     let args: &[&str] = if program.ends_with("busybox") { &["true"] } else { &[] };
-    let (ok, failed, wall) = run_many(program, args, n, threads);
+    let (ok, failed, wall, mut costs) = run_many(program, args, n, threads);
     Ok(vec![
         ("ops".into(), n as f64),
+        (TYPICAL_NS.into(), median_ns(&mut costs)),
         ("exec_ok".into(), ok as f64),
         ("exec_failed".into(), failed as f64),
         ("wall_s".into(), wall),
@@ -352,16 +394,19 @@ fn connect_storm(n: u64) -> anyhow::Result<Report> {
     let (unix_missing, unix_missing_len) = sockaddr_un(&missing)?;
     let in_len = size_of::<libc::sockaddr_in>() as libc::socklen_t;
     let mut counts = [[0u64; 2]; 4]; // [kind][ok, failed]
+    let mut costs: [Vec<u64>; 4] = Default::default();
     let mut unexpected = 0u64;
     let start = Instant::now();
     for i in 0..n {
         let kind = (i % 4) as usize;
+        let began = thread_cpu_ns();
         let err = match kind {
             0 => connect_once(libc::AF_INET, (&raw const open).cast(), in_len),
             1 => connect_once(libc::AF_INET, (&raw const closed).cast(), in_len),
             2 => connect_once(libc::AF_UNIX, (&raw const unix_ok).cast(), unix_ok_len),
             _ => connect_once(libc::AF_UNIX, (&raw const unix_missing).cast(), unix_missing_len),
         };
+        costs[kind].push(thread_cpu_ns() - began);
         counts[kind][usize::from(err != 0)] += 1;
         let expected_ok = kind == 0 || kind == 2;
         if expected_ok != (err == 0) {
@@ -370,8 +415,11 @@ fn connect_storm(n: u64) -> anyhow::Result<Report> {
     }
     let wall = start.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&dir);
+    // The operation is the mix of the four kinds: the mean of their medians.
+    let typical = costs.iter_mut().map(|c| median_ns(c)).sum::<f64>() / 4.0;
     Ok(vec![
         ("ops".into(), n as f64),
+        (TYPICAL_NS.into(), typical),
         ("tcp_ok".into(), counts[0][0] as f64),
         ("tcp_open_failed".into(), counts[0][1] as f64),
         ("tcp_refused".into(), counts[1][1] as f64),
