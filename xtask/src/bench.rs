@@ -71,7 +71,7 @@ impl Options {
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
         let mut o = Options {
             quick,
-            repeats: if quick { 1 } else { 7 },
+            repeats: if quick { 1 } else { 11 },
             execs: if quick { 4_000 } else { 20_000 },
             exec_threads: cpus,
             chain_execs: if quick { 20_000 } else { 100_000 },
