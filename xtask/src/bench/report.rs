@@ -95,10 +95,6 @@ fn cpu(run: &Run) -> Option<f64> {
     Some(run.cpu_us_per_op())
 }
 
-fn typical(run: &Run) -> Option<f64> {
-    run.typical_us()
-}
-
 /// Ours over `den` for `workload` by `metric`, repeat by repeat: a repeat's runs of every
 /// configuration are minutes apart at most, so a slow spell of the machine divides out of its
 /// ratio.
@@ -179,6 +175,12 @@ fn fmt_ratio(q: &Ratio) -> String {
     format!("{:.3} [{:.3}-{:.3}]", q.median, q.low, q.high)
 }
 
+/// A ratio over no probes as the cost it adds: `+3.1% [-1.8% to +17.6%]`.
+fn fmt_added(q: &Ratio) -> String {
+    let pct = |x: f64| (x - 1.0) * 100.0;
+    format!("{:+.1}% [{:+.1}% to {:+.1}%]", pct(q.median), pct(q.low), pct(q.high))
+}
+
 fn targets(r: &Results) -> Vec<Target> {
     let mut t = Vec::new();
     for (workload, name) in [(Workload::Exec, "exec"), (Workload::Connect, "connect")] {
@@ -188,13 +190,7 @@ fn targets(r: &Results) -> Vec<Target> {
         t.push(Target {
             what: format!("added cost per {name}"),
             goal: "<= 5% over no probes".into(),
-            measured: format!(
-                "{:+.1}% [{:+.1}% to {:+.1}%] (medians: {:+.2} us of CPU per {name})",
-                (q.median - 1.0) * 100.0,
-                (q.low - 1.0) * 100.0,
-                (q.high - 1.0) * 100.0,
-                ours - none
-            ),
+            measured: format!("{} (medians: {:+.2} us of CPU per {name})", fmt_added(&q), ours - none),
             verdict: ratio_verdict(&q, 1.05),
         });
         if let Some((programs, syscalls, tax)) = added_from_parts(r, Config::Ours, workload) {
@@ -211,21 +207,19 @@ fn targets(r: &Results) -> Vec<Target> {
         }
         let typicals = |config| measured(r, config, workload).iter().filter_map(|x| x.typical_us()).collect::<Vec<_>>();
         if !typicals(Config::Ours).is_empty() {
-            let q = ratio(r, workload, Config::None, typical);
+            let q = ratio(r, workload, Config::None, Run::typical_us);
             t.push(Target {
                 what: format!("added cost per {name}, typical operation"),
                 goal: "<= 5% over no probes".into(),
                 measured: format!(
-                    "{:+.1}% [{:+.1}% to {:+.1}%] (medians: {:.2} us with no probes, {:.2} us with ours)",
-                    (q.median - 1.0) * 100.0,
-                    (q.low - 1.0) * 100.0,
-                    (q.high - 1.0) * 100.0,
+                    "{} (medians: {:.2} us with no probes, {:.2} us with ours)",
+                    fmt_added(&q),
                     median(&typicals(Config::None)),
                     median(&typicals(Config::Ours)),
                 ),
                 verdict: ratio_verdict(&q, 1.05),
             });
-            let q = ratio(r, workload, Config::Bpftrace, typical);
+            let q = ratio(r, workload, Config::Bpftrace, Run::typical_us);
             t.push(Target {
                 what: format!("cost per {name} vs bpftrace, typical operation"),
                 goal: "ours <= bpftrace".into(),
