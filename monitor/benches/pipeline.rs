@@ -396,14 +396,11 @@ fn bench_attributed(c: &mut Criterion) {
                         for r in chunk {
                             tx.try_send(decode(black_box(r)).expect("decode")).expect("room in the queue");
                         }
-                        // As `Pipeline::run` takes them: batches, one clock read each.
+                        // As `Pipeline::run` takes them: in batches.
                         let mut left = chunk.len();
                         while left > 0 {
                             left -= out.recv_many(&mut batch, pipeline::BATCH).await;
-                            let now = Instant::now();
-                            for attributed in batch.drain(..) {
-                                consumer.handle(attributed, now);
-                            }
+                            consumer.handle_batch(&mut batch);
                         }
                     }
                 }

@@ -45,20 +45,24 @@ impl Pipeline {
     }
 
     pub async fn run(mut self, mut events: mpsc::Receiver<Attributed>) {
-        // As many events as wait (up to BATCH) per wake-up; they arrived together, so one
-        // clock read serves them all.
+        // As many events as wait (up to BATCH) per wake-up.
         let mut batch = Vec::with_capacity(BATCH);
         while events.recv_many(&mut batch, BATCH).await > 0 {
-            let now = Instant::now();
-            for attributed in batch.drain(..) {
-                self.handle(attributed, now);
-            }
+            self.handle_batch(&mut batch);
+        }
+    }
+
+    /// Events that arrived together (emptied here), all seen at one clock read.
+    pub fn handle_batch(&mut self, batch: &mut Vec<Attributed>) {
+        let now = Instant::now();
+        for attributed in batch.drain(..) {
+            self.handle(attributed, now);
         }
     }
 
     /// One event, seen by the detectors at `now`: how its process died, the findings it opens
     /// or refreshes, their metrics.
-    pub fn handle(&mut self, Attributed { record, owner, .. }: Attributed, now: Instant) {
+    fn handle(&mut self, Attributed { record, owner, .. }: Attributed, now: Instant) {
         // The kernel drops the daemon's own events; its children (the audit's `--version`
         // runs of runtime binaries) are dropped here.
         if record.event.task().ppid == self.own_pid {
