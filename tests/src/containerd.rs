@@ -49,12 +49,12 @@ impl Containerd {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("tokio");
         let deadline = Instant::now() + Duration::from_secs(20);
         let channel = loop {
-            if socket.exists() {
-                if let Ok(channel) = runtime.block_on(monitor::node::cri::connect(&socket, Duration::from_secs(2))) {
-                    let mut client = RuntimeServiceClient::new(channel.clone());
-                    if runtime.block_on(client.version(cri::VersionRequest::default())).is_ok() {
-                        break channel;
-                    }
+            if socket.exists()
+                && let Ok(channel) = runtime.block_on(monitor::node::cri::connect(&socket, Duration::from_secs(2)))
+            {
+                let mut client = RuntimeServiceClient::new(channel.clone());
+                if runtime.block_on(client.version(cri::VersionRequest::default())).is_ok() {
+                    break channel;
                 }
             }
             if Instant::now() > deadline {
@@ -194,10 +194,10 @@ impl Containerd {
     pub fn wait_exit(&self, id: &str, limit: Duration) -> i32 {
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(status) = self.container_status(id) {
-                if status.state == cri::ContainerState::ContainerExited as i32 {
-                    return status.exit_code;
-                }
+            if let Some(status) = self.container_status(id)
+                && status.state == cri::ContainerState::ContainerExited as i32
+            {
+                return status.exit_code;
             }
             assert!(Instant::now() < deadline, "container {id} did not exit within {limit:?}");
             std::thread::sleep(Duration::from_millis(50));

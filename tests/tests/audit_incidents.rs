@@ -41,7 +41,7 @@ fn expect(name: &str, want: &[(&str, &str)], exit: u8) -> AuditReport {
     report
 }
 
-fn evidence_of<'a>(report: &'a AuditReport, rule: &str) -> String {
+fn evidence_of(report: &AuditReport, rule: &str) -> String {
     report
         .findings
         .iter()

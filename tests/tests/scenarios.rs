@@ -210,10 +210,8 @@ fn floods_keep_memory_bounded_and_every_loss_is_counted() {
     let tree = TestCgroup::v2("flood");
     const EXECS: u32 = 3000;
     run(&format!("i=0; while [ $i -lt {EXECS} ]; do /bin/true; i=$((i+1)); done"), &tree);
-    let flood = format!(
-        "import socket\nfor i in range(20000):\n    s = socket.socket(socket.AF_UNIX)\n    s.connect_ex('/run/nrm-flood-%d.sock' % i)\n    s.close()\n"
-    );
-    let mut python = spawn_in(Command::new(PYTHON).args(["-c", &flood]), &[&tree]);
+    let flood = "import socket\nfor i in range(20000):\n    s = socket.socket(socket.AF_UNIX)\n    s.connect_ex('/run/nrm-flood-%d.sock' % i)\n    s.close()\n";
+    let mut python = spawn_in(Command::new(PYTHON).args(["-c", flood]), &[&tree]);
     let _ = python.wait();
     std::thread::sleep(Duration::from_millis(500));
 

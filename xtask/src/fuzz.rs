@@ -36,8 +36,11 @@ const AUDIT_NODE_FILES: [&str; 8] = [
     "etc/k0s/k0s.yaml",
 ];
 
-/// Every target, with the fixture files (paths relative to `tests/fixtures/nodes/`) that seed it.
-const TARGETS: [(&str, fn(&str) -> bool); 11] = [
+/// Whether a fixture file (its path relative to `tests/fixtures/nodes/`) seeds a target.
+type Seeds = fn(&str) -> bool;
+
+/// Every target, with the fixture files that seed it.
+const TARGETS: [(&str, Seeds); 11] = [
     ("events_decode", |_| false),
     ("kernel_btf", |_| false),
     ("containerd_config", |p| p.ends_with(".toml")),

@@ -11,7 +11,7 @@ use crate::{
     node::{
         binaries::Location,
         containerd_config::{ConfigProblem, Release},
-        kubelet::{KubeletProblem, Reservation},
+        kubelet::{EvictionHardMemory, KubeletProblem, Reservation},
         memory::{self, Quantity},
     },
 };
@@ -366,12 +366,12 @@ fn memory_reservations(facts: &NodeFacts, out: &mut Vec<Finding>) {
                 .remediation("Reserve a fraction of the node (typically 5-15% of memory) for system and Kubernetes daemons."));
         }
     match k.eviction_hard_memory() {
-        Ok(None) => out.push(
+        EvictionHardMemory::Missing => out.push(
             Finding::new(&EVICTION_HARD_MISSING, &subject, "evictionHard is set without memory.available")
                 .evidence(k.flag("eviction-hard").map(|f| f.source.clone()).or_else(|| k.config.as_ref().map(|c| c.locate(&["evictionHard"]))).unwrap_or_default(), "evictionHard has no memory.available threshold")
                 .remediation("Add `memory.available: 100Mi` (or a percentage) to evictionHard."),
         ),
-        Ok(Some(v)) => {
+        EvictionHardMemory::Set(v) => {
             let zero = matches!(memory::parse_quantity(&v.value), Ok(Quantity::Bytes(0)) | Ok(Quantity::Percent(0.0)));
             if zero {
                 out.push(
@@ -381,7 +381,7 @@ fn memory_reservations(facts: &NodeFacts, out: &mut Vec<Finding>) {
                 );
             }
         }
-        Err(()) => {}
+        EvictionHardMemory::Default => {}
     }
 }
 

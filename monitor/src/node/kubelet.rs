@@ -260,19 +260,33 @@ impl Kubelet {
         self.config.as_ref().and_then(|c| c.value(&[key, "memory"]))
     }
 
-    /// The hard eviction threshold for `memory.available`: `Ok(Some)` set, `Ok(None)` the
-    /// evictionHard map is set without it, `Err(())` evictionHard not set (kubelet default 100Mi).
-    pub fn eviction_hard_memory(&self) -> Result<Option<Value>, ()> {
+    /// The hard eviction threshold for `memory.available`.
+    pub fn eviction_hard_memory(&self) -> EvictionHardMemory {
         if let Some(f) = self.flag("eviction-hard") {
-            return Ok(map_flag_entry(&f.value, "memory.available", '<')
-                .map(|v| Value { value: v, source: Some(f.source.clone()) }));
+            return match map_flag_entry(&f.value, "memory.available", '<') {
+                Some(v) => EvictionHardMemory::Set(Value { value: v, source: Some(f.source.clone()) }),
+                None => EvictionHardMemory::Missing,
+            };
         }
-        let Some(config) = &self.config else { return Err(()) };
+        let Some(config) = &self.config else { return EvictionHardMemory::Default };
         if config.map_keys(&["evictionHard"]).is_none() {
-            return Err(());
+            return EvictionHardMemory::Default;
         }
-        Ok(config.value(&["evictionHard", "memory.available"]))
+        match config.value(&["evictionHard", "memory.available"]) {
+            Some(v) => EvictionHardMemory::Set(v),
+            None => EvictionHardMemory::Missing,
+        }
     }
+}
+
+/// What the kubelet's evictionHard says of `memory.available`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvictionHardMemory {
+    /// evictionHard is not set: the kubelet's default (100Mi) applies.
+    Default,
+    /// evictionHard is set without `memory.available`: no hard eviction on memory.
+    Missing,
+    Set(Value),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -545,7 +559,7 @@ systemReserved:
         assert_eq!(k.reserved_memory(Reservation::System).map(|v| v.value), Some("1Gi".into()));
         assert_eq!(k.reserved_memory(Reservation::System).and_then(|v| v.source), Some("/var/lib/kubelet/config.yaml:15".into()));
         assert_eq!(k.reserved_memory(Reservation::Kube), None);
-        assert_eq!(k.eviction_hard_memory().ok().flatten().map(|v| v.value), Some("100Mi".into()));
+        assert!(matches!(k.eviction_hard_memory(), EvictionHardMemory::Set(v) if v.value == "100Mi"));
         assert_eq!(k.runtime_endpoint().source, None);
     }
 
@@ -556,7 +570,7 @@ systemReserved:
         let k = Kubelet { config: Some(c), flags, ..Default::default() };
         assert_eq!(k.cgroup_driver().value, "cgroupfs");
         assert_eq!(k.reserved_memory(Reservation::System).map(|v| v.value), Some("2Gi".into()));
-        assert_eq!(k.eviction_hard_memory(), Ok(None));
+        assert_eq!(k.eviction_hard_memory(), EvictionHardMemory::Missing);
     }
 
     #[test]

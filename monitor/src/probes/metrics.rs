@@ -160,7 +160,8 @@ struct ProgramOnly {
 impl Collector for KernelStatsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let rows = self.read();
-        let families: [(&str, &str, fn(&ProgramStats) -> u64); 3] = [
+        type Count = fn(&ProgramStats) -> u64;
+        let families: [(&str, &str, Count); 3] = [
             ("kernel_events_emitted", "Events a kernel program wrote to the ring buffer", |s| s.emitted),
             (
                 "kernel_events_lost",

@@ -9,12 +9,12 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// BENCHMARKS.md from this heading to its end is written by hand and kept by the bench.
 pub const KEPT_HEADING: &str = "## Analysis and suggestions";
 
-fn runs<'a>(r: &'a Results, config: Config, workload: Workload) -> Vec<&'a Run> {
+fn runs(r: &Results, config: Config, workload: Workload) -> Vec<&Run> {
     r.runs.iter().filter(|x| x.config == config && x.workload == workload).collect()
 }
 
 /// The runs the medians use: the clean ones (no other tracer loaded) when there are any.
-fn measured<'a>(r: &'a Results, config: Config, workload: Workload) -> Vec<&'a Run> {
+fn measured(r: &Results, config: Config, workload: Workload) -> Vec<&Run> {
     let all = runs(r, config, workload);
     let clean: Vec<&Run> = all.iter().copied().filter(|x| !x.contaminated).collect();
     if clean.is_empty() { all } else { clean }
