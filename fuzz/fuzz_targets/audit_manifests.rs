@@ -1,12 +1,12 @@
-//! Manifests as the audit reads them: `audit::manifests::parse_manifest` (static pods) and
-//! `parse_k0s` (k0s `ClusterConfig` images). Properties: no panic; every `file:line` points at
-//! a line of the file.
+//! A distribution's image list as the audit reads it: `audit::manifests::parse_k0s` (k0s
+//! `ClusterConfig` images; static pods are `node::static_pods`' target). Properties: no panic;
+//! every `file:line` points at a line of the file.
 #![no_main]
 
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use monitor::audit::manifests::{parse_k0s, parse_manifest};
+use monitor::audit::manifests::parse_k0s;
 
 fn line_ok(source: &str, lines: usize) {
     if let Some((_, line)) = source.rsplit_once(':') {
@@ -18,13 +18,6 @@ fn line_ok(source: &str, lines: usize) {
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let lines = text.lines().count();
-    match parse_manifest(Path::new("/etc/kubernetes/manifests/pod.yaml"), text) {
-        Ok(pod) => {
-            let _ = pod.is_control_plane();
-            pod.containers.iter().for_each(|c| line_ok(&c.image_source, lines));
-        }
-        Err(err) => drop(err.to_string()),
-    }
     match parse_k0s(Path::new("/etc/k0s/k0s.yaml"), text) {
         Ok(k0s) => {
             k0s.images.iter().for_each(|i| line_ok(&i.source, lines));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     cri_facts::CriFacts,
-    manifests::{self, K0sImages, ManifestProblem, StaticPodManifest},
+    manifests::{self, K0sImages, ManifestProblem},
 };
 use crate::node::{
     binaries::{self, Binary, Location, Process},
@@ -14,6 +14,7 @@ use crate::node::{
     host_root::HostRoot,
     kubelet::Kubelet,
     memory,
+    static_pods::StaticPod,
 };
 
 /// Well-known CRI sockets (host paths), looked at whether or not kubelet uses them.
@@ -48,7 +49,7 @@ pub struct NodeFacts {
     pub binaries: Vec<Binary>,
     pub memory_total: Option<u64>,
     pub memory_problem: Option<String>,
-    pub static_pods: Vec<StaticPodManifest>,
+    pub static_pods: Vec<StaticPod>,
     pub manifest_problems: Vec<ManifestProblem>,
     pub k0s: Option<K0sImages>,
     pub units: Vec<PathBuf>,

@@ -1,50 +1,23 @@
-//! What the node is asked to run from its own files: static pod manifests (their images, pull
-//! policies and memory requests) and a distribution's image list (k0s `ClusterConfig`
-//! `spec.images`, `/etc/k0s/k0s.yaml`), with the pull policy that applies.
-//!
-//! Only the fields the audit's rules need are read; attribution has its own view of static pods.
+//! What the node is asked to run from its own files: static pod manifests (read as
+//! `node::static_pods` parses them, through the host root) and a distribution's image list
+//! (k0s `ClusterConfig` `spec.images`, `/etc/k0s/k0s.yaml`), with the pull policy that applies.
 
 use std::path::{Path, PathBuf};
 
 use crate::node::{
     containerd_config::scrub,
     host_root::{FileError, HostRoot},
+    static_pods::{self, ManifestError, StaticPod},
 };
-
-/// A container of a static pod, as far as the audit cares.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestContainer {
-    pub name: String,
-    pub image: String,
-    pub memory_request: Option<String>,
-    pub image_pull_policy: Option<String>,
-    /// `file:line` of its `image:`.
-    pub image_source: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct StaticPodManifest {
-    pub path: PathBuf,
-    pub name: String,
-    pub namespace: String,
-    pub priority_class_name: Option<String>,
-    pub containers: Vec<ManifestContainer>,
-}
-
-impl StaticPodManifest {
-    /// A control-plane component (kubeadm's names, or `system-node-critical`).
-    pub fn is_control_plane(&self) -> bool {
-        ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"].contains(&self.name.as_str())
-            || self.priority_class_name.as_deref() == Some("system-node-critical")
-    }
-}
 
 /// A file that could not be read or parsed.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestProblem {
     #[error(transparent)]
     File(#[from] FileError),
-    #[error("{path}:{line}: not a pod manifest: {message}", path = path.display(), line = line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()))]
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{path}:{line}: {message}", path = path.display(), line = line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()))]
     Syntax { path: PathBuf, line: Option<usize>, message: String },
 }
 
@@ -60,69 +33,19 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
 }
 
-/// Parses one static pod manifest.
-pub fn parse_manifest(path: &Path, text: &str) -> Result<StaticPodManifest, ManifestProblem> {
-    let doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| yaml_error(path, &e))?;
-    let str_at = |v: &serde_yaml::Value, keys: &[&str]| -> Option<String> {
-        let mut cur = v;
-        for k in keys {
-            cur = cur.as_mapping()?.get(*k)?;
-        }
-        cur.as_str().map(str::to_string)
-    };
-    if str_at(&doc, &["kind"]).as_deref() != Some("Pod") {
-        return Err(ManifestProblem::Syntax { path: path.to_path_buf(), line: Some(1), message: "kind is not Pod".into() });
-    }
-    let name = str_at(&doc, &["metadata", "name"]).unwrap_or_default();
-    let namespace = str_at(&doc, &["metadata", "namespace"]).unwrap_or_else(|| "default".into());
-    let spec = doc.get("spec");
-    let containers = spec
-        .and_then(|s| s.get("containers"))
-        .and_then(|c| c.as_sequence())
-        .map(|seq| {
-            seq.iter()
-                .map(|c| {
-                    let image = str_at(c, &["image"]).unwrap_or_default();
-                    ManifestContainer {
-                        name: str_at(c, &["name"]).unwrap_or_default(),
-                        image_source: match line_of(text, &image).filter(|_| !image.is_empty()) {
-                            Some(l) => format!("{}:{l}", path.display()),
-                            None => path.display().to_string(),
-                        },
-                        image,
-                        memory_request: c
-                            .get("resources")
-                            .and_then(|r| r.get("requests"))
-                            .and_then(|r| r.get("memory"))
-                            .and_then(|m| m.as_str().map(str::to_string).or_else(|| m.as_u64().map(|n| n.to_string()))),
-                        image_pull_policy: str_at(c, &["imagePullPolicy"]),
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(StaticPodManifest {
-        path: path.to_path_buf(),
-        name,
-        namespace,
-        priority_class_name: spec.and_then(|s| str_at(s, &["priorityClassName"])),
-        containers,
-    })
-}
-
-/// Loads every `*.yaml`, `*.yml`, `*.json` manifest in a host directory.
-pub fn load_dir(root: &HostRoot, dir: &Path) -> (Vec<StaticPodManifest>, Vec<ManifestProblem>) {
+/// Loads the static pods of a host directory, the files kubelet would read (any but dot files).
+pub fn load_dir(root: &HostRoot, dir: &Path) -> (Vec<StaticPod>, Vec<ManifestProblem>) {
     let mut pods = Vec::new();
     let mut problems = Vec::new();
     for path in root.list_dir(dir) {
-        let is_manifest = path.extension().and_then(|e| e.to_str()).is_some_and(|e| ["yaml", "yml", "json"].contains(&e));
-        if !is_manifest {
+        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        if !static_pods::is_manifest_name(&name) || !root.resolve(&path).is_file() {
             continue;
         }
-        match root.read_text(&path) {
-            Ok(text) => match parse_manifest(&path, &text) {
-                Ok(pod) => pods.push(pod),
-                Err(p) => problems.push(p),
+        match root.read_text_limited(&path, static_pods::MAX_MANIFEST_BYTES) {
+            Ok(text) => match static_pods::parse(&text, &path) {
+                Ok(mut found) => pods.append(&mut found),
+                Err(e) => problems.push(e.into()),
             },
             Err(e) => problems.push(e.into()),
         }
@@ -206,42 +129,22 @@ pub fn parse_k0s(path: &Path, text: &str) -> Result<K0sImages, ManifestProblem> 
 mod tests {
     use super::*;
 
-    // kube-scheduler.yaml as kubeadm 1.30 writes it (abridged: probes and volumes kept short).
-    const SCHEDULER: &str = r#"apiVersion: v1
-kind: Pod
-metadata:
-  creationTimestamp: null
-  labels:
-    component: kube-scheduler
-    tier: control-plane
-  name: kube-scheduler
-  namespace: kube-system
-spec:
-  containers:
-  - command:
-    - kube-scheduler
-    - --kubeconfig=/etc/kubernetes/scheduler.conf
-    image: registry.k8s.io/kube-scheduler:v1.30.2
-    imagePullPolicy: IfNotPresent
-    name: kube-scheduler
-    resources:
-      requests:
-        cpu: 100m
-  hostNetwork: true
-  priority: 2000001000
-  priorityClassName: system-node-critical
-status: {}
-"#;
-
     #[test]
-    fn kubeadm_manifest() {
-        let pod = parse_manifest(Path::new("/etc/kubernetes/manifests/kube-scheduler.yaml"), SCHEDULER).unwrap();
-        assert_eq!(pod.name, "kube-scheduler");
-        assert!(pod.is_control_plane());
-        assert_eq!(pod.containers[0].image, "registry.k8s.io/kube-scheduler:v1.30.2");
-        assert_eq!(pod.containers[0].image_source, "/etc/kubernetes/manifests/kube-scheduler.yaml:15");
-        assert_eq!(pod.containers[0].memory_request, None);
-        assert!(parse_manifest(Path::new("/x"), "kind: Deployment").is_err());
-        assert!(parse_manifest(Path::new("/x"), "{{{").is_err());
+    fn a_directory_as_kubelet_reads_it() {
+        let root = std::env::temp_dir().join(format!("nrm-audit-manifests-{}", std::process::id()));
+        let dir = root.join("etc/kubernetes/manifests");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let pod = "kind: Pod\nmetadata: {name: etcd, namespace: kube-system}\nspec:\n  containers:\n  - name: etcd\n    image: registry.k8s.io/etcd:3.5.12-0\n";
+        // kubelet reads every file but dot files, whatever its extension.
+        std::fs::write(dir.join("etcd.manifest"), pod).expect("write");
+        std::fs::write(dir.join(".etcd.yaml.swp"), "garbage").expect("write");
+        std::fs::write(dir.join("broken.yaml"), "kind: Pod\nmetadata: [").expect("write");
+        let (pods, problems) = load_dir(&HostRoot::new(&root), Path::new("/etc/kubernetes/manifests"));
+        assert_eq!(pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["etcd"]);
+        assert_eq!(pods[0].containers[0].image_source, "/etc/kubernetes/manifests/etcd.manifest:6");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].to_string().starts_with("/etc/kubernetes/manifests/broken.yaml:"), "{}", problems[0]);
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

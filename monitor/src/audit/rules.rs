@@ -13,6 +13,7 @@ use crate::{
         containerd_config::{ConfigProblem, Release},
         kubelet::{EvictionHardMemory, KubeletProblem, Reservation},
         memory::{self, Quantity},
+        static_pods::ManifestError,
     },
 };
 
@@ -159,13 +160,19 @@ fn unreadable_files(facts: &NodeFacts, out: &mut Vec<Finding>) {
             super::manifests::ManifestProblem::File(e) => {
                 out.push(problem_finding(e.path(), true, "manifest", e.to_string(), e.path().display().to_string()))
             }
-            super::manifests::ManifestProblem::Syntax { path, line, message } => out.push(problem_finding(
-                path,
-                false,
-                "manifest",
-                message.clone(),
-                format!("{}:{}", path.display(), line.map(|l| l.to_string()).unwrap_or_else(|| "?".into())),
-            )),
+            super::manifests::ManifestProblem::Syntax { path, line, message }
+            | super::manifests::ManifestProblem::Manifest(ManifestError::Parse { path, line, message }) => {
+                out.push(problem_finding(
+                    path,
+                    false,
+                    "manifest",
+                    message.clone(),
+                    format!("{}:{}", path.display(), line.map(|l| l.to_string()).unwrap_or_else(|| "?".into())),
+                ))
+            }
+            super::manifests::ManifestProblem::Manifest(e) => {
+                out.push(problem_finding(e.path(), true, "manifest", e.to_string(), e.path().display().to_string()))
+            }
         }
     }
     if let (Some(problem), true) = (&facts.memory_problem, facts.processes.is_some()) {

@@ -3,9 +3,10 @@
 //! images and memory requests/limits.
 //!
 //! Attribution uses it to recognise a static pod when no runtime socket answers (kubelet names
-//! the pod `<metadata.name>-<nodeName>`); the audit reads requests and limits. This module only
-//! parses: it never watches the directory and never talks to kubelet. A file it cannot read or
-//! parse is a [`ManifestError`], never a panic; files are read up to [`MAX_MANIFEST_BYTES`].
+//! the pod `<metadata.name>-<nodeName>`); the audit reads images, pull policies and requests.
+//! This module only parses: it never watches the directory and never talks to kubelet. A file
+//! it cannot read or parse is a [`ManifestError`], never a panic; files are read up to
+//! [`MAX_MANIFEST_BYTES`].
 
 use std::{
     fs,
@@ -15,6 +16,8 @@ use std::{
 
 use serde::Deserialize;
 use thiserror::Error;
+
+use super::containerd_config::scrub;
 
 /// Manifests larger than this are refused (kubelet's own pods are a few KiB).
 pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
@@ -41,6 +44,12 @@ impl StaticPod {
     pub fn pod_name_on(&self, node_name: &str) -> String {
         format!("{}-{}", self.name, node_name)
     }
+
+    /// A control-plane component (kubeadm's names, or `system-node-critical`).
+    pub fn is_control_plane(&self) -> bool {
+        ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"].contains(&self.name.as_str())
+            || self.priority_class_name.as_deref() == Some("system-node-critical")
+    }
 }
 
 /// One container of a static pod.
@@ -51,6 +60,8 @@ pub struct StaticContainer {
     pub memory_request: Option<String>,
     pub memory_limit: Option<String>,
     pub image_pull_policy: Option<String>,
+    /// Where its `image:` is: `file:line`, or the file when the line is not found.
+    pub image_source: String,
 }
 
 /// Why one manifest was not read.
@@ -60,10 +71,24 @@ pub enum ManifestError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is larger than {MAX_MANIFEST_BYTES} bytes")]
     TooLarge { path: PathBuf },
-    #[error("{path} is not a pod manifest: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("{path}:{line}: not a pod manifest: {message}", line = line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()))]
+    Parse { path: PathBuf, line: Option<usize>, message: String },
     #[error("{path}: more than {MAX_MANIFESTS} files, the rest were not read")]
     TooMany { path: PathBuf },
+}
+
+impl ManifestError {
+    /// The file (or directory) it is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Read { path, .. } | Self::TooLarge { path } | Self::Parse { path, .. } | Self::TooMany { path } => path,
+        }
+    }
+}
+
+/// Whether kubelet reads a file of its manifest directory by this name: any but dot files.
+pub fn is_manifest_name(name: &str) -> bool {
+    !name.starts_with('.')
 }
 
 /// Reads every manifest in `dir` the way kubelet picks them: regular files (or links to them)
@@ -81,7 +106,7 @@ pub fn load_dir(dir: &Path) -> (Vec<StaticPod>, Vec<ManifestError>) {
     };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter(|e| is_manifest_name(&e.file_name().to_string_lossy()))
         .map(|e| e.path())
         .filter(|p| p.is_file())
         .collect();
@@ -115,20 +140,24 @@ pub fn load_file(path: &Path) -> Result<Vec<StaticPod>, ManifestError> {
 
 /// Parses manifest text; `path` is recorded in the pods and errors.
 pub fn parse(text: &str, path: &Path) -> Result<Vec<StaticPod>, ManifestError> {
-    let parse_error = |message: String| ManifestError::Parse { path: path.to_path_buf(), message };
-    let doc: Manifest = serde_yaml::from_str(text).map_err(|e| parse_error(e.to_string()))?;
+    let parse_error = |line: Option<usize>, message: String| ManifestError::Parse { path: path.to_path_buf(), line, message };
+    // serde_yaml's messages may quote the file's values (secrets among them): quotes are scrubbed.
+    let doc: Manifest = serde_yaml::from_str(text).map_err(|e| {
+        let message = scrub(e.to_string().split(" at line ").next().unwrap_or("invalid YAML"));
+        parse_error(e.location().map(|l| l.line()), message)
+    })?;
     let kind = doc.kind.as_deref().unwrap_or("");
     let pods = match kind {
         "Pod" => vec![doc],
         "List" | "PodList" => doc.items,
-        other => return Err(parse_error(format!("kind {other:?}, not Pod"))),
+        other => return Err(parse_error(Some(1), format!("kind {other:?}, not Pod"))),
     };
     pods.into_iter()
         .map(|pod| {
             if pod.kind.as_deref().is_some_and(|k| k != "Pod") {
-                return Err(parse_error(format!("list item of kind {:?}", pod.kind.unwrap_or_default())));
+                return Err(parse_error(None, format!("list item of kind {:?}", pod.kind.unwrap_or_default())));
             }
-            let name = pod.metadata.name.filter(|n| !n.is_empty()).ok_or_else(|| parse_error("no metadata.name".into()))?;
+            let name = pod.metadata.name.filter(|n| !n.is_empty()).ok_or_else(|| parse_error(None, "no metadata.name".into()))?;
             Ok(StaticPod {
                 path: path.to_path_buf(),
                 name,
@@ -140,6 +169,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<StaticPod>, ManifestError> {
                     .containers
                     .into_iter()
                     .map(|c| StaticContainer {
+                        image_source: source_of(path, text, &c.image),
                         name: c.name,
                         image: c.image,
                         memory_request: c.resources.requests.memory.map(quantity),
@@ -150,6 +180,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<StaticPod>, ManifestError> {
             })
         })
         .collect()
+}
+
+/// `file:line` of the first line holding `value`, or the file when no line does.
+fn source_of(path: &Path, text: &str, value: &str) -> String {
+    match text.lines().position(|l| !value.is_empty() && l.contains(value)) {
+        Some(i) => format!("{}:{}", path.display(), i + 1),
+        None => path.display().to_string(),
+    }
 }
 
 /// Finds the static pod whose cluster name is `pod_name` in `namespace` on `node_name`.
@@ -261,6 +299,8 @@ status: {}
         assert_eq!(c.image, "registry.k8s.io/kube-apiserver:v1.30.2");
         assert_eq!(c.memory_request, None);
         assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+        assert_eq!(c.image_source, "/etc/kubernetes/manifests/kube-apiserver.yaml:17");
+        assert!(pod.is_control_plane());
         assert_eq!(pod.pod_name_on("node1"), "kube-apiserver-node1");
         assert!(find(&pods, "kube-system", "kube-apiserver-node1", "node1").is_some());
         assert!(find(&pods, "default", "kube-apiserver-node1", "node1").is_none());
@@ -283,6 +323,13 @@ status: {}
         for text in ["", "{", "kind: Deployment\nmetadata: {name: x}", "kind: Pod\nmetadata: {}", "\u{0}\u{1}\u{2}", "- a\n- b", "kind: Pod\nspec: 7"] {
             assert!(parse(text, Path::new("x")).is_err(), "{text:?} should not parse");
         }
+        // A syntax error says where, and does not echo the file's values.
+        let text = "kind: Pod\nmetadata: {name: x}\nspec:\n  containers: [{name: x, resources: \"secret-xyz\"}]\n";
+        assert!(serde_yaml::from_str::<Manifest>(text).err().expect("an error").to_string().contains("secret-xyz"));
+        let err = parse(text, Path::new("/m/p.yaml")).unwrap_err();
+        let ManifestError::Parse { line, .. } = &err else { panic!("{err}") };
+        assert!(line.is_some(), "{err}");
+        assert!(!err.to_string().contains("secret-xyz") && err.to_string().starts_with("/m/p.yaml:"), "{err}");
     }
 
     #[test]
