@@ -257,7 +257,7 @@ fn every_container_event_names_its_pod_and_container() {
             assert!(!by_memcg.contains_key(&a.record.event.task().memcg_id), "a container event was unknown: {reason}");
         }
     }
-    let misses: u64 = ["late", "not_resolved", "cgroup_gone", "cri_unavailable", "not_in_cri"]
+    let misses: u64 = ["late", "not_resolved", "cgroup_gone"]
         .iter()
         .map(|reason| pipeline.metrics.misses.get_or_create(&attribution::metrics::MissLabels { reason }).get())
         .sum();

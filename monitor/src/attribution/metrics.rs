@@ -42,8 +42,7 @@ pub struct OwnerEventLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MissLabels {
-    /// `late` (owner named after the hold), `cgroup_gone`, `cri_unavailable`,
-    /// `not_in_cri`, `not_resolved`.
+    /// `late` (owner named after the hold), or an [`UnknownReason`]'s label.
     pub reason: &'static str,
 }
 
@@ -128,7 +127,7 @@ impl AttributionMetrics {
 
     pub(crate) fn count_miss(&self, owner: &Owner, late: bool) {
         let reason = match &owner.kind {
-            OwnerKind::Unknown { reason } => miss_reason(reason),
+            OwnerKind::Unknown { reason } => reason.label(),
             _ if late => "late",
             _ => return,
         };
@@ -214,15 +213,6 @@ impl AttributionMetrics {
     /// Live series (tests).
     pub fn owner_series(&self) -> usize {
         self.series.lock().map(|s| s.len()).unwrap_or(0)
-    }
-}
-
-fn miss_reason(reason: &str) -> &'static str {
-    match reason {
-        r if r.contains("gone") => "cgroup_gone",
-        r if r.contains("no CRI") => "cri_unavailable",
-        r if r.contains("not in CRI") => "not_in_cri",
-        _ => "not_resolved",
     }
 }
 

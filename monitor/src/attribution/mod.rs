@@ -76,7 +76,36 @@ pub enum OwnerKind {
     /// Any other host process.
     Host,
     /// Not known: the cgroup was gone before it could be read, or nothing answered in time.
-    Unknown { reason: &'static str },
+    Unknown { reason: UnknownReason },
+}
+
+/// Why an event's owner is not known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownReason {
+    /// The cgroup was removed before it was read (a short-lived process).
+    CgroupGone,
+    /// Nothing named it within the hold time.
+    NotResolved,
+}
+
+impl UnknownReason {
+    /// The `reason` label of `attribution_misses_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::CgroupGone => "cgroup_gone",
+            Self::NotResolved => "not_resolved",
+        }
+    }
+}
+
+impl std::fmt::Display for UnknownReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::CgroupGone => "cgroup gone before it was read",
+            Self::NotResolved => "not resolved in time",
+        })
+    }
 }
 
 /// A container and, when known, its pod.
@@ -112,7 +141,7 @@ impl Owner {
         Self { kind, cgroup_path, key, display }
     }
 
-    pub fn unknown(reason: &'static str) -> Self {
+    pub fn unknown(reason: UnknownReason) -> Self {
         Self::new(OwnerKind::Unknown { reason }, None)
     }
 
@@ -511,7 +540,7 @@ impl Stage {
     fn attribute(&mut self, record: Record, keys: Keys, late: bool) -> Attributed {
         let other = keys.other.map(|key| match self.owners.get(&key) {
             Some(cached) => cached.owner.clone(),
-            None => Arc::new(Owner::unknown("not resolved in time")),
+            None => Arc::new(Owner::unknown(UnknownReason::NotResolved)),
         });
         let kind = record.event.kind();
         let owner = match self.owners.get_mut(&keys.task) {
@@ -520,7 +549,7 @@ impl Stage {
                 cached.owner.clone()
             }
             None => {
-                let owner = Arc::new(Owner::unknown("not resolved in time"));
+                let owner = Arc::new(Owner::unknown(UnknownReason::NotResolved));
                 self.metrics.count_event(kind, &owner);
                 owner
             }

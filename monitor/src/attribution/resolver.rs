@@ -16,7 +16,7 @@ use std::{
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use super::{Answer, AttributionConfig, CgroupKey, ContainerOwner, Owner, OwnerKind, PodRef, kubelet_files, metrics::AttributionMetrics};
+use super::{Answer, AttributionConfig, CgroupKey, ContainerOwner, Owner, OwnerKind, PodRef, UnknownReason, kubelet_files, metrics::AttributionMetrics};
 use crate::node::{
     cgroup_path::{self, CgroupOwner, ContainerCgroup},
     cgroupfs::{CgroupIndex, Mounts},
@@ -134,7 +134,7 @@ impl Resolver {
         let v2_path = lookup(&mut self.v2, key.cgroup_id).await;
         let memcg_path = lookup(&mut self.memcg, key.memcg_id).await;
         if v2_path.is_none() && memcg_path.is_none() {
-            return (Owner::unknown("cgroup gone before it was read"), true);
+            return (Owner::unknown(UnknownReason::CgroupGone), true);
         }
         self.known.insert(key, (v2_path.clone(), memcg_path.clone()));
         // On hybrid nodes a runtime may leave the unified hierarchy alone: take whichever
