@@ -1,9 +1,13 @@
-//! The audit as the daemon runs it: a fixed cause closes its finding, and its gauge series
-//! disappears, after a watched file changes (well before the periodic interval).
+//! The audit as the daemon runs it: a fixed cause closes its finding, and its series
+//! (`findings_open{source="audit"}`) disappears, after a watched file changes (well before the
+//! periodic interval).
 
 use std::{path::PathBuf, sync::{Arc, Mutex}, time::Duration};
 
-use monitor::audit::{Audit, AuditOptions, CriFacts, CriSource, metrics::{AuditMetrics, spawn_periodic}};
+use monitor::{
+    audit::{Audit, AuditOptions, CriFacts, CriSource, metrics::{AuditMetrics, spawn_periodic}},
+    findings::{metrics::FindingMetrics, store::FindingStore},
+};
 use prometheus_client::registry::Registry;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,18 +21,22 @@ async fn fixing_a_watched_file_closes_the_finding_and_its_series() {
 
     let mut registry = Registry::with_prefix("node_runtime_monitor");
     let metrics = AuditMetrics::new(&mut registry);
+    let store = FindingStore::new();
+    let findings = FindingMetrics::new(&mut registry, store.clone());
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let runs = Arc::new(Mutex::new(0u32));
     let counter = runs.clone();
-    let task = spawn_periodic(audit, metrics, Duration::from_secs(3600), shutdown, move |_| {
+    // What the daemon does with each report.
+    let task = spawn_periodic(audit, metrics, Duration::from_secs(3600), shutdown, move |report| {
         *counter.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        findings.record(&store.replace("audit", report.findings.clone(), std::time::SystemTime::now()));
     });
     let scrape = || {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).expect("encode");
         out
     };
-    let series = "rule=\"cgroup-driver-mismatch\",severity=\"critical\",subject=\"kubelet/containerd\"";
+    let series = "node_runtime_monitor_findings_open{rule=\"cgroup-driver-mismatch\",severity=\"critical\",subject=\"kubelet/containerd\",source=\"audit\"} 1";
     let mut waited = 0;
     while !scrape().contains(series) {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -48,7 +56,9 @@ async fn fixing_a_watched_file_closes_the_finding_and_its_series() {
     }
     let text = scrape();
     assert!(text.contains("rule=\"containerd-config-tables-ignored\""), "other findings stay open:\n{text}");
-    assert!(*runs.lock().unwrap_or_else(|e| e.into_inner()) >= 2);
+    let runs = *runs.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(runs >= 2);
+    assert!(text.contains(&format!("node_runtime_monitor_audit_runs_total {runs}")), "{text}");
     stop.send(true).expect("stop");
     tokio::time::timeout(Duration::from_secs(5), task).await.expect("task stops").expect("task ok");
     let _ = std::fs::remove_dir_all(&root);

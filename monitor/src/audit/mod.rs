@@ -9,11 +9,11 @@
 //! ```ignore
 //! let audit = audit::Audit::new(host_root, audit::AuditOptions::default());
 //! let report: audit::AuditReport = audit.run_once().await;   // findings, watched files, ...
-//! let metrics = audit::metrics::AuditMetrics::new(&mut registry); // findings_open{rule,severity,subject}
+//! let metrics = audit::metrics::AuditMetrics::new(&mut registry); // audit_runs_total
 //! let handle = audit::metrics::spawn_periodic(audit, metrics, interval, shutdown_rx, on_report);
 //! ```
 //! `spawn_periodic` re-runs the audit every `interval` and whenever a watched file changes
-//! (mtime poll every 2 s), sets one gauge per open finding and removes closed ones.
+//! (mtime poll every 2 s), and hands each report to its caller (the daemon's finding store).
 
 pub mod cri_facts;
 pub mod facts;
