@@ -132,15 +132,18 @@ pub enum Config {
     None,
     Ours,
     Bpftrace,
+    /// bpftrace with empty programs on the same tracepoints: what the hooks cost by themselves.
+    Hooks,
 }
 
 impl Config {
-    pub const ALL: [Config; 3] = [Config::None, Config::Ours, Config::Bpftrace];
+    pub const ALL: [Config; 4] = [Config::None, Config::Ours, Config::Bpftrace, Config::Hooks];
     pub fn as_str(self) -> &'static str {
         match self {
             Config::None => "none",
             Config::Ours => "ours",
             Config::Bpftrace => "bpftrace",
+            Config::Hooks => "hooks alone",
         }
     }
 }
@@ -409,6 +412,7 @@ impl Tracer {
             Config::None => Tracer::None,
             Config::Ours => Tracer::Ours(Daemon::start(&bench.binary, &bench.work, &[])?),
             Config::Bpftrace => Tracer::Bpftrace(Bpftrace::start(&bench.work, &before, daemon::BPFTRACE_SCRIPT)?),
+            Config::Hooks => Tracer::Bpftrace(Bpftrace::start(&bench.work, &before, &daemon::bpftrace_hooks_script())?),
         };
         let programs = match tracer {
             Tracer::None => vec![],

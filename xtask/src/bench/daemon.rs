@@ -277,6 +277,12 @@ tracepoint:oom:mark_victim, tracepoint:printk:console, \
 tracepoint:signal:signal_generate \
 { @[probe] = count(); }";
 
+/// The same tracepoints with empty programs: the hooks' own cost (a classic tracepoint's record
+/// is still built, and a syscall tracepoint still sends every syscall through the traced path).
+pub fn bpftrace_hooks_script() -> String {
+    BPFTRACE_SCRIPT.replace("{ @[probe] = count(); }", "{ }")
+}
+
 /// Counts the syscalls entered by tasks named `comms` (the workers and what they exec).
 pub fn syscall_count_script(comms: &[&str]) -> String {
     let filter = comms.iter().map(|c| format!("comm == \"{c}\"")).collect::<Vec<_>>().join(" || ");
@@ -432,4 +438,17 @@ pub fn ensure_tracefs() {
         return;
     }
     let _ = Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]).status();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hooks_alone_are_the_same_tracepoints_with_empty_programs() {
+        let hooks = bpftrace_hooks_script();
+        assert_ne!(hooks, BPFTRACE_SCRIPT);
+        assert!(hooks.ends_with("{ }") && !hooks.contains("count()"), "{hooks}");
+        assert_eq!(hooks.split('{').next(), BPFTRACE_SCRIPT.split('{').next());
+    }
 }
