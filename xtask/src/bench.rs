@@ -1,6 +1,7 @@
-//! `bench`: what the agent costs. Three workloads (exec storm, connect storm, OOM storm), each
-//! run with no probes, with our daemon and with bpftrace counting hits of the same tracepoints,
-//! interleaved (none, ours, bpftrace; ours, bpftrace, none; ...) and repeated; the median and
+//! `bench`: what the agent costs. Five workloads (exec storm, exec chain, connect storm, OOM
+//! storm, syscall loop), each run with no probes, with our daemon, with bpftrace counting hits
+//! of the same tracepoints and with empty programs on them (the hooks alone), interleaved in an
+//! order that rotates from repeat to repeat, and repeated; the median and
 //! the spread are reported, and each ratio is the median of the repeats' own ratios, with a
 //! bootstrap interval. Also: events delivered vs events that happened, losses, the daemon's CPU and
 //! peak RSS, its idle CPU, OOM-kill-to-metric latency, and a per-program run time table
@@ -14,10 +15,8 @@
 //!
 //! Nothing here asserts on time: the bench reports, CI does not gate on it.
 //!
-//! `cargo xtask bench [--quick] [--repeats N] [--execs N] [--connects N] [--ooms N]
-//!  [--no-build] [--no-write] [--output PATH] [--daemon BINARY]`
-//!
-//! `--daemon BINARY` measures another build of the daemon (a candidate change) the same way.
+//! `cargo xtask bench --help` explains the options; `--daemon BINARY` measures another build of
+//! the daemon (a candidate change) the same way.
 
 mod daemon;
 mod report;
@@ -65,65 +64,98 @@ pub struct Options {
     pub daemon: Option<PathBuf>,
 }
 
+/// `cargo xtask bench`: what each option does. Sizes left out take their defaults, smaller with
+/// `--quick`.
+#[derive(clap::Args, Debug)]
+#[command(
+    about = "Measure what the agent costs: workloads with no probes, with the daemon, with bpftrace counting and with the hooks alone",
+    long_about = "Measure what the agent costs. Five workloads (exec storm, exec chain, connect storm, OOM storm, \
+                  syscall loop) run with no probes, with the daemon, with bpftrace counting hits of the same \
+                  tracepoints and with empty programs on them (the hooks alone), interleaved and repeated. Prints \
+                  one table and rewrites BENCHMARKS.md (keeping its hand-written analysis). Needs root; takes \
+                  about 13 minutes, 4 with --quick. Nothing here asserts on time."
+)]
+pub struct Args {
+    /// A short run to check the bench itself: 1 repeat, a fifth of the workloads.
+    #[arg(long)]
+    quick: bool,
+    /// Repeats of every configuration [default: 11; --quick: 1].
+    #[arg(long, value_name = "N")]
+    repeats: Option<usize>,
+    /// fork+execs of the exec storm [default: 20000; --quick: 4000].
+    #[arg(long, value_name = "N")]
+    execs: Option<u64>,
+    /// Threads of the exec storm and chain [default: the CPUs].
+    #[arg(long, value_name = "N")]
+    exec_threads: Option<u64>,
+    /// execs of the exec chain, 100 per process [default: 100000; --quick: 20000].
+    #[arg(long, value_name = "N")]
+    chain_execs: Option<u64>,
+    /// getppid calls of the syscall loop [default: 10000000; --quick: 2000000].
+    #[arg(long, value_name = "N")]
+    syscalls: Option<u64>,
+    /// Connects of the connect storm [default: 100000; --quick: 20000].
+    #[arg(long, value_name = "N")]
+    connects: Option<u64>,
+    /// memcg OOM kills of the OOM storm [default: 100; --quick: 20].
+    #[arg(long, value_name = "N")]
+    ooms: Option<u64>,
+    /// OOM kills timed from the kill to the metric [default: 100; --quick: 20].
+    #[arg(long, value_name = "N")]
+    latency_samples: Option<u64>,
+    /// Seconds the daemon idles while its CPU is measured [default: 20; --quick: 5].
+    #[arg(long, value_name = "N")]
+    idle_seconds: Option<u64>,
+    /// Measure the release daemon already built (target/release) instead of building it.
+    #[arg(long)]
+    no_build: bool,
+    /// Print the table only; leave BENCHMARKS.md as it is.
+    #[arg(long)]
+    no_write: bool,
+    /// Skip the per-program run time pass (bpf_stats) and the syscall count.
+    #[arg(long)]
+    no_profile: bool,
+    /// Skip the user-space pipeline bench (criterion).
+    #[arg(long)]
+    no_pipeline: bool,
+    /// Seconds to wait, before each run, for other processes' tracing programs to go away.
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    wait_foreign: u64,
+    /// Where to write the report [default: BENCHMARKS.md at the workspace root].
+    #[arg(long, value_name = "PATH")]
+    output: Option<PathBuf>,
+    /// Measure this daemon binary (a candidate change) instead of this tree's; implies --no-build.
+    #[arg(long, value_name = "BINARY")]
+    daemon: Option<PathBuf>,
+    /// Internal: run one workload and print its report (the bench starts itself this way).
+    #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true, value_name = "WORKLOAD")]
+    worker: Option<Vec<String>>,
+}
+
 impl Options {
-    fn parse(args: &[String]) -> anyhow::Result<Self> {
-        let quick = args.iter().any(|a| a == "--quick");
+    fn new(a: &Args) -> Self {
+        let quick = a.quick;
+        let pick = |set: Option<u64>, full: u64, short: u64| set.unwrap_or(if quick { short } else { full });
         let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
-        let mut o = Options {
+        Options {
             quick,
-            repeats: if quick { 1 } else { 11 },
-            execs: if quick { 4_000 } else { 20_000 },
-            exec_threads: cpus,
-            chain_execs: if quick { 20_000 } else { 100_000 },
-            syscalls: if quick { 2_000_000 } else { 10_000_000 },
-            connects: if quick { 20_000 } else { 100_000 },
-            ooms: if quick { 20 } else { 100 },
-            latency_samples: if quick { 20 } else { 100 },
-            idle_seconds: if quick { 5 } else { 20 },
-            build: true,
-            write: true,
-            profile: true,
-            pipeline: true,
-            wait_foreign: 20,
-            output: workspace_root().join("BENCHMARKS.md"),
-            daemon: None,
-        };
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
-            match arg.as_str() {
-                "--quick" => {}
-                "--repeats" => o.repeats = value()?.parse()?,
-                "--execs" => o.execs = value()?.parse()?,
-                "--exec-threads" => o.exec_threads = value()?.parse()?,
-                "--chain-execs" => o.chain_execs = value()?.parse()?,
-                "--syscalls" => o.syscalls = value()?.parse()?,
-                "--connects" => o.connects = value()?.parse()?,
-                "--ooms" => o.ooms = value()?.parse()?,
-                "--latency-samples" => o.latency_samples = value()?.parse()?,
-                "--idle-seconds" => o.idle_seconds = value()?.parse()?,
-                "--no-build" => o.build = false,
-                "--no-write" => o.write = false,
-                "--no-profile" => o.profile = false,
-                "--no-pipeline" => o.pipeline = false,
-                "--wait-foreign" => o.wait_foreign = value()?.parse()?,
-                "--output" => o.output = PathBuf::from(value()?),
-                "--daemon" => {
-                    o.daemon = Some(PathBuf::from(value()?));
-                    o.build = false;
-                }
-                "-h" | "--help" => {
-                    println!(
-                        "cargo xtask bench [--quick] [--repeats N] [--execs N] [--exec-threads N] [--chain-execs N] [--syscalls N] [--connects N] \
-                         [--ooms N] [--latency-samples N] [--idle-seconds N] [--no-build] [--no-write] [--no-profile] [--no-pipeline] [--wait-foreign SECONDS] [--output PATH] [--daemon BINARY]"
-                    );
-                    std::process::exit(0);
-                }
-                other => bail!("unknown bench option {other} (see --help)"),
-            }
+            repeats: a.repeats.unwrap_or(if quick { 1 } else { 11 }).max(1),
+            execs: pick(a.execs, 20_000, 4_000),
+            exec_threads: a.exec_threads.unwrap_or(cpus),
+            chain_execs: pick(a.chain_execs, 100_000, 20_000),
+            syscalls: pick(a.syscalls, 10_000_000, 2_000_000),
+            connects: pick(a.connects, 100_000, 20_000),
+            ooms: pick(a.ooms, 100, 20),
+            latency_samples: pick(a.latency_samples, 100, 20),
+            idle_seconds: pick(a.idle_seconds, 20, 5),
+            build: !a.no_build && a.daemon.is_none(),
+            write: !a.no_write,
+            profile: !a.no_profile,
+            pipeline: !a.no_pipeline,
+            wait_foreign: a.wait_foreign,
+            output: a.output.clone().unwrap_or_else(|| workspace_root().join("BENCHMARKS.md")),
+            daemon: a.daemon.clone(),
         }
-        o.repeats = o.repeats.max(1);
-        Ok(o)
     }
 }
 
@@ -288,11 +320,11 @@ pub struct Results {
     pub elapsed_s: f64,
 }
 
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    if args.first().is_some_and(|a| a == "--worker") {
-        return workload::run_worker(&args[1..]);
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    if let Some(worker) = &args.worker {
+        return workload::run_worker(worker);
     }
-    let options = Options::parse(args)?;
+    let options = Options::new(args);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the bench loads eBPF programs and makes memory cgroups: run it as root");

@@ -59,11 +59,7 @@ enum Command {
         target: Option<String>,
     },
     #[command(about = "Render deploy/prometheusrule.yaml from dashboards/prometheus-rules.yaml")] Package,
-    /// Run the benchmarks and print the comparison table.
-    Bench {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -72,7 +68,7 @@ fn main() -> ExitCode {
         Command::Setup { tests } => setup::run(if tests { setup::Scope::Tests } else { setup::Scope::Build }),
         Command::Run { release, args } => run::run(release, &args),
         Command::Test { args } => test::run(&args),
-        Command::Bench { args } => bench::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::Package => package::run(),
         Command::Fuzz { seconds, seed, target } => fuzz::run(&fuzz::Options { seconds, target, seed_only: seed }),
     };

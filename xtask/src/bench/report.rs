@@ -622,7 +622,7 @@ pub fn markdown(r: &Results) -> String {
     let _ = writeln!(out, "\n## Reproduce\n");
     let _ = writeln!(
         out,
-        "```sh\ncargo xtask bench            # as root; ~10 min; --quick for ~2 min; --help for sizes\n\
+        "```sh\ncargo xtask bench            # as root; ~13 min; --quick for ~4 min; --help for sizes\n\
          cargo +1.98.0 bench -p monitor --bench pipeline   # user-space pipeline (criterion)\n```\n"
     );
     let _ = writeln!(
