@@ -405,3 +405,35 @@ fn planted_credentials_never_leave_the_node() {
     }
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// With `mark_victim` off, a real memcg OOM kill still reaches the kernel's report
+/// (`printk:console`), which finds no kill event to join: that is counted, not silently lost,
+/// and no `oom_kill` event is made up from the report alone.
+#[test]
+fn an_oom_report_without_its_kill_event_is_counted() {
+    use monitor_tests::cgroups::{TestCgroup, spawn_in};
+    const PYTHON: &str = "/usr/bin/python3";
+    use std::os::unix::process::ExitStatusExt as _;
+    let daemon = Daemon::start(&["--disable-probe", "mark_victim"]);
+    let value = |name: &str, labels: &[&str]| metric_value(&daemon.get("/metrics").expect("/metrics"), name, labels).unwrap_or(0.0);
+    assert_eq!(value("node_runtime_monitor_probe_up", &["program=\"mark_victim\""]), 0.0);
+    assert_eq!(value("node_runtime_monitor_probe_up", &["program=\"printk_console\""]), 1.0);
+    let unmatched = || value("node_runtime_monitor_oom_reports_unmatched_total", &[]);
+    let kills = || value("node_runtime_monitor_events_total", &["kind=\"oom_kill\""]);
+    let (unmatched_before, kills_before) = (unmatched(), kills());
+
+    let memcg = TestCgroup::memory_v1("nrm-oom-unmatched", 40 << 20);
+    let mut hog = spawn_in(
+        Command::new(PYTHON).args(["-c", "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"]),
+        &[&memcg],
+    );
+    assert_eq!(hog.wait().expect("wait").signal(), Some(libc::SIGKILL), "the hog was OOM-killed");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while unmatched() < unmatched_before + 1.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(unmatched(), unmatched_before + 1.0, "log:\n{}", daemon.log_text());
+    assert_eq!(kills(), kills_before, "no oom_kill without the kernel's kill event");
+    assert_eq!(daemon.stop(), Some(0));
+}

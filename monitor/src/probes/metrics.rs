@@ -52,6 +52,7 @@ pub struct ProbeMetrics {
     pub dropped: Family<DropLabels, Counter>,
     pub probe_up: Family<ProgramLabels, Gauge<i64, AtomicI64>>,
     pub ring_buffer_bytes: Gauge<i64, AtomicI64>,
+    pub oom_reports_unmatched: Counter,
 }
 
 impl ProbeMetrics {
@@ -61,6 +62,7 @@ impl ProbeMetrics {
             dropped: Family::default(),
             probe_up: Family::default(),
             ring_buffer_bytes: Gauge::default(),
+            oom_reports_unmatched: Counter::default(),
         };
         registry.register("events", "Kernel events received by user space, by kind", metrics.events.clone());
         registry.register(
@@ -69,6 +71,11 @@ impl ProbeMetrics {
             metrics.dropped.clone(),
         );
         registry.register("probe_up", "1 when the kernel program is attached, 0 when it is not", metrics.probe_up.clone());
+        registry.register(
+            "oom_reports_unmatched",
+            "Kernel reports of OOM kills whose kill event was not seen (mark_victim down, or its event lost)",
+            metrics.oom_reports_unmatched.clone(),
+        );
         registry.register_with_unit(
             "ring_buffer_size",
             "Size of the kernel-to-user ring buffer",

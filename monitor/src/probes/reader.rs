@@ -28,6 +28,7 @@ struct Drain {
     queue_full: Counter,
     decode_error: Counter,
     oom: OomJoin,
+    oom_unmatched: Counter,
     read: u64,
 }
 
@@ -42,7 +43,13 @@ impl Drain {
                     if let Some(counter) = self.per_kind.get(record.event.kind() as usize) {
                         counter.inc();
                     }
-                    if let Some(record) = self.oom.push(record, now)
+                    let unmatched = self.oom.unmatched_reports();
+                    let passed = self.oom.push(record, now);
+                    if self.oom.unmatched_reports() != unmatched {
+                        // A kill the kernel reported and no event of ours showed: say so.
+                        self.oom_unmatched.inc();
+                    }
+                    if let Some(record) = passed
                         && !self.send(record)
                     {
                         return false;
@@ -106,6 +113,7 @@ pub async fn run(
         queue_full: metrics.dropped.get_or_create(&DropLabels { reason: "queue_full" }).clone(),
         decode_error: metrics.dropped.get_or_create(&DropLabels { reason: "decode_error" }).clone(),
         oom: OomJoin::default(),
+        oom_unmatched: metrics.oom_reports_unmatched.clone(),
         read: 0,
     };
     let mut tick = tokio::time::interval(DRAIN_INTERVAL);
