@@ -85,8 +85,9 @@ static PENDING_CONNECTS: LruHashMap<u64, PendingConnect> = LruHashMap::with_max_
 #[map]
 static TCP_CONNECTS: LruHashMap<u64, ConnectEvent> = LruHashMap::with_max_entries(16384, 0);
 
-/// Outcomes seen out of the caller's context while its connect() was still running (softirq
-/// work deferred to ksoftirqd): rare, kept by socket for the connect's return.
+/// Outcomes seen out of the caller's context while its connect() was still running (a remote
+/// peer's answer or a timer's refusal, in softirq): kept by socket for the connect's return,
+/// which takes them away.
 #[map]
 static EARLY_OUTCOMES: LruHashMap<u64, i32> = LruHashMap::with_max_entries(1024, 0);
 
@@ -314,6 +315,13 @@ fn complete(regs: impl FnOnce() -> u64, ret: i64) -> u32 {
 fn tcp_connect(program: ProgramId, pending: &PendingConnect, ret: i32) -> u32 {
     let (family, port, peer) = (pending.family, pending.port, pending.addr);
     if ret != -EINPROGRESS {
+        if pending.done == 0 {
+            // The outcome came out of this context while the call slept (a remote peer's
+            // answer, a timer's refusal) and was kept by socket for a non-blocking return.
+            // This call returns it itself: drop it, or the next socket carved from the same
+            // memory would be given it.
+            let _ = EARLY_OUTCOMES.remove(&pending.skaddr);
+        }
         return report_inet(program, family, port, peer, ret, 0);
     }
     // Non-blocking: the outcome, if it came already, else wait for it.

@@ -429,3 +429,56 @@ fn memcg_oom_kill_names_victim_and_its_memory_cgroup() {
     });
     assert!(kill.is_some_and(|k| k.from_kernel), "OOM SIGKILL marked as from the kernel: {kill:#?}");
 }
+
+/// A blocking connect whose outcome came out of the caller's context (the refusal of a SYN
+/// retransmitted by a kernel timer) leaves nothing behind: the next socket, which the kernel
+/// may well carve from the same memory, gets no stale outcome. Here the next connects are
+/// non-blocking and still in SYN_SENT when they return; later they succeed. So the only failure
+/// reported is the blocking one's, once per round, at its return.
+#[test]
+fn an_outcome_seen_outside_a_blocking_connect_is_not_given_to_the_next_socket() {
+    let capture = Capture::start();
+    let tree = TestCgroup::v2("connect-stale");
+    let script = r#"
+import socket, errno, select, threading
+ROUNDS = 3
+for _ in range(ROUNDS):
+    # A blocking connect refused by a kernel timer: the SYN is dropped (full accept queue), the
+    # listener closes, the retransmission is refused.
+    l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(0)
+    first = socket.create_connection(l.getsockname())
+    print("blocking", l.getsockname()[1])
+    b = socket.socket()  # blocking: no timeout (Python's timeouts are non-blocking sockets)
+    threading.Timer(0.3, lambda: (l.close(), first.close())).start()
+    try:
+        b.connect(l.getsockname()); raise SystemExit("connected?")
+    except ConnectionRefusedError:
+        pass
+    # A listener whose queue is full, so the next SYN waits in SYN_SENT too.
+    l2 = socket.socket(); l2.bind(("127.0.0.1", 0)); l2.listen(0)
+    print("next", l2.getsockname()[1])
+    first2 = socket.create_connection(l2.getsockname())
+    b.close()
+    n = socket.socket()
+    n.setblocking(False)
+    assert n.connect_ex(l2.getsockname()) == errno.EINPROGRESS
+    # Make room: the retransmitted SYN is accepted about a second later.
+    l2.accept()[0].close()
+    select.select([], [n], [], 10)
+    assert n.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+    n.close(); first2.close(); l2.close()
+"#;
+    let child = spawn_in(Command::new(PYTHON).args(["-c", script]).stdout(std::process::Stdio::piped()), &[&tree]);
+    let output = child.wait_with_output().expect("wait");
+    assert!(output.status.success(), "the client script failed");
+    let id = tree.id();
+    let rounds = 3;
+    capture.wait_until(WAIT, "the blocking refusals", |events| connects_in(events, id).len() >= rounds);
+    std::thread::sleep(Duration::from_millis(300));
+    let connects = connects_in(&capture.events(), id);
+    assert_eq!(connects.len(), rounds, "one refusal per round, none stale: {connects:#?}");
+    for refused in &connects {
+        assert_eq!(refused.errno, libc::ECONNREFUSED);
+        assert!(!refused.asynchronous, "the blocking call's own result: {refused:?}\nall: {connects:#?}\nports: {}", String::from_utf8_lossy(&output.stdout));
+    }
+}
