@@ -43,13 +43,7 @@ impl Drain {
                     if let Some(counter) = self.per_kind.get(record.event.kind() as usize) {
                         counter.inc();
                     }
-                    let unmatched = self.oom.unmatched_reports();
-                    let passed = self.oom.push(record, now);
-                    if self.oom.unmatched_reports() != unmatched {
-                        // A kill the kernel reported and no event of ours showed: say so.
-                        self.oom_unmatched.inc();
-                    }
-                    if let Some(record) = passed
+                    if let Some(record) = self.oom.push(record, now)
                         && !self.send(record)
                     {
                         return false;
@@ -65,6 +59,9 @@ impl Drain {
                 return false;
             }
         }
+        // Kills the kernel reported and no event of ours showed: the metric follows the join's
+        // count (only this reader moves it).
+        self.oom_unmatched.inc_by(self.oom.unmatched_reports() - self.oom_unmatched.get());
         // Kills whose report never came go on once their wait is over (checked on every tick).
         self.send_released(now)
     }
