@@ -245,10 +245,9 @@ fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// The median of `costs` (sorted here).
-fn median_ns(costs: &mut [u64]) -> f64 {
-    costs.sort_unstable();
-    costs.get(costs.len() / 2).copied().unwrap_or(0) as f64
+/// The median of `costs` (ns).
+fn median_ns(costs: &[u64]) -> f64 {
+    super::median(&costs.iter().map(|&c| c as f64).collect::<Vec<_>>())
 }
 
 /// `n` execs in chains of `length` (one process each), on `threads` threads.
@@ -271,10 +270,10 @@ fn exec_chain(program: &Path, n: u64, threads: u64, length: u64) -> anyhow::Resu
 
 fn exec_storm(program: &Path, n: u64, threads: u64) -> anyhow::Result<Report> {
     let args: &[&str] = if program.ends_with("busybox") { &["true"] } else { &[] };
-    let (ok, failed, wall, mut costs) = run_many(program, args, n, threads);
+    let (ok, failed, wall, costs) = run_many(program, args, n, threads);
     Ok(vec![
         ("ops".into(), n as f64),
-        (TYPICAL_NS.into(), median_ns(&mut costs)),
+        (TYPICAL_NS.into(), median_ns(&costs)),
         ("exec_ok".into(), ok as f64),
         ("exec_failed".into(), failed as f64),
         ("wall_s".into(), wall),
@@ -416,7 +415,7 @@ fn connect_storm(n: u64) -> anyhow::Result<Report> {
     let wall = start.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&dir);
     // The operation is the mix of the four kinds: the mean of their medians.
-    let typical = costs.iter_mut().map(|c| median_ns(c)).sum::<f64>() / 4.0;
+    let typical = costs.iter().map(|c| median_ns(c)).sum::<f64>() / 4.0;
     Ok(vec![
         ("ops".into(), n as f64),
         (TYPICAL_NS.into(), typical),
