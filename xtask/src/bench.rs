@@ -17,9 +17,19 @@
 //!
 //! `cargo xtask bench --help` explains the options; `--daemon BINARY` measures another build of
 //! the daemon (a candidate change) the same way.
+//!
+//! This file is the verb: its entry point and the orchestration (tracers started and stopped,
+//! workers run and timed, the passes in order). The command line is in `options`, what is
+//! measured in `model`, the statistics in `stats`, the tables in `report`; the tracers, the
+//! workloads, the OOM storm's memory cgroup and the criterion pass have their own files.
 
 mod daemon;
+mod memcg;
+mod model;
+mod options;
+mod pipeline;
 mod report;
+mod stats;
 mod workload;
 
 use std::{
@@ -32,295 +42,17 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+pub(crate) use self::options::Args;
 use self::{
     daemon::{Bpftrace, Daemon, Metrics},
+    memcg::Memcg,
+    model::{Config, DaemonDelta, EXEC_CHAIN_LENGTH, Idle, Latency, Memory, ProgramCost, Results, Run, Workload},
+    options::Options,
     workload::Report,
 };
 use crate::workspace_root;
 
-#[derive(Clone, Debug)]
-pub struct Options {
-    pub quick: bool,
-    pub repeats: usize,
-    pub execs: u64,
-    pub exec_threads: u64,
-    /// Execs of the exec chain, in chains of [`EXEC_CHAIN_LENGTH`].
-    pub chain_execs: u64,
-    /// getppid calls of the syscall loop.
-    pub syscalls: u64,
-    pub connects: u64,
-    pub ooms: u64,
-    pub latency_samples: u64,
-    pub idle_seconds: u64,
-    pub build: bool,
-    pub write: bool,
-    pub profile: bool,
-    /// Also run the criterion pipeline bench and put its throughputs in the table.
-    pub pipeline: bool,
-    /// Seconds to wait, before each run, for other processes' tracing programs to go away.
-    pub wait_foreign: u64,
-    pub output: PathBuf,
-    /// A daemon binary to measure instead of building this tree's (e.g. a candidate change).
-    pub daemon: Option<PathBuf>,
-}
-
-/// `cargo xtask bench`: what each option does. Sizes left out take their defaults, smaller with
-/// `--quick`.
-#[derive(clap::Args, Debug)]
-#[command(
-    about = "Measure what the agent costs: workloads with no probes, with the daemon, with bpftrace counting and with the hooks alone",
-    long_about = "Measure what the agent costs. Five workloads (exec storm, exec chain, connect storm, OOM storm, \
-                  syscall loop) run with no probes, with the daemon, with bpftrace counting hits of the same \
-                  tracepoints and with empty programs on them (the hooks alone), interleaved and repeated. Prints \
-                  one table and rewrites BENCHMARKS.md (keeping its hand-written analysis). Needs root; takes \
-                  about 13 minutes, 4 with --quick. Nothing here asserts on time."
-)]
-pub struct Args {
-    /// A short run to check the bench itself: 1 repeat, a fifth of the workloads.
-    #[arg(long)]
-    quick: bool,
-    /// Repeats of every configuration [default: 11; --quick: 1].
-    #[arg(long, value_name = "N")]
-    repeats: Option<usize>,
-    /// fork+execs of the exec storm [default: 20000; --quick: 4000].
-    #[arg(long, value_name = "N")]
-    execs: Option<u64>,
-    /// Threads of the exec storm and chain [default: the CPUs].
-    #[arg(long, value_name = "N")]
-    exec_threads: Option<u64>,
-    /// execs of the exec chain, 100 per process [default: 100000; --quick: 20000].
-    #[arg(long, value_name = "N")]
-    chain_execs: Option<u64>,
-    /// getppid calls of the syscall loop [default: 10000000; --quick: 2000000].
-    #[arg(long, value_name = "N")]
-    syscalls: Option<u64>,
-    /// Connects of the connect storm [default: 100000; --quick: 20000].
-    #[arg(long, value_name = "N")]
-    connects: Option<u64>,
-    /// memcg OOM kills of the OOM storm [default: 100; --quick: 20].
-    #[arg(long, value_name = "N")]
-    ooms: Option<u64>,
-    /// OOM kills timed from the kill to the metric [default: 100; --quick: 20].
-    #[arg(long, value_name = "N")]
-    latency_samples: Option<u64>,
-    /// Seconds the daemon idles while its CPU is measured [default: 20; --quick: 5].
-    #[arg(long, value_name = "N")]
-    idle_seconds: Option<u64>,
-    /// Measure the release daemon already built (target/release) instead of building it.
-    #[arg(long)]
-    no_build: bool,
-    /// Print the table only; leave BENCHMARKS.md as it is.
-    #[arg(long)]
-    no_write: bool,
-    /// Skip the per-program run time pass (bpf_stats) and the syscall count.
-    #[arg(long)]
-    no_profile: bool,
-    /// Skip the user-space pipeline bench (criterion).
-    #[arg(long)]
-    no_pipeline: bool,
-    /// Seconds to wait, before each run, for other processes' tracing programs to go away.
-    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
-    wait_foreign: u64,
-    /// Where to write the report [default: BENCHMARKS.md at the workspace root].
-    #[arg(long, value_name = "PATH")]
-    output: Option<PathBuf>,
-    /// Measure this daemon binary (a candidate change) instead of this tree's; implies --no-build.
-    #[arg(long, value_name = "BINARY")]
-    daemon: Option<PathBuf>,
-    /// Internal: run one workload and print its report (the bench starts itself this way).
-    #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true, value_name = "WORKLOAD")]
-    worker: Option<Vec<String>>,
-}
-
-impl Options {
-    fn new(a: &Args) -> Self {
-        let quick = a.quick;
-        let pick = |set: Option<u64>, full: u64, short: u64| set.unwrap_or(if quick { short } else { full });
-        let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
-        Options {
-            quick,
-            repeats: a.repeats.unwrap_or(if quick { 1 } else { 11 }).max(1),
-            execs: pick(a.execs, 20_000, 4_000),
-            exec_threads: a.exec_threads.unwrap_or(cpus),
-            chain_execs: pick(a.chain_execs, 100_000, 20_000),
-            syscalls: pick(a.syscalls, 10_000_000, 2_000_000),
-            connects: pick(a.connects, 100_000, 20_000),
-            ooms: pick(a.ooms, 100, 20),
-            latency_samples: pick(a.latency_samples, 100, 20),
-            idle_seconds: pick(a.idle_seconds, 20, 5),
-            build: !a.no_build && a.daemon.is_none(),
-            write: !a.no_write,
-            profile: !a.no_profile,
-            pipeline: !a.no_pipeline,
-            wait_foreign: a.wait_foreign,
-            output: a.output.clone().unwrap_or_else(|| workspace_root().join("BENCHMARKS.md")),
-            daemon: a.daemon.clone(),
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Config {
-    None,
-    Ours,
-    Bpftrace,
-    /// bpftrace with empty programs on the same tracepoints: what the hooks cost by themselves.
-    Hooks,
-}
-
-impl Config {
-    pub const ALL: [Config; 4] = [Config::None, Config::Ours, Config::Bpftrace, Config::Hooks];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Config::None => "none",
-            Config::Ours => "ours",
-            Config::Bpftrace => "bpftrace",
-            Config::Hooks => "hooks alone",
-        }
-    }
-}
-
-/// Execs per process of the exec chain.
-pub const EXEC_CHAIN_LENGTH: u64 = 100;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Workload {
-    Exec,
-    ExecChain,
-    Connect,
-    Oom,
-    Syscall,
-}
-
-impl Workload {
-    pub const ALL: [Workload; 5] =
-        [Workload::Exec, Workload::ExecChain, Workload::Connect, Workload::Oom, Workload::Syscall];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Workload::Exec => "exec storm",
-            Workload::ExecChain => "exec chain",
-            Workload::Connect => "connect storm",
-            Workload::Oom => "OOM storm",
-            Workload::Syscall => "syscall loop",
-        }
-    }
-    pub fn unit(self) -> &'static str {
-        match self {
-            Workload::Exec => "fork+exec+exit+wait",
-            Workload::ExecChain => "execve of a process re-executing itself",
-            Workload::Connect => "socket+connect+close",
-            Workload::Oom => "fork+fill memcg+OOM kill+wait",
-            Workload::Syscall => "getppid, a syscall nothing hooks",
-        }
-    }
-}
-
-/// What the daemon counted over one workload (deltas).
-#[derive(Clone, Debug, Default)]
-pub struct DaemonDelta {
-    pub events: BTreeMap<String, f64>,
-    pub emitted: BTreeMap<String, f64>,
-    pub lost: BTreeMap<String, f64>,
-    pub filtered: BTreeMap<String, f64>,
-    pub dropped: BTreeMap<String, f64>,
-    pub cpu_s: f64,
-    /// Voluntary context switches of the daemon's threads (sleeps, so wakeups).
-    pub wakeups: u64,
-    /// From the end of the workload until user space had every emitted event.
-    pub drain_s: f64,
-    pub drained: bool,
-}
-
-/// One workload run in one configuration.
-#[derive(Clone, Debug)]
-pub struct Run {
-    pub config: Config,
-    pub workload: Workload,
-    pub rep: usize,
-    pub report: Report,
-    /// CPU time of the workload process and its reaped children.
-    pub cpu_s: f64,
-    pub wall_s: f64,
-    pub load1: f64,
-    pub daemon: Option<DaemonDelta>,
-    /// OOM kills the memory cgroup counted (`memory.oom_control` oom_kill), for the OOM storm.
-    pub memcg_oom_kills: Option<u64>,
-    /// Another process's tracing BPF programs were loaded before or after the run (e.g. a test
-    /// suite's daemon): the run is left out of the medians when clean runs exist.
-    pub contaminated: bool,
-}
-
-impl Run {
-    pub fn ops(&self) -> f64 {
-        workload::get(&self.report, "ops")
-    }
-    pub fn cpu_us_per_op(&self) -> f64 {
-        self.cpu_s * 1e6 / self.ops().max(1.0)
-    }
-    pub fn wall_us_per_op(&self) -> f64 {
-        self.wall_s * 1e6 / self.ops().max(1.0)
-    }
-    /// The typical operation's CPU time (us), where the workload measures it.
-    pub fn typical_us(&self) -> Option<f64> {
-        Some(workload::get(&self.report, workload::TYPICAL_NS) / 1000.0).filter(|us| *us > 0.0)
-    }
-}
-
-/// Per-program run time over one workload (bpf_stats).
-#[derive(Clone, Debug)]
-pub struct ProgramCost {
-    pub tracer: Config,
-    pub workload: Workload,
-    pub ops: f64,
-    pub program: String,
-    pub runs: u64,
-    pub run_time_ns: u64,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct Idle {
-    pub seconds: f64,
-    pub cpu_fraction: f64,
-    pub events: BTreeMap<String, f64>,
-    pub filtered: f64,
-    pub rss_bytes: u64,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct Latency {
-    pub events_us: Vec<f64>,
-    pub kills_us: Vec<f64>,
-    pub timeouts: u64,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct Memory {
-    /// Peak RSS (VmHWM) of the daemon at the end of each run with it.
-    pub hwm_bytes: Vec<u64>,
-    /// RSS (VmRSS) at the end of each run with it.
-    pub rss_bytes: Vec<u64>,
-}
-
-pub struct Results {
-    pub options: Options,
-    pub runs: Vec<Run>,
-    pub idle: Idle,
-    pub latency: Latency,
-    pub memory: Memory,
-    pub profile: Vec<ProgramCost>,
-    /// Syscalls the workload's tasks entered per operation: what the syscall tax multiplies.
-    pub syscalls_per_op: BTreeMap<Workload, f64>,
-    /// Criterion throughputs (events/s) by benchmark id, from `monitor/benches/pipeline.rs`.
-    pub pipeline: Vec<(String, f64)>,
-    pub bpftrace_counts: BTreeMap<String, u64>,
-    pub foreign: Vec<String>,
-    pub exec_target: String,
-    pub loads: Vec<f64>,
-    pub started: String,
-    pub elapsed_s: f64,
-}
-
-pub fn run(args: &Args) -> anyhow::Result<()> {
+pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(worker) = &args.worker {
         return workload::run_worker(worker);
     }
@@ -385,43 +117,6 @@ fn which(tool: &str) -> anyhow::Result<()> {
         bail!("{tool} is not installed (cargo xtask setup --tests installs it)");
     }
     Ok(())
-}
-
-/// The v1 memory cgroup the OOM storm's victims join.
-struct Memcg {
-    path: PathBuf,
-}
-
-impl Memcg {
-    const LIMIT: u64 = 16 << 20;
-
-    fn create() -> anyhow::Result<Self> {
-        let mount = PathBuf::from("/sys/fs/cgroup/memory");
-        if !mount.join("memory.limit_in_bytes").exists() {
-            bail!("no v1 memory controller at {}: the OOM storm needs one", mount.display());
-        }
-        let path = mount.join(format!("nrm-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&path).with_context(|| format!("mkdir {}", path.display()))?;
-        std::fs::write(path.join("memory.limit_in_bytes"), Self::LIMIT.to_string())?;
-        let _ = std::fs::write(path.join("memory.swappiness"), "0");
-        Ok(Self { path })
-    }
-
-    fn oom_kills(&self) -> Option<u64> {
-        let text = std::fs::read_to_string(self.path.join("memory.oom_control")).ok()?;
-        text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok())
-    }
-}
-
-impl Drop for Memcg {
-    fn drop(&mut self) {
-        for _ in 0..100 {
-            if std::fs::remove_dir(&self.path).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 enum Tracer {
@@ -594,7 +289,7 @@ impl Bench {
         };
         let pipeline = if self.options.pipeline {
             eprintln!("bench: user-space pipeline (criterion)");
-            pipeline_bench()?
+            pipeline::throughputs()?
         } else {
             Vec::new()
         };
@@ -817,83 +512,4 @@ fn drain(d: &Daemon, before: &Metrics, cpu_before: f64, switches_before: u64) ->
         drain_s,
         drained,
     })
-}
-
-/// Runs the criterion bench (`monitor/benches/pipeline.rs`) with short measurement times and
-/// returns each benchmark's median throughput in elements (events) per second.
-fn pipeline_bench() -> anyhow::Result<Vec<(String, f64)>> {
-    let out = crate::cargo()
-        .args(["bench", "--package", "monitor", "--bench", "pipeline", "--", "--warm-up-time", "1", "--measurement-time", "3", "--noplot"])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("cargo bench")?;
-    if !out.status.success() {
-        bail!("cargo bench --bench pipeline failed ({})", out.status);
-    }
-    Ok(parse_criterion(&String::from_utf8_lossy(&out.stdout)))
-}
-
-pub fn parse_criterion(text: &str) -> Vec<(String, f64)> {
-    let mut results = Vec::new();
-    let mut name = String::new();
-    for line in text.lines() {
-        let trimmed = line.trim_start();
-        if !line.starts_with(char::is_whitespace) && !line.is_empty() {
-            let first = line.split_whitespace().next().unwrap_or("");
-            if first.contains('/') {
-                name = first.to_string();
-            }
-        }
-        if let Some(rest) = trimmed.strip_prefix("thrpt:") {
-            let parts: Vec<&str> = rest.trim().trim_matches(['[', ']']).split_whitespace().collect();
-            // [low unit mid unit high unit]
-            if let (Some(value), Some(unit)) = (parts.get(2), parts.get(3)) {
-                let scale = match *unit {
-                    "Gelem/s" => 1e9,
-                    "Melem/s" => 1e6,
-                    "Kelem/s" => 1e3,
-                    _ => 1.0,
-                };
-                if let Ok(v) = value.parse::<f64>() {
-                    results.push((name.clone(), v * scale));
-                }
-            }
-        }
-    }
-    results
-}
-
-pub fn median(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
-}
-
-pub fn percentile(values: &[f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let rank = ((p / 100.0) * (v.len() as f64 - 1.0)).round() as usize;
-    v[rank.min(v.len() - 1)]
-}
-
-pub fn machine_facts() -> Vec<(String, String)> {
-    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
-    let cpu = read("/proc/cpuinfo").lines().find_map(|l| l.strip_prefix("model name")).map(|s| s.trim_start_matches([' ', '\t', ':']).to_string()).unwrap_or_default();
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let mem = read("/proc/meminfo").lines().next().unwrap_or("").split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).map(|kb| format!("{:.1} GiB", kb as f64 / 1048576.0)).unwrap_or_default();
-    let out = |cmd: &str, args: &[&str]| Command::new(cmd).args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
-    vec![
-        ("kernel".into(), out("uname", &["-r"])),
-        ("CPU".into(), format!("{cpus} x {cpu}")),
-        ("memory".into(), mem),
-        ("bpftrace".into(), out("bpftrace", &["--version"])),
-        ("commit".into(), out("git", &["-C", &workspace_root().display().to_string(), "rev-parse", "--short", "HEAD"])),
-    ]
 }

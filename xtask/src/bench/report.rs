@@ -1,8 +1,13 @@
 //! The bench's table (console) and BENCHMARKS.md.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::{collections::BTreeMap, fmt::Write as _, process::Command};
 
-use super::{Config, Results, Run, Workload, machine_facts, median, percentile, workload::get};
+use super::{
+    model::{Config, EXEC_CHAIN_LENGTH, Results, Run, Workload},
+    stats::{median, median_interval, percentile},
+    workload::get,
+};
+use crate::workspace_root;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -122,25 +127,6 @@ fn ratio(r: &Results, workload: Workload, pair: (Config, Config), metric: Metric
     Ratio { median: median(&v), low, high }
 }
 
-/// 90% bootstrap interval of the median of `v` (resampled 2000 times, with a fixed seed so a
-/// report can be reproduced from its runs).
-fn median_interval(v: &[f64]) -> (f64, f64) {
-    if v.len() < 2 {
-        return (median(v), median(v));
-    }
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let medians: Vec<f64> = (0..2000)
-        .map(|_| median(&(0..v.len()).map(|_| v[(next() % v.len() as u64) as usize]).collect::<Vec<_>>()))
-        .collect();
-    (percentile(&medians, 5.0), percentile(&medians, 95.0))
-}
-
 /// PASS when the whole interval is within `limit`, MISS when all of it is beyond, else the
 /// machine's noise is larger than the margin and the run cannot tell.
 fn ratio_verdict(q: &Ratio, limit: f64) -> &'static str {
@@ -153,6 +139,11 @@ fn ratio_verdict(q: &Ratio, limit: f64) -> &'static str {
     }
 }
 
+/// The run time per operation (ns) of `tracer`'s programs over `workload`, summed (bpf_stats).
+fn programs_ns_per_op(r: &Results, tracer: Config, workload: Workload) -> f64 {
+    r.profile.iter().filter(|p| p.tracer == tracer && p.workload == workload).map(|p| p.run_time_ns as f64 / p.ops.max(1.0)).sum()
+}
+
 /// The added cost per operation of `tracer` (ns), from its parts: the run time of its
 /// programs (`bpf_stats`, which itself adds two clock reads per run: an overestimate), and the
 /// syscalls per operation times the tax the tracer puts on a syscall nothing hooks. Not
@@ -160,12 +151,7 @@ fn ratio_verdict(q: &Ratio, limit: f64) -> &'static str {
 /// (programs, syscalls, tax per syscall); `None` without a profile.
 fn added_from_parts(r: &Results, tracer: Config, workload: Workload) -> Option<(f64, f64, f64)> {
     let syscalls = *r.syscalls_per_op.get(&workload)?;
-    let programs: f64 = r
-        .profile
-        .iter()
-        .filter(|p| p.tracer == tracer && p.workload == workload)
-        .map(|p| p.run_time_ns as f64 / p.ops.max(1.0))
-        .sum();
+    let programs = programs_ns_per_op(r, tracer, workload);
     let syscall_cost = |config| median(&cpu_per_op(r, config, Workload::Syscall)) * 1000.0;
     let tax = (syscall_cost(tracer) - syscall_cost(Config::None)).max(0.0);
     Some((programs, syscalls, tax))
@@ -411,10 +397,13 @@ fn profile_table(r: &Results, out: &mut String) {
     let _ = writeln!(out, "Sum of program run time per operation (the rest of a tracer's cost is the hooks' own: the syscall tracepoints' slow path, building the tracepoint record, the ring buffer wakeups):");
     let _ = writeln!(out);
     for workload in Workload::ALL {
-        let sum = |tracer: Config| -> f64 {
-            r.profile.iter().filter(|p| p.tracer == tracer && p.workload == workload).map(|p| p.run_time_ns as f64 / p.ops.max(1.0)).sum()
-        };
-        let _ = writeln!(out, "- {}: ours {:.0} ns/op, bpftrace {:.0} ns/op", workload.as_str(), sum(Config::Ours), sum(Config::Bpftrace));
+        let _ = writeln!(
+            out,
+            "- {}: ours {:.0} ns/op, bpftrace {:.0} ns/op",
+            workload.as_str(),
+            programs_ns_per_op(r, Config::Ours, workload),
+            programs_ns_per_op(r, Config::Bpftrace, workload)
+        );
     }
     if !r.syscalls_per_op.is_empty() {
         let counts: Vec<String> = r.syscalls_per_op.iter().map(|(w, n)| format!("{} {n:.1}", w.as_str())).collect();
@@ -502,6 +491,22 @@ fn conditions(r: &Results, out: &mut String) {
         }
     }
     let _ = writeln!(out, "- exec target: `{}`; exec storm on {} thread(s).", r.exec_target, r.options.exec_threads);
+}
+
+/// The machine the report was written on, for its Conditions.
+fn machine_facts() -> Vec<(String, String)> {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpu = read("/proc/cpuinfo").lines().find_map(|l| l.strip_prefix("model name")).map(|s| s.trim_start_matches([' ', '\t', ':']).to_string()).unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = read("/proc/meminfo").lines().next().unwrap_or("").split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).map(|kb| format!("{:.1} GiB", kb as f64 / 1048576.0)).unwrap_or_default();
+    let out = |cmd: &str, args: &[&str]| Command::new(cmd).args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    vec![
+        ("kernel".into(), out("uname", &["-r"])),
+        ("CPU".into(), format!("{cpus} x {cpu}")),
+        ("memory".into(), mem),
+        ("bpftrace".into(), out("bpftrace", &["--version"])),
+        ("commit".into(), out("git", &["-C", &workspace_root().display().to_string(), "rev-parse", "--short", "HEAD"])),
+    ]
 }
 
 pub fn console(r: &Results) -> String {
@@ -636,7 +641,7 @@ pub fn markdown(r: &Results) -> String {
         r.options.execs,
         r.options.exec_threads,
         r.options.chain_execs,
-        super::EXEC_CHAIN_LENGTH,
+        EXEC_CHAIN_LENGTH,
         r.options.connects,
         r.options.ooms,
         r.options.syscalls,
@@ -655,14 +660,5 @@ mod tests {
         assert_eq!(ratio_verdict(&q(1.02, 1.00, 1.04), 1.05), "PASS");
         assert_eq!(ratio_verdict(&q(1.09, 1.06, 1.20), 1.05), "MISS");
         assert!(ratio_verdict(&q(1.03, 0.99, 1.08), 1.05).starts_with("UNDECIDED"));
-    }
-
-    #[test]
-    fn the_bootstrap_interval_holds_the_median_and_is_a_point_when_repeats_agree() {
-        assert_eq!(median_interval(&[1.07; 7]), (1.07, 1.07));
-        let v = [0.96, 1.01, 1.03, 1.04, 1.05, 1.09, 1.15];
-        let (low, high) = median_interval(&v);
-        assert!(low <= median(&v) && median(&v) <= high, "{low} {high}");
-        assert!(low >= 0.96 && high <= 1.15 && low < high, "{low} {high}");
     }
 }

@@ -247,7 +247,7 @@ fn thread_cpu_ns() -> u64 {
 
 /// The median of `costs` (ns).
 fn median_ns(costs: &[u64]) -> f64 {
-    super::median(&costs.iter().map(|&c| c as f64).collect::<Vec<_>>())
+    super::stats::median(&costs.iter().map(|&c| c as f64).collect::<Vec<_>>())
 }
 
 /// `n` execs in chains of `length` (one process each), on `threads` threads.
