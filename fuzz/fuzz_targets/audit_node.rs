@@ -8,7 +8,14 @@
 use std::{path::PathBuf, sync::OnceLock, time::Duration};
 
 use libfuzzer_sys::fuzz_target;
-use monitor::audit::{Audit, AuditOptions, CriFacts, CriSource, report};
+use monitor::{
+    audit::Audit,
+    exporters::check_report as report,
+    node::{
+        cri_facts::CriFacts,
+        snapshot::{CriSource, SnapshotOptions},
+    },
+};
 
 /// Host files, in the order of the input's parts.
 const FILES: [&str; 8] = [
@@ -61,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|p| std::str::from_utf8(p).ok())
         .and_then(|t| CriFacts::from_json(t).ok())
         .unwrap_or_default();
-    let options = AuditOptions { cri: CriSource::Recorded(cri), exec_timeout: Duration::from_millis(100) };
+    let options = SnapshotOptions { cri: CriSource::Recorded(cri), exec_timeout: Duration::from_millis(100) };
     let report = runtime().block_on(Audit::new(root, options).run_once());
     let json = report::json(&report);
     serde_json::from_str::<serde_json::Value>(&json).expect("the JSON report is JSON");

@@ -25,9 +25,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use monitor::{
     attribution::{self, Attributed, AttributionConfig, AttributionMetrics, Owner, OwnerKind},
     daemon::pipeline::{self, Pipeline},
-    detectors::{Detectors, NodeFacts, Subject, loops::LoopConfig, metrics::DetectorMetrics},
+    detectors::{Actor, Detectors, AuditContext, loops::LoopConfig, metrics::DetectorMetrics},
     events::{Event, decode},
-    findings::{metrics::FindingMetrics, store::FindingStore},
+    findings::{self, store::FindingStore},
     node::cgroupfs::Mounts,
 };
 use monitor_common as raw;
@@ -221,13 +221,13 @@ fn stream(processes: u32) -> Vec<Vec<u8>> {
     out
 }
 
-/// The subject of a host process outside any unit (what the daemon uses for an owner it
-/// could not name), through `Subject::of` as the daemon does.
-fn host_subject(event: &Event) -> Subject {
+/// The actor of a host process outside any unit (what the daemon uses for an owner it
+/// could not name), through `Actor::of` as the daemon does.
+fn host_actor(event: &Event) -> Actor {
     thread_local! {
         static HOST: Owner = Owner::new(OwnerKind::Host, None);
     }
-    HOST.with(|host| Subject::of(host, event))
+    HOST.with(|host| Actor::of(host, event))
 }
 
 fn bench_decode(c: &mut Criterion) {
@@ -242,7 +242,7 @@ fn bench_decode(c: &mut Criterion) {
 
 fn bench_pipeline(c: &mut Criterion) {
     let records = stream(10_000);
-    let facts = NodeFacts::default();
+    let facts = AuditContext::default();
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(records.len() as u64));
     group.measurement_time(Duration::from_secs(5));
@@ -263,9 +263,9 @@ fn bench_pipeline(c: &mut Criterion) {
                 let Ok(record) = decode(black_box(r)) else {
                     continue;
                 };
-                let subject = host_subject(&record.event);
+                let actor = host_actor(&record.event);
                 let now = start + Duration::from_nanos(record.event.task().start_ns + 1_000_000);
-                black_box(detectors.observe(&record.event, &subject, &facts, now));
+                black_box(detectors.observe(&record.event, &actor, &facts, now));
             }
         })
     });
@@ -275,15 +275,15 @@ fn bench_pipeline(c: &mut Criterion) {
 /// Where the time of decode -> detect goes: each stage alone, on decoded events.
 fn bench_stages(c: &mut Criterion) {
     let events: Vec<Event> = stream(10_000).iter().filter_map(|r| decode(r).ok()).map(|r| r.event).collect();
-    let subjects: Vec<Subject> = events.iter().map(host_subject).collect();
-    let facts = NodeFacts::default();
+    let actors: Vec<Actor> = events.iter().map(host_actor).collect();
+    let facts = AuditContext::default();
     let start = Instant::now();
     let mut group = c.benchmark_group("stage");
     group.throughput(Throughput::Elements(events.len() as u64));
     group.bench_function("subject", |b| {
         b.iter(|| {
             for e in &events {
-                black_box(host_subject(black_box(e)));
+                black_box(host_actor(black_box(e)));
             }
         })
     });
@@ -298,18 +298,18 @@ fn bench_stages(c: &mut Criterion) {
     group.bench_function("kills_loops", |b| {
         let mut detectors = Detectors::new(LoopConfig::default());
         b.iter(|| {
-            for (i, (e, s)) in events.iter().zip(&subjects).enumerate() {
+            for (i, (e, a)) in events.iter().zip(&actors).enumerate() {
                 let now = start + Duration::from_micros(i as u64 * 20);
                 let death = detectors.kills.observe(e);
-                black_box(detectors.loops.observe(e, death.as_ref(), s, &facts, now));
+                black_box(detectors.loops.observe(e, death.as_ref(), a, &facts, now));
             }
         })
     });
     group.bench_function("memory", |b| {
         let mut detectors = Detectors::new(LoopConfig::default());
         b.iter(|| {
-            for (e, s) in events.iter().zip(&subjects) {
-                black_box(detectors.memory.observe(e, s, &facts, start));
+            for (e, a) in events.iter().zip(&actors) {
+                black_box(detectors.control_plane_oom.observe(e, a, &facts, start));
             }
         })
     });
@@ -375,11 +375,13 @@ fn bench_attributed(c: &mut Criterion) {
     // builds it.
     let mut registry = Registry::default();
     let findings = FindingStore::new();
+    findings::metrics::register(&mut registry, &findings);
+    // No audit has run: the detectors see no node configuration, as in the daemon's first seconds.
+    let (_audits_tx, audits) = tokio::sync::watch::channel(None);
     let mut consumer = Pipeline::new(
         Detectors::new(LoopConfig::default()),
-        Default::default(),
-        findings.clone(),
-        FindingMetrics::new(&mut registry, findings),
+        audits,
+        findings,
         DetectorMetrics::new(&mut registry),
         false,
     );
@@ -446,7 +448,7 @@ fn bench_attributed(c: &mut Criterion) {
     group.bench_function("subject_of_owner", |b| {
         b.iter(|| {
             for a in &attributed {
-                black_box(Subject::of(black_box(&a.owner), &a.record.event));
+                black_box(Actor::of(black_box(&a.owner), &a.record.event));
             }
         })
     });

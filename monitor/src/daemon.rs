@@ -23,12 +23,17 @@ use tracing::{debug, error, info, warn};
 
 use self::pipeline::Pipeline;
 use crate::{
-    attribution::{self, AttributionConfig, KubeletHints},
-    audit::{Audit, AuditOptions, AuditReport, metrics::AuditMetrics},
-    detectors::{Detectors, NodeFacts, loops::LoopConfig, metrics::DetectorMetrics},
+    attribution::{self, AttributionConfig},
+    audit::{self, AuditMetrics},
+    detectors::{Detectors, loops::LoopConfig, metrics::DetectorMetrics},
     exporters::http::{self, AppState},
-    node::host_root::HostRoot,
-    findings::{metrics::FindingMetrics, store::FindingStore},
+    findings::{self, Origin, store::FindingStore},
+    health::SourceHealth,
+    node::{
+        self,
+        host_root::HostRoot,
+        snapshot::{KubeletHints, SnapshotOptions},
+    },
     probes::{
         self, PROGRAMS, ProbeOptions, Probes,
         metrics::{KernelStatsCollector, ProbeMetrics, register_build_info},
@@ -114,6 +119,22 @@ pub fn init_logging(format: &str) {
 }
 
 impl RunArgs {
+    /// The loop detectors' thresholds from the options (containers: twice the window).
+    fn loop_config(&self) -> LoopConfig {
+        let window = std::time::Duration::from_secs(self.loop_window_seconds.max(1));
+        LoopConfig {
+            container_restarts: self.container_restarts.max(1),
+            container_window: window * 2,
+            host_failures: self.host_failures.max(1),
+            host_window: window,
+            exec_failures: self.repeated_failures.max(1),
+            exec_window: window,
+            connect_failures: self.repeated_failures.max(1),
+            connect_window: window,
+            ..LoopConfig::default()
+        }
+    }
+
     fn probe_options(&self) -> ProbeOptions {
         let mut options = ProbeOptions {
             ring_buffer_bytes: self.ring_buffer_bytes,
@@ -136,9 +157,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let findings = FindingStore::new();
-    let finding_metrics = FindingMetrics::new(&mut registry, findings.clone());
+    findings::metrics::register(&mut registry, &findings);
     let detector_metrics = DetectorMetrics::new(&mut registry);
-    let facts = Arc::new(std::sync::RwLock::new(NodeFacts::default()));
     let probes_up = Arc::new(AtomicUsize::new(0));
     let sources = SourceHealth::new(&mut registry);
 
@@ -148,15 +168,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             probe_metrics.set_status(&probes.status);
             probes_up.store(probes.attached(), std::sync::atomic::Ordering::Relaxed);
             info!("{}/{} kernel programs attached", probes.attached(), PROGRAMS.len());
-            sources.set("tracefs", probes.tracefs.is_ok(), "tracepoint programs cannot attach");
-            sources.set("kernel_btf", probes.missing_offsets.is_empty(), "kernel struct fields read as zero");
+            probes.report_sources(&sources);
             Some(probes)
         }
         Err(err) => {
             error!("kernel probes unavailable, running without them: {err}");
             probe_metrics.set_all_down();
-            sources.set("tracefs", false, "no kernel programs");
-            sources.set("kernel_btf", false, "no kernel programs");
+            Probes::report_no_sources(&sources);
             None
         }
     };
@@ -183,66 +201,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         drop(events_tx);
     }
-    let window = std::time::Duration::from_secs(args.loop_window_seconds.max(1));
-    let loop_config = LoopConfig {
-        container_restarts: args.container_restarts.max(1),
-        container_window: window * 2,
-        host_failures: args.host_failures.max(1),
-        host_window: window,
-        exec_failures: args.repeated_failures.max(1),
-        exec_window: window,
-        connect_failures: args.repeated_failures.max(1),
-        connect_window: window,
-        ..LoopConfig::default()
-    };
-    let pipeline = Pipeline::new(
-        Detectors::new(loop_config),
-        facts.clone(),
-        findings.clone(),
-        finding_metrics.clone(),
-        detector_metrics,
-        args.log_events,
-    );
-    // What the audit learns of kubelet (static pod directory, node name, runtime socket)
-    // reaches attribution.
-    let (kubelet_tx, kubelet_rx) = watch::channel(KubeletHints::default());
-    let (attributed_rx, attribution_task) =
-        attribution::spawn(attribution_config(&args, kubelet_rx), events_rx, &mut registry);
-    tasks.spawn(async move {
-        let _ = attribution_task.await;
-    });
-    tasks.spawn(pipeline.run(attributed_rx));
 
-    // The configuration audit: its findings join the store, and what the detectors need of
-    // the node's configuration (runtime endpoint, reservation and churn findings) reaches them.
-    let audit = Audit::new(&args.host_root, AuditOptions::default());
-    let audit_metrics = AuditMetrics::new(&mut registry);
-    let (store, opened, node_facts, audit_sources) = (findings.clone(), finding_metrics.clone(), facts.clone(), sources.clone());
-    let host_root = HostRoot::new(&args.host_root);
-    let audit_task = crate::audit::metrics::spawn_periodic(
-        audit,
-        audit_metrics,
-        std::time::Duration::from_secs(args.audit_interval_seconds.max(1)),
-        shutdown_rx.clone(),
-        move |report: &AuditReport| {
-            info!(findings = report.findings.len(), elapsed_ms = report.elapsed.as_millis() as u64, "configuration audit done");
-            let changes = store.replace("audit", report.findings.clone(), std::time::SystemTime::now());
-            opened.record(&changes);
-            if let Ok(mut facts) = node_facts.write() {
-                *facts = NodeFacts::from_audit(report);
-            }
-            let hints = kubelet_hints(&host_root, report);
-            kubelet_tx.send_if_modified(|current| std::mem::replace(current, hints.clone()) != hints);
-            let cri = report.cri.sockets.iter().any(|s| s.answers());
-            audit_sources.set("cri", cri, "no CRI socket answers: events are attributed from cgroup paths and kubelet's files only");
-            audit_sources.set("kubelet", report.runtime_endpoint.is_some(), "no kubelet configured on this node");
-        },
-    );
-    tasks.spawn(async move {
-        let _ = audit_task.await;
-    });
+    // The node's configuration, read now and whenever it changes: the audit judges it,
+    // attribution takes kubelet's hints from it.
+    let interval = std::time::Duration::from_secs(args.audit_interval_seconds.max(1));
+    let node =
+        node::watch::spawn(HostRoot::new(&args.host_root), SnapshotOptions::default(), interval, sources, shutdown_rx.clone());
+    let (audit_reports, audit_task) = audit::spawn(node.snapshots, findings.clone(), AuditMetrics::new(&mut registry));
+
+    let (attributed_rx, attribution_task) =
+        attribution::spawn(attribution_config(&args, node.kubelet), events_rx, &mut registry);
+    let pipeline = Pipeline::new(Detectors::new(args.loop_config()), audit_reports, findings.clone(), detector_metrics, args.log_events);
+    for task in [node.task, audit_task, attribution_task] {
+        tasks.spawn(async move {
+            let _ = task.await;
+        });
+    }
+    tasks.spawn(pipeline.run(attributed_rx));
     let quiet = std::time::Duration::from_secs(args.finding_quiet_seconds.max(1));
-    tasks.spawn(expire_findings(findings.clone(), finding_metrics, quiet, shutdown_rx.clone()));
+    tasks.spawn(findings.clone().close_quiet(Origin::Detectors, quiet, shutdown_rx.clone()));
 
     let registry = Arc::new(registry);
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -277,116 +254,13 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The attribution stage's settings: the runtime sockets and the static pod directory under
-/// the host root.
+/// The attribution stage's settings: the host root, kubelet's hints from the node reader.
 fn attribution_config(args: &RunArgs, kubelet: watch::Receiver<KubeletHints>) -> AttributionConfig {
-    let defaults = AttributionConfig::default();
-    let root = HostRoot::new(&args.host_root);
     AttributionConfig {
         kubelet: Some(kubelet),
         hold: std::time::Duration::from_millis(args.attribution_hold_ms),
-        cri_sockets: defaults.cri_sockets.iter().map(|p| root.resolve(p)).collect(),
-        static_pod_dir: defaults.static_pod_dir.as_deref().map(|p| root.resolve(p)),
         host_root: args.host_root.clone(),
         queue: args.event_queue.max(1),
-        ..defaults
-    }
-}
-
-/// What attribution needs of kubelet's configuration, from an audit report (host paths as
-/// this process sees them, symlinks resolved inside the root: `/var/run` is often one).
-fn kubelet_hints(root: &HostRoot, report: &AuditReport) -> KubeletHints {
-    KubeletHints {
-        static_pod_dir: report.static_pod_path.as_deref().map(|p| root.resolve(p)),
-        node_name: report.node_name.clone(),
-        runtime_socket: report
-            .runtime_endpoint
-            .as_deref()
-            .map(crate::audit::facts::endpoint_path)
-            .filter(|p| p.starts_with('/'))
-            .map(|p| root.resolve(std::path::Path::new(p))),
-    }
-}
-
-/// Whether each source of node context is available (`source_up{source}`): tracefs, kernel
-/// BTF, a CRI socket that answers, a configured kubelet. A change is logged once.
-#[derive(Clone, Debug)]
-struct SourceHealth {
-    up: prometheus_client::metrics::family::Family<SourceLabels, prometheus_client::metrics::gauge::Gauge>,
-    last: Arc<std::sync::Mutex<std::collections::HashMap<&'static str, bool>>>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-struct SourceLabels {
-    source: &'static str,
-}
-
-impl SourceHealth {
-    fn new(registry: &mut Registry) -> Self {
-        let up = prometheus_client::metrics::family::Family::default();
-        registry.register(
-            "source_up",
-            "1 when a source of node context is available (tracefs, kernel_btf, cri, kubelet), 0 when not",
-            up.clone(),
-        );
-        Self { up, last: Default::default() }
-    }
-
-    fn set(&self, source: &'static str, available: bool, consequence: &str) {
-        self.up.get_or_create(&SourceLabels { source }).set(available as i64);
-        let Ok(mut last) = self.last.lock() else {
-            return;
-        };
-        if last.insert(source, available) != Some(available) {
-            if available {
-                info!(source, "available");
-            } else {
-                warn!(source, "unavailable: {consequence}");
-            }
-        }
-    }
-}
-
-/// Closes detector findings that did not recur for `quiet`.
-async fn expire_findings(store: FindingStore, metrics: FindingMetrics, quiet: std::time::Duration, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5).min(quiet));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                let changes = store.expire("detectors", quiet, std::time::SystemTime::now());
-                metrics.record(&changes);
-            }
-            _ = shutdown.changed() => break,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The audit's view of kubelet reaches attribution as host paths under the host root.
-    #[test]
-    fn kubelet_hints_are_host_paths_under_the_root() {
-        let report = AuditReport {
-            host_root: "/host".into(),
-            findings: vec![],
-            watched: vec![],
-            cri: Default::default(),
-            containerd_release: None,
-            runtime_endpoint: Some("unix:///run/k0s/containerd.sock".into()),
-            static_pod_path: Some("/etc/k0s/manifests".into()),
-            node_name: Some("worker-3".into()),
-            elapsed: std::time::Duration::ZERO,
-        };
-        let hints = kubelet_hints(&HostRoot::new("/host"), &report);
-        assert_eq!(hints.static_pod_dir.as_deref(), Some(std::path::Path::new("/host/etc/k0s/manifests")));
-        assert_eq!(hints.runtime_socket.as_deref(), Some(std::path::Path::new("/host/run/k0s/containerd.sock")));
-        assert_eq!(hints.node_name.as_deref(), Some("worker-3"));
-        // A TCP endpoint names no socket; no kubelet, no hints.
-        let tcp = AuditReport { runtime_endpoint: Some("tcp://10.0.0.1:2376".into()), ..report.clone() };
-        assert_eq!(kubelet_hints(&HostRoot::new("/"), &tcp).runtime_socket, None);
-        let none = AuditReport { runtime_endpoint: None, static_pod_path: None, node_name: None, ..report };
-        assert_eq!(kubelet_hints(&HostRoot::new("/"), &none), KubeletHints::default());
+        ..AttributionConfig::default()
     }
 }

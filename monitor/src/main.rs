@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use monitor::{audit, daemon};
+use monitor::{catalogue, check, daemon};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,7 +27,7 @@ enum Command {
     /// Audit this node's runtime configuration once and print a report.
     ///
     /// Exit code: 0 healthy, 1 warnings, 2 critical findings, 3 the check itself failed.
-    Check(audit::CheckArgs),
+    Check(check::CheckArgs),
     /// Print the catalogue of every finding the monitor can raise (Markdown table).
     Rules,
 }
@@ -53,10 +53,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Rules => {
-            print!("{}", monitor::findings::catalogue());
+            print!("{}", catalogue::markdown());
             ExitCode::SUCCESS
         }
-        Command::Check(args) => match runtime.block_on(audit::run_check(args)) {
+        Command::Check(args) => match runtime.block_on(check::run(args)) {
             Ok(code) => ExitCode::from(code),
             Err(err) => {
                 eprintln!("error: {err:#}");

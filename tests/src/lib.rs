@@ -4,6 +4,8 @@
 //! events they check. A test that cannot load the programs fails with a message saying why; it
 //! never passes by skipping.
 
+pub mod architecture;
+pub mod bpf_objects;
 pub mod capture;
 pub mod cgroups;
 pub mod containerd;

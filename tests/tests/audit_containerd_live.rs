@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monitor::audit::{Audit, AuditOptions, report};
+use monitor::{audit::Audit, exporters::check_report as report, node::snapshot::SnapshotOptions};
 
 /// A containerd serving its socket at `<host root>/run/containerd/containerd.sock`.
 struct Containerd {
@@ -74,7 +74,7 @@ fn kubelet_config(root: &Path, driver: &str) {
 
 fn run(root: &Path) -> monitor::audit::AuditReport {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
-    runtime.block_on(Audit::new(root, AuditOptions::default()).run_once())
+    runtime.block_on(Audit::new(root, SnapshotOptions::default()).run_once())
 }
 
 const V2_SYSTEMD: &str = r#"version = 2
@@ -103,15 +103,15 @@ fn live_containerd_reports_versions_release_and_the_driver_it_really_uses() {
     let root = containerd.host_root();
     kubelet_config(&root, "systemd");
     let report = run(&root);
-    let socket = report.cri.sockets.iter().find(|s| s.exists).expect("the socket was asked");
+    let socket = report.snapshot.cri.sockets.iter().find(|s| s.exists).expect("the socket was asked");
     let identity = socket.runtime().expect("it answered Version");
     assert_eq!(identity.runtime_name, "containerd");
     assert!(identity.runtime_version.starts_with("1.6."), "{identity:?}");
-    assert!(matches!(socket.v1, monitor::audit::cri_facts::ApiAnswer::Served(_)), "1.6 serves runtime.v1: {:?}", socket.v1);
-    assert!(matches!(socket.v1alpha2, monitor::audit::cri_facts::ApiAnswer::Served(_)), "and runtime.v1alpha2");
+    assert!(matches!(socket.v1, monitor::node::cri_facts::ApiAnswer::Served(_)), "1.6 serves runtime.v1: {:?}", socket.v1);
+    assert!(matches!(socket.v1alpha2, monitor::node::cri_facts::ApiAnswer::Served(_)), "and runtime.v1alpha2");
     assert_eq!(socket.systemd_cgroup(), Some(true), "the runtime's own config says SystemdCgroup = true");
     assert_eq!(socket.sandbox_image(), Some("registry.k8s.io/pause:3.9"));
-    assert!(report.containerd_release.as_deref().is_some_and(|r| r.contains("CRI Version")), "{:?}", report.containerd_release);
+    assert!(report.snapshot.containerd_release_text().as_deref().is_some_and(|r| r.contains("CRI Version")), "{:?}", report.snapshot.containerd_release_text());
     let json = report::json(&report);
     assert!(json.contains("\"cgroup_driver\": \"systemd\""), "{json}");
     let rules: Vec<&str> = report.findings.iter().map(|f| f.rule).collect();
@@ -124,7 +124,7 @@ fn live_containerd_with_a_mismatched_driver_is_flagged_from_its_own_answer() {
     let root = containerd.host_root();
     kubelet_config(&root, "systemd");
     let report = run(&root);
-    let socket = report.cri.sockets.iter().find(|s| s.exists).expect("the socket was asked");
+    let socket = report.snapshot.cri.sockets.iter().find(|s| s.exists).expect("the socket was asked");
     assert_eq!(socket.systemd_cgroup(), Some(false), "1.6.20 read the version 3 file as version 2: cgroupfs");
     let mismatch = report.findings.iter().find(|f| f.rule == "cgroup-driver-mismatch");
     assert!(mismatch.is_some(), "kubelet systemd vs runtime cgroupfs: {:#?}", report.findings);

@@ -1,12 +1,19 @@
-//! The audit as the daemon runs it: a fixed cause closes its finding, and its series
-//! (`findings_open{source="audit"}`) disappears, after a watched file changes (well before the
-//! periodic interval).
+//! The audit as the daemon runs it (the node reader's snapshots judged by the audit stage): a
+//! fixed cause closes its finding, and its series (`findings_open{source="audit"}`)
+//! disappears, after a watched file changes (well before the periodic interval).
 
-use std::{path::PathBuf, sync::{Arc, Mutex}, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use monitor::{
-    audit::{Audit, AuditOptions, CriFacts, CriSource, metrics::{AuditMetrics, spawn_periodic}},
-    findings::{metrics::FindingMetrics, store::FindingStore},
+    audit::{self, AuditMetrics},
+    findings::{self, store::FindingStore},
+    health::SourceHealth,
+    node::{
+        cri_facts::CriFacts,
+        host_root::HostRoot,
+        snapshot::{CriSource, SnapshotOptions},
+        watch,
+    },
 };
 use prometheus_client::registry::Registry;
 
@@ -17,20 +24,25 @@ async fn fixing_a_watched_file_closes_the_finding_and_its_series() {
     let _ = std::fs::remove_dir_all(&root);
     assert!(std::process::Command::new("cp").arg("-a").arg(&src).arg(&root).status().expect("cp").success());
     let cri = CriFacts::from_json(&std::fs::read_to_string(src.with_extension("cri.json")).expect("replay")).expect("replay parses");
-    let audit = Audit::new(&root, AuditOptions { cri: CriSource::Recorded(cri), ..Default::default() });
+    let options = SnapshotOptions { cri: CriSource::Recorded(cri), ..Default::default() };
 
     let mut registry = Registry::with_prefix("node_runtime_monitor");
     let metrics = AuditMetrics::new(&mut registry);
     let store = FindingStore::new();
-    let findings = FindingMetrics::new(&mut registry, store.clone());
+    findings::metrics::register(&mut registry, &store);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let runs = Arc::new(Mutex::new(0u32));
-    let counter = runs.clone();
-    // What the daemon does with each report.
-    let task = spawn_periodic(audit, metrics, Duration::from_secs(3600), shutdown, move |report| {
-        *counter.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        findings.record(&store.replace("audit", report.findings.clone(), std::time::SystemTime::now()));
-    });
+    // What the daemon does: the node reader's snapshots go to the audit stage.
+    let node = watch::spawn(HostRoot::new(&root), options, Duration::from_secs(3600), SourceHealth::unregistered(), shutdown);
+    let (mut reports, audit_task) = audit::spawn(node.snapshots, store.clone(), metrics);
+    // Reports seen by polling (a watch channel keeps only the latest, so at most as many as ran).
+    let mut seen_reports = 0u32;
+    let mut count_reports = || {
+        if reports.has_changed().unwrap_or(false) {
+            reports.borrow_and_update();
+            seen_reports += 1;
+        }
+        seen_reports
+    };
     let scrape = || {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).expect("encode");
@@ -39,6 +51,7 @@ async fn fixing_a_watched_file_closes_the_finding_and_its_series() {
     let series = "node_runtime_monitor_findings_open{rule=\"cgroup-driver-mismatch\",severity=\"critical\",subject=\"kubelet/containerd\",source=\"audit\"} 1";
     let mut waited = 0;
     while !scrape().contains(series) {
+        count_reports();
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited += 1;
         assert!(waited < 100, "the first run never exported the finding:\n{}", scrape());
@@ -50,16 +63,18 @@ async fn fixing_a_watched_file_closes_the_finding_and_its_series() {
     std::fs::write(&cfg, text).expect("write");
     let mut waited = 0;
     while scrape().contains(series) {
+        count_reports();
         tokio::time::sleep(Duration::from_millis(100)).await;
         waited += 1;
         assert!(waited < 100, "the finding stayed open after the fix:\n{}", scrape());
     }
+    let seen = count_reports();
     let text = scrape();
     assert!(text.contains("rule=\"containerd-config-tables-ignored\""), "other findings stay open:\n{text}");
-    let runs = *runs.lock().unwrap_or_else(|e| e.into_inner());
-    assert!(runs >= 2);
-    assert!(text.contains(&format!("node_runtime_monitor_audit_runs_total {runs}")), "{text}");
+    let runs = monitor_tests::daemon::metric_value(&text, "node_runtime_monitor_audit_runs_total", &[]).unwrap_or(0.0);
+    assert!(runs >= 2.0 && runs >= f64::from(seen), "audit_runs_total {runs}, {seen} reports seen:\n{text}");
     stop.send(true).expect("stop");
-    tokio::time::timeout(Duration::from_secs(5), task).await.expect("task stops").expect("task ok");
+    tokio::time::timeout(Duration::from_secs(5), node.task).await.expect("node reader stops").expect("task ok");
+    tokio::time::timeout(Duration::from_secs(5), audit_task).await.expect("audit stage stops").expect("task ok");
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -6,7 +6,14 @@
 
 use std::path::PathBuf;
 
-use monitor::audit::{Audit, AuditOptions, AuditReport, CriFacts, CriSource, report};
+use monitor::{
+    audit::{Audit, AuditReport},
+    exporters::check_report as report,
+    node::{
+        cri_facts::CriFacts,
+        snapshot::{CriSource, SnapshotOptions},
+    },
+};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/nodes").join(name)
@@ -17,7 +24,7 @@ fn audit(name: &str) -> AuditReport {
     let replay = root.with_extension("cri.json");
     let text = std::fs::read_to_string(&replay).unwrap_or_else(|e| panic!("{}: {e}", replay.display()));
     let cri = CriFacts::from_json(&text).unwrap_or_else(|e| panic!("{}: {e}", replay.display()));
-    let options = AuditOptions { cri: CriSource::Recorded(cri), ..Default::default() };
+    let options = SnapshotOptions { cri: CriSource::Recorded(cri), ..Default::default() };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(Audit::new(root, options).run_once())
 }
@@ -54,14 +61,14 @@ fn evidence_of(report: &AuditReport, rule: &str) -> String {
 #[test]
 fn healthy_kubeadm_containerd17_has_no_findings() {
     let r = expect("healthy-kubeadm-containerd17", &[], 0);
-    assert!(r.containerd_release.as_deref().is_some_and(|v| v.starts_with("1.7.13")));
+    assert!(r.snapshot.containerd_release_text().as_deref().is_some_and(|v| v.starts_with("1.7.13")));
 }
 
 #[test]
 fn healthy_containerd2_with_version3_config_has_no_findings() {
     let r = expect("healthy-containerd2-v3", &[], 0);
     // SystemdCgroup comes from the imported drop-in.
-    assert!(r.watched.iter().any(|p| p.ends_with("conf.d/10-systemd-cgroup.toml")), "{:?}", r.watched);
+    assert!(r.snapshot.watched.iter().any(|p| p.ends_with("conf.d/10-systemd-cgroup.toml")), "{:?}", r.snapshot.watched);
 }
 
 #[test]

@@ -3,7 +3,14 @@
 
 use std::path::PathBuf;
 
-use monitor::audit::{Audit, AuditOptions, AuditReport, CriFacts, CriSource, report};
+use monitor::{
+    audit::{Audit, AuditReport},
+    exporters::check_report as report,
+    node::{
+        cri_facts::CriFacts,
+        snapshot::{CriSource, SnapshotOptions},
+    },
+};
 
 /// A copy of a fixture node in a fresh temporary directory, removed on drop.
 struct Node {
@@ -32,7 +39,7 @@ impl Node {
     }
 
     fn audit(&self) -> AuditReport {
-        let options = AuditOptions { cri: CriSource::Recorded(self.cri.clone()), ..Default::default() };
+        let options = SnapshotOptions { cri: CriSource::Recorded(self.cri.clone()), ..Default::default() };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         rt.block_on(Audit::new(&self.root, options).run_once())
     }

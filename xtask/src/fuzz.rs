@@ -47,7 +47,7 @@ const TARGETS: [(&str, Seeds); 11] = [
     ("kubelet_config", |p| p.ends_with("/var/lib/kubelet/config.yaml") || p.ends_with("kubelet-config.yaml") || p.ends_with("/var/lib/kubelet/kubelet.conf")),
     ("kubelet_flags", |p| p.ends_with(".env") || p.contains("kubelet.service") || p.ends_with("/proc/1/cmdline") || p.ends_with("/etc/default/kubelet") || p.ends_with("/etc/sysconfig/kubelet")),
     ("static_pods", |p| p.contains("/manifests/")),
-    ("audit_manifests", |p| p.contains("/manifests/") || p.ends_with("k0s.yaml")),
+    ("k0s_config", |p| p.contains("/manifests/") || p.ends_with("k0s.yaml")),
     ("cgroup_path", |_| false),
     ("cri_facts", |p| p.ends_with(".cri.json")),
     ("node_lines", |p| p.ends_with("/proc/meminfo")),

@@ -6,9 +6,13 @@
 //! - `/var/log/pods/<namespace>_<pod>_<uid>/` (a directory per pod).
 //!
 //! Pod names and namespaces are DNS labels (no `_`), so the names split unambiguously. This is
-//! the fallback when no CRI socket answers; it only lists directories.
+//! the fallback when no CRI socket answers; it only lists directories, through the host root
+//! ([`HostRoot`]: a `/var/log` that is a symlink on the node is followed inside the root). It
+//! never opens or reads the logs themselves.
 
-use std::{fs, path::Path};
+use std::path::Path;
+
+use crate::node::host_root::HostRoot;
 
 /// What a log file name says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,7 +24,10 @@ pub struct LoggedContainer {
 
 /// Parses `<pod>_<namespace>_<container>-<id>.log` for container `id`.
 pub fn parse_container_log(name: &str, id: &str) -> Option<LoggedContainer> {
-    let stem = name.strip_suffix(".log")?.strip_suffix(id)?.strip_suffix('-')?;
+    let stem = name
+        .strip_suffix(".log")?
+        .strip_suffix(id)?
+        .strip_suffix('-')?;
     let mut parts = stem.splitn(3, '_');
     let (pod, namespace, container) = (parts.next()?, parts.next()?, parts.next()?);
     (!pod.is_empty() && !namespace.is_empty() && !container.is_empty()).then(|| LoggedContainer {
@@ -37,16 +44,23 @@ pub fn parse_pod_dir(name: &str, uid: &str) -> Option<(String, String)> {
     (!namespace.is_empty() && !pod.is_empty()).then(|| (namespace.into(), pod.into()))
 }
 
-/// Finds container `id` under `<root>/var/log/containers`.
-pub fn find_container(root: &Path, id: &str) -> Option<LoggedContainer> {
-    let dir = fs::read_dir(root.join("var/log/containers")).ok()?;
-    dir.flatten().find_map(|e| parse_container_log(&e.file_name().to_string_lossy(), id))
+/// Finds container `id` in the host's `/var/log/containers`.
+pub fn find_container(root: &HostRoot, id: &str) -> Option<LoggedContainer> {
+    find_in(root, "/var/log/containers", |name| {
+        parse_container_log(name, id)
+    })
 }
 
-/// Finds pod `uid` under `<root>/var/log/pods`: (namespace, pod).
-pub fn find_pod(root: &Path, uid: &str) -> Option<(String, String)> {
-    let dir = fs::read_dir(root.join("var/log/pods")).ok()?;
-    dir.flatten().find_map(|e| parse_pod_dir(&e.file_name().to_string_lossy(), uid))
+/// Finds pod `uid` in the host's `/var/log/pods`: (namespace, pod).
+pub fn find_pod(root: &HostRoot, uid: &str) -> Option<(String, String)> {
+    find_in(root, "/var/log/pods", |name| parse_pod_dir(name, uid))
+}
+
+/// The first entry of the host directory `dir` whose name `parse` accepts.
+fn find_in<T>(root: &HostRoot, dir: &str, parse: impl Fn(&str) -> Option<T>) -> Option<T> {
+    root.list_dir(Path::new(dir))
+        .iter()
+        .find_map(|entry| parse(&entry.file_name()?.to_string_lossy()))
 }
 
 #[cfg(test)]
@@ -60,15 +74,64 @@ mod tests {
         let name = format!("kube-apiserver-node1_kube-system_kube-apiserver-{ID}.log");
         assert_eq!(
             parse_container_log(&name, ID),
-            Some(LoggedContainer { namespace: "kube-system".into(), pod: "kube-apiserver-node1".into(), container: "kube-apiserver".into() })
+            Some(LoggedContainer {
+                namespace: "kube-system".into(),
+                pod: "kube-apiserver-node1".into(),
+                container: "kube-apiserver".into()
+            })
         );
         assert_eq!(parse_container_log(&name, &ID.replace('4', "5")), None);
         assert_eq!(parse_container_log(&format!("_x_y-{ID}.log"), ID), None);
         assert_eq!(parse_container_log("garbage", ID), None);
         assert_eq!(
-            parse_pod_dir("kube-system_etcd-node1_9729a196c4723b60ab401eaff722982d", "9729a196c4723b60ab401eaff722982d"),
+            parse_pod_dir(
+                "kube-system_etcd-node1_9729a196c4723b60ab401eaff722982d",
+                "9729a196c4723b60ab401eaff722982d"
+            ),
             Some(("kube-system".into(), "etcd-node1".into()))
         );
-        assert_eq!(parse_pod_dir("kube-system_etcd-node1_other", "9729a196c4723b60ab401eaff722982d"), None);
+        assert_eq!(
+            parse_pod_dir(
+                "kube-system_etcd-node1_other",
+                "9729a196c4723b60ab401eaff722982d"
+            ),
+            None
+        );
+    }
+
+    /// On a node whose `/var/log` is a symlink (`/var/log -> /data/log`), the files are found
+    /// where it points inside the host root, not at that path in this process's own view.
+    #[test]
+    fn a_symlinked_var_log_is_followed_inside_the_root() {
+        const UID: &str = "9729a196c4723b60ab401eaff722982d";
+        let dir = std::env::temp_dir().join(format!("nrm-kubelet-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data/log/containers")).expect("mkdir");
+        std::fs::create_dir_all(dir.join(format!("data/log/pods/kube-system_etcd-node1_{UID}")))
+            .expect("mkdir");
+        std::fs::write(
+            dir.join(format!(
+                "data/log/containers/etcd-node1_kube-system_etcd-{ID}.log"
+            )),
+            "",
+        )
+        .expect("write");
+        std::fs::create_dir_all(dir.join("var")).expect("mkdir");
+        std::os::unix::fs::symlink("/data/log", dir.join("var/log")).expect("symlink");
+        let root = HostRoot::new(&dir);
+        assert_eq!(
+            find_container(&root, ID),
+            Some(LoggedContainer {
+                namespace: "kube-system".into(),
+                pod: "etcd-node1".into(),
+                container: "etcd".into()
+            })
+        );
+        assert_eq!(
+            find_pod(&root, UID),
+            Some(("kube-system".into(), "etcd-node1".into()))
+        );
+        assert_eq!(find_container(&root, &ID.replace('4', "5")), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,19 +4,16 @@
 //! - `attribution_cri_errors_total{call}`: CRI calls that failed.
 //! - `attribution_cached_owners`: cgroups whose owner is cached.
 //! - `events_by_owner_total{kind,namespace,pod,container,service}`: events per owner.
-//!   Cardinality is bounded: at most `max_series` (default [`DEFAULT_MAX_OWNER_SERIES`])
-//!   series; past it, new owners fold into `namespace="_other"` and each fold is counted in
-//!   `events_by_owner_folded_total`. Series of owners not seen for the configured TTL
-//!   (default 15 minutes) are removed, so pods that are gone stop being exported.
+//!   Cardinality is bounded ([`CappedSeries`]): at most `max_series` (default
+//!   [`DEFAULT_MAX_OWNER_SERIES`]) series; past it, new owners fold into `namespace="_other"`
+//!   and each fold is counted in `events_by_owner_folded_total`. Series of owners not seen for
+//!   the configured TTL (default [`DEFAULT_SERIES_TTL`](super::owner_series::DEFAULT_SERIES_TTL),
+//!   15 minutes) are removed, so pods that are gone stop being exported.
+//!
+//! It only counts: the stage decides when (and with whose owner), and the sweep is driven by
+//! the stage's timer ([`AttributionMetrics::expire_owner_series`]).
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::{sync::atomic::AtomicU64, time::Duration};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -24,7 +21,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use super::{Owner, OwnerKind};
+use super::{
+    Owner, OwnerKind,
+    owner_series::{CappedSeries, FoldLabels, OTHER_NAMESPACE, SeriesHandle},
+};
 use crate::events::Kind;
 
 /// Default cap on `events_by_owner_total` series (6 event kinds x ~300 containers).
@@ -40,9 +40,23 @@ pub struct OwnerEventLabels {
     pub service: String,
 }
 
+impl FoldLabels for OwnerEventLabels {
+    /// `namespace="_other"` with the event kind kept.
+    fn fold(self) -> Self {
+        Self {
+            kind: self.kind,
+            namespace: OTHER_NAMESPACE.into(),
+            pod: String::new(),
+            container: String::new(),
+            service: String::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MissLabels {
-    /// `late` (owner named after the hold), or an [`UnknownReason`]'s label.
+    /// `late` (owner named after the hold), or an [`UnknownReason`](super::UnknownReason)'s
+    /// label.
     pub reason: &'static str,
 }
 
@@ -56,34 +70,17 @@ pub struct AttributionMetrics {
     pub misses: Family<MissLabels, Counter<u64, AtomicU64>>,
     pub cri_errors: Family<CallLabels, Counter<u64, AtomicU64>>,
     pub cached_owners: Gauge,
+    /// The family of `series` (the same counters).
     pub by_owner: Family<OwnerEventLabels, Counter<u64, AtomicU64>>,
+    /// The fold counter of `series` (the same counter).
     pub folded: Counter<u64, AtomicU64>,
-    series: Arc<Mutex<HashMap<OwnerEventLabels, SeriesState>>>,
-    /// Bumped whenever series are removed, so cached [`OwnerSeries`] handles are dropped.
-    generation: Arc<AtomicU64>,
-    max_series: usize,
-}
-
-/// A live `events_by_owner_total` series and when its count last moved.
-#[derive(Debug)]
-struct SeriesState {
-    counter: Counter<u64, AtomicU64>,
-    last_value: u64,
-    last_change: Instant,
-}
-
-/// A counter of `events_by_owner_total` taken for one owner and kind.
-#[derive(Clone, Debug)]
-struct SeriesHandle {
-    counter: Counter<u64, AtomicU64>,
-    /// Past the cap: the `_other` series, and each event counts as folded.
-    folded: bool,
+    series: CappedSeries<OwnerEventLabels>,
 }
 
 /// One owner's handles on its `events_by_owner_total` series, one per event kind, valid for a
-/// generation of the series map.
+/// generation of the series (see [`CappedSeries::generation`]).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct OwnerSeries {
+pub(crate) struct OwnerHandles {
     generation: u64,
     handles: [Option<SeriesHandle>; Kind::ALL.len()],
 }
@@ -96,8 +93,16 @@ impl AttributionMetrics {
             "Events whose owner was not named within the hold time, or not at all, by reason",
             metrics.misses.clone(),
         );
-        registry.register("attribution_cri_errors", "CRI calls of the attribution that failed", metrics.cri_errors.clone());
-        registry.register("attribution_cached_owners", "cgroups whose owner is cached", metrics.cached_owners.clone());
+        registry.register(
+            "attribution_cri_errors",
+            "CRI calls of the attribution that failed",
+            metrics.cri_errors.clone(),
+        );
+        registry.register(
+            "attribution_cached_owners",
+            "cgroups whose owner is cached",
+            metrics.cached_owners.clone(),
+        );
         registry.register(
             "events_by_owner",
             "Kernel events by owner (container of a pod, or host service); series are capped and expire",
@@ -113,15 +118,14 @@ impl AttributionMetrics {
 
     /// Metrics not in any registry (tests).
     pub fn unregistered(max_series: usize) -> Self {
+        let series = CappedSeries::new(max_series);
         Self {
             misses: Family::default(),
             cri_errors: Family::default(),
             cached_owners: Gauge::default(),
-            by_owner: Family::default(),
-            folded: Counter::default(),
-            series: Arc::default(),
-            generation: Arc::default(),
-            max_series,
+            by_owner: series.family().clone(),
+            folded: series.folded().clone(),
+            series,
         }
     }
 
@@ -134,85 +138,49 @@ impl AttributionMetrics {
         self.misses.get_or_create(&MissLabels { reason }).inc();
     }
 
-    /// Counts one event of `owner` (looks its series up: the stage uses [`OwnerSeries`]).
+    /// Counts one event of `owner` (looks its series up: the stage uses [`OwnerHandles`]).
     pub(crate) fn count_event(&self, kind: Kind, owner: &Owner) {
-        self.count_event_cached(kind, owner, &mut OwnerSeries::default());
+        self.count_event_cached(kind, owner, &mut OwnerHandles::default());
     }
 
     /// Counts one event of `owner` through `cache`, the owner's handles on its series: the
     /// labels are built and looked up once per owner and kind, not per event.
-    pub(crate) fn count_event_cached(&self, kind: Kind, owner: &Owner, cache: &mut OwnerSeries) {
-        let generation = self.generation.load(Ordering::Acquire);
+    pub(crate) fn count_event_cached(&self, kind: Kind, owner: &Owner, cache: &mut OwnerHandles) {
+        let generation = self.series.generation();
         if cache.generation != generation {
             // Series were removed since these handles were taken: one may be among them.
-            *cache = OwnerSeries { generation, ..OwnerSeries::default() };
-        }
-        let handle = cache.handles[kind as usize].get_or_insert_with(|| self.series_handle(kind, owner));
-        handle.counter.inc();
-        if handle.folded {
-            self.folded.inc();
-        }
-    }
-
-    /// The counter of `owner`'s events of `kind`: its own series, or `_other` past the cap.
-    fn series_handle(&self, kind: Kind, owner: &Owner) -> SeriesHandle {
-        let values = owner.labels();
-        let labels = OwnerEventLabels {
-            kind: kind.as_str(),
-            namespace: values.namespace,
-            pod: values.pod,
-            container: values.container,
-            service: values.service,
-        };
-        let Ok(mut series) = self.series.lock() else {
-            return SeriesHandle { counter: self.by_owner.get_or_create(&labels).clone(), folded: false };
-        };
-        if let Some(state) = series.get(&labels) {
-            return SeriesHandle { counter: state.counter.clone(), folded: false };
-        }
-        if series.len() >= self.max_series {
-            let other = OwnerEventLabels {
-                kind: labels.kind,
-                namespace: "_other".into(),
-                pod: String::new(),
-                container: String::new(),
-                service: String::new(),
+            *cache = OwnerHandles {
+                generation,
+                ..OwnerHandles::default()
             };
-            return SeriesHandle { counter: self.by_owner.get_or_create(&other).clone(), folded: true };
         }
-        let counter = self.by_owner.get_or_create(&labels).clone();
-        series.insert(labels, SeriesState { counter: counter.clone(), last_value: 0, last_change: Instant::now() });
-        SeriesHandle { counter, folded: false }
+        cache.handles[kind as usize]
+            .get_or_insert_with(|| self.series.handle(labels(kind, owner)))
+            .inc();
     }
 
     /// Removes the series of owners not seen for `ttl`. A series is seen when its count moved
-    /// since the previous call, so this is as fine-grained as it is frequent.
+    /// since the previous call, so this is as fine-grained as it is frequent. Call it from the
+    /// task that counts (cached handles are checked against the series' generation there).
     pub fn expire_owner_series(&self, ttl: Duration) {
-        let Ok(mut series) = self.series.lock() else {
-            return;
-        };
-        let now = Instant::now();
-        let before = series.len();
-        series.retain(|labels, state| {
-            let value = state.counter.get();
-            if value != state.last_value {
-                state.last_value = value;
-                state.last_change = now;
-            }
-            let keep = now.duration_since(state.last_change) < ttl;
-            if !keep {
-                self.by_owner.remove(labels);
-            }
-            keep
-        });
-        if series.len() != before {
-            self.generation.fetch_add(1, Ordering::AcqRel);
-        }
+        self.series.expire(ttl);
     }
 
     /// Live series (tests).
     pub fn owner_series(&self) -> usize {
-        self.series.lock().map(|s| s.len()).unwrap_or(0)
+        self.series.len()
+    }
+}
+
+/// The `events_by_owner_total` labels of `owner`'s events of `kind`.
+fn labels(kind: Kind, owner: &Owner) -> OwnerEventLabels {
+    let values = owner.labels();
+    OwnerEventLabels {
+        kind: kind.as_str(),
+        namespace: values.namespace,
+        pod: values.pod,
+        container: values.container,
+        service: values.service,
     }
 }
 
@@ -232,7 +200,12 @@ mod tests {
                 runtime: Runtime::Containerd,
                 id: ContainerId::parse_hex(&"a".repeat(64)).expect("id"),
                 name: Some("app".into()),
-                pod: Some(PodRef { namespace: "ns".into(), name: pod.into(), uid: "u".into(), ..Default::default() }),
+                pod: Some(PodRef {
+                    namespace: "ns".into(),
+                    name: pod.into(),
+                    uid: "u".into(),
+                    ..Default::default()
+                }),
                 sandbox: false,
                 attempt: Some(0),
             }),
@@ -259,7 +232,10 @@ mod tests {
         assert_eq!(metrics.owner_series(), 0);
         let mut text = String::new();
         encode(&mut text, &registry).expect("encode");
-        assert!(!text.contains(r#"pod="a""#), "expired series still exported: {text}");
+        assert!(
+            !text.contains(r#"pod="a""#),
+            "expired series still exported: {text}"
+        );
         // Room again after expiry.
         metrics.count_event(Kind::Exit, &pod_owner("f"));
         assert_eq!(metrics.owner_series(), 1);

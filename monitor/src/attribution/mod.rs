@@ -1,248 +1,47 @@
 //! Attribution: names the owner of every kernel event — a container (runtime, id, name, pod
 //! namespace/name/uid, static pod and its manifest), a host systemd unit, the host, or unknown.
 //!
-//! It is a pipeline stage between the probes' reader and the detectors ([`spawn`]). Events go
+//! This module is the stage that does it: a pipeline stage between the probes' reader and the
+//! detectors ([`spawn`]), its settings ([`AttributionConfig`]) and its hold queue. Events go
 //! out in the order they came in. An event whose owner is cached goes straight through; one
 //! whose cgroup was not seen before waits (at most [`AttributionConfig::hold`]) while the
 //! [`resolver`] task finds the cgroup's path (`node::cgroupfs`), parses it
 //! (`node::cgroup_path`) and asks the CRI (`node::cri`) or, when no runtime answers, kubelet's
 //! files ([`kubelet_files`], `node::static_pods`). Past the hold the event leaves with what is
-//! known (or `unknown`) and the miss is counted. Owners are cached per cgroup (the mapping
-//! outlives the short-lived processes in it) and dropped when the cgroup is removed.
+//! known (or `unknown`) and the miss is counted. Owners ([`Owner`], defined with their names
+//! and labels in `owner.rs`) are cached per cgroup (the mapping outlives the short-lived
+//! processes in it) and dropped when the cgroup is removed. The stage also drives the expiry
+//! of the `events_by_owner_total` series ([`metrics`], [`owner_series`]).
 //!
-//! It does not judge events (that is `detectors`) and never blocks on I/O on the event path.
+//! It does not judge events (that is `detectors`), does not itself read the node (the
+//! resolver does, off the event path) and never blocks on I/O on the event path.
 
 pub mod kubelet_files;
 pub mod metrics;
+mod owner;
+pub mod owner_series;
 pub mod resolver;
 
-use std::{
-    collections::VecDeque,
-    path::PathBuf,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::VecDeque, path::PathBuf, sync::Arc, time::Duration};
 
 use foldhash::{HashMap, HashMapExt as _, HashSet, HashSetExt as _};
 use prometheus_client::registry::Registry;
-use serde::Serialize;
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
     time::Instant,
 };
 
-pub use self::metrics::AttributionMetrics;
-use self::metrics::OwnerSeries;
+use self::metrics::OwnerHandles;
+pub use self::{
+    metrics::AttributionMetrics,
+    owner::{CgroupKey, ContainerOwner, Owner, OwnerKind, OwnerLabelValues, PodRef, UnknownReason},
+};
 use crate::{
     events::{Event, Record},
-    node::cgroup_path::{ContainerId, Runtime},
+    node::{runtimes, snapshot::DEFAULT_STATIC_POD_PATH},
 };
-
-/// Where an event's task lives: the kernel's cgroup v2 id and v1 memory cgroup id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CgroupKey {
-    pub cgroup_id: u64,
-    pub memcg_id: u64,
-}
-
-impl CgroupKey {
-    pub fn of(task: &crate::events::Task) -> Self {
-        Self { cgroup_id: task.cgroup_id, memcg_id: task.memcg_id }
-    }
-}
-
-/// Whose an event is. Built once per cgroup and shared by its events, so the names the
-/// detectors use per event are made here, once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Owner {
-    pub kind: OwnerKind,
-    /// The cgroup path the owner was read from (v2 path, else the v1 memory path).
-    pub cgroup_path: Option<String>,
-    #[serde(skip)]
-    key: Arc<str>,
-    #[serde(skip)]
-    display: Arc<str>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum OwnerKind {
-    Container(ContainerOwner),
-    /// A process in a pod's own cgroup, not in one of its containers.
-    Pod(PodRef),
-    /// A process of a systemd unit (`kubelet.service`, `containerd.service`).
-    HostService { unit: String, service: String },
-    /// Any other host process.
-    Host,
-    /// Not known: the cgroup was gone before it could be read, or nothing answered in time.
-    Unknown { reason: UnknownReason },
-}
-
-/// Why an event's owner is not known.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UnknownReason {
-    /// The cgroup was removed before it was read (a short-lived process).
-    CgroupGone,
-    /// Nothing named it within the hold time.
-    NotResolved,
-}
-
-impl UnknownReason {
-    /// The `reason` label of `attribution_misses_total`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::CgroupGone => "cgroup_gone",
-            Self::NotResolved => "not_resolved",
-        }
-    }
-}
-
-impl std::fmt::Display for UnknownReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::CgroupGone => "cgroup gone before it was read",
-            Self::NotResolved => "not resolved in time",
-        })
-    }
-}
-
-/// A container and, when known, its pod.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ContainerOwner {
-    pub runtime: Runtime,
-    pub id: ContainerId,
-    /// The Kubernetes container name (`io.kubernetes.container.name`); `POD` for a sandbox.
-    pub name: Option<String>,
-    pub pod: Option<PodRef>,
-    /// The pod's sandbox (pause) itself rather than one of its containers.
-    pub sandbox: bool,
-    /// Restart count as kubelet keeps it (CRI metadata attempt).
-    pub attempt: Option<u32>,
-}
-
-/// A pod as kubelet names it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct PodRef {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
-    /// A static pod (kubelet's `kubernetes.io/config.source` is `file` or `http`).
-    pub static_pod: bool,
-    /// The manifest of a static pod, when found in the static pod directory.
-    pub manifest: Option<PathBuf>,
-}
-
-impl Owner {
-    pub fn new(kind: OwnerKind, cgroup_path: Option<String>) -> Self {
-        let key = stable_key(&kind).into();
-        let display = display(&kind).into();
-        Self { kind, cgroup_path, key, display }
-    }
-
-    pub fn unknown(reason: UnknownReason) -> Self {
-        Self::new(OwnerKind::Unknown { reason }, None)
-    }
-
-    pub fn container(&self) -> Option<&ContainerOwner> {
-        match &self.kind {
-            OwnerKind::Container(c) => Some(c),
-            _ => None,
-        }
-    }
-
-    pub fn pod(&self) -> Option<&PodRef> {
-        match &self.kind {
-            OwnerKind::Container(c) => c.pod.as_ref(),
-            OwnerKind::Pod(p) => Some(p),
-            _ => None,
-        }
-    }
-
-    /// Fully named: a container with its pod and name, or a host owner.
-    pub fn is_complete(&self) -> bool {
-        match &self.kind {
-            OwnerKind::Container(c) => c.pod.as_ref().is_some_and(|p| !p.name.is_empty()) && c.name.is_some(),
-            OwnerKind::Pod(p) => !p.name.is_empty(),
-            OwnerKind::HostService { .. } | OwnerKind::Host => true,
-            OwnerKind::Unknown { .. } => false,
-        }
-    }
-
-    /// A key stable across container re-creations and process restarts:
-    /// `pod:<ns>/<pod>/<container>`, `container:<id>`, `service:<unit>`, `host`, `unknown`.
-    pub fn stable_key(&self) -> &Arc<str> {
-        &self.key
-    }
-
-    /// What an operator calls it: `kube-system/kube-apiserver-node1 (container kube-apiserver,
-    /// static pod)`, `host service kubelet.service`.
-    pub fn display(&self) -> &Arc<str> {
-        &self.display
-    }
-
-    /// Metric labels: namespace, pod, container, service (empty when not applicable).
-    pub fn labels(&self) -> OwnerLabelValues {
-        match &self.kind {
-            OwnerKind::Container(c) => OwnerLabelValues {
-                namespace: c.pod.as_ref().map(|p| p.namespace.clone()).unwrap_or_default(),
-                pod: c.pod.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
-                container: c.name.clone().unwrap_or_else(|| c.id.short().to_string()),
-                service: String::new(),
-            },
-            OwnerKind::Pod(p) => OwnerLabelValues { namespace: p.namespace.clone(), pod: p.name.clone(), ..Default::default() },
-            OwnerKind::HostService { unit, .. } => OwnerLabelValues { service: unit.clone(), ..Default::default() },
-            OwnerKind::Host => OwnerLabelValues { service: "host".into(), ..Default::default() },
-            OwnerKind::Unknown { .. } => OwnerLabelValues { service: "unknown".into(), ..Default::default() },
-        }
-    }
-}
-
-/// See [`Owner::stable_key`].
-fn stable_key(kind: &OwnerKind) -> String {
-    match kind {
-        OwnerKind::Container(c) => match (&c.pod, &c.name) {
-            (Some(p), Some(name)) => format!("pod:{}/{}/{}", p.namespace, p.name, name),
-            _ => format!("container:{}", c.id),
-        },
-        OwnerKind::Pod(p) => format!("pod:{}/{}", p.namespace, p.name),
-        OwnerKind::HostService { unit, .. } => format!("service:{unit}"),
-        OwnerKind::Host => "host".into(),
-        OwnerKind::Unknown { .. } => "unknown".into(),
-    }
-}
-
-/// See [`Owner::display`].
-fn display(kind: &OwnerKind) -> String {
-    match kind {
-        OwnerKind::Container(c) => {
-            let name = c.name.as_deref().unwrap_or("?");
-            match &c.pod {
-                Some(p) if !p.name.is_empty() => format!(
-                    "{}/{} (container {name}{})",
-                    p.namespace,
-                    p.name,
-                    if p.static_pod { ", static pod" } else { "" }
-                ),
-                _ => format!("{} container {} ({name})", c.runtime.as_str(), c.id.short()),
-            }
-        }
-        OwnerKind::Pod(p) => format!("{}/{} (pod cgroup)", p.namespace, p.name),
-        OwnerKind::HostService { unit, .. } => format!("host service {unit}"),
-        OwnerKind::Host => "host".into(),
-        OwnerKind::Unknown { reason } => format!("unknown ({reason})"),
-    }
-}
-
-/// The label values of an owner.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct OwnerLabelValues {
-    pub namespace: String,
-    pub pod: String,
-    pub container: String,
-    pub service: String,
-}
+pub use crate::node::snapshot::KubeletHints;
 
 /// An event with its owner (and, for signals, the sender's; for OOM kills, the trigger's).
 #[derive(Clone, Debug)]
@@ -258,14 +57,15 @@ pub struct Attributed {
 pub struct AttributionConfig {
     /// Longest an event waits for its owner before it leaves as it is.
     pub hold: Duration,
-    /// CRI sockets to try, in order (host paths, already joined with the host root).
+    /// CRI sockets to try, in order (host paths, resolved inside `host_root`).
     pub cri_sockets: Vec<PathBuf>,
     pub cri_timeout: Duration,
-    /// kubelet's `staticPodPath`.
+    /// kubelet's `staticPodPath` (a host path, resolved inside `host_root`).
     pub static_pod_dir: Option<PathBuf>,
     /// kubelet's node name (static pods are named `<name>-<nodeName>`); the hostname if unset.
     pub node_name: Option<String>,
-    /// Root of the node's filesystem, for kubelet's `/var/log/pods` and `/var/log/containers`.
+    /// Root of the node's filesystem: every file of the node (CRI sockets, static pods,
+    /// kubelet's `/var/log/pods` and `/var/log/containers`) is read inside it.
     pub host_root: PathBuf,
     /// Where the cgroup hierarchies are; discovered from mountinfo if unset.
     pub mounts: Option<crate::node::cgroupfs::Mounts>,
@@ -273,47 +73,29 @@ pub struct AttributionConfig {
     pub queue: usize,
     /// Most distinct per-owner series (`events_by_owner_total`), see [`metrics`].
     pub max_owner_series: usize,
-    /// Series of owners not seen for this long are removed.
+    /// Series of owners not seen for this long are removed (default
+    /// [`owner_series::DEFAULT_SERIES_TTL`]).
     pub owner_series_ttl: Duration,
     /// Cached owners are checked for removed cgroups this often.
     pub sweep_interval: Duration,
-    /// What the configuration audit learns of kubelet (its static pod directory and node
-    /// name, its runtime endpoint); replaces the defaults above when it says.
+    /// What the node reader learns of kubelet (its static pod directory and node name, its
+    /// runtime endpoint: host paths); replaces the defaults above when it says.
     pub kubelet: Option<watch::Receiver<KubeletHints>>,
-}
-
-/// What kubelet's configuration says that attribution needs. Paths are host paths already
-/// joined with the host root.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct KubeletHints {
-    pub static_pod_dir: Option<PathBuf>,
-    pub node_name: Option<String>,
-    /// The runtime socket kubelet talks to: asked first.
-    pub runtime_socket: Option<PathBuf>,
 }
 
 impl Default for AttributionConfig {
     fn default() -> Self {
         Self {
             hold: Duration::from_millis(500),
-            cri_sockets: [
-                "/run/containerd/containerd.sock",
-                "/run/crio/crio.sock",
-                "/run/cri-dockerd.sock",
-                "/run/k3s/containerd/containerd.sock",
-                "/run/k0s/containerd.sock",
-            ]
-            .iter()
-            .map(PathBuf::from)
-            .collect(),
+            cri_sockets: runtimes::cri_sockets().map(PathBuf::from).collect(),
             cri_timeout: Duration::from_secs(2),
-            static_pod_dir: Some(PathBuf::from("/etc/kubernetes/manifests")),
+            static_pod_dir: Some(PathBuf::from(DEFAULT_STATIC_POD_PATH)),
             node_name: None,
             host_root: PathBuf::from("/"),
             mounts: None,
             queue: 65536,
             max_owner_series: metrics::DEFAULT_MAX_OWNER_SERIES,
-            owner_series_ttl: Duration::from_secs(15 * 60),
+            owner_series_ttl: owner_series::DEFAULT_SERIES_TTL,
             sweep_interval: Duration::from_secs(10),
             kubelet: None,
         }
@@ -364,7 +146,11 @@ pub fn spawn_with_metrics(
 pub(crate) enum Answer {
     /// The owner; `settled` when the resolver can learn no more about it (a partial owner
     /// that is not settled may be refined by a later answer).
-    Owner { key: CgroupKey, owner: Arc<Owner>, settled: bool },
+    Owner {
+        key: CgroupKey,
+        owner: Arc<Owner>,
+        settled: bool,
+    },
     /// The cgroup is gone: forget it.
     Removed(CgroupKey),
 }
@@ -384,7 +170,7 @@ struct Cached {
     /// The resolver can learn no more about it.
     settled: bool,
     /// Its `events_by_owner_total` counters.
-    series: OwnerSeries,
+    series: OwnerHandles,
 }
 
 struct Stage {
@@ -411,14 +197,23 @@ impl Keys {
     fn of(event: &Event) -> Self {
         let other = match event {
             Event::Signal(s) if s.sender_cgroup_id != 0 || s.sender_memcg_id != 0 => {
-                Some(CgroupKey { cgroup_id: s.sender_cgroup_id, memcg_id: s.sender_memcg_id })
+                Some(CgroupKey {
+                    cgroup_id: s.sender_cgroup_id,
+                    memcg_id: s.sender_memcg_id,
+                })
             }
             Event::OomKill(o) if o.trigger_cgroup_id != 0 || o.trigger_memcg_id != 0 => {
-                Some(CgroupKey { cgroup_id: o.trigger_cgroup_id, memcg_id: o.trigger_memcg_id })
+                Some(CgroupKey {
+                    cgroup_id: o.trigger_cgroup_id,
+                    memcg_id: o.trigger_memcg_id,
+                })
             }
             _ => None,
         };
-        Self { task: CgroupKey::of(event.task()), other }
+        Self {
+            task: CgroupKey::of(event.task()),
+            other,
+        }
     }
 
     fn iter(self) -> impl Iterator<Item = CgroupKey> {
@@ -427,8 +222,12 @@ impl Keys {
 }
 
 impl Stage {
-    async fn run(mut self, mut records: mpsc::Receiver<Record>, mut answers: mpsc::UnboundedReceiver<Answer>) {
-        let mut expiry = tokio::time::interval(Duration::from_secs(30).min(self.ttl.max(Duration::from_secs(1))));
+    async fn run(
+        mut self,
+        mut records: mpsc::Receiver<Record>,
+        mut answers: mpsc::UnboundedReceiver<Answer>,
+    ) {
+        let mut expiry = tokio::time::interval(owner_series::sweep_interval(self.ttl));
         let mut records_open = true;
         // Records are taken as many as wait (up to BATCH) per wake-up: under load the stage
         // then runs one tight loop instead of a select per event.
@@ -492,22 +291,39 @@ impl Stage {
         if ready && self.held.is_empty() {
             Some(self.attribute(record, keys, false))
         } else {
-            self.held.push_back(Held { record, keys, deadline: Instant::now() + self.hold });
+            self.held.push_back(Held {
+                record,
+                keys,
+                deadline: Instant::now() + self.hold,
+            });
             None
         }
     }
 
     fn learn(&mut self, answer: Answer) {
         match answer {
-            Answer::Owner { key, owner, settled } => {
+            Answer::Owner {
+                key,
+                owner,
+                settled,
+            } => {
                 if settled {
                     self.asked.remove(&key);
                 }
                 // Never replace a fully named owner with a lesser answer (CRI lagging).
-                let better_cached =
-                    self.owners.get(&key).is_some_and(|c| c.owner.is_complete() && !owner.is_complete());
+                let better_cached = self
+                    .owners
+                    .get(&key)
+                    .is_some_and(|c| c.owner.is_complete() && !owner.is_complete());
                 if !better_cached {
-                    self.owners.insert(key, Cached { owner, settled, series: OwnerSeries::default() });
+                    self.owners.insert(
+                        key,
+                        Cached {
+                            owner,
+                            settled,
+                            series: OwnerHandles::default(),
+                        },
+                    );
                 }
             }
             Answer::Removed(key) => {
@@ -545,7 +361,8 @@ impl Stage {
         let kind = record.event.kind();
         let owner = match self.owners.get_mut(&keys.task) {
             Some(cached) => {
-                self.metrics.count_event_cached(kind, &cached.owner, &mut cached.series);
+                self.metrics
+                    .count_event_cached(kind, &cached.owner, &mut cached.series);
                 cached.owner.clone()
             }
             None => {
@@ -557,7 +374,11 @@ impl Stage {
         if late || matches!(owner.kind, OwnerKind::Unknown { .. }) {
             self.metrics.count_miss(&owner, late);
         }
-        Attributed { record, owner, other }
+        Attributed {
+            record,
+            owner,
+            other,
+        }
     }
 
     /// Hands an event on, waiting only when the queue is full.
@@ -589,8 +410,24 @@ mod tests {
     const UID: &str = "9729a196c4723b60ab401eaff722982d";
 
     fn exec(cgroup_id: u64, pid: u32) -> Record {
-        let task = Task { pid, tgid: pid, ppid: 1, uid: 0, cgroup_id, memcg_id: 0, start_ns: 0, comm: "sh".into() };
-        Record { cpu: 0, event: Event::Exec(Exec { task, filename: "/bin/sh".into(), filename_truncated: false }) }
+        let task = Task {
+            pid,
+            tgid: pid,
+            ppid: 1,
+            uid: 0,
+            cgroup_id,
+            memcg_id: 0,
+            start_ns: 0,
+            comm: "sh".into(),
+        };
+        Record {
+            cpu: 0,
+            event: Event::Exec(Exec {
+                task,
+                filename: "/bin/sh".into(),
+                filename_truncated: false,
+            }),
+        }
     }
 
     /// kubelet's staticPodPath and node name, as the audit reads them, reach the resolver: a
@@ -598,14 +435,20 @@ mod tests {
     /// directory that is not the default, on a node whose name is not the hostname.
     #[tokio::test]
     async fn static_pods_come_from_kubelets_configured_directory_and_node_name() {
-        let root = std::env::temp_dir().join(format!("nrm-attribution-hints-{}", std::process::id()));
+        let root =
+            std::env::temp_dir().join(format!("nrm-attribution-hints-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         let cgroups = root.join("cgroup");
         let container_dir = cgroups.join(format!("kubepods/burstable/pod{UID}/{ID}"));
         std::fs::create_dir_all(&container_dir).expect("mkdir");
         std::fs::create_dir_all(root.join("var/log/containers")).expect("mkdir");
-        std::fs::write(root.join(format!("var/log/containers/kube-scheduler-node7_kube-system_kube-scheduler-{ID}.log")), "")
-            .expect("write");
+        std::fs::write(
+            root.join(format!(
+                "var/log/containers/kube-scheduler-node7_kube-system_kube-scheduler-{ID}.log"
+            )),
+            "",
+        )
+        .expect("write");
         let manifests = root.join("etc/k0s/manifests");
         std::fs::create_dir_all(&manifests).expect("mkdir");
         std::fs::write(
@@ -615,29 +458,45 @@ mod tests {
         .expect("write");
         let (hints_tx, hints_rx) = watch::channel(KubeletHints::default());
         let config = AttributionConfig {
-            cri_sockets: vec![root.join("no-such.sock")],
-            static_pod_dir: Some(root.join("etc/kubernetes/manifests")),
+            cri_sockets: vec![PathBuf::from("/no-such.sock")],
+            static_pod_dir: Some(PathBuf::from("/etc/kubernetes/manifests")),
             node_name: Some("node1".into()),
             host_root: root.clone(),
-            mounts: Some(Mounts { v2: Some(cgroups.clone()), memory_v1: None }),
+            mounts: Some(Mounts {
+                v2: Some(cgroups.clone()),
+                memory_v1: None,
+            }),
             kubelet: Some(hints_rx),
             ..AttributionConfig::default()
         };
         hints_tx.send_replace(KubeletHints {
-            static_pod_dir: Some(manifests.clone()),
+            static_pod_dir: Some(PathBuf::from("/etc/k0s/manifests")),
             node_name: Some("node7".into()),
             runtime_socket: None,
         });
         let (tx, rx) = mpsc::channel(4);
-        let (mut out, handle) = spawn_with_metrics(config, rx, AttributionMetrics::unregistered(100));
-        tx.send(exec(std::fs::metadata(&container_dir).expect("stat").ino(), 5)).await.expect("send");
+        let (mut out, handle) =
+            spawn_with_metrics(config, rx, AttributionMetrics::unregistered(100));
+        tx.send(exec(
+            std::fs::metadata(&container_dir).expect("stat").ino(),
+            5,
+        ))
+        .await
+        .expect("send");
         drop(tx);
         let got = out.recv().await.expect("attributed");
         handle.await.expect("stage");
         let pod = got.owner.pod().expect("a pod");
-        assert_eq!((pod.namespace.as_str(), pod.name.as_str()), ("kube-system", "kube-scheduler-node7"));
+        assert_eq!(
+            (pod.namespace.as_str(), pod.name.as_str()),
+            ("kube-system", "kube-scheduler-node7")
+        );
         assert!(pod.static_pod, "{:?}", got.owner);
-        assert_eq!(pod.manifest.as_deref(), Some(manifests.join("scheduler.yaml").as_path()));
+        assert_eq!(
+            pod.manifest.as_deref(),
+            Some(std::path::Path::new("/etc/k0s/manifests/scheduler.yaml")),
+            "the host path of the manifest"
+        );
         let _ = std::fs::remove_dir_all(&root);
     }
 
@@ -655,7 +514,13 @@ mod tests {
         std::fs::create_dir_all(&container_dir).expect("mkdir");
         std::fs::create_dir_all(&kubelet_dir).expect("mkdir");
         std::fs::create_dir_all(root.join("var/log/containers")).expect("mkdir");
-        std::fs::write(root.join(format!("var/log/containers/etcd-node1_kube-system_etcd-{ID}.log")), "").expect("write");
+        std::fs::write(
+            root.join(format!(
+                "var/log/containers/etcd-node1_kube-system_etcd-{ID}.log"
+            )),
+            "",
+        )
+        .expect("write");
         let manifests = root.join("manifests");
         std::fs::create_dir_all(&manifests).expect("mkdir");
         std::fs::write(
@@ -667,10 +532,13 @@ mod tests {
         let config = AttributionConfig {
             hold: Duration::from_millis(200),
             cri_sockets: vec![root.join("no-such.sock")],
-            static_pod_dir: Some(manifests.clone()),
+            static_pod_dir: Some(PathBuf::from("/manifests")),
             node_name: Some("node1".into()),
             host_root: root.clone(),
-            mounts: Some(Mounts { v2: Some(cgroups.clone()), memory_v1: None }),
+            mounts: Some(Mounts {
+                v2: Some(cgroups.clone()),
+                memory_v1: None,
+            }),
             ..AttributionConfig::default()
         };
         let metrics = AttributionMetrics::unregistered(100);
@@ -686,23 +554,61 @@ mod tests {
             got.push(a);
         }
         handle.await.expect("stage");
-        assert_eq!(got.iter().map(|a| a.record.event.task().pid).collect::<Vec<_>>(), [1, 2, 3], "order kept");
-        assert!(matches!(got[0].owner.kind, OwnerKind::Unknown { .. }), "{:?}", got[0].owner);
-        assert!(started.elapsed() < Duration::from_millis(200), "a cgroup known to be gone is not held");
+        assert_eq!(
+            got.iter()
+                .map(|a| a.record.event.task().pid)
+                .collect::<Vec<_>>(),
+            [1, 2, 3],
+            "order kept"
+        );
+        assert!(
+            matches!(got[0].owner.kind, OwnerKind::Unknown { .. }),
+            "{:?}",
+            got[0].owner
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "a cgroup known to be gone is not held"
+        );
         let c = got[1].owner.container().expect("a container");
         assert_eq!(c.id.as_str(), ID);
         assert_eq!(c.name.as_deref(), Some("etcd"));
         let pod = c.pod.as_ref().expect("pod");
-        assert_eq!((pod.namespace.as_str(), pod.name.as_str(), pod.uid.as_str()), ("kube-system", "etcd-node1", UID));
+        assert_eq!(
+            (pod.namespace.as_str(), pod.name.as_str(), pod.uid.as_str()),
+            ("kube-system", "etcd-node1", UID)
+        );
         assert!(pod.static_pod);
-        assert_eq!(pod.manifest.as_deref(), Some(manifests.join("etcd.yaml").as_path()));
-        assert_eq!(&**got[1].owner.stable_key(), "pod:kube-system/etcd-node1/etcd");
+        assert_eq!(
+            pod.manifest.as_deref(),
+            Some(std::path::Path::new("/manifests/etcd.yaml")),
+            "the host path of the manifest"
+        );
+        assert_eq!(
+            &**got[1].owner.stable_key(),
+            "pod:kube-system/etcd-node1/etcd"
+        );
         assert_eq!(
             got[2].owner.kind,
-            OwnerKind::HostService { unit: "kubelet.service".into(), service: "kubelet".into() }
+            OwnerKind::HostService {
+                unit: "kubelet.service".into(),
+                service: "kubelet".into()
+            }
         );
-        let misses = |reason| metrics.misses.get_or_create(&metrics::MissLabels { reason }).get();
-        assert_eq!((misses("cgroup_gone"), misses("late"), misses("not_resolved")), (1, 0, 0));
+        let misses = |reason| {
+            metrics
+                .misses
+                .get_or_create(&metrics::MissLabels { reason })
+                .get()
+        };
+        assert_eq!(
+            (
+                misses("cgroup_gone"),
+                misses("late"),
+                misses("not_resolved")
+            ),
+            (1, 0, 0)
+        );
         let _ = std::fs::remove_dir_all(&root);
     }
 }

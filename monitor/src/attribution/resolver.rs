@@ -19,8 +19,10 @@ use tracing::{debug, info};
 use super::{Answer, AttributionConfig, CgroupKey, ContainerOwner, Owner, OwnerKind, PodRef, UnknownReason, kubelet_files, metrics::AttributionMetrics};
 use crate::node::{
     cgroup_path::{self, CgroupOwner, ContainerCgroup},
+    kubelet, runtimes,
     cgroupfs::{CgroupIndex, Mounts},
     cri::{self, CriApi},
+    host_root::HostRoot,
     static_pods::{self, StaticPod},
 };
 
@@ -39,6 +41,7 @@ pub(crate) struct Resolver {
     memcg: Option<CgroupIndex>,
     sockets: Vec<PathBuf>,
     cri_timeout: Duration,
+    /// The socket that answers (host path) and the API it serves.
     cri: Option<(PathBuf, CriApi)>,
     last_probe: Option<Instant>,
     containers: HashMap<String, cri::Container>,
@@ -48,7 +51,8 @@ pub(crate) struct Resolver {
     static_pods: Vec<StaticPod>,
     static_read: Option<Instant>,
     node_name: String,
-    host_root: PathBuf,
+    /// Where kubelet's log directories are read (`AttributionConfig::host_root`).
+    host_root: HostRoot,
     kubelet: Option<tokio::sync::watch::Receiver<super::KubeletHints>>,
     /// Keys answered, with the paths they were read from (for the removal sweep).
     known: HashMap<CgroupKey, (Option<String>, Option<String>)>,
@@ -59,7 +63,7 @@ pub(crate) struct Resolver {
 impl Resolver {
     pub(crate) fn new(config: &AttributionConfig, metrics: AttributionMetrics) -> Self {
         let mounts = config.mounts.clone().unwrap_or_else(Mounts::discover);
-        let node_name = config.node_name.clone().unwrap_or_else(hostname);
+        let node_name = config.node_name.clone().unwrap_or_else(kubelet::default_node_name);
         Self {
             v2: mounts.v2.map(CgroupIndex::new),
             memcg: mounts.memory_v1.map(CgroupIndex::new),
@@ -74,7 +78,7 @@ impl Resolver {
             static_pods: Vec::new(),
             static_read: None,
             node_name,
-            host_root: config.host_root.clone(),
+            host_root: HostRoot::new(&config.host_root),
             kubelet: config.kubelet.clone(),
             known: HashMap::new(),
             sweep_interval: config.sweep_interval.max(Duration::from_millis(100)),
@@ -204,10 +208,12 @@ impl Resolver {
         }
         self.last_probe = Some(Instant::now());
         for socket in &self.sockets {
-            if !socket.exists() {
+            // Host paths, resolved inside the host root (`/var/run` is often a link to `/run`).
+            let in_root = self.host_root.resolve(socket);
+            if !in_root.exists() {
                 continue;
             }
-            let probe = cri::probe_socket(socket, self.cri_timeout).await;
+            let probe = cri::probe_socket(&in_root, self.cri_timeout).await;
             if let Some(api) = probe.preferred_api() {
                 info!(socket = %socket.display(), ?api, "attribution asks this CRI socket");
                 self.cri = Some((socket.clone(), api));
@@ -229,7 +235,7 @@ impl Resolver {
             }
         }
         self.last_list = Some(Instant::now());
-        match cri::list_workloads(&socket, api, self.cri_timeout).await {
+        match cri::list_workloads(&self.host_root.resolve(&socket), api, self.cri_timeout).await {
             Ok(workloads) => {
                 self.containers = workloads.containers.into_iter().map(|c| (c.id.clone(), c)).collect();
                 self.sandboxes = workloads.sandboxes.into_iter().map(|s| (s.id.clone(), s)).collect();
@@ -308,7 +314,7 @@ impl Resolver {
         owner.pod = Some(PodRef { namespace, name, uid, static_pod: manifest.is_some(), manifest });
     }
 
-    /// Takes what the audit learnt of kubelet's configuration, when it changed: the static pod
+    /// Takes what the node reader learnt of kubelet's configuration, when it changed: the static pod
     /// directory (re-read at once), the node name, and the runtime socket (asked first when
     /// no socket answered yet).
     fn follow_kubelet(&mut self) {
@@ -343,7 +349,7 @@ impl Resolver {
             return;
         }
         self.static_read = Some(Instant::now());
-        let (pods, errors) = static_pods::load_dir(dir);
+        let (pods, errors) = static_pods::load_dir(&self.host_root, dir);
         for err in errors.iter().take(3) {
             debug!("static pod manifest: {err}");
         }
@@ -412,17 +418,11 @@ fn specificity(owner: &CgroupOwner) -> u8 {
     }
 }
 
+/// The runtime a socket (host path) belongs to, by the table of runtimes.
 fn runtime_of_socket(socket: &std::path::Path) -> cgroup_path::Runtime {
-    let text = socket.to_string_lossy();
-    if text.contains("crio") {
-        cgroup_path::Runtime::CriO
-    } else if text.contains("docker") {
-        cgroup_path::Runtime::Docker
-    } else {
-        cgroup_path::Runtime::Containerd
+    match runtimes::runtime_of_socket(&socket.to_string_lossy()).map(|r| r.name) {
+        Some("cri-o") => cgroup_path::Runtime::CriO,
+        Some("cri-dockerd" | "dockershim" | "docker") => cgroup_path::Runtime::Docker,
+        _ => cgroup_path::Runtime::Containerd,
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_ascii_lowercase()).unwrap_or_default()
 }

@@ -1,32 +1,29 @@
 //! The consumer of attributed events: detectors, then findings and their metrics. One task,
-//! one event at a time; `cargo bench --bench pipeline` drives this same code.
+//! one event at a time; `cargo bench --bench pipeline` drives this same code. What the latest
+//! audit says of the node reaches the detectors here, taken when it changed, between batches.
 
-use std::{
-    sync::{Arc, RwLock},
-    time::Instant,
-};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::{
     attribution::{Attributed, Owner, OwnerKind},
-    detectors::{Detectors, NodeFacts, Subject, metrics::DetectorMetrics},
+    detectors::{Actor, Detectors, AuditContext, metrics::DetectorMetrics},
     events::Event,
-    findings::{metrics::FindingMetrics, store::FindingStore},
+    audit::Reports,
+    findings::{Origin, store::FindingStore},
 };
 
 /// Most events taken from the queue at once.
 pub const BATCH: usize = 256;
 
-/// What the audit tells the detectors, replaced after each audit.
-pub type SharedFacts = Arc<RwLock<NodeFacts>>;
-
 pub struct Pipeline {
     detectors: Detectors,
-    facts: SharedFacts,
+    /// The audit's reports, and what the detectors need of the latest.
+    audits: Reports,
+    facts: AuditContext,
     findings: FindingStore,
-    finding_metrics: FindingMetrics,
     detector_metrics: DetectorMetrics,
     log_events: bool,
     own_pid: u32,
@@ -35,13 +32,20 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(
         detectors: Detectors,
-        facts: SharedFacts,
+        audits: Reports,
         findings: FindingStore,
-        finding_metrics: FindingMetrics,
         detector_metrics: DetectorMetrics,
         log_events: bool,
     ) -> Self {
-        Self { detectors, facts, findings, finding_metrics, detector_metrics, log_events, own_pid: std::process::id() }
+        Self {
+            detectors,
+            audits,
+            facts: AuditContext::default(),
+            findings,
+            detector_metrics,
+            log_events,
+            own_pid: std::process::id(),
+        }
     }
 
     pub async fn run(mut self, mut events: mpsc::Receiver<Attributed>) {
@@ -54,6 +58,11 @@ impl Pipeline {
 
     /// Events that arrived together (emptied here), all seen at one clock read.
     pub fn handle_batch(&mut self, batch: &mut Vec<Attributed>) {
+        if self.audits.has_changed().unwrap_or(false)
+            && let Some(report) = self.audits.borrow_and_update().as_deref()
+        {
+            self.facts = AuditContext::from_audit(report);
+        }
         let now = Instant::now();
         for attributed in batch.drain(..) {
             self.handle(attributed, now);
@@ -71,12 +80,8 @@ impl Pipeline {
         if self.log_events {
             log_event(&record.event, &owner);
         }
-        let subject = Subject::of(&owner, &record.event);
-        // Read, not copied: the audit replaces the facts rarely, events come all the time.
-        let (death, found) = match self.facts.read() {
-            Ok(facts) => self.detectors.observe(&record.event, &subject, &facts, now),
-            Err(_) => self.detectors.observe(&record.event, &subject, &NodeFacts::default(), now),
-        };
+        let actor = Actor::of(&owner, &record.event);
+        let (death, found) = self.detectors.observe(&record.event, &actor, &self.facts, now);
         if let Some(death) = &death {
             let mut labels = owner.labels();
             if matches!(owner.kind, OwnerKind::Host | OwnerKind::Unknown { .. }) {
@@ -88,8 +93,7 @@ impl Pipeline {
         if !found.is_empty() {
             let now = std::time::SystemTime::now();
             for finding in found {
-                let changes = self.findings.record("detectors", finding, now);
-                self.finding_metrics.record(&changes);
+                self.findings.record(Origin::Detectors, finding, now);
             }
         }
     }

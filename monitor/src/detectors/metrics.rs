@@ -1,19 +1,24 @@
 //! Deaths by cause, per owner: how many processes of each container or host service were
 //! killed, and by what (`oom` with whose memory ran out, `signal` with the sender folded to a
 //! bounded set, `fault`).
-//! Series are capped (`MAX_SERIES`); owners past the cap fold into `namespace="_other"` and
-//! the folding is counted.
+//!
+//! Series are capped (`MAX_SERIES`) and expire like `events_by_owner_total` (one
+//! [`CappedSeries`]): owners past the cap fold into `namespace="_other"` and the folding is
+//! counted; a series that did not move for [`DEFAULT_SERIES_TTL`] is removed (swept when a
+//! kill is counted or a scrape comes, at most once a
+//! [`sweep_interval`](crate::attribution::owner_series::sweep_interval)), so a churn of pods
+//! does not fold every new one until a restart. It does not decide what a kill is (that is
+//! [`kills`](super::kills)) nor name owners (attribution).
 
-use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
-use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family},
-    registry::Registry,
-};
+use prometheus_client::{encoding::EncodeLabelSet, registry::Registry};
 
 use super::kills::Death;
-use crate::attribution::OwnerLabelValues;
+use crate::attribution::{
+    OwnerLabelValues,
+    owner_series::{CappedSeries, DEFAULT_SERIES_TTL, FoldLabels, OTHER_NAMESPACE},
+};
 
 /// Most distinct owner/cause series kept.
 pub const MAX_SERIES: usize = 2000;
@@ -33,25 +38,45 @@ pub struct KillLabels {
     pub constraint: &'static str,
 }
 
+impl FoldLabels for KillLabels {
+    /// `namespace="_other"`, cause, sender and constraint kept.
+    fn fold(self) -> Self {
+        Self {
+            namespace: OTHER_NAMESPACE.into(),
+            pod: String::new(),
+            container: String::new(),
+            service: String::new(),
+            ..self
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct DetectorMetrics {
-    kills: Family<KillLabels, Counter<u64, AtomicU64>>,
-    folded: Counter<u64, AtomicU64>,
-    series: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<KillLabels>>>,
+    kills: CappedSeries<KillLabels>,
+    /// Kill series not moved for this long are removed.
+    ttl: Duration,
 }
 
 impl DetectorMetrics {
     pub fn new(registry: &mut Registry) -> Self {
-        let metrics = Self { kills: Family::default(), folded: Counter::default(), series: Default::default() };
+        Self::with_limits(registry, MAX_SERIES, DEFAULT_SERIES_TTL)
+    }
+
+    fn with_limits(registry: &mut Registry, max_series: usize, ttl: Duration) -> Self {
+        let metrics = Self {
+            kills: CappedSeries::new(max_series),
+            ttl,
+        };
         registry.register(
             "kills",
             "Processes killed (not exiting by themselves), by owner and cause; an OOM kill only with the kernel's OOM event",
-            metrics.kills.clone(),
+            metrics.kills.expiring_on_scrape(ttl),
         );
         registry.register(
             "kills_series_folded",
             "Kill counts folded into namespace=\"_other\" because the series cap was reached",
-            metrics.folded.clone(),
+            metrics.kills.folded().clone(),
         );
         metrics
     }
@@ -62,7 +87,7 @@ impl DetectorMetrics {
         if cause == "exit" {
             return;
         }
-        let mut labels = KillLabels {
+        let labels = KillLabels {
             namespace: owner.namespace.clone(),
             pod: owner.pod.clone(),
             container: owner.container.clone(),
@@ -71,21 +96,117 @@ impl DetectorMetrics {
             sender: death.cause.sender_label(),
             constraint: death.cause.constraint_label(),
         };
-        if let Ok(mut series) = self.series.lock()
-            && !series.contains(&labels) {
-                if series.len() >= MAX_SERIES {
-                    self.folded.inc();
-                    labels = KillLabels {
-                        namespace: "_other".into(),
-                        pod: String::new(),
-                        container: String::new(),
-                        service: String::new(),
-                        ..labels
-                    };
-                } else {
-                    series.insert(labels.clone());
-                }
-            }
-        self.kills.get_or_create(&labels).inc();
+        // Sweeping first makes room for this owner when series of gone ones expired.
+        self.kills.expire_if_due(self.ttl);
+        self.kills.inc(labels);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use prometheus_client::encoding::text::encode;
+
+    use super::*;
+    use crate::{
+        detectors::kills::DeathCause,
+        events::{Exit, ExitStatus, Task},
+    };
+
+    fn fault() -> Death {
+        let task = Task {
+            pid: 7,
+            tgid: 7,
+            ppid: 1,
+            uid: 0,
+            cgroup_id: 1,
+            memcg_id: 0,
+            start_ns: 0,
+            comm: "app".into(),
+        };
+        Death {
+            exit: Exit {
+                task,
+                status: ExitStatus::Signaled {
+                    signal: 11,
+                    core_dumped: false,
+                },
+                lifetime: Duration::ZERO,
+            },
+            cause: DeathCause::Fault { signal: 11 },
+        }
+    }
+
+    fn pod(name: &str) -> OwnerLabelValues {
+        OwnerLabelValues {
+            namespace: "ns".into(),
+            pod: name.into(),
+            container: "app".into(),
+            service: String::new(),
+        }
+    }
+
+    fn scrape(registry: &Registry) -> String {
+        let mut text = String::new();
+        encode(&mut text, registry).expect("encode");
+        text
+    }
+
+    fn series(pod: &str, value: u64) -> String {
+        format!(
+            r#"node_runtime_monitor_kills_total{{namespace="ns",pod="{pod}",container="app",service="",cause="fault",sender="kernel",constraint=""}} {value}"#
+        )
+    }
+
+    #[test]
+    fn kills_past_the_cap_fold_into_other_and_are_counted() {
+        let mut registry = Registry::with_prefix("node_runtime_monitor");
+        let metrics = DetectorMetrics::with_limits(&mut registry, 2, DEFAULT_SERIES_TTL);
+        for name in ["a", "b", "c", "d", "a"] {
+            metrics.record(&fault(), &pod(name));
+        }
+        let text = scrape(&registry);
+        assert!(text.contains(&series("a", 2)), "{text}");
+        assert!(text.contains(&series("b", 1)), "{text}");
+        assert!(
+            !text.contains(r#"pod="c""#) && !text.contains(r#"pod="d""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"node_runtime_monitor_kills_total{namespace="_other",pod="",container="",service="",cause="fault",sender="kernel",constraint=""} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("node_runtime_monitor_kills_series_folded_total 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_kill_series_not_moved_for_the_ttl_expires_and_a_fresh_one_stays() {
+        let mut registry = Registry::with_prefix("node_runtime_monitor");
+        let metrics = DetectorMetrics::new(&mut registry);
+        assert_eq!(metrics.ttl, DEFAULT_SERIES_TTL);
+        metrics.record(&fault(), &pod("gone"));
+        metrics.record(&fault(), &pod("alive"));
+        let t0 = Instant::now();
+        metrics.kills.expire_at(metrics.ttl, t0);
+        metrics.record(&fault(), &pod("alive"));
+        metrics.kills.expire_at(metrics.ttl, t0 + metrics.ttl);
+        let text = scrape(&registry);
+        assert!(
+            !text.contains(r#"pod="gone""#),
+            "expired series still exported: {text}"
+        );
+        assert!(text.contains(&series("alive", 2)), "{text}");
+        // The expired series made room: with a cap of one, a new owner now has its own series.
+        let metrics = DetectorMetrics::with_limits(&mut Registry::default(), 1, metrics.ttl);
+        metrics.record(&fault(), &pod("gone"));
+        let t0 = Instant::now();
+        metrics.kills.expire_at(metrics.ttl, t0);
+        metrics.kills.expire_at(metrics.ttl, t0 + metrics.ttl);
+        metrics.record(&fault(), &pod("new"));
+        assert_eq!((metrics.kills.len(), metrics.kills.folded().get()), (1, 0));
     }
 }

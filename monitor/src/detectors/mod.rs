@@ -6,12 +6,12 @@
 //! - [`kills`]: how each process died (exit code, OOM killer, named sender, kernel fault).
 //! - [`loops`]: restart loops of containers and host services, repeated failed execs of the
 //!   same binary, repeated failed connects to runtime sockets and the API server.
-//! - [`memory`]: OOM kills of control-plane pods and node daemons, joined with the audit's
-//!   reservation and limit findings.
+//! - [`control_plane_oom`]: OOM kills of control-plane pods and node daemons, joined with the
+//!   audit's reservation and limit findings.
 
+pub mod control_plane_oom;
 pub mod kills;
 pub mod loops;
-pub mod memory;
 pub mod metrics;
 
 use std::{
@@ -21,21 +21,23 @@ use std::{
 
 use crate::{
     attribution::{Owner, OwnerKind},
+    audit::{AuditReport, rules as audit_rules},
+    node::runtimes,
     events::Event,
-    findings::Finding,
+    findings::{Finding, Rule},
 };
 
 /// Whose event it is, as the detectors need it: a stable key (the same container of the same
 /// pod across re-creations; the same host service), what to call it, and whether it is part
 /// of the node's control plane.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Subject {
+pub struct Actor {
     /// Stable across restarts: `pod:kube-system/kube-apiserver-node1/kube-apiserver`,
     /// `service:containerd.service`, `process:/usr/bin/foo<-bash`.
     pub key: Arc<str>,
     /// What an operator calls it: `kube-system/kube-apiserver-node1 (container kube-apiserver)`.
     pub display: Arc<str>,
-    pub kind: SubjectKind,
+    pub kind: ActorKind,
     /// The instance: container id, or empty for host processes (each exec is a run).
     pub instance: Arc<str>,
     /// A static pod (kubelet manifest) or a node daemon (kubelet, containerd, ...).
@@ -43,24 +45,13 @@ pub struct Subject {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SubjectKind {
+pub enum ActorKind {
     Container,
     HostService,
     HostProcess,
 }
 
-/// Node daemons whose failure is the control plane's failure.
-const CONTROL_PLANE_UNITS: [&str; 7] = [
-    "kubelet.service",
-    "containerd.service",
-    "crio.service",
-    "docker.service",
-    "cri-docker.service",
-    "etcd.service",
-    "k0sworker.service",
-];
-
-impl Subject {
+impl Actor {
     /// What the detectors need of an event's owner (from attribution). Runs for every event:
     /// a container's or a unit's names are the owner's, shared, not copied.
     pub fn of(owner: &Owner, event: &Event) -> Self {
@@ -68,16 +59,16 @@ impl Subject {
             OwnerKind::Container(c) => Self {
                 key: owner.stable_key().clone(),
                 display: owner.display().clone(),
-                kind: SubjectKind::Container,
+                kind: ActorKind::Container,
                 instance: c.id.shared(),
                 control_plane: c.pod.as_ref().is_some_and(|p| p.static_pod),
             },
             OwnerKind::HostService { unit, .. } => Self {
                 key: owner.stable_key().clone(),
                 display: owner.display().clone(),
-                kind: SubjectKind::HostService,
+                kind: ActorKind::HostService,
                 instance: no_instance(),
-                control_plane: CONTROL_PLANE_UNITS.contains(&unit.as_str()),
+                control_plane: runtimes::is_node_unit(unit),
             },
             // A process of a pod's own cgroup, of the host outside any unit, or unknown: a host
             // process keyed by its command.
@@ -86,7 +77,7 @@ impl Subject {
                 Self {
                     key: format!("process:{comm}").into(),
                     display: format!("host process {comm}").into(),
-                    kind: SubjectKind::HostProcess,
+                    kind: ActorKind::HostProcess,
                     instance: no_instance(),
                     control_plane: false,
                 }
@@ -95,15 +86,15 @@ impl Subject {
     }
 }
 
-/// The instance of a subject that has none, shared: `Arc::from("")` would allocate per event.
+/// The instance of an actor that has none, shared: `Arc::from("")` would allocate per event.
 fn no_instance() -> Arc<str> {
     static EMPTY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
     EMPTY.clone()
 }
 
-/// What the detectors know of the node's configuration (from the audit), to name causes.
+/// What the detectors know of the node's configuration, from the latest audit, to name causes.
 #[derive(Clone, Debug, Default)]
-pub struct NodeFacts {
+pub struct AuditContext {
     /// kubelet's runtime endpoint, e.g. `unix:///run/containerd/containerd.sock`.
     pub runtime_endpoint: Option<String>,
     /// The audit's open findings about memory reservations, limits and requests.
@@ -113,33 +104,33 @@ pub struct NodeFacts {
 }
 
 /// Every rule the detectors can raise.
-pub fn rules() -> Vec<crate::findings::Rule> {
+pub fn rules() -> Vec<Rule> {
     let mut all = loops::RULES.to_vec();
-    all.push(memory::MEMORY_RESERVATIONS);
+    all.push(control_plane_oom::MEMORY_RESERVATIONS);
     all
 }
 
 /// Audit rules whose findings explain OOM kills of the control plane.
-const MEMORY_RULES: [&str; 4] = [
-    "memory-reservation-missing",
-    "memory-reservation-implausible",
-    "eviction-hard-memory-missing",
-    "static-pod-memory-request-missing",
+const MEMORY_RULES: [Rule; 4] = [
+    audit_rules::MEMORY_RESERVATION_MISSING,
+    audit_rules::MEMORY_RESERVATION_IMPLAUSIBLE,
+    audit_rules::EVICTION_HARD_MISSING,
+    audit_rules::STATIC_POD_NO_MEMORY_REQUEST,
 ];
 /// Audit rules whose findings explain kubelet or the runtime killing sandboxes.
-const CHURN_RULES: [&str; 4] = [
-    "cgroup-driver-mismatch",
-    "sandbox-image-mismatch",
-    "containerd-config-tables-ignored",
-    "containerd-config-version-unsupported",
+const CHURN_RULES: [Rule; 4] = [
+    audit_rules::CGROUP_DRIVER_MISMATCH,
+    audit_rules::SANDBOX_IMAGE_MISMATCH,
+    audit_rules::CONTAINERD_TABLES_IGNORED,
+    audit_rules::CONTAINERD_VERSION_UNSUPPORTED,
 ];
 
-impl NodeFacts {
+impl AuditContext {
     /// What the detectors need of an audit report.
-    pub fn from_audit(report: &crate::audit::AuditReport) -> Self {
-        let pick = |rules: &[&str]| report.findings.iter().filter(|f| rules.contains(&f.rule)).cloned().collect();
+    pub fn from_audit(report: &AuditReport) -> Self {
+        let pick = |rules: &[Rule]| report.findings.iter().filter(|f| rules.iter().any(|r| r.id == f.rule)).cloned().collect();
         Self {
-            runtime_endpoint: report.runtime_endpoint.clone(),
+            runtime_endpoint: report.snapshot.runtime_endpoint(),
             memory_findings: pick(&MEMORY_RULES),
             churn_findings: pick(&CHURN_RULES),
         }
@@ -151,26 +142,26 @@ impl NodeFacts {
 pub struct Detectors {
     pub kills: kills::KillLedger,
     pub loops: loops::LoopDetector,
-    pub memory: memory::MemoryDetector,
+    pub control_plane_oom: control_plane_oom::ControlPlaneOomDetector,
 }
 
 impl Detectors {
     pub fn new(config: loops::LoopConfig) -> Self {
-        Self { kills: kills::KillLedger::default(), loops: loops::LoopDetector::new(config), memory: Default::default() }
+        Self { kills: kills::KillLedger::default(), loops: loops::LoopDetector::new(config), control_plane_oom: Default::default() }
     }
 
-    /// Feeds one event of `subject`; returns the death it completes (exits) and the findings
+    /// Feeds one event of `actor`; returns the death it completes (exits) and the findings
     /// it opens or refreshes.
     pub fn observe(
         &mut self,
         event: &Event,
-        subject: &Subject,
-        facts: &NodeFacts,
+        actor: &Actor,
+        facts: &AuditContext,
         now: Instant,
     ) -> (Option<kills::Death>, Vec<Finding>) {
         let death = self.kills.observe(event);
-        let mut findings = self.loops.observe(event, death.as_ref(), subject, facts, now);
-        findings.extend(self.memory.observe(event, subject, facts, now));
+        let mut findings = self.loops.observe(event, death.as_ref(), actor, facts, now);
+        findings.extend(self.control_plane_oom.observe(event, actor, facts, now));
         (death, findings)
     }
 }

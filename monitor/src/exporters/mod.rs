@@ -1,3 +1,5 @@
-//! Exporters: how what the monitor knows leaves it. They consume metrics and findings and know
-//! nothing of how those were produced.
+//! Exporters: how what the monitor knows leaves it: `/metrics`, `/findings` and `/healthz`
+//! over HTTP ([`http`]), and the `check` report ([`check_report`]). They consume metrics and
+//! findings and know nothing of how those were produced.
+pub mod check_report;
 pub mod http;

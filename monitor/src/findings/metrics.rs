@@ -1,16 +1,15 @@
 //! Findings as metrics: one gauge series per open finding (read from the store at scrape
-//! time, so a closed finding's series disappears with it) and a counter of findings opened.
-
-use std::sync::atomic::AtomicU64;
+//! time, so a closed finding's series disappears with it) and the store's counter of findings
+//! opened.
 
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
-    metrics::{counter::Counter, family::Family, gauge::ConstGauge},
+    metrics::gauge::ConstGauge,
     registry::Registry,
 };
 
-use super::store::{Changes, FindingStore};
+use super::store::FindingStore;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpenedLabels {
@@ -26,25 +25,10 @@ struct OpenLabels {
     source: &'static str,
 }
 
-/// Counts openings; register once.
-#[derive(Clone, Debug)]
-pub struct FindingMetrics {
-    opened: Family<OpenedLabels, Counter<u64, AtomicU64>>,
-}
-
-impl FindingMetrics {
-    pub fn new(registry: &mut Registry, store: FindingStore) -> Self {
-        let opened = Family::default();
-        registry.register("findings_opened", "Findings opened, by rule and severity", opened.clone());
-        registry.register_collector(Box::new(OpenFindings { store }));
-        Self { opened }
-    }
-
-    pub fn record(&self, changes: &Changes) {
-        for (_, rule, severity, _) in &changes.opened {
-            self.opened.get_or_create(&OpenedLabels { rule, severity: severity.as_str() }).inc();
-        }
-    }
+/// Registers the store's metrics: `findings_opened_total` and `findings_open`. Once.
+pub fn register(registry: &mut Registry, store: &FindingStore) {
+    registry.register("findings_opened", "Findings opened, by rule and severity", store.opened.clone());
+    registry.register_collector(Box::new(OpenFindings { store: store.clone() }));
 }
 
 #[derive(Debug)]
@@ -67,7 +51,7 @@ impl Collector for OpenFindings {
                 rule: f.finding.rule.to_string(),
                 severity: f.finding.severity.as_str(),
                 subject: f.finding.subject.clone(),
-                source: f.source,
+                source: f.origin.as_str(),
             };
             ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
         }

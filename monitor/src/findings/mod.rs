@@ -1,6 +1,8 @@
 //! Findings: what the monitor concludes, with the evidence for it. Detectors (from kernel
 //! events) and the audit (from configuration) produce them; exporters (metrics, /findings,
-//! logs, the `check` report) consume them and know nothing of how they were found.
+//! logs, the `check` report) consume them and know nothing of how they were found. This
+//! module knows no producer: the catalogue of every rule is assembled at the crate's edge
+//! (`catalogue`).
 
 use std::fmt;
 
@@ -30,6 +32,26 @@ impl Severity {
 impl fmt::Display for Severity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Which stage produced a finding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// The configuration audit: its findings are replaced as a whole by each audit.
+    Audit,
+    /// The detectors of kernel events: their findings close after a quiet period.
+    Detectors,
+}
+
+impl Origin {
+    /// The `source` label of `findings_open` and field of `/findings`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Audit => "audit",
+            Origin::Detectors => "detectors",
+        }
     }
 }
 
@@ -99,49 +121,5 @@ impl Finding {
     /// Identity of an open finding: the same rule about the same subject is one finding.
     pub fn key(&self) -> (&'static str, &str) {
         (self.rule, &self.subject)
-    }
-}
-
-/// Every rule the monitor can raise (configuration audit, then detectors), as a Markdown
-/// table: what `node-runtime-monitor rules` prints and docs/FINDINGS.md holds.
-pub fn catalogue() -> String {
-    let mut out = String::from(
-        "| rule | severity | source | title | what it means |\n|---|---|---|---|---|\n",
-    );
-    let audit = crate::audit::rules::RULES.iter().map(|r| (r, "audit"));
-    let detectors = crate::detectors::rules();
-    for (rule, source) in audit.chain(detectors.iter().map(|r| (r, "kernel events"))) {
-        out.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} |\n",
-            rule.id,
-            rule.severity,
-            source,
-            rule.title,
-            rule.description.replace('|', "\\|")
-        ));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_documented_catalogue_is_the_one_the_code_has() {
-        let doc = include_str!("../../../docs/FINDINGS.md");
-        assert!(
-            doc.ends_with(&super::catalogue()),
-            "docs/FINDINGS.md is stale: regenerate its table with `node-runtime-monitor rules`"
-        );
-    }
-
-    #[test]
-    fn rule_ids_are_unique() {
-        let catalogue = super::catalogue();
-        let mut ids: Vec<&str> = catalogue.lines().skip(2).filter_map(|l| l.split('`').nth(1)).collect();
-        let count = ids.len();
-        ids.sort_unstable();
-        ids.dedup();
-        assert_eq!(ids.len(), count, "duplicate rule ids");
-        assert!(count >= 25, "{count} rules");
     }
 }

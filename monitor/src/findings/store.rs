@@ -1,7 +1,8 @@
 //! The open findings, as `/findings` and the findings metrics show them: each with when it was
 //! first and last seen and how often. Producers either replace their whole set (the audit: a
 //! finding not in the new set has closed) or report occurrences (detectors: a finding closes
-//! after a quiet period). Opening and closing are logged once each.
+//! after a quiet period, [`FindingStore::close_quiet`]). Opening and closing are logged once
+//! each, and openings counted (`findings_opened_total`).
 
 use std::{
     collections::HashMap,
@@ -9,18 +10,21 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use serde::Serialize;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::{Finding, Severity};
+use super::{Finding, Origin, Severity, metrics::OpenedLabels};
 
 /// A finding that is open, with its history.
 #[derive(Clone, Debug, Serialize)]
 pub struct OpenFinding {
     /// Stable id: `rule/subject`.
     pub id: String,
-    /// Who produced it: `audit` or a detector's name.
-    pub source: &'static str,
+    /// Who produced it (`source` on the wire: `audit` or `detectors`).
+    #[serde(rename = "source")]
+    pub origin: Origin,
     #[serde(flatten)]
     pub finding: Finding,
     #[serde(with = "unix_seconds")]
@@ -54,7 +58,7 @@ struct Inner {
 
 impl Inner {
     /// Opens the finding, or refreshes it (content, last seen, count) when already open.
-    fn upsert(&mut self, id: String, source: &'static str, finding: Finding, now: SystemTime, changes: &mut Changes) {
+    fn upsert(&mut self, id: String, origin: Origin, finding: Finding, now: SystemTime, changes: &mut Changes) {
         match self.open.get_mut(&id) {
             Some(open) => {
                 open.finding = finding;
@@ -63,7 +67,7 @@ impl Inner {
             }
             None => {
                 log_opened(&id, &finding);
-                let open = OpenFinding { id: id.clone(), source, finding, first_seen: now, last_seen: now, count: 1 };
+                let open = OpenFinding { id: id.clone(), origin, finding, first_seen: now, last_seen: now, count: 1 };
                 changes.opened.push(entry(&open));
                 self.open.insert(id, open);
             }
@@ -75,6 +79,8 @@ impl Inner {
 #[derive(Clone, Debug, Default)]
 pub struct FindingStore {
     inner: Arc<RwLock<Inner>>,
+    /// `findings_opened_total`, registered by `findings::metrics::register`.
+    pub(super) opened: Family<OpenedLabels, Counter>,
 }
 
 fn id_of(finding: &Finding) -> String {
@@ -90,8 +96,8 @@ impl FindingStore {
         Self::default()
     }
 
-    /// Replaces every finding of `source` with `findings`: new ones open, missing ones close.
-    pub fn replace(&self, source: &'static str, findings: Vec<Finding>, now: SystemTime) -> Changes {
+    /// Replaces every finding of `origin` with `findings`: new ones open, missing ones close.
+    pub fn replace(&self, origin: Origin, findings: Vec<Finding>, now: SystemTime) -> Changes {
         let Ok(mut inner) = self.inner.write() else { return Changes::default() };
         let mut changes = Changes::default();
         let mut current: HashMap<String, Finding> = HashMap::new();
@@ -101,7 +107,7 @@ impl FindingStore {
         let stale: Vec<String> = inner
             .open
             .iter()
-            .filter(|(id, f)| f.source == source && !current.contains_key(*id))
+            .filter(|(id, f)| f.origin == origin && !current.contains_key(*id))
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
@@ -111,26 +117,36 @@ impl FindingStore {
             }
         }
         for (id, finding) in current {
-            inner.upsert(id, source, finding, now, &mut changes);
+            inner.upsert(id, origin, finding, now, &mut changes);
         }
+        drop(inner);
+        self.count(&changes);
         changes
     }
 
     /// Records one occurrence of a detector's finding (opens it or refreshes it).
-    pub fn record(&self, source: &'static str, finding: Finding, now: SystemTime) -> Changes {
+    pub fn record(&self, origin: Origin, finding: Finding, now: SystemTime) -> Changes {
         let Ok(mut inner) = self.inner.write() else { return Changes::default() };
         let mut changes = Changes::default();
-        inner.upsert(id_of(&finding), source, finding, now, &mut changes);
+        inner.upsert(id_of(&finding), origin, finding, now, &mut changes);
+        drop(inner);
+        self.count(&changes);
         changes
     }
 
-    /// Closes `source`'s findings not seen for `quiet`.
-    pub fn expire(&self, source: &'static str, quiet: Duration, now: SystemTime) -> Changes {
+    fn count(&self, changes: &Changes) {
+        for (_, rule, severity, _) in &changes.opened {
+            self.opened.get_or_create(&OpenedLabels { rule, severity: severity.as_str() }).inc();
+        }
+    }
+
+    /// Closes `origin`'s findings not seen for `quiet`.
+    pub fn expire(&self, origin: Origin, quiet: Duration, now: SystemTime) -> Changes {
         let Ok(mut inner) = self.inner.write() else { return Changes::default() };
         let quiet_ones: Vec<String> = inner
             .open
             .values()
-            .filter(|f| f.source == source && now.duration_since(f.last_seen).unwrap_or_default() >= quiet)
+            .filter(|f| f.origin == origin && now.duration_since(f.last_seen).unwrap_or_default() >= quiet)
             .map(|f| f.id.clone())
             .collect();
         let mut changes = Changes::default();
@@ -149,6 +165,20 @@ impl FindingStore {
         let mut all: Vec<OpenFinding> = inner.open.values().cloned().collect();
         all.sort_by(|a, b| b.finding.severity.cmp(&a.finding.severity).then_with(|| a.id.cmp(&b.id)));
         all
+    }
+
+    /// Closes `origin`'s findings once they did not recur for `quiet` (checked every 5 s, or
+    /// every `quiet` when shorter), until `shutdown` turns true.
+    pub async fn close_quiet(self, origin: Origin, quiet: Duration, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5).min(quiet));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    self.expire(origin, quiet, SystemTime::now());
+                }
+                changed = shutdown.changed() => if changed.is_err() || *shutdown.borrow() { break },
+            }
+        }
     }
 }
 
@@ -172,10 +202,10 @@ mod tests {
     fn replace_opens_refreshes_and_closes() {
         let store = FindingStore::new();
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
-        let changes = store.replace("audit", vec![Finding::new(&RULE, "a", "A"), Finding::new(&RULE, "b", "B")], t0);
+        let changes = store.replace(Origin::Audit, vec![Finding::new(&RULE, "a", "A"), Finding::new(&RULE, "b", "B")], t0);
         assert_eq!(changes.opened.len(), 2);
         let t1 = t0 + Duration::from_secs(60);
-        let changes = store.replace("audit", vec![Finding::new(&RULE, "a", "A")], t1);
+        let changes = store.replace(Origin::Audit, vec![Finding::new(&RULE, "a", "A")], t1);
         assert_eq!(changes.closed.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), ["r/b"]);
         let open = store.snapshot();
         assert_eq!(open.len(), 1);
@@ -186,10 +216,10 @@ mod tests {
     fn detector_findings_close_after_quiet_period() {
         let store = FindingStore::new();
         let t0 = SystemTime::UNIX_EPOCH;
-        store.record("loops", Finding::new(&RULE, "x", "X"), t0);
-        store.record("loops", Finding::new(&RULE, "x", "X"), t0 + Duration::from_secs(10));
-        assert!(store.expire("loops", Duration::from_secs(60), t0 + Duration::from_secs(30)).closed.is_empty());
-        assert_eq!(store.expire("loops", Duration::from_secs(60), t0 + Duration::from_secs(70)).closed.len(), 1);
+        store.record(Origin::Detectors, Finding::new(&RULE, "x", "X"), t0);
+        store.record(Origin::Detectors, Finding::new(&RULE, "x", "X"), t0 + Duration::from_secs(10));
+        assert!(store.expire(Origin::Detectors, Duration::from_secs(60), t0 + Duration::from_secs(30)).closed.is_empty());
+        assert_eq!(store.expire(Origin::Detectors, Duration::from_secs(60), t0 + Duration::from_secs(70)).closed.len(), 1);
         assert!(store.snapshot().is_empty());
     }
 }

@@ -1,5 +1,5 @@
-//! Runtime binaries on the node (containerd, runc, crictl, ctr, cri-dockerd, dockerd, crio,
-//! kubelet, k0s): every copy on the PATH and in installer caches (kOps nodeup's
+//! Runtime binaries on the node (every runtime's daemons and tools in `runtimes`, the OCI
+//! runtimes, crictl, kubelet): every copy on the PATH and in installer caches (kOps nodeup's
 //! `/var/cache/nodeup/extracted/...`), each with its `--version` answer; and the node's
 //! running processes from `<host-root>/proc/*/cmdline`.
 //!
@@ -12,10 +12,20 @@ use std::{
     time::Duration,
 };
 
-use super::host_root::HostRoot;
+use super::{host_root::HostRoot, runtimes};
 
-/// The binaries the audit cares about.
-pub const NAMES: [&str; 9] = ["containerd", "runc", "crictl", "ctr", "cri-dockerd", "dockerd", "crio", "kubelet", "k0s"];
+/// The binaries looked for: every runtime's daemons and tools (see `runtimes`), the OCI
+/// runtimes, crictl and kubelet.
+pub fn names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    let all = runtimes::RUNTIMES.iter().flat_map(|r| r.binaries.iter().chain(r.tools));
+    for name in all.chain(runtimes::OCI_RUNTIMES).chain([&runtimes::CRI_TOOL, &"kubelet"]) {
+        if !names.contains(name) {
+            names.push(name);
+        }
+    }
+    names
+}
 
 /// Directories of the host PATH (plus /opt/bin of Flatcar and some installers).
 pub const PATH_DIRS: [&str; 7] = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", "/opt/bin"];
@@ -104,12 +114,13 @@ pub fn version_in(line: &str) -> Option<String> {
     })
 }
 
-/// Finds every copy of [`NAMES`] (PATH and caches), without versions.
+/// Finds every copy of the binaries of [`names`] (PATH and caches), without versions.
 pub fn find(root: &HostRoot) -> Vec<Binary> {
+    let names = names();
     let mut out: Vec<Binary> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for dir in PATH_DIRS {
-        for name in NAMES {
+        for name in names.iter().copied() {
             let path = Path::new(dir).join(name);
             let resolved = root.resolve_host_path(&path);
             let Ok(meta) = std::fs::metadata(root.resolve(&path)) else { continue };
@@ -120,20 +131,20 @@ pub fn find(root: &HostRoot) -> Vec<Binary> {
         }
     }
     for cache in CACHE_DIRS {
-        walk_cache(root, Path::new(cache), 0, &mut out);
+        walk_cache(root, Path::new(cache), &names, 0, &mut out);
     }
     out
 }
 
-fn walk_cache(root: &HostRoot, dir: &Path, depth: usize, out: &mut Vec<Binary>) {
+fn walk_cache(root: &HostRoot, dir: &Path, names: &[&str], depth: usize, out: &mut Vec<Binary>) {
     if depth > 6 || out.len() > 1000 {
         return;
     }
     for entry in root.list_dir(dir) {
         let Ok(meta) = std::fs::symlink_metadata(root.resolve(&entry)) else { continue };
         if meta.is_dir() {
-            walk_cache(root, &entry, depth + 1, out);
-        } else if let Some(name) = entry.file_name().and_then(|n| n.to_str()).filter(|n| NAMES.contains(n)) {
+            walk_cache(root, &entry, names, depth + 1, out);
+        } else if let Some(name) = entry.file_name().and_then(|n| n.to_str()).filter(|n| names.contains(n)) {
             out.push(Binary {
                 name: name.into(),
                 path: entry.clone(),

@@ -37,6 +37,11 @@ pub const UNIT_DIRS: [&str; 3] = ["/etc/systemd/system", "/usr/lib/systemd/syste
 /// Kubelet's default runtime endpoint since 1.27 (and the one kubeadm writes).
 pub const DEFAULT_RUNTIME_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
 
+/// kubelet's node name when `--hostname-override` does not set one: the hostname, lowercased.
+pub fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_ascii_lowercase()).unwrap_or_default()
+}
+
 /// Flags whose values are secrets (or name files holding them are harmless, but a value given
 /// inline must never be shown).
 pub fn is_sensitive_flag(name: &str) -> bool {

@@ -8,16 +8,15 @@
 //! it cannot read or parse is a [`ManifestError`], never a panic; files are read up to
 //! [`MAX_MANIFEST_BYTES`].
 
-use std::{
-    fs,
-    io::Read as _,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use thiserror::Error;
 
-use super::containerd_config::scrub;
+use super::{
+    containerd_config::scrub,
+    host_root::{FileError, HostRoot},
+};
 
 /// Manifests larger than this are refused (kubelet's own pods are a few KiB).
 pub const MAX_MANIFEST_BYTES: u64 = 1 << 20;
@@ -64,24 +63,23 @@ pub struct StaticContainer {
     pub image_source: String,
 }
 
-/// Why one manifest was not read.
+/// Why one manifest (or the directory) was not read.
 #[derive(Debug, Error)]
 pub enum ManifestError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path} is larger than {MAX_MANIFEST_BYTES} bytes")]
-    TooLarge { path: PathBuf },
-    #[error("{path}:{line}: not a pod manifest: {message}", line = line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()))]
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("{path}:{line}: not a pod manifest: {message}", path = path.display(), line = line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()))]
     Parse { path: PathBuf, line: Option<usize>, message: String },
-    #[error("{path}: more than {MAX_MANIFESTS} files, the rest were not read")]
+    #[error("{path}: more than {MAX_MANIFESTS} files, the rest were not read", path = path.display())]
     TooMany { path: PathBuf },
 }
 
 impl ManifestError {
-    /// The file (or directory) it is about.
+    /// The file (or directory) it is about, as a host path.
     pub fn path(&self) -> &Path {
         match self {
-            Self::Read { path, .. } | Self::TooLarge { path } | Self::Parse { path, .. } | Self::TooMany { path } => path,
+            Self::File(e) => e.path(),
+            Self::Parse { path, .. } | Self::TooMany { path } => path,
         }
     }
 }
@@ -91,51 +89,33 @@ pub fn is_manifest_name(name: &str) -> bool {
     !name.starts_with('.')
 }
 
-/// Reads every manifest in `dir` the way kubelet picks them: regular files (or links to them)
-/// whose names do not start with a dot, in name order. A missing or unreadable directory gives
-/// no pods and one `Read` error.
-pub fn load_dir(dir: &Path) -> (Vec<StaticPod>, Vec<ManifestError>) {
+/// Reads every manifest in the host directory `dir` the way kubelet picks them: regular files
+/// (or links to them) whose names do not start with a dot, in name order, at most
+/// [`MAX_MANIFESTS`]. A directory that does not exist holds no pods (a node without static
+/// pods); pods and errors name host paths.
+pub fn load_dir(root: &HostRoot, dir: &Path) -> (Vec<StaticPod>, Vec<ManifestError>) {
     let mut pods = Vec::new();
     let mut errors = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(source) => {
-            errors.push(ManifestError::Read { path: dir.to_path_buf(), source });
-            return (pods, errors);
-        }
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|e| is_manifest_name(&e.file_name().to_string_lossy()))
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
+    let mut paths: Vec<PathBuf> = root
+        .list_dir(dir)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| is_manifest_name(&n.to_string_lossy())))
+        .filter(|p| root.resolve(p).is_file())
         .collect();
-    paths.sort();
     if paths.len() > MAX_MANIFESTS {
         errors.push(ManifestError::TooMany { path: dir.to_path_buf() });
         paths.truncate(MAX_MANIFESTS);
     }
     for path in paths {
-        match load_file(&path) {
-            Ok(mut found) => pods.append(&mut found),
-            Err(err) => errors.push(err),
+        match root.read_text_limited(&path, MAX_MANIFEST_BYTES) {
+            Ok(text) => match parse(&text, &path) {
+                Ok(mut found) => pods.append(&mut found),
+                Err(err) => errors.push(err),
+            },
+            Err(err) => errors.push(err.into()),
         }
     }
     (pods, errors)
-}
-
-/// Reads one manifest file (a Pod, or a `List`/`PodList` of pods; YAML or JSON).
-pub fn load_file(path: &Path) -> Result<Vec<StaticPod>, ManifestError> {
-    let file = fs::File::open(path).map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
-    let mut bytes = Vec::new();
-    file.take(MAX_MANIFEST_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|source| ManifestError::Read { path: path.to_path_buf(), source })?;
-    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(ManifestError::TooLarge { path: path.to_path_buf() });
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    parse(&text, path)
 }
 
 /// Parses manifest text; `path` is recorded in the pods and errors.
@@ -334,21 +314,29 @@ status: {}
 
     #[test]
     fn a_directory_like_kubelet_reads_it() {
-        let dir = std::env::temp_dir().join(format!("nrm-static-pods-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("temp dir");
-        fs::write(dir.join("kube-apiserver.yaml"), APISERVER).expect("write");
-        fs::write(dir.join(".kube-apiserver.yaml.swp"), "garbage").expect("write");
-        fs::write(dir.join("broken.yaml"), "kind: [").expect("write");
-        let huge = fs::File::create(dir.join("huge.yaml")).expect("create");
+        let root = std::env::temp_dir().join(format!("nrm-static-pods-{}", std::process::id()));
+        let dir = root.join("etc/kubernetes/manifests");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("kube-apiserver.yaml"), APISERVER).expect("write");
+        // kubelet reads every file but dot files, whatever its extension.
+        std::fs::write(dir.join("etcd.manifest"), APISERVER.replace("name: kube-apiserver\n  namespace", "name: etcd\n  namespace")).expect("write");
+        std::fs::write(dir.join(".kube-apiserver.yaml.swp"), "garbage").expect("write");
+        std::fs::write(dir.join("broken.yaml"), "kind: [").expect("write");
+        let huge = std::fs::File::create(dir.join("huge.yaml")).expect("create");
         huge.set_len(MAX_MANIFEST_BYTES + 10).expect("grow");
-        let (pods, errors) = load_dir(&dir);
-        assert_eq!(pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["kube-apiserver"]);
+        let host = HostRoot::new(&root);
+        let (pods, errors) = load_dir(&host, Path::new("/etc/kubernetes/manifests"));
+        assert_eq!(pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["etcd", "kube-apiserver"]);
+        assert_eq!(pods[0].path, Path::new("/etc/kubernetes/manifests/etcd.manifest"), "host paths");
+        assert_eq!(pods[0].containers[0].image_source, "/etc/kubernetes/manifests/etcd.manifest:17");
         assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors.iter().any(|e| matches!(e, ManifestError::TooLarge { .. })));
+        assert!(errors.iter().any(|e| matches!(e, ManifestError::File(FileError::TooLarge { .. }))));
         assert!(errors.iter().any(|e| matches!(e, ManifestError::Parse { .. })));
-        let (pods, errors) = load_dir(&dir.join("absent"));
-        assert!(pods.is_empty() && errors.len() == 1);
-        let _ = fs::remove_dir_all(&dir);
+        assert!(errors.iter().any(|e| e.to_string().starts_with("/etc/kubernetes/manifests/broken.yaml:")), "{errors:?}");
+        // A node without static pods has no manifest directory: nothing to report.
+        let (pods, errors) = load_dir(&host, Path::new("/etc/kubernetes/absent"));
+        assert!(pods.is_empty() && errors.is_empty());
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

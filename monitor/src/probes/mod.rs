@@ -24,6 +24,7 @@ use thiserror::Error;
 use tracing::{debug, info, warn};
 
 use self::kernel_btf::KernelBtf;
+use crate::{health::SourceHealth, node::runtimes};
 
 /// Where a program attaches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,20 +130,6 @@ pub const SYSCALL_ABI: Option<SyscallAbi> = Some(SyscallAbi { prefix: "__arm64_s
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub const SYSCALL_ABI: Option<SyscallAbi> = None;
 
-/// The runtime sockets whose successful connects are reported (failed ones always are).
-pub const DEFAULT_WATCHED_SOCKETS: [&str; 10] = [
-    "/run/containerd/containerd.sock",
-    "/var/run/containerd/containerd.sock",
-    "/run/k3s/containerd/containerd.sock",
-    "/run/k0s/containerd.sock",
-    "/var/run/crio/crio.sock",
-    "/run/crio/crio.sock",
-    "/var/run/cri-dockerd.sock",
-    "/run/cri-dockerd.sock",
-    "/var/run/docker.sock",
-    "/var/run/dockershim.sock",
-];
-
 #[derive(Clone, Debug)]
 pub struct ProbeOptions {
     /// Ring buffer size in bytes (a power of two, at least a page).
@@ -162,7 +149,8 @@ impl Default for ProbeOptions {
         Self {
             ring_buffer_bytes: 8 << 20,
             report_loopback_success: false,
-            watched_sockets: DEFAULT_WATCHED_SOCKETS.iter().map(PathBuf::from).collect(),
+            // Every runtime's sockets, as clients write them (`/run/...`, `/var/run/...`).
+            watched_sockets: runtimes::socket_paths_as_clients_write_them().map(PathBuf::from).collect(),
             disabled: Vec::new(),
             btf_path: None,
         }
@@ -349,6 +337,18 @@ impl Probes {
 
     pub fn attached(&self) -> usize {
         self.status.iter().filter(|s| s.is_up()).count()
+    }
+
+    /// Reports the probes' sources of node context: tracefs and the kernel's BTF.
+    pub fn report_sources(&self, sources: &SourceHealth) {
+        sources.set("tracefs", self.tracefs.is_ok(), "tracepoint programs cannot attach");
+        sources.set("kernel_btf", self.missing_offsets.is_empty(), "kernel struct fields read as zero");
+    }
+
+    /// Reports both sources down, when the probes could not load at all.
+    pub fn report_no_sources(sources: &SourceHealth) {
+        sources.set("tracefs", false, "no kernel programs");
+        sources.set("kernel_btf", false, "no kernel programs");
     }
 }
 

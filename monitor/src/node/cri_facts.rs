@@ -2,13 +2,23 @@
 //! `Version` call on `runtime.v1` and on `runtime.v1alpha2`, the images in the runtime's store
 //! and the runtime's effective CRI config (containerd's `Status` verbose `info["config"]`).
 //!
-//! This is the seam between the audit and the sockets: the live path asks them through
-//! `node::cri`; tests and `check --cri-replay FILE` supply a recorded answer (JSON of
-//! [`CriFacts`]) instead. Rules only ever see this type.
+//! This is the seam between the audit and the sockets: [`ask`] asks them through
+//! `node::cri` (a `Version` call per API version, then `ListImages` and verbose `Status` on the
+//! API it serves), every call bounded by a timeout; tests and `check --cri-replay FILE` supply
+//! a recorded answer (JSON of [`CriFacts`]) instead. Rules only ever see this type. Sockets are
+//! asked one after another: they are a handful of known paths, and absent ones cost nothing.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
+
+use super::{
+    cri::{self, CriError, RuntimeVersion},
+    host_root::HostRoot,
+};
 
 /// Answers of every socket looked at.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -96,4 +106,49 @@ pub enum ApiAnswer {
     /// No gRPC answer: refused, timed out, not a gRPC server.
     NoAnswer { message: String },
     NotAsked,
+}
+
+fn answer(result: Result<RuntimeVersion, CriError>) -> ApiAnswer {
+    match result {
+        Ok(v) => ApiAnswer::Served(RuntimeIdentity {
+            runtime_name: v.runtime_name,
+            runtime_version: v.runtime_version,
+            runtime_api_version: v.runtime_api_version,
+        }),
+        Err(err) if err.is_unimplemented() => ApiAnswer::Unimplemented { message: err.to_string() },
+        Err(err) => ApiAnswer::NoAnswer { message: err.to_string() },
+    }
+}
+
+async fn probe_one(root: &HostRoot, endpoint: PathBuf, timeout: Duration) -> SocketFacts {
+    let in_root = root.resolve(&endpoint);
+    let is_socket = std::fs::metadata(&in_root)
+        .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+        .unwrap_or(false);
+    if !is_socket {
+        return SocketFacts::absent(endpoint);
+    }
+    let probe = cri::probe_socket(&in_root, timeout).await;
+    let api = probe.preferred_api();
+    let (v1, v1alpha2) = (answer(probe.v1), answer(probe.v1alpha2));
+    let (images, runtime_config) = match api {
+        Some(api) => {
+            let images = cri::list_images(&in_root, api, timeout).await.ok().map(|images| {
+                images.into_iter().flat_map(|i| i.repo_tags).collect::<Vec<String>>()
+            });
+            let config = cri::runtime_status_config(&in_root, api, timeout).await.ok();
+            (images, config)
+        }
+        None => (None, None),
+    };
+    SocketFacts { endpoint, exists: true, v1, v1alpha2, images, runtime_config }
+}
+
+/// Asks every candidate socket that exists; absent ones are recorded as absent.
+pub async fn ask(root: &HostRoot, candidates: &[PathBuf], timeout: Duration) -> CriFacts {
+    let mut sockets = Vec::with_capacity(candidates.len());
+    for endpoint in candidates {
+        sockets.push(probe_one(root, endpoint.clone(), timeout).await);
+    }
+    CriFacts { sockets }
 }

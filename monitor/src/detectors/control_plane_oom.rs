@@ -1,11 +1,12 @@
 //! OOM kills that hit the node's own machinery (control-plane static pods, kubelet, the
 //! runtime) mean the node's memory is not reserved for it. This detector joins those kills
 //! with the audit's reservation and request findings into one finding that shows which kills,
-//! what is (not) reserved, which requests are missing, and what to set.
+//! what is (not) reserved, which requests are missing, and what to set. OOM kills of
+//! workloads are not its business: the kill ledger and the kill metrics count them.
 
 use std::{collections::VecDeque, time::Instant};
 
-use super::{NodeFacts, Subject};
+use super::{Actor, AuditContext};
 use crate::{
     events::{Event, OomConstraint},
     findings::{Finding, Rule, Severity},
@@ -19,7 +20,7 @@ pub const MEMORY_RESERVATIONS: Rule = Rule {
 };
 
 #[derive(Debug, Default)]
-pub struct MemoryDetector {
+pub struct ControlPlaneOomDetector {
     /// The latest control-plane OOM kills with their constraints, newest last (at most 10 kept).
     kills: VecDeque<(String, OomConstraint)>,
 }
@@ -27,17 +28,17 @@ pub struct MemoryDetector {
 const RESERVE: &str = "Reserve memory for the node's daemons in the KubeletConfiguration (systemReserved.memory and kubeReserved.memory, e.g. 5-10% of the node's memory each), set evictionHard memory.available so kubelet evicts pods before the kernel OOM-kills, and give every control-plane static pod a memory request.";
 const RAISE_LIMIT: &str = "The kernel killed it at its own memory cgroup's limit, not because the node ran out: raise that container's or service's memory limit (resources.limits.memory in a static pod's manifest, MemoryMax= for a unit) or find what makes it grow.";
 
-impl MemoryDetector {
-    pub fn observe(&mut self, event: &Event, subject: &Subject, facts: &NodeFacts, _now: Instant) -> Option<Finding> {
+impl ControlPlaneOomDetector {
+    pub fn observe(&mut self, event: &Event, actor: &Actor, facts: &AuditContext, _now: Instant) -> Option<Finding> {
         let Event::OomKill(oom) = event else { return None };
-        if !subject.control_plane {
+        if !actor.control_plane {
             return None;
         }
         let page_kib = 4;
         self.kills.push_back((
             format!(
                 "{} pid {} ({}) killed with {} MiB anonymous RSS, oom_score_adj {}, allocation by {} (pid {}): {}",
-                subject.display,
+                actor.display,
                 oom.task.tgid,
                 oom.task.comm,
                 oom.anon_rss_pages * page_kib / 1024,
@@ -60,7 +61,7 @@ impl MemoryDetector {
             format!(
                 "The OOM killer killed {} control-plane process(es), latest {} ({}){}",
                 self.kills.len(),
-                subject.display,
+                actor.display,
                 oom.constraint,
                 if facts.memory_findings.is_empty() { "" } else { ": memory reservations are misconfigured" }
             ),
@@ -90,15 +91,15 @@ impl MemoryDetector {
 mod tests {
     use super::*;
     use crate::{
-        detectors::SubjectKind,
+        detectors::ActorKind,
         events::{OomKill, Task},
     };
 
-    fn control_plane_container(pod: &str, container: &str) -> Subject {
-        Subject {
+    fn control_plane_container(pod: &str, container: &str) -> Actor {
+        Actor {
             key: format!("pod:kube-system/{pod}/{container}").into(),
             display: format!("kube-system/{pod} (container {container})").into(),
-            kind: SubjectKind::Container,
+            kind: ActorKind::Container,
             instance: "abc".into(),
             control_plane: true,
         }
@@ -123,16 +124,16 @@ mod tests {
 
     #[test]
     fn control_plane_oom_kills_join_the_audit_findings() {
-        let subject = control_plane_container("etcd-node1", "etcd");
+        let actor = control_plane_container("etcd-node1", "etcd");
         let oom = oom_kill("etcd", OomConstraint::Global, 51_200);
         let reservations = Rule { id: "no-memory-reservation", severity: Severity::Warning, title: "", description: "" };
-        let facts = NodeFacts {
+        let facts = AuditContext {
             memory_findings: vec![Finding::new(&reservations, "kubelet", "no systemReserved")
                 .evidence("/var/lib/kubelet/config.yaml", "systemReserved.memory unset")],
             ..Default::default()
         };
-        let mut detector = MemoryDetector::default();
-        let finding = detector.observe(&oom, &subject, &facts, Instant::now()).expect("a finding");
+        let mut detector = ControlPlaneOomDetector::default();
+        let finding = detector.observe(&oom, &actor, &facts, Instant::now()).expect("a finding");
         assert_eq!(finding.rule, "memory-reservations-misconfigured");
         assert!(finding.title.contains("(the node ran out of memory): memory reservations are misconfigured"), "{}", finding.title);
         assert!(finding.evidence[0].detail.contains("200 MiB anonymous RSS"), "{:?}", finding.evidence[0]);
@@ -140,16 +141,16 @@ mod tests {
         assert_eq!(finding.evidence[1].source, "audit no-memory-reservation: /var/lib/kubelet/config.yaml");
         assert!(finding.remediation.starts_with("Reserve memory"), "{}", finding.remediation);
 
-        let workload = Subject { control_plane: false, ..subject };
+        let workload = Actor { control_plane: false, ..actor };
         assert!(detector.observe(&oom, &workload, &facts, Instant::now()).is_none(), "workload OOMs are counted, not this finding");
     }
 
     #[test]
     fn a_kill_at_its_own_limit_asks_for_a_higher_limit_not_reservations() {
-        let subject = control_plane_container("kube-apiserver-node1", "kube-apiserver");
+        let actor = control_plane_container("kube-apiserver-node1", "kube-apiserver");
         let oom = oom_kill("kube-apiserver", OomConstraint::MemoryCgroup, 0);
-        let mut detector = MemoryDetector::default();
-        let finding = detector.observe(&oom, &subject, &NodeFacts::default(), Instant::now()).expect("a finding");
+        let mut detector = ControlPlaneOomDetector::default();
+        let finding = detector.observe(&oom, &actor, &AuditContext::default(), Instant::now()).expect("a finding");
         assert!(finding.title.ends_with("(its memory cgroup's limit was reached)"), "{}", finding.title);
         assert!(finding.remediation.starts_with("The kernel killed it at its own memory cgroup's limit"), "{}", finding.remediation);
         assert!(!finding.remediation.contains("systemReserved"), "{}", finding.remediation);

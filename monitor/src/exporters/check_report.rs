@@ -5,8 +5,11 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::AuditReport;
-use crate::findings::{Finding, Severity};
+use crate::{
+    audit::AuditReport,
+    findings::{Finding, Severity},
+    node::cri_facts::{ApiAnswer, SocketFacts},
+};
 
 /// Exit code of `check`: 0 healthy (info at most), 1 warnings, 2 critical findings.
 /// (3, the check itself failed, is the binary's.)
@@ -47,13 +50,13 @@ struct JsonSocket {
     sandbox_image: Option<String>,
 }
 
-fn driver(s: &super::cri_facts::SocketFacts) -> Option<&'static str> {
+fn driver(s: &SocketFacts) -> Option<&'static str> {
     s.systemd_cgroup().map(|systemd| if systemd { "systemd" } else { "cgroupfs" })
 }
 
-fn api(a: &super::cri_facts::ApiAnswer) -> Option<String> {
+fn api(a: &ApiAnswer) -> Option<String> {
     match a {
-        super::cri_facts::ApiAnswer::Served(r) => Some(format!("{} {}", r.runtime_name, r.runtime_version)),
+        ApiAnswer::Served(r) => Some(format!("{} {}", r.runtime_name, r.runtime_version)),
         _ => None,
     }
 }
@@ -62,12 +65,13 @@ pub fn json(report: &AuditReport) -> String {
     let count = |s| report.findings.iter().filter(|f| f.severity == s).count();
     let code = exit_code(&report.findings);
     let r = JsonReport {
-        host_root: report.host_root.display().to_string(),
+        host_root: report.snapshot.host_root.display().to_string(),
         status: ["healthy", "warning", "critical"][code as usize],
         exit_code: code,
         summary: Summary { critical: count(Severity::Critical), warning: count(Severity::Warning), info: count(Severity::Info) },
         findings: &report.findings,
         sockets: report
+            .snapshot
             .cri
             .sockets
             .iter()
@@ -81,7 +85,7 @@ pub fn json(report: &AuditReport) -> String {
                 sandbox_image: s.sandbox_image().map(str::to_string),
             })
             .collect(),
-        containerd_release: report.containerd_release.clone(),
+        containerd_release: report.snapshot.containerd_release_text(),
     };
     serde_json::to_string_pretty(&r).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
@@ -89,12 +93,12 @@ pub fn json(report: &AuditReport) -> String {
 pub fn text(report: &AuditReport, colour: bool) -> String {
     let paint = |code: &str, s: &str| if colour { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() };
     let mut out = String::new();
-    let _ = writeln!(out, "node-runtime-monitor check: host root {}", report.host_root.display());
-    if let Some(r) = &report.containerd_release {
+    let _ = writeln!(out, "node-runtime-monitor check: host root {}", report.snapshot.host_root.display());
+    if let Some(r) = report.snapshot.containerd_release_text() {
         let _ = writeln!(out, "containerd: {r}");
     }
-    for s in report.cri.sockets.iter().filter(|s| s.exists) {
-        let show = |a: &super::cri_facts::ApiAnswer| api(a).unwrap_or_else(|| "no".into());
+    for s in report.snapshot.cri.sockets.iter().filter(|s| s.exists) {
+        let show = |a: &ApiAnswer| api(a).unwrap_or_else(|| "no".into());
         let _ = writeln!(out, "CRI socket unix://{}: runtime.v1: {}; runtime.v1alpha2: {}", s.endpoint.display(), show(&s.v1), show(&s.v1alpha2));
         if let Some(driver) = driver(s) {
             let image = s.sandbox_image().unwrap_or("?");
@@ -119,6 +123,6 @@ pub fn text(report: &AuditReport, colour: bool) -> String {
     }
     let code = exit_code(&report.findings);
     let status = ["healthy: no findings", "warnings", "critical findings"][code as usize];
-    let _ = writeln!(out, "\n{} ({} findings, {} ms)", status, report.findings.len(), report.elapsed.as_millis());
+    let _ = writeln!(out, "\n{} ({} findings, {} ms)", status, report.findings.len(), report.snapshot.elapsed.as_millis());
     out
 }

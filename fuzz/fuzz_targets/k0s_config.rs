@@ -1,4 +1,4 @@
-//! A distribution's image list as the audit reads it: `audit::manifests::parse_k0s` (k0s
+//! A distribution's image list as the node reader reads it: `node::k0s::parse` (k0s
 //! `ClusterConfig` images; static pods are `node::static_pods`' target). Properties: no panic;
 //! every `file:line` points at a line of the file.
 #![no_main]
@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use monitor::audit::manifests::parse_k0s;
+use monitor::node::k0s;
 
 fn line_ok(source: &str, lines: usize) {
     if let Some((_, line)) = source.rsplit_once(':') {
@@ -18,7 +18,7 @@ fn line_ok(source: &str, lines: usize) {
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let lines = text.lines().count();
-    match parse_k0s(Path::new("/etc/k0s/k0s.yaml"), text) {
+    match k0s::parse(Path::new("/etc/k0s/k0s.yaml"), text) {
         Ok(k0s) => {
             k0s.images.iter().for_each(|i| line_ok(&i.source, lines));
             k0s.pull_policy.iter().for_each(|(_, source)| line_ok(source, lines));

@@ -1,0 +1,107 @@
+//! Rules about the images the node must run (static pods, a distribution's image list): present
+//! in the runtime's store, or pullable under the pull policy in force.
+
+use crate::{
+    findings::{Finding, Rule, Severity},
+    node::{containerd_config::Release, snapshot::NodeSnapshot},
+};
+
+rule!(IMAGE_NOT_PRESENT_NO_PULL, "image-not-present-pull-forbidden", Critical,
+    "an image the node must run is not in the runtime's store and cannot be pulled",
+    "Kubelet reports ErrImageNeverPull; the component never starts.");
+
+pub(super) fn images(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
+    let socket = facts.cri.socket(&facts.kubelet_socket());
+    let Some(store) = socket.and_then(|s| s.images.as_ref()) else { return };
+    let in_store = |reference: &str| {
+        let full = normalize_image(reference);
+        store.iter().any(|s| normalize_image(s) == full)
+    };
+    let node_release = facts
+        .installed("k0s")
+        .into_iter()
+        .chain(facts.installed("kubelet"))
+        .find_map(|b| b.version().map(|v| (v, b.path.display().to_string())));
+    let mut report = |reference: &str, source: &str, policy: (&str, &str), who: &str| {
+        if in_store(reference) {
+            return;
+        }
+        let repo = image_repo(reference);
+        let same_repo: Vec<&String> = store.iter().filter(|s| image_repo(s) == repo).collect();
+        let mut f = Finding::new(&IMAGE_NOT_PRESENT_NO_PULL, reference, format!("{reference} ({who}) is not in the runtime's store and pull policy is {}", policy.0))
+            .evidence(source, format!("image {reference}"))
+            .evidence(policy.1, format!("pull policy {}", policy.0))
+            .evidence(format!("unix://{} (CRI ListImages)", facts.kubelet_socket().display()), if same_repo.is_empty() {
+                format!("no {repo} image among {} images", store.len())
+            } else {
+                format!("store has {}", same_repo.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+            });
+        if let (Some((v, src)), Some(tag)) = (&node_release, image_tag(reference))
+            && minor_of(v).is_some() && minor_of(tag).is_some() && minor_of(v) != minor_of(tag) && repo.contains("kube") {
+                f = f.evidence(src.clone(), format!("node release {v}, image tag {tag}: version skew"));
+            }
+        out.push(f.remediation("Import the image into the node's store (`ctr -n k8s.io images import`) or fix the reference to the node's release (k0s: remove the stale spec.images entries stored in the dynamic ClusterConfig); allow pulls if the node can reach the registry."));
+    };
+    for pod in &facts.static_pods {
+        for c in &pod.containers {
+            if c.image_pull_policy.as_deref() == Some("Never") {
+                report(&c.image, &c.image_source, ("Never", &c.image_source), &format!("static pod {}", pod.name));
+            }
+        }
+    }
+    if let Some(k0s) = &facts.k0s
+        && let Some((policy, src)) = &k0s.pull_policy
+            && policy == "Never" {
+                for img in &k0s.images {
+                    report(&img.reference, &img.source, (policy, src), &img.component);
+                }
+            }
+}
+
+/// `registry.k8s.io/pause:3.9` stays; `nginx:1` -> `docker.io/library/nginx:1`.
+pub(super) fn normalize_image(reference: &str) -> String {
+    let first = reference.split('/').next().unwrap_or("");
+    let has_registry = reference.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let with_registry = if has_registry {
+        reference.to_string()
+    } else if reference.contains('/') {
+        format!("docker.io/{reference}")
+    } else {
+        format!("docker.io/library/{reference}")
+    };
+    let last = with_registry.rsplit('/').next().unwrap_or("");
+    if last.contains(':') || last.contains('@') { with_registry } else { format!("{with_registry}:latest") }
+}
+
+pub(super) fn image_repo(reference: &str) -> String {
+    let n = normalize_image(reference);
+    let (head, last) = n.rsplit_once('/').unwrap_or(("", &n));
+    let name = last.split(['@', ':']).next().unwrap_or(last);
+    format!("{head}/{name}")
+}
+
+pub(super) fn image_tag(reference: &str) -> Option<&str> {
+    let last = reference.rsplit('/').next()?;
+    last.split_once(':').map(|(_, t)| t)
+}
+
+/// `v1.30.2+k0s.0` -> (1, 30).
+pub(super) fn minor_of(version: &str) -> Option<(u32, u32)> {
+    let r = Release::parse(version)?;
+    Some((r.major, r.minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_names() {
+        assert_eq!(normalize_image("nginx"), "docker.io/library/nginx:latest");
+        assert_eq!(normalize_image("quay.io/k0sproject/kube-proxy:v1.29.6"), "quay.io/k0sproject/kube-proxy:v1.29.6");
+        assert_eq!(image_repo("quay.io/k0sproject/kube-proxy:v1.29.6"), "quay.io/k0sproject/kube-proxy");
+        assert_eq!(image_repo("localhost:5000/pause:3.9"), "localhost:5000/pause");
+        assert_eq!(image_tag("registry.k8s.io/pause:3.9"), Some("3.9"));
+        assert_eq!(minor_of("v1.30.2+k0s.0"), Some((1, 30)));
+    }
+}

@@ -1,0 +1,50 @@
+//! The catalogue of every rule the monitor can raise, assembled here, at the crate's edge,
+//! where both rule sets are known (the audit's, then the detectors'): what
+//! `node-runtime-monitor rules` prints and docs/FINDINGS.md holds.
+
+use crate::{audit, detectors, findings::Rule};
+
+/// Every rule with where it comes from (`audit` or `kernel events`), in report order.
+pub fn rules() -> Vec<(Rule, &'static str)> {
+    let audit = audit::rules::RULES.iter().map(|r| (*r, "audit"));
+    audit.chain(detectors::rules().into_iter().map(|r| (r, "kernel events"))).collect()
+}
+
+/// The catalogue as a Markdown table.
+pub fn markdown() -> String {
+    let mut out = String::from("| rule | severity | source | title | what it means |\n|---|---|---|---|---|\n");
+    for (rule, source) in rules() {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            rule.id,
+            rule.severity,
+            source,
+            rule.title,
+            rule.description.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_documented_catalogue_is_the_one_the_code_has() {
+        let doc = include_str!("../../docs/FINDINGS.md");
+        assert!(
+            doc.ends_with(&super::markdown()),
+            "docs/FINDINGS.md is stale: regenerate its table with `node-runtime-monitor rules`"
+        );
+    }
+
+    #[test]
+    fn rule_ids_are_unique() {
+        let rules = super::rules();
+        let mut ids: Vec<&str> = rules.iter().map(|(r, _)| r.id).collect();
+        let count = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "duplicate rule ids");
+        assert!(count >= 25, "{count} rules");
+    }
+}

@@ -1,0 +1,150 @@
+//! Exec-failure loops: the same caller failing to execute the same path (ENOENT, EACCES,
+//! ENOEXEC...) N times within a window; the finding names the binary, why the kernel refused
+//! it and who asked. A PATH search (execvp) fails with ENOENT in every directory before the one
+//! that has the binary: such misses are held per process and dropped when it then execs a file
+//! of the same name, so a search that succeeds is no failure. It does not look at whether the
+//! binary later appears, nor at execs that succeed.
+
+use std::time::Instant;
+
+use super::{
+    LoopDetector,
+    window::{occurrences_text, secs},
+};
+use crate::{
+    detectors::Actor,
+    events::{ExecFailed, errno_name},
+    findings::{Finding, Rule, Severity},
+};
+
+pub const EXEC_FAILURE_LOOP: Rule = Rule {
+    id: "exec-failure-loop",
+    severity: Severity::Warning,
+    title: "A binary keeps failing to execute",
+    description: "The same caller tried to execute the same path several times and the kernel refused each time (missing binary, no permission, bad format).",
+};
+
+impl LoopDetector {
+    /// Holds an ENOENT failure of `failed`'s process until it execs again or exits (see
+    /// `settle_tentative`).
+    pub(super) fn hold_tentative(&mut self, failed: &ExecFailed, actor: &Actor) {
+        if self.tentative.len() >= self.config.max_tracked {
+            self.tentative.clear();
+        }
+        let pending = self.tentative.entry(failed.task.tgid).or_default();
+        if pending.len() < 64 {
+            pending.push((failed.clone(), actor.clone()));
+        }
+    }
+
+    /// Counts or drops the tentative ENOENT failures of `tgid`: dropped when it now execs a
+    /// file of the same name (a PATH search that found it), counted otherwise.
+    pub(super) fn settle_tentative(&mut self, tgid: u32, exec: Option<&str>, now: Instant) -> Vec<Finding> {
+        let Some(pending) = self.tentative.remove(&tgid) else {
+            return Vec::new();
+        };
+        let base = |path: &str| path.rsplit('/').next().unwrap_or(path).to_string();
+        let found = exec.map(base);
+        pending
+            .into_iter()
+            .filter(|(failed, _)| found.as_deref() != Some(base(&failed.filename).as_str()))
+            .filter_map(|(failed, actor)| self.exec_failure(&failed, &actor, now))
+            .collect()
+    }
+
+    pub(super) fn exec_failure(&mut self, failed: &ExecFailed, actor: &Actor, now: Instant) -> Option<Finding> {
+        let key = format!("{}|{}|{}", actor.key, failed.filename, failed.errno);
+        let occurrences = self.exec_failures.entry(&key);
+        let count = occurrences.push(now, self.config.exec_window);
+        if count < self.config.exec_failures || !occurrences.reported.due(now, self.config.refresh) {
+            return None;
+        }
+        let caller = format!("{} (pid {}, parent pid {})", failed.task.comm, failed.task.tgid, failed.task.ppid);
+        let errno = errno_name(failed.errno);
+        let path = if failed.filename.is_empty() { "(an fd, execveat)".to_string() } else { failed.filename.clone() };
+        let why = match failed.errno {
+            libc::ENOENT => "does not exist",
+            libc::EACCES => "is not executable (permission denied)",
+            libc::ENOEXEC => "is not a valid executable",
+            _ => "cannot be executed",
+        };
+        let mut finding = Finding::new(
+            &EXEC_FAILURE_LOOP,
+            path.clone(),
+            format!(
+                "{path} {why} ({errno}): {} tried {} times in {}",
+                actor.display,
+                occurrences_text(count),
+                secs(self.config.exec_window)
+            ),
+        )
+        .evidence(
+            "kernel: syscalls:sys_exit_execve",
+            format!("{}: {} returned {errno}; last caller {caller}", failed.syscall, path),
+        )
+        .evidence("caller", actor.display.to_string());
+        finding = finding.remediation(match failed.errno {
+            libc::ENOENT => format!(
+                "Install {path} where the caller expects it (check the installer's asset cache and the runtime bundle), or fix the caller's configuration."
+            ),
+            _ => format!("Fix the file mode or format of {path}."),
+        });
+        Some(finding)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{
+        detectors::loops::test_support::*,
+        events::{Event, ExecFailed, ExitStatus},
+    };
+
+    #[test]
+    fn exec_failures_repeat_into_a_finding_naming_the_binary() {
+        let mut h = Harness::new();
+        let failed = |tgid| {
+            Event::ExecFailed(ExecFailed {
+                task: task(tgid, "nodeup"),
+                filename: "/usr/local/bin/crictl".into(),
+                filename_truncated: false,
+                errno: libc::ENOENT,
+                syscall: "execve",
+            })
+        };
+        let gone = |tgid| exit(tgid, ExitStatus::Exited { code: 127 });
+        assert!(h.feed(failed(1), &host(), 0).is_empty());
+        assert!(h.feed(gone(1), &host(), 0).is_empty());
+        assert!(h.feed(failed(2), &host(), 30).is_empty());
+        assert!(h.feed(gone(2), &host(), 30).is_empty());
+        assert!(h.feed(failed(3), &host(), 60).is_empty(), "counted once the process is gone");
+        let findings = h.feed(gone(3), &host(), 60);
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].subject, "/usr/local/bin/crictl");
+        assert!(findings[0].title.contains("does not exist (ENOENT)"), "{}", findings[0].title);
+        // Outside the window they do not add up.
+        let mut h = Harness::new();
+        for (i, at) in [0u64, 400, 800].into_iter().enumerate() {
+            assert!(h.feed(failed(i as u32), &host(), at).is_empty());
+            assert!(h.feed(gone(i as u32), &host(), at).is_empty());
+        }
+    }
+
+    #[test]
+    fn path_search_misses_are_not_failures() {
+        // execvp("crictl") tries /usr/local/sbin/crictl, then finds /usr/bin/crictl: every run.
+        let mut h = Harness::new();
+        for tgid in 0..10u32 {
+            let miss = Event::ExecFailed(ExecFailed {
+                task: task(tgid, "cron"),
+                filename: "/usr/local/sbin/crictl".into(),
+                filename_truncated: false,
+                errno: libc::ENOENT,
+                syscall: "execve",
+            });
+            assert!(h.feed(miss, &host(), tgid as u64).is_empty());
+            assert!(h.feed(exec(tgid, "/usr/bin/crictl"), &host(), tgid as u64).is_empty());
+            assert!(h.feed(exit(tgid, ExitStatus::Exited { code: 0 }), &host(), tgid as u64).is_empty());
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! Restart loops: the same container of the same pod re-created (a new container instance),
+//! or the same host service binary re-exec'd after failing, N times within a window. Each run
+//! keeps its exit (code, or signal and who sent it, or the OOM killer), its lifetime, the
+//! runtime socket it connected to and any OOM kill inside it; the finding names what most runs
+//! died of and the audit's findings that explain it. It does not follow every host process:
+//! outside containers and units only the node's own daemons are runs, and a host binary's
+//! successful runs do not count.
+
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
+
+use super::{
+    LoopDetector, is_node_daemon,
+    window::{Reported, TruncateFront as _, secs},
+};
+use crate::{
+    detectors::{
+        Actor, ActorKind, AuditContext,
+        kills::{Death, DeathCause},
+    },
+    events::OomKill,
+    findings::{Finding, Rule, Severity},
+};
+
+pub const CONTAINER_RESTART_LOOP: Rule = Rule {
+    id: "container-restart-loop",
+    severity: Severity::Warning,
+    title: "A container is re-created again and again",
+    description: "The same container of the same pod was re-created several times within the window; each run's exit and lifetime are the evidence.",
+};
+
+pub const STATIC_POD_RESTART_LOOP: Rule = Rule {
+    id: "static-pod-restart-loop",
+    severity: Severity::Critical,
+    title: "A control-plane static pod is re-created again and again",
+    description: "A static pod's container (kube-apiserver, etcd, controller-manager, scheduler, kube-proxy...) keeps being re-created: the control plane on this node is down or flapping.",
+};
+
+pub const HOST_SERVICE_RESTART_LOOP: Rule = Rule {
+    id: "host-service-restart-loop",
+    severity: Severity::Warning,
+    title: "A host service keeps failing and being restarted",
+    description: "The same host binary was run and failed several times within the window (a systemd Restart= loop or an installer retrying).",
+};
+
+#[derive(Clone, Debug)]
+struct Run {
+    tgid: u32,
+    exec: String,
+    ended: Option<(Instant, Death)>,
+    connected_to: Option<String>,
+    /// An OOM kill inside the container during this run (the victim need not be its init:
+    /// a shell whose child was OOM-killed exits 137 by itself).
+    oom_inside: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct RunHistory {
+    last_instance: String,
+    runs: VecDeque<Run>,
+    reported: Reported,
+}
+
+impl LoopDetector {
+    fn run_key(actor: &Actor, filename: &str) -> String {
+        match actor.kind {
+            ActorKind::Container => actor.key.to_string(),
+            ActorKind::HostService | ActorKind::HostProcess => {
+                format!("{}|{filename}", actor.key)
+            }
+        }
+    }
+
+    pub(super) fn start_run(&mut self, tgid: u32, filename: &str, actor: &Actor) {
+        // Outside containers and units, only the node's own daemons are followed: a script's
+        // `grep` that exits 1 every minute is no restart loop.
+        if actor.kind == ActorKind::HostProcess && !is_node_daemon(filename) {
+            return;
+        }
+        let key = Self::run_key(actor, filename);
+        let history = self.histories.entry(&key);
+        if actor.kind == ActorKind::Container {
+            // A container's run starts with the first exec in a new container instance.
+            if *history.last_instance == *actor.instance {
+                return;
+            }
+            history.last_instance = actor.instance.to_string();
+        }
+        history.runs.push_back(Run { tgid, exec: filename.to_string(), ended: None, connected_to: None, oom_inside: None });
+        history.runs.truncate_front_to(16);
+        if self.running.len() >= self.config.max_tracked * 4 {
+            self.running.clear();
+        }
+        self.running.insert(tgid, key);
+    }
+
+    pub(super) fn note_connect(&mut self, tgid: u32, address: String) {
+        let Some(key) = self.running.get(&tgid) else {
+            return;
+        };
+        if let Some(history) = self.histories.get_mut(key)
+            && let Some(run) = history.runs.iter_mut().rev().find(|r| r.tgid == tgid) {
+                run.connected_to = Some(address);
+            }
+    }
+
+    /// An OOM kill inside a container: marks the container's current run.
+    pub(super) fn note_oom_inside(&mut self, oom: &OomKill, actor: &Actor) {
+        if let Some(history) = self.histories.get_mut(&actor.key)
+            && let Some(run) = history.runs.iter_mut().rev().find(|r| r.ended.is_none()) {
+                run.oom_inside = Some(format!("{} (pid {})", oom.task.comm, oom.task.tgid));
+            }
+    }
+
+    pub(super) fn end_run(&mut self, death: &Death, actor: &Actor, facts: &AuditContext, now: Instant) -> Option<Finding> {
+        let tgid = death.exit.task.tgid;
+        let key = self.running.remove(&tgid)?;
+        let config = self.config.clone();
+        let history = self.histories.get_mut(&key)?;
+        let run = history.runs.iter_mut().rev().find(|r| r.tgid == tgid && r.ended.is_none())?;
+        run.ended = Some((now, death.clone()));
+
+        let (threshold, window) = match actor.kind {
+            ActorKind::Container => (config.container_restarts, config.container_window),
+            _ => (config.host_failures, config.host_window),
+        };
+        let failed = |death: &Death| !matches!(death.cause, DeathCause::Exited { code: 0 });
+        // Containers: every re-creation counts (kubelet restarts completed ones too);
+        // host binaries: only failed runs (a periodic job that succeeds is no loop).
+        let is_recent = |r: &&Run| {
+            r.ended.as_ref().is_some_and(|(at, d)| {
+                now.duration_since(*at) <= window && (actor.kind == ActorKind::Container || failed(d))
+            })
+        };
+        // Counted first: every exit of a followed process gets here, few make a finding.
+        if history.runs.iter().filter(is_recent).count() < threshold || !history.reported.due(now, config.refresh) {
+            return None;
+        }
+        let recent: Vec<&Run> = history.runs.iter().filter(is_recent).collect();
+        Some(restart_finding(actor, &recent, window, facts))
+    }
+}
+
+fn restart_finding(actor: &Actor, runs: &[&Run], window: Duration, facts: &AuditContext) -> Finding {
+    let rule = match (actor.kind, actor.control_plane) {
+        (ActorKind::Container, true) => &STATIC_POD_RESTART_LOOP,
+        (ActorKind::Container, false) => &CONTAINER_RESTART_LOOP,
+        _ => &HOST_SERVICE_RESTART_LOOP,
+    };
+    let deaths: Vec<&Death> = runs.iter().filter_map(|r| r.ended.as_ref().map(|(_, d)| d)).collect();
+    let by = |label: &str| deaths.iter().filter(|d| d.cause.label() == label).count();
+    let ooms = runs
+        .iter()
+        .filter(|r| r.oom_inside.is_some() || r.ended.as_ref().is_some_and(|(_, d)| d.cause.label() == "oom"))
+        .count();
+    let kills = by("signal");
+    let runtime_kills = deaths
+        .iter()
+        .filter(|d| matches!(&d.cause, DeathCause::Killed { sender, .. } if sender.class.is_runtime_or_kubelet()))
+        .count();
+    let summary = if ooms * 2 > deaths.len() {
+        "most runs were killed by the OOM killer".to_string()
+    } else if runtime_kills * 2 > deaths.len() {
+        "most runs were killed by the kubelet or the container runtime, not by the OOM killer".to_string()
+    } else if kills * 2 > deaths.len() {
+        "most runs were killed by another process".to_string()
+    } else {
+        format!("last run {}", deaths.last().map(|d| d.cause.to_string()).unwrap_or_default())
+    };
+    // The finding's subject: the container (namespace/pod/container), the unit, or the binary's path.
+    let name = match actor.kind {
+        ActorKind::HostProcess => runs.last().map(|r| r.exec.clone()).unwrap_or_default(),
+        _ => actor.key.trim_start_matches("pod:").trim_start_matches("service:").to_string(),
+    };
+    let mut finding = Finding::new(
+        rule,
+        name,
+        format!("{} restarted {} times in {}: {summary}", actor.display, runs.len(), secs(window)),
+    );
+    for (i, run) in runs.iter().enumerate() {
+        let Some((_, death)) = &run.ended else {
+            continue;
+        };
+        let connected = run.connected_to.as_ref().map(|a| format!(", connected to {a}")).unwrap_or_default();
+        let oom = run.oom_inside.as_ref().map(|v| format!(", OOM killer killed {v} inside")).unwrap_or_default();
+        finding = finding.evidence(
+            format!(
+                "run {} (kernel: exec, exit{})",
+                i + 1,
+                if death.cause.label() == "oom" || run.oom_inside.is_some() { ", oom:mark_victim" } else { "" }
+            ),
+            format!(
+                "{} pid {}: lived {}{connected}{oom}, {} ({})",
+                run.exec,
+                run.tgid,
+                secs(death.exit.lifetime),
+                death.cause,
+                death.exit.status
+            ),
+        );
+    }
+    let quick_after_runtime = runs
+        .iter()
+        .filter(|r| r.connected_to.is_some() && r.ended.as_ref().is_some_and(|(_, d)| d.exit.lifetime < Duration::from_secs(5)))
+        .count();
+    let remediation = if ooms * 2 > deaths.len() {
+        for f in &facts.memory_findings {
+            finding = finding.evidence(format!("audit: {}", f.rule), f.title.clone());
+        }
+        "Memory: raise the container's memory limit or request, and reserve memory for the node's daemons (kubelet systemReserved/kubeReserved, evictionHard)."
+            .to_string()
+    } else if runtime_kills * 2 > deaths.len() {
+        for f in &facts.churn_findings {
+            finding = finding.evidence(format!("audit: {}", f.rule), f.title.clone());
+        }
+        "Sandbox churn: the kubelet or runtime keeps killing and re-creating the pod. Make the runtime's cgroup driver (SystemdCgroup) match kubelet's cgroupDriver and the sandbox image match kubelet's; check that containerd reads the config tables its version expects."
+            .to_string()
+    } else if quick_after_runtime * 2 > runs.len() {
+        "The process connects to the container runtime and exits within seconds: check that the runtime serves the CRI API version the client needs (runtime.v1) and the client's logs."
+            .to_string()
+    } else {
+        "The process fails by itself: read its logs for the error; the exit codes above are what the kernel recorded."
+            .to_string()
+    };
+    finding.remediation(remediation)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{
+        detectors::{
+            Actor, ActorKind,
+            loops::{EXEC_FAILURE_LOOP, test_support::*},
+        },
+        events::{Connect, Event, ExitStatus, Signal, SocketAddress},
+        findings::Finding,
+    };
+
+    fn pod(instance: &str) -> Actor {
+        Actor {
+            key: "pod:kube-system/kube-apiserver-node1/kube-apiserver".into(),
+            display: "kube-system/kube-apiserver-node1 (container kube-apiserver)".into(),
+            kind: ActorKind::Container,
+            instance: instance.into(),
+            control_plane: true,
+        }
+    }
+
+    fn kill_from(tgid: u32, sender: &str) -> Event {
+        Event::Signal(Box::new(Signal {
+            task: task(tgid, "x"),
+            signal: 9,
+            code: 0,
+            from_kernel: false,
+            group: true,
+            sender_pid: 50,
+            sender_tgid: 50,
+            sender_comm: sender.into(),
+            sender_cgroup_id: 1,
+            sender_memcg_id: 0,
+        }))
+    }
+
+    const KILLED: ExitStatus = ExitStatus::Signaled { signal: 9, core_dumped: false };
+
+    #[test]
+    fn static_pod_killed_by_runtime_points_at_sandbox_churn() {
+        let mut h = Harness::new();
+        let mut findings = Vec::new();
+        for run in 0..3u32 {
+            let tgid = 100 + run;
+            let at = run as u64 * 30;
+            let actor = pod(&format!("c{run}"));
+            findings = h.feed(exec(tgid, "/usr/local/bin/kube-apiserver"), &actor, at);
+            assert!(findings.is_empty());
+            h.feed(kill_from(tgid, "containerd-shim"), &actor, at + 5);
+            findings = h.feed(exit(tgid, KILLED), &actor, at + 5);
+            if run < 2 {
+                assert!(findings.is_empty(), "no finding before the third run");
+            }
+        }
+        assert_eq!(findings.len(), 1);
+        let f = &findings[0];
+        assert_eq!(f.rule, "static-pod-restart-loop");
+        assert_eq!(f.subject, "kube-system/kube-apiserver-node1/kube-apiserver");
+        assert!(f.title.contains("not by the OOM killer"), "{}", f.title);
+        assert!(f.remediation.contains("cgroup driver"), "{}", f.remediation);
+        assert_eq!(f.evidence.len(), 3);
+        assert!(f.evidence[0].detail.contains("SIGKILL from containerd-shim"), "{:?}", f.evidence[0]);
+    }
+
+    #[test]
+    fn a_child_oom_killed_inside_the_container_makes_the_run_an_oom_run() {
+        let mut h = Harness::new();
+        h.facts.memory_findings = vec![Finding::new(&EXEC_FAILURE_LOOP, "kubelet", "no systemReserved")];
+        let mut findings = Vec::new();
+        for run in 0..3u32 {
+            let actor = pod(&format!("c{run}"));
+            let (shell, tail) = (400 + run * 2, 401 + run * 2);
+            h.feed(exec(shell, "/bin/sh"), &actor, run as u64 * 20);
+            h.feed(exec(tail, "/bin/tail"), &actor, run as u64 * 20);
+            let oom = Event::OomKill(Box::new(crate::events::OomKill {
+                constraint: crate::events::OomConstraint::MemoryCgroup,
+                task: task(tail, "tail"),
+                trigger_pid: tail,
+                trigger_tgid: tail,
+                trigger_comm: "tail".into(),
+                trigger_cgroup_id: 5,
+                trigger_memcg_id: 0,
+                total_vm_pages: 1,
+                anon_rss_pages: 1,
+                file_rss_pages: 0,
+                shmem_rss_pages: 0,
+                oom_score_adj: 0,
+            }));
+            h.feed(oom, &actor, run as u64 * 20 + 1);
+            // The shell exits 137 by itself: exit code, not a signal.
+            findings = h.feed(exit(shell, ExitStatus::Exited { code: 137 }), &actor, run as u64 * 20 + 1);
+        }
+        assert_eq!(findings.len(), 1);
+        assert!(findings[0].title.contains("OOM killer"), "{}", findings[0].title);
+        assert!(findings[0].evidence[0].detail.contains("OOM killer killed tail"), "{:?}", findings[0].evidence[0]);
+        assert!(findings[0].remediation.starts_with("Memory"), "{}", findings[0].remediation);
+    }
+
+    #[test]
+    fn a_client_that_connects_to_the_runtime_and_dies_points_at_the_cri_api_version() {
+        // kruise-daemon on a v1alpha2-only runtime: connects (successfully), exits 255 at once.
+        let mut h = Harness::new();
+        let daemon_pod = Actor { control_plane: false, key: "pod:kruise-system/kruise-daemon-x/daemon".into(), ..pod("") };
+        let mut findings = Vec::new();
+        for run in 0..3u32 {
+            let actor = Actor { instance: format!("c{run}").into(), ..daemon_pod.clone() };
+            let tgid = 500 + run;
+            h.feed(exec(tgid, "/kruise-daemon"), &actor, run as u64 * 10);
+            let connect = Event::Connect(Connect {
+                task: task(tgid, "kruise-daemon"),
+                address: SocketAddress::Unix { path: "/hostvarrun/dockershim.sock".into(), is_abstract: false },
+                errno: 0,
+                asynchronous: false,
+            });
+            h.feed(connect, &actor, run as u64 * 10);
+            findings = h.feed(exit(tgid, ExitStatus::Exited { code: 255 }), &actor, run as u64 * 10);
+        }
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].rule, "container-restart-loop");
+        assert!(findings[0].evidence[0].detail.contains("connected to unix:/hostvarrun/dockershim.sock"), "{:?}", findings[0].evidence);
+        assert!(findings[0].remediation.contains("CRI API version"), "{}", findings[0].remediation);
+    }
+
+    #[test]
+    fn other_processes_in_the_same_container_do_not_count_as_runs() {
+        let mut h = Harness::new();
+        let actor = pod("c1");
+        h.feed(exec(1, "/pause"), &actor, 0);
+        for tgid in 2..20 {
+            h.feed(exec(tgid, "/bin/sh"), &actor, 1);
+            assert!(h.feed(exit(tgid, ExitStatus::Exited { code: 1 }), &actor, 1).is_empty());
+        }
+    }
+
+    #[test]
+    fn periodic_successful_host_jobs_are_not_loops_but_failing_ones_are() {
+        let mut h = Harness::new();
+        for i in 0..10u32 {
+            h.feed(exec(200 + i, "/usr/bin/true"), &host(), i as u64);
+            assert!(h.feed(exit(200 + i, ExitStatus::Exited { code: 0 }), &host(), i as u64).is_empty());
+        }
+        // A script's failing `grep` is not followed at all.
+        for i in 0..5u32 {
+            h.feed(exec(250 + i, "/usr/bin/grep"), &host(), 10 + i as u64);
+            assert!(h.feed(exit(250 + i, ExitStatus::Exited { code: 1 }), &host(), 10 + i as u64).is_empty());
+        }
+        let mut last = Vec::new();
+        for i in 0..3u32 {
+            h.feed(exec(300 + i, "/usr/local/bin/kubelet"), &host(), 20 + i as u64);
+            last = h.feed(exit(300 + i, ExitStatus::Exited { code: 1 }), &host(), 20 + i as u64);
+        }
+        assert_eq!(last.len(), 1);
+        assert_eq!(last[0].rule, "host-service-restart-loop");
+        assert!(last[0].remediation.contains("fails by itself"));
+    }
+}

@@ -1,0 +1,267 @@
+//! One read of the node: everything the audit judges and attribution needs of kubelet,
+//! collected in one pass from the host root (files, `/proc`) and the CRI sockets. Collecting
+//! never fails: what cannot be read is recorded as a problem, which the audit turns into a
+//! finding of its own.
+//!
+//! It reads and parses; it never judges (that is `audit`, which sees only a [`NodeSnapshot`]).
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use super::{
+    binaries::{self, Binary, Location, Process},
+    containerd_config::{self, ContainerdConfig, Release},
+    cri_facts::{self, CriFacts},
+    host_root::HostRoot,
+    k0s::{self, K0sImages},
+    kubelet::{self, Kubelet},
+    memory, runtimes,
+    static_pods::{self, ManifestError, StaticPod},
+};
+
+/// kubelet's `staticPodPath` when its configuration does not say (kubeadm's, and the default
+/// of most installers).
+pub const DEFAULT_STATIC_POD_PATH: &str = "/etc/kubernetes/manifests";
+
+/// How the snapshot gets its CRI answers.
+#[derive(Debug, Clone)]
+pub enum CriSource {
+    /// Ask the sockets under the host root, each call bounded by this timeout.
+    Live { timeout: Duration },
+    /// A recorded answer (tests, `check --cri-replay`).
+    Recorded(CriFacts),
+}
+
+/// How to read the node.
+#[derive(Debug, Clone)]
+pub struct SnapshotOptions {
+    pub cri: CriSource,
+    /// Time allowed for each `--version` of a runtime binary.
+    pub exec_timeout: Duration,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        Self { cri: CriSource::Live { timeout: Duration::from_millis(800) }, exec_timeout: Duration::from_millis(800) }
+    }
+}
+
+/// The containerd release and where it was learned.
+#[derive(Debug, Clone)]
+pub struct KnownRelease {
+    pub release: Release,
+    pub source: String,
+}
+
+/// The node as one read saw it.
+#[derive(Debug, Default)]
+pub struct NodeSnapshot {
+    /// The host root it was read from (`/`, or `/host` in the DaemonSet).
+    pub host_root: PathBuf,
+    pub processes: Option<Vec<Process>>,
+    pub kubelet: Kubelet,
+    pub containerd_config_path: PathBuf,
+    pub containerd_config: ContainerdConfig,
+    pub containerd_release: Option<KnownRelease>,
+    pub binaries: Vec<Binary>,
+    pub memory_total: Option<u64>,
+    pub memory_problem: Option<String>,
+    pub static_pods: Vec<StaticPod>,
+    pub manifest_problems: Vec<ManifestError>,
+    pub k0s: Option<K0sImages>,
+    /// Runtimes' systemd unit files present on the node.
+    pub units: Vec<PathBuf>,
+    pub cri: CriFacts,
+    /// Files whose change should re-read the node.
+    pub watched: Vec<PathBuf>,
+    /// How long the read took.
+    pub elapsed: Duration,
+}
+
+impl NodeSnapshot {
+    pub fn installed(&self, name: &str) -> Vec<&Binary> {
+        self.binaries.iter().filter(|b| b.name == name && b.location == Location::Path).collect()
+    }
+
+    /// The runtime socket kubelet uses, as a host path (`unix://` stripped).
+    pub fn kubelet_socket(&self) -> PathBuf {
+        PathBuf::from(endpoint_path(&self.kubelet_endpoint().value))
+    }
+
+    /// Kubelet's runtime endpoint; without one set, its default: dockershim before 1.24
+    /// (or with `--container-runtime=docker`), containerd's socket since.
+    pub fn kubelet_endpoint(&self) -> kubelet::Value {
+        let endpoint = self.kubelet.runtime_endpoint();
+        if endpoint.source.is_some() {
+            return endpoint;
+        }
+        let docker_flag = self.kubelet.flag("container-runtime").is_some_and(|f| f.value == "docker");
+        let old_kubelet = self.installed("kubelet").iter().find_map(|b| b.version()).and_then(|v| Release::parse(&v)).is_some_and(|r| r.major == 1 && r.minor < 24);
+        if docker_flag || old_kubelet {
+            return kubelet::Value { value: "unix:///var/run/dockershim.sock".into(), source: None };
+        }
+        endpoint
+    }
+
+    /// Whether the node looks like a Kubernetes node (kubelet configured, installed or bootstrapping).
+    pub fn expects_kubelet(&self) -> bool {
+        self.kubelet.is_configured()
+            || !self.installed("kubelet").is_empty()
+            || self.processes.as_ref().is_some_and(|ps| ps.iter().any(is_bootstrap_agent))
+    }
+
+    /// kubelet's runtime endpoint (as configured, else its default), on a Kubernetes node.
+    pub fn runtime_endpoint(&self) -> Option<String> {
+        self.expects_kubelet().then(|| self.kubelet_endpoint().value)
+    }
+
+    /// kubelet's static pod directory (host path), on a Kubernetes node.
+    pub fn static_pod_path(&self) -> Option<PathBuf> {
+        self.expects_kubelet().then(|| self.manifest_dir())
+    }
+
+    /// Where kubelet reads static pods from: its setting, else the default.
+    fn manifest_dir(&self) -> PathBuf {
+        self.kubelet.static_pod_path().map(|v| PathBuf::from(v.value)).unwrap_or_else(|| PathBuf::from(DEFAULT_STATIC_POD_PATH))
+    }
+
+    /// What attribution needs of kubelet's configuration (host paths, symlinks not resolved).
+    pub fn kubelet_hints(&self) -> KubeletHints {
+        KubeletHints {
+            static_pod_dir: self.static_pod_path(),
+            node_name: self.kubelet.hostname_override().map(|v| v.value.to_ascii_lowercase()),
+            runtime_socket: self.runtime_endpoint().map(|e| PathBuf::from(endpoint_path(&e))).filter(|p| p.is_absolute()),
+        }
+    }
+
+    /// The containerd release as `release (where it was learned)`.
+    pub fn containerd_release_text(&self) -> Option<String> {
+        self.containerd_release.as_ref().map(|r| format!("{} ({})", r.release, r.source))
+    }
+}
+
+/// What kubelet's configuration says that attribution needs, as host paths.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KubeletHints {
+    /// kubelet's `staticPodPath`.
+    pub static_pod_dir: Option<PathBuf>,
+    /// kubelet's `--hostname-override`, when set: static pods are named `<name>-<this>`.
+    pub node_name: Option<String>,
+    /// The runtime socket kubelet talks to (asked first); none for a TCP endpoint.
+    pub runtime_socket: Option<PathBuf>,
+}
+
+/// Node bootstrap agents: while one runs, kubelet is expected to come.
+pub fn is_bootstrap_agent(p: &Process) -> bool {
+    runtimes::INSTALLERS.contains(&p.name())
+}
+
+/// `unix:///run/x.sock` -> `/run/x.sock`.
+pub fn endpoint_path(endpoint: &str) -> &str {
+    endpoint.strip_prefix("unix://").unwrap_or(endpoint)
+}
+
+/// Reads the node: its files, then its CRI sockets (or the recorded answer).
+pub async fn collect(root: &HostRoot, options: &SnapshotOptions) -> NodeSnapshot {
+    let started = Instant::now();
+    let mut snapshot = collect_files(root, options.exec_timeout).await;
+    snapshot.cri = match &options.cri {
+        CriSource::Recorded(cri) => cri.clone(),
+        CriSource::Live { timeout } => cri_facts::ask(root, &candidate_sockets(&snapshot), *timeout).await,
+    };
+    snapshot.containerd_release = containerd_release(&snapshot);
+    snapshot.elapsed = started.elapsed();
+    snapshot
+}
+
+/// Reads the node's files (no sockets).
+async fn collect_files(root: &HostRoot, exec_timeout: Duration) -> NodeSnapshot {
+    let mut facts =
+        NodeSnapshot { host_root: root.root().to_path_buf(), processes: binaries::processes(root), ..Default::default() };
+    let procs = facts.processes.clone().unwrap_or_default();
+    facts.kubelet = Kubelet::load(root, &procs);
+    facts.watched.extend(facts.kubelet.sources.iter().cloned());
+
+    // containerd's config: the running containerd's --config, else k0s's, else the default.
+    let running_config = procs
+        .iter()
+        .filter(|p| p.name() == "containerd")
+        .find_map(|p| kubelet::parse_args(&p.argv[1..], "").into_iter().find(|f| f.name == "config" || f.name == "c"))
+        .map(|f| PathBuf::from(f.value));
+    let k0s_config = Path::new("/etc/k0s/containerd.toml");
+    facts.containerd_config_path = running_config.unwrap_or_else(|| {
+        if root.exists(k0s_config) { k0s_config.into() } else { PathBuf::from(containerd_config::DEFAULT_CONFIG) }
+    });
+    facts.containerd_config = ContainerdConfig::load(root, &facts.containerd_config_path);
+    facts.watched.push(facts.containerd_config_path.clone());
+    facts.watched.extend(facts.containerd_config.files.iter().skip(1).map(|f| f.path.clone()));
+
+    facts.binaries = binaries::find(root);
+    binaries::ask_versions(root, &mut facts.binaries, exec_timeout).await;
+    facts.watched.extend(facts.binaries.iter().filter(|b| b.location == Location::Path).map(|b| b.path.clone()));
+
+    match root.read_text(Path::new("/proc/meminfo")).map(|t| memory::parse_meminfo_total(&t)) {
+        Ok(Ok(total)) => facts.memory_total = Some(total),
+        Ok(Err(e)) => facts.memory_problem = Some(e.to_string()),
+        Err(e) => facts.memory_problem = Some(e.to_string()),
+    }
+
+    let (pods, problems) = static_pods::load_dir(root, &facts.manifest_dir());
+    facts.watched.extend(pods.iter().map(|p| p.path.clone()));
+    facts.static_pods = pods;
+    facts.manifest_problems = problems;
+
+    let k0s = Path::new(k0s::CONFIG);
+    match root.read_text(k0s) {
+        Ok(text) => match k0s::parse(k0s, &text) {
+            Ok(images) => facts.k0s = Some(images),
+            Err(p) => facts.manifest_problems.push(p),
+        },
+        Err(e) if e.is_not_found() => {}
+        Err(e) => facts.manifest_problems.push(e.into()),
+    }
+    facts.watched.push(k0s.into());
+
+    for dir in kubelet::UNIT_DIRS {
+        for unit in runtimes::RUNTIMES.iter().flat_map(|r| r.units) {
+            let path = Path::new(dir).join(unit);
+            if root.exists(&path) {
+                facts.units.push(path);
+            }
+        }
+    }
+    facts.watched.sort();
+    facts.watched.dedup();
+    facts
+}
+
+/// The sockets worth asking: kubelet's, containerd's `[grpc] address`, and every runtime's.
+fn candidate_sockets(facts: &NodeSnapshot) -> Vec<PathBuf> {
+    let mut out = vec![facts.kubelet_socket(), facts.containerd_config.grpc_address()];
+    out.extend(runtimes::cri_sockets().map(PathBuf::from));
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(p.clone()));
+    out
+}
+
+/// The containerd release: the CRI answer of a containerd socket, else the installed binary.
+fn containerd_release(facts: &NodeSnapshot) -> Option<KnownRelease> {
+    let from_cri = facts.cri.sockets.iter().find_map(|s| {
+        let r = s.runtime()?;
+        if r.runtime_name != "containerd" {
+            return None;
+        }
+        Some(KnownRelease {
+            release: Release::parse(&r.runtime_version)?,
+            source: format!("unix://{} (CRI Version: {} {})", s.endpoint.display(), r.runtime_name, r.runtime_version),
+        })
+    });
+    from_cri.or_else(|| {
+        facts.installed("containerd").into_iter().find_map(|b| {
+            let v = b.version()?;
+            Some(KnownRelease { release: Release::parse(&v)?, source: format!("{} --version: {v}", b.path.display()) })
+        })
+    })
+}
