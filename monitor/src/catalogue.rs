@@ -1,13 +1,14 @@
 //! The catalogue of every rule the monitor can raise, assembled here, at the crate's edge,
-//! where both rule sets are known (the audit's, then the detectors'): what
-//! `node-runtime-monitor rules` prints and docs/FINDINGS.md holds.
+//! where every rule set is known (the audit's, the detectors', the monitor's about itself):
+//! what `node-runtime-monitor rules` prints and docs/FINDINGS.md holds.
 
-use crate::{audit, detectors, findings::Rule};
+use crate::{audit, detectors, findings::Rule, health};
 
-/// Every rule with where it comes from (`audit` or `kernel events`), in report order.
+/// Every rule with where it comes from (`audit`, `kernel events`, `monitor`), in report order.
 pub fn rules() -> Vec<(Rule, &'static str)> {
     let audit = audit::rules::RULES.iter().map(|r| (*r, "audit"));
-    audit.chain(detectors::rules().into_iter().map(|r| (r, "kernel events"))).collect()
+    let detectors = detectors::rules().into_iter().map(|r| (r, "kernel events"));
+    audit.chain(detectors).chain([(health::previous_run::MONITOR_RESTARTED, "monitor")]).collect()
 }
 
 /// The catalogue as a Markdown table.

@@ -28,7 +28,7 @@ use crate::{
     detectors::{Detectors, loops::LoopConfig, metrics::DetectorMetrics},
     exporters::http::{self, AppState},
     findings::{self, Origin, store::FindingStore},
-    health::SourceHealth,
+    health::{SourceHealth, previous_run::PreviousRun},
     node::{
         self,
         host_root::HostRoot,
@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// Root of the node's filesystem (a DaemonSet mounts the host at e.g. /host).
     #[arg(long, env = "NRM_HOST_ROOT", default_value = "/")]
     pub host_root: PathBuf,
+    /// The monitor's own state directory (writable; an emptyDir in the DaemonSet): how its
+    /// previous run ended, to report restarts and an OOM kill of the monitor itself.
+    #[arg(long, env = "NRM_STATE_DIR", default_value = "/run/node-runtime-monitor")]
+    pub state_dir: PathBuf,
     /// Log format: text or json. The level comes from NRM_LOG (e.g. `info`, `monitor=debug`).
     #[arg(long, env = "NRM_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
@@ -161,6 +165,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let detector_metrics = DetectorMetrics::new(&mut registry);
     let probes_up = Arc::new(AtomicUsize::new(0));
     let sources = SourceHealth::new(&mut registry);
+    // How the previous run ended (restarts, an OOM kill of the monitor), before anything else.
+    let (own_cgroup, parent_cgroup) = node::cgroupfs::own_oom_kills(&node::cgroupfs::Mounts::discover());
+    let previous_run = PreviousRun::record_start(&args.state_dir, own_cgroup, parent_cgroup);
+    previous_run.register(&mut registry);
+    if let Some(finding) = previous_run.finding() {
+        findings.record(Origin::Monitor, finding, std::time::SystemTime::now());
+    }
 
     // Probes: a failure here leaves the daemon running degraded (metrics, audit, health).
     let mut probes = match Probes::load(&args.probe_options()) {
@@ -206,13 +217,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // attribution takes kubelet's hints from it.
     let interval = std::time::Duration::from_secs(args.audit_interval_seconds.max(1));
     let node =
-        node::watch::spawn(HostRoot::new(&args.host_root), SnapshotOptions::default(), interval, sources, shutdown_rx.clone());
+        node::watch::spawn(HostRoot::new(&args.host_root), SnapshotOptions::default(), interval, shutdown_rx.clone());
+    let sources_task = sources.follow_node(node.snapshots.clone());
     let (audit_reports, audit_task) = audit::spawn(node.snapshots, findings.clone(), AuditMetrics::new(&mut registry));
 
     let (attributed_rx, attribution_task) =
         attribution::spawn(attribution_config(&args, node.kubelet), events_rx, &mut registry);
     let pipeline = Pipeline::new(Detectors::new(args.loop_config()), audit_reports, findings.clone(), detector_metrics, args.log_events);
-    for task in [node.task, audit_task, attribution_task] {
+    for task in [node.task, audit_task, attribution_task, sources_task] {
         tasks.spawn(async move {
             let _ = task.await;
         });
@@ -220,6 +232,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tasks.spawn(pipeline.run(attributed_rx));
     let quiet = std::time::Duration::from_secs(args.finding_quiet_seconds.max(1));
     tasks.spawn(findings.clone().close_quiet(Origin::Detectors, quiet, shutdown_rx.clone()));
+    tasks.spawn(findings.clone().close_quiet(Origin::Monitor, quiet, shutdown_rx.clone()));
 
     let registry = Arc::new(registry);
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -240,6 +253,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         warn!("some tasks did not stop within 5s");
     }
     drop(probes);
+    previous_run.record_clean_stop();
     info!("stopped");
     Ok(())
 }

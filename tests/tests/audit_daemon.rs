@@ -7,7 +7,6 @@ use std::{path::PathBuf, time::Duration};
 use monitor::{
     audit::{self, AuditMetrics},
     findings::{self, store::FindingStore},
-    health::SourceHealth,
     node::{
         cri_facts::CriFacts,
         host_root::HostRoot,
@@ -32,7 +31,7 @@ async fn fixing_a_watched_file_closes_the_finding_and_its_series() {
     findings::metrics::register(&mut registry, &store);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     // What the daemon does: the node reader's snapshots go to the audit stage.
-    let node = watch::spawn(HostRoot::new(&root), options, Duration::from_secs(3600), SourceHealth::unregistered(), shutdown);
+    let node = watch::spawn(HostRoot::new(&root), options, Duration::from_secs(3600), shutdown);
     let (mut reports, audit_task) = audit::spawn(node.snapshots, store.clone(), metrics);
     // Reports seen by polling (a watch channel keeps only the latest, so at most as many as ran).
     let mut seen_reports = 0u32;

@@ -43,6 +43,8 @@ pub enum Origin {
     Audit,
     /// The detectors of kernel events: their findings close after a quiet period.
     Detectors,
+    /// The monitor about itself (its previous run): closes after a quiet period.
+    Monitor,
 }
 
 impl Origin {
@@ -51,6 +53,7 @@ impl Origin {
         match self {
             Origin::Audit => "audit",
             Origin::Detectors => "detectors",
+            Origin::Monitor => "monitor",
         }
     }
 }

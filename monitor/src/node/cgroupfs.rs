@@ -58,6 +58,53 @@ impl Mounts {
     }
 }
 
+/// A memory cgroup and the kernel's count of OOM kills in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OomKillCount {
+    /// Its path in the hierarchy (`/kubepods/burstable/pod.../<id>`, `/system.slice/x.service`).
+    pub cgroup: String,
+    /// `oom_kill` of `memory.events` (v2: this cgroup and its descendants) or of
+    /// `memory.oom_control` (v1: this cgroup's own).
+    pub oom_kills: u64,
+}
+
+/// The OOM kill counts of this process's memory cgroup and of its parent (a container's pod),
+/// from `/proc/self/cgroup` and the hierarchies in `mounts`. `None` where the memory
+/// controller or the cgroup cannot be read (a cgroup namespace hides the path, no memory
+/// controller on the unified hierarchy).
+pub fn own_oom_kills(mounts: &Mounts) -> (Option<OomKillCount>, Option<OomKillCount>) {
+    let Ok(text) = fs::read_to_string("/proc/self/cgroup") else { return (None, None) };
+    let Some((mount, path)) = memory_cgroup_of(mounts, &text) else { return (None, None) };
+    let count = |path: &str| {
+        let dir = mount.join(path.trim_start_matches('/'));
+        oom_kills_in(&dir).map(|oom_kills| OomKillCount { cgroup: path.to_string(), oom_kills })
+    };
+    let parent = Path::new(&path).parent().map(|p| p.to_string_lossy().into_owned()).filter(|p| p != "/");
+    (count(&path), parent.as_deref().and_then(count))
+}
+
+/// Where this process's memory cgroup is, from `/proc/self/cgroup` text: the v1 `memory`
+/// line when memory is on v1, else the unified (`0::`) line.
+fn memory_cgroup_of(mounts: &Mounts, proc_self_cgroup: &str) -> Option<(PathBuf, String)> {
+    let line = |want: &dyn Fn(&str) -> bool| {
+        proc_self_cgroup.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            want(controllers).then(|| path.to_string())
+        })
+    };
+    match &mounts.memory_v1 {
+        Some(v1) => Some((v1.clone(), line(&|c| c.split(',').any(|c| c == "memory"))?)),
+        None => Some((mounts.v2.clone()?, line(&|c| c.is_empty())?)),
+    }
+}
+
+/// The `oom_kill` count of a memory cgroup directory (v2 `memory.events`, v1 `memory.oom_control`).
+pub fn oom_kills_in(dir: &Path) -> Option<u64> {
+    let text = fs::read_to_string(dir.join("memory.events")).or_else(|_| fs::read_to_string(dir.join("memory.oom_control"))).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok())
+}
+
 /// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
 fn unescape_mount(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -185,6 +232,23 @@ impl CgroupIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_memory_cgroup_on_v1_and_v2() {
+        let hybrid = Mounts { v2: Some("/sys/fs/cgroup/unified".into()), memory_v1: Some("/sys/fs/cgroup/memory".into()) };
+        let text = "12:memory:/system.slice/nrm.service\n1:name=systemd:/system.slice/nrm.service\n0::/system.slice/nrm.service\n";
+        assert_eq!(
+            memory_cgroup_of(&hybrid, text),
+            Some((PathBuf::from("/sys/fs/cgroup/memory"), "/system.slice/nrm.service".to_string()))
+        );
+        let v2 = Mounts { v2: Some("/sys/fs/cgroup".into()), memory_v1: None };
+        let text = "0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-ab.scope\n";
+        assert_eq!(
+            memory_cgroup_of(&v2, text).map(|(_, p)| p).as_deref(),
+            Some("/kubepods.slice/kubepods-pod1.slice/cri-containerd-ab.scope")
+        );
+        assert_eq!(memory_cgroup_of(&Mounts::default(), text), None);
+    }
 
     #[test]
     fn mounts_of_a_hybrid_and_a_v2_node() {

@@ -1,8 +1,7 @@
 //! The node, kept current: a task reads a [`NodeSnapshot`] now, then again every interval and
 //! whenever a file the last read looked at changes (an mtime poll every [`POLL`]: portable, no
 //! inotify), and publishes each on a watch channel, with kubelet's hints on another (sent only
-//! when they change). The audit judges each snapshot; attribution takes kubelet's hints. It
-//! also reports whether the node's CRI sockets and kubelet are there (`source_up`).
+//! when they change). The audit judges each snapshot; attribution takes kubelet's hints.
 
 use std::{
     collections::HashMap,
@@ -18,7 +17,6 @@ use super::{
     host_root::HostRoot,
     snapshot::{self, KubeletHints, NodeSnapshot, SnapshotOptions},
 };
-use crate::health::SourceHealth;
 
 /// How often the files a snapshot read are polled for changes.
 pub const POLL: Duration = Duration::from_secs(2);
@@ -67,7 +65,6 @@ pub fn spawn(
     root: HostRoot,
     options: SnapshotOptions,
     interval: Duration,
-    sources: SourceHealth,
     mut shutdown: watch::Receiver<bool>,
 ) -> NodeWatch {
     let (tx, snapshots) = watch::channel(None);
@@ -82,9 +79,6 @@ pub fn spawn(
             let started = SystemTime::now();
             let snapshot = Arc::new(snapshot::collect(&root, &options).await);
             info!(elapsed_ms = snapshot.elapsed.as_millis() as u64, watched = snapshot.watched.len(), "node configuration read");
-            let cri = snapshot.cri.sockets.iter().any(|s| s.answers());
-            sources.set("cri", cri, "no CRI socket answers: events are attributed from cgroup paths and kubelet's files only");
-            sources.set("kubelet", snapshot.runtime_endpoint().is_some(), "no kubelet configured on this node");
             let seen = mtimes(&root, &snapshot.watched);
             let changed_while_read = !reread && seen.values().flatten().any(|t| *t >= started);
             reread = changed_while_read;

@@ -1,7 +1,6 @@
-//! The monitor's own health, as the stages report it: whether each source of node context is
-//! available (`source_up{source}`: tracefs and kernel BTF from the probes, a CRI socket that
-//! answers and a configured kubelet from the node reader). A change is logged once. Any stage
-//! may report here; nothing here reads the node or judges it.
+//! Whether each source of node context is available (`source_up{source}`: tracefs and kernel
+//! BTF from the probes, a CRI socket that answers and a configured kubelet from the node
+//! reader). A change is logged once. Any stage may report here.
 
 use std::{
     collections::HashMap,
@@ -13,7 +12,10 @@ use prometheus_client::{
     metrics::{family::Family, gauge::Gauge},
     registry::Registry,
 };
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
+
+use crate::node::watch::Snapshots;
 
 /// Whether each source of node context is available.
 #[derive(Clone, Debug)]
@@ -38,9 +40,22 @@ impl SourceHealth {
         Self { up, last: Default::default() }
     }
 
-    /// Not in any registry (tests, `check`).
-    pub fn unregistered() -> Self {
-        Self { up: Family::default(), last: Default::default() }
+    /// Follows the node reader's snapshots: is there a CRI socket that answers, a kubelet.
+    pub fn follow_node(&self, mut snapshots: Snapshots) -> JoinHandle<()> {
+        let sources = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let snapshot = snapshots.borrow_and_update().clone();
+                if let Some(snapshot) = snapshot {
+                    let cri = snapshot.cri.sockets.iter().any(|s| s.answers());
+                    sources.set("cri", cri, "no CRI socket answers: events are attributed from cgroup paths and kubelet's files only");
+                    sources.set("kubelet", snapshot.runtime_endpoint().is_some(), "no kubelet configured on this node");
+                }
+                if snapshots.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
     }
 
     /// Records whether `source` is available; `consequence` says what its absence costs.
