@@ -58,7 +58,7 @@ enum Command {
         seed: bool,
         target: Option<String>,
     },
-    #[command(about = "Render deploy/prometheusrule.yaml from dashboards/prometheus-rules.yaml")] Package,
+    #[command(about = "Render deploy/overlays/prometheus-operator/prometheusrule.yaml from dashboards/prometheus-rules.yaml")] Package,
     Bench(bench::Args),
 }
 

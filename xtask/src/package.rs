@@ -1,13 +1,14 @@
 //! `package`: renders the Kubernetes manifests that are derived from other files. Now one:
-//! `deploy/prometheusrule.yaml`, the Prometheus Operator's PrometheusRule holding exactly the
-//! groups of `dashboards/prometheus-rules.yaml` (the plain rule file that `promtool` tests and
-//! Prometheus loads with `rule_files:`). The file's text is embedded under `spec:` as it is, so
-//! the two cannot drift; a test keeps the committed manifest equal to the rendering.
+//! `deploy/overlays/prometheus-operator/prometheusrule.yaml`, the Prometheus Operator's
+//! PrometheusRule holding exactly the groups of `dashboards/prometheus-rules.yaml` (the plain
+//! rule file that `promtool` tests and Prometheus loads with `rule_files:`). The file's text is
+//! embedded under `spec:` as it is, so the two cannot drift; a test keeps the committed
+//! manifest equal to the rendering.
 
 use anyhow::Context as _;
 
 pub const RULES: &str = "dashboards/prometheus-rules.yaml";
-pub const MANIFEST: &str = "deploy/prometheusrule.yaml";
+pub const MANIFEST: &str = "deploy/overlays/prometheus-operator/prometheusrule.yaml";
 
 /// The PrometheusRule for `rules` (the plain rule file's text).
 pub fn render(rules: &str) -> String {
