@@ -190,6 +190,42 @@ impl Containerd {
             .status
     }
 
+    /// The pid of container `id`'s process on the host (ContainerStatus's verbose info), once
+    /// its task exists.
+    pub fn container_pid(&self, id: &str) -> Option<u32> {
+        let mut client = self.cri();
+        let answer = self
+            .block_on(client.container_status(cri::ContainerStatusRequest { container_id: id.to_string(), verbose: true }))
+            .ok()?
+            .into_inner();
+        let info: serde_json::Value = serde_json::from_str(answer.info.get("info")?).ok()?;
+        info["pid"].as_u64().filter(|pid| *pid > 0).and_then(|pid| u32::try_from(pid).ok())
+    }
+
+    /// Waits (at most 10 s) until container `id`'s process has exec'd its command: its
+    /// `/proc/PID/comm` is `comm` (before, it is runc's `runc:[2:INIT]`). Returns the pid.
+    /// StartContainer returning says the task was started, not that the command runs yet.
+    pub fn wait_running(&self, id: &str, comm: &str) -> u32 {
+        let limit = Duration::from_secs(10);
+        let deadline = Instant::now() + limit;
+        let mut seen = None;
+        loop {
+            if let Some(pid) = self.container_pid(id) {
+                let now = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if now.trim_end() == comm {
+                    return pid;
+                }
+                seen = Some((pid, now.trim_end().to_string()));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "container {id} does not run {comm} after {limit:?} (pid and comm: {seen:?}):\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits until container `id` exited; returns its exit code.
     pub fn wait_exit(&self, id: &str, limit: Duration) -> i32 {
         let deadline = Instant::now() + limit;

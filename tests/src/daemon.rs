@@ -1,10 +1,11 @@
-//! The daemon binary run for real, on a free loopback port.
+//! The daemon binary run for real, on a loopback port the kernel picks for it.
 
 use std::{
     io::{Read as _, Write as _},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -18,10 +19,10 @@ pub fn binary() -> PathBuf {
     bin
 }
 
-pub fn free_port() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    listener.local_addr().expect("local addr")
-}
+/// The message the daemon logs once it listens, with the address it got as a field.
+const SERVING: &str = "serving /metrics, /findings, /healthz";
+
+static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
 pub struct Daemon {
     pub child: Child,
@@ -36,30 +37,44 @@ impl Daemon {
     }
 
     /// Starts the daemon through `cmd` (e.g. a `setpriv` wrapper whose last argument is the binary).
+    ///
+    /// The daemon listens on `127.0.0.1:0` and its address is read from its log: no port is
+    /// chosen here and released for it, so none can be taken by another test in between.
     pub fn start_with(mut cmd: Command, args: &[&str]) -> Self {
-        let address = free_port();
-        let log = std::env::temp_dir().join(format!("nrm-daemon-{}-{}.log", std::process::id(), address.port()));
+        let log = std::env::temp_dir().join(format!(
+            "nrm-daemon-{}-{}.log",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        ));
         let log_file = std::fs::File::create(&log).expect("daemon log");
         let child = cmd
             .arg("run")
             .arg("--listen")
-            .arg(address.to_string())
+            .arg("127.0.0.1:0")
             .args(args)
             .env("NRM_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
             .expect("start daemon");
-        let mut daemon = Self { child, address, log };
+        let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut daemon = Self { child, address: unbound, log };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while daemon.get("/healthz").is_none() {
+        loop {
+            if daemon.address == unbound
+                && let Some(address) = serving_address(&daemon.log_text())
+            {
+                daemon.address = address;
+            }
+            if daemon.address != unbound && daemon.get("/healthz").is_some() {
+                return daemon;
+            }
             if let Ok(Some(status)) = daemon.child.try_wait() {
                 panic!("daemon exited early ({status}); log:\n{}", daemon.log_text());
             }
             assert!(Instant::now() < deadline, "daemon not serving after 30s; log:\n{}", daemon.log_text());
             std::thread::sleep(Duration::from_millis(50));
         }
-        daemon
     }
 
     pub fn log_text(&self) -> String {
@@ -119,15 +134,96 @@ pub fn findings(daemon: &Daemon) -> Vec<serde_json::Value> {
 
 /// Waits (bounded) until a finding of `rule` about `subject` is open; returns it.
 pub fn wait_for_finding(daemon: &Daemon, rule: &str, subject: &str, limit: Duration) -> serde_json::Value {
+    wait_for_finding_where(daemon, rule, subject, limit, |_| true)
+}
+
+/// Waits (bounded) until a finding of `rule` about `subject` is open and `pred` holds for it
+/// (e.g. it was refreshed: `count >= 2`); returns it. Panics with the open findings (the one
+/// about `subject` as it was last) when it never does.
+pub fn wait_for_finding_where(
+    daemon: &Daemon,
+    rule: &str,
+    subject: &str,
+    limit: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = Instant::now() + limit;
     loop {
         let open = findings(daemon);
-        if let Some(f) = open.iter().find(|f| f["rule"] == rule && f["subject"] == subject) {
+        if let Some(f) = open.iter().find(|f| f["rule"] == rule && f["subject"] == subject && pred(f)) {
             return f.clone();
         }
-        assert!(Instant::now() < deadline, "no {rule} finding about {subject} after {limit:?}; open: {open:#?}\nlog:\n{}", daemon.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no {rule} finding about {subject} as expected after {limit:?}; open: {open:#?}\nlog:\n{}",
+            daemon.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Waits (bounded) until the sample `name{labels}` (as [`metric_value`] finds it) is served and
+/// `pred` holds for its value; returns the value. A series not served yet never satisfies.
+/// Panics with the last scrape when it never does.
+pub fn wait_for_metric(daemon: &Daemon, name: &str, labels: &[&str], pred: impl Fn(f64) -> bool, limit: Duration) -> f64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let metrics = daemon.get("/metrics").unwrap_or_default();
+        let value = metric_value(&metrics, name, labels);
+        if let Some(value) = value
+            && pred(value)
+        {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}{{{}}} is {value:?}, not as expected after {limit:?}:\n{metrics}\nlog:\n{}",
+            labels.join(","),
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits (bounded) until the daemon's log contains `needle`; returns the log.
+pub fn wait_for_log(daemon: &Daemon, needle: &str, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let log = daemon.log_text();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(Instant::now() < deadline, "the log has no {needle:?} after {limit:?}:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The address in the daemon's `serving ...` log line (`address=127.0.0.1:PORT` in the text
+/// format, its terminal colours or not; `"address":"..."` in JSON).
+fn serving_address(log: &str) -> Option<SocketAddr> {
+    let line = strip_ansi(log.lines().find(|l| l.contains(SERVING))?);
+    let (_, rest) = line.split_once("address=").or_else(|| line.split_once("\"address\":\""))?;
+    rest.split(|c: char| c.is_whitespace() || c == '"' || c == ',').next()?.parse().ok()
+}
+
+/// `text` without terminal escape sequences (`ESC [ ... letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A minimal HTTP/1.1 GET (no client library needed for loopback tests).
@@ -167,4 +263,20 @@ pub fn metric_value(metrics: &str, name: &str, labels_contain: &[&str]) -> Optio
         }
         value.parse().ok()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_address_the_daemon_got_from_its_log() {
+        let coloured = "\u{1b}[2m2026-12-01T21:41:52.223668Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m \u{1b}[2mmonitor::daemon\u{1b}[0m\u{1b}[2m:\u{1b}[0m serving /metrics, /findings, /healthz \u{1b}[3maddress\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:39715\n";
+        assert_eq!(serving_address(coloured), Some("127.0.0.1:39715".parse().unwrap()));
+        let plain = "2026-12-01T21:41:52Z  INFO monitor::daemon: starting\n2026-12-01T21:41:52Z  INFO monitor::daemon: serving /metrics, /findings, /healthz address=127.0.0.1:8080\n";
+        assert_eq!(serving_address(plain), Some("127.0.0.1:8080".parse().unwrap()));
+        let json = r#"{"timestamp":"x","level":"INFO","fields":{"message":"serving /metrics, /findings, /healthz","address":"127.0.0.1:9"},"target":"monitor::daemon"}"#;
+        assert_eq!(serving_address(json), Some("127.0.0.1:9".parse().unwrap()));
+        assert_eq!(serving_address("INFO monitor::daemon: starting\n"), None);
+    }
 }

@@ -6,14 +6,17 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
-use crate::daemon::{free_port, http_get};
+use crate::daemon::http_get;
 
 pub const BINARY: &str = "/usr/bin/prometheus";
+
+static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
 pub struct Prometheus {
     pub child: Child,
@@ -24,9 +27,16 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus scraping `targets` (job `job`) every second, evaluating `rule_files`
     /// every second, with its storage in a temporary directory; waits until it is ready.
+    ///
+    /// It listens on `127.0.0.1:0` and its address is read from its log (`msg="Listening on"
+    /// address=...`): no port is chosen here and released for it, so none can be taken by
+    /// another test in between.
     pub fn start(job: &str, targets: &[SocketAddr], rule_files: &[&Path]) -> Self {
-        let address = free_port();
-        let dir = std::env::temp_dir().join(format!("nrm-prometheus-{}-{}", std::process::id(), address.port()));
+        let dir = std::env::temp_dir().join(format!(
+            "nrm-prometheus-{}-{}",
+            std::process::id(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("data")).expect("prometheus dir");
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
@@ -43,15 +53,24 @@ impl Prometheus {
         let child = Command::new(BINARY)
             .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address={address}"))
+            .arg("--web.listen-address=127.0.0.1:0")
             .arg("--log.level=info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("start {BINARY} (Debian package prometheus): {e}"));
-        let mut prometheus = Self { child, address, dir };
+        let unbound = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut prometheus = Self { child, address: unbound, dir };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while http_get(address, "/-/ready").is_none_or(|(status, _)| status != 200) {
+        loop {
+            if prometheus.address == unbound
+                && let Some(address) = listening_address(&prometheus.log_text())
+            {
+                prometheus.address = address;
+            }
+            if prometheus.address != unbound && http_get(prometheus.address, "/-/ready").is_some_and(|(status, _)| status == 200) {
+                break;
+            }
             if let Ok(Some(status)) = prometheus.child.try_wait() {
                 panic!("prometheus exited ({status}); log:\n{}", prometheus.log_text());
             }
@@ -128,6 +147,14 @@ impl Drop for Prometheus {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The address in Prometheus's `msg="Listening on" address=127.0.0.1:PORT` log line (the web
+/// listener's real address; the `Start listening` line before it names the configured one).
+fn listening_address(log: &str) -> Option<SocketAddr> {
+    let line = log.lines().find(|l| l.contains("msg=\"Listening on\""))?;
+    let (_, rest) = line.split_once(" address=")?;
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 /// Percent-encoding of a query parameter (RFC 3986 unreserved characters kept).
@@ -207,4 +234,18 @@ pub fn families(scrape: &str) -> BTreeMap<String, Entry> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_address_prometheus_got_from_its_log() {
+        // Prometheus 2.42's lines, as it logs them with `--web.listen-address=127.0.0.1:0`.
+        let log = "ts=2026-12-01T21:41:41.991Z caller=web.go:503 level=info component=web msg=\"Start listening for connections\" address=127.0.0.1:0\n\
+                   ts=2026-12-01T21:41:41.992Z caller=tls_config.go:232 level=info component=web msg=\"Listening on\" address=127.0.0.1:32973\n";
+        assert_eq!(listening_address(log), Some("127.0.0.1:32973".parse().unwrap()));
+        assert_eq!(listening_address(log.lines().next().unwrap()), None);
+    }
 }

@@ -10,6 +10,7 @@ use std::{
     collections::HashMap,
     fs,
     os::unix::fs::MetadataExt as _,
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -129,11 +130,14 @@ fn every_container_event_names_its_pod_and_container() {
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-web\n  namespace: kube-system\nspec:\n  containers:\n  - name: web\n    image: nrm.local/busybox:1\n",
     )
     .expect("write manifest");
+    // The node's files are read inside the host root: containerd's directory stands in for it
+    // (its socket and the manifests as host paths; no kubelet log directories there).
+    assert_eq!(containerd.socket, containerd.dir.join("containerd.sock"));
     let pipeline = Pipeline::start(AttributionConfig {
-        cri_sockets: vec![containerd.socket.clone()],
-        static_pod_dir: Some(manifests.clone()),
+        cri_sockets: vec![PathBuf::from("/containerd.sock")],
+        static_pod_dir: Some(PathBuf::from("/manifests")),
         node_name: Some("node1".into()),
-        host_root: containerd.dir.join("no-host-files"),
+        host_root: containerd.dir.clone(),
         ..AttributionConfig::default()
     });
 
@@ -144,9 +148,10 @@ fn every_container_event_names_its_pod_and_container() {
     let mut by_memcg: HashMap<u64, Expected> = HashMap::new();
     let mut record = |id: &str, pod: &PodSpec, container: &str, expected: &mut HashMap<String, Expected>| {
         let want = Expected { namespace: pod.namespace.clone(), pod: pod.name.clone(), container: container.into(), static_pod: pod.static_source };
-        if let Some(ino) = memcg_inode(pod, id) {
-            by_memcg.insert(ino, want.clone());
-        }
+        // Every container's events are checked by its memory cgroup: a cgroup not found here
+        // (gone already) would leave its events unchecked, so it must be found.
+        let ino = memcg_inode(pod, id).unwrap_or_else(|| panic!("no memory cgroup for {container} ({id}) of {}", pod.name));
+        by_memcg.insert(ino, want.clone());
         expected.insert(id.to_string(), want);
     };
 
@@ -174,10 +179,12 @@ fn every_container_event_names_its_pod_and_container() {
     record(&crash_sandbox, &crash_pod, "POD", &mut expected);
     let mut crash_ids = Vec::new();
     for attempt in 0..4 {
-        let mut spec = ContainerSpec::new("crasher", &["/bin/sh", "-c", "/bin/missing-binary; sleep 0.2; exit 3"]);
+        // A second before it exits: its cgroup (removed with the container's task) is read
+        // right after StartContainer returns.
+        let mut spec = ContainerSpec::new("crasher", &["/bin/sh", "-c", "/bin/missing-binary; sleep 1; exit 3"]);
         spec.attempt = attempt;
         let id = containerd.create_container(&crash_sandbox, &crash_pod, &spec);
-        // The cgroup exists from start; note it before the process can exit.
+        // The cgroup exists from start until the process exits; note it before then.
         let mut client = containerd.cri();
         containerd
             .block_on(client.start_container(k8s_cri::v1::StartContainerRequest { container_id: id.clone() }))
@@ -247,7 +254,8 @@ fn every_container_event_names_its_pod_and_container() {
     for a in static_execs {
         let pod = a.owner.pod().expect("pod");
         assert!(pod.static_pod, "{}", a.owner.display());
-        assert_eq!(pod.manifest.as_deref(), Some(manifests.join("static-web.yaml").as_path()));
+        // The manifest as the operator knows it: its host path.
+        assert_eq!(pod.manifest.as_deref(), Some(std::path::Path::new("/manifests/static-web.yaml")));
         assert_eq!((pod.namespace.as_str(), pod.name.as_str()), ("kube-system", "static-web-node1"));
     }
 

@@ -111,12 +111,14 @@ fn huge_and_unreadable_files_are_findings() {
     // A directory where a file should be: read fails even for root (chmod 000 does not stop root).
     std::fs::remove_file(node.root.join(KUBELET.trim_start_matches('/'))).expect("rm");
     std::fs::create_dir_all(node.root.join(KUBELET.trim_start_matches('/'))).expect("mkdir");
-    let started = std::time::Instant::now();
     let r = node.audit();
-    assert!(started.elapsed() < std::time::Duration::from_secs(1), "audit took {:?}", started.elapsed());
     let text = report::text(&r, false);
-    assert!(has(&r, "config-unreadable", CONTAINERD), "{text}");
-    assert!(text.contains("larger than 4194304 bytes"), "{text}");
+    // The huge file stopped at the size limit: read no further than it and not parsed (the
+    // file error says so), rather than timed, which would depend on the machine's load.
+    let huge = r.findings.iter().find(|f| f.rule == "config-unreadable" && f.subject == CONTAINERD).unwrap_or_else(|| panic!("{text}"));
+    let details: Vec<&str> = huge.evidence.iter().map(|e| e.detail.as_str()).collect();
+    assert_eq!(details, [format!("{CONTAINERD}: larger than 4194304 bytes, not parsed")], "{text}");
+    assert!(!has(&r, "config-unparsable", CONTAINERD), "{text}");
     assert!(has(&r, "config-unreadable", KUBELET), "{text}");
 }
 

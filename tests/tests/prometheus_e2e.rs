@@ -4,7 +4,8 @@
 //! - the node's monitor, on the Kubespray node tree of incident 4 (`--host-root`) with a real
 //!   containerd's CRI socket in it, one kernel program disabled (`--disable-probe`);
 //! - a second monitor with a 4 KiB ring buffer, which loses events in an exec burst;
-//! - a port nothing listens on (a monitor that is down).
+//! - a port nothing listens on (a monitor that is down): port 1, which no test can be given by
+//!   `bind(0)` (below 1024) and nothing on a test host serves.
 //!
 //! Real events: a static kube-apiserver pod OOM-killed in containerd, a pod container killed
 //! twice by runc (kubelet's StopContainer), a host memcg OOM kill, a SIGKILL, a binary that keeps
@@ -31,7 +32,7 @@ use std::{
 use monitor_tests::{
     cgroups::{TestCgroup, cgroup2_mount, spawn_in},
     containerd::{ContainerSpec, Containerd, PodSpec},
-    daemon::{Daemon, free_port},
+    daemon::Daemon,
     prometheus::{Prometheus, catalogue, encode, families},
 };
 use serde_json::Value;
@@ -168,7 +169,7 @@ fn dashboards_and_alerts_work_against_a_real_prometheus_scraping_the_daemon() {
     let empty_root = std::env::temp_dir().join(format!("nrm-prom-e2e-empty-{}", std::process::id()));
     fs::create_dir_all(&empty_root).expect("empty root");
     let lossy = Daemon::start(&["--host-root", empty_root.to_str().unwrap(), "--ring-buffer-bytes", "4096"]);
-    let down = free_port();
+    let down = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
     let instance = daemon.address.to_string();
     let rules = root().join("dashboards/prometheus-rules.yaml");
     let prometheus = Prometheus::start(JOB, &[daemon.address, lossy.address, down], &[rules.as_path()]);
@@ -200,7 +201,8 @@ fn dashboards_and_alerts_work_against_a_real_prometheus_scraping_the_daemon() {
         let mut spec = ContainerSpec::new("web", &["/bin/sleep", "1000"]);
         spec.attempt = attempt;
         let id = containerd.run_container(&sandbox, &web, &spec);
-        std::thread::sleep(Duration::from_millis(300));
+        // Stopped once its command runs (not while runc is still setting it up).
+        containerd.wait_running(&id, "sleep");
         containerd.remove_container(&id);
     }
 
@@ -241,9 +243,11 @@ fn dashboards_and_alerts_work_against_a_real_prometheus_scraping_the_daemon() {
         let metrics = lossy.get("/metrics").unwrap_or_default();
         assert!(Instant::now() < deadline, "a 4 KiB ring buffer lost nothing in exec bursts:\n{metrics}");
     }
-    // A later burst in another unknown container (the first one's owner has settled by now,
-    // as a container named by its id only), so the misses counter grows after its first sample.
-    std::thread::sleep(Duration::from_secs(3));
+    // A later burst in another unknown container, so the misses counter grows after its first
+    // sample: once Prometheus has scraped the first burst's misses (counted when the
+    // attribution gives up on its owner), and one scrape interval more for the next sample.
+    prometheus.wait_for(&format!("node_runtime_monitor_attribution_misses_total{{job=\"{JOB}\", reason!=\"cgroup_gone\"}}"), WAIT);
+    std::thread::sleep(Duration::from_secs(1)); // the scrape interval
     exec_burst(&unknown[1], 300);
 
     // Prometheus has them, through the scrape.

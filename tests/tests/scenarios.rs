@@ -11,7 +11,7 @@ use std::{
 
 use monitor_tests::{
     cgroups::{TestCgroup, spawn_in},
-    daemon::{Daemon, findings, metric_value, wait_for_finding},
+    daemon::{Daemon, findings, metric_value, wait_for_finding, wait_for_finding_where, wait_for_metric},
 };
 
 const PYTHON: &str = "/usr/bin/python3";
@@ -42,11 +42,13 @@ fn incident1_bootstrap_keeps_failing_on_a_missing_crictl() {
     // Five tries 0.6 s apart: the third opens the finding, the fifth refreshes it (an open loop
     // is reported again at most once a second).
     run(&format!("for i in 1 2 3 4 5; do {crictl} info 2>/dev/null; sleep 0.6; done; exit 0"), &tree);
-    let finding = wait_for_finding(&daemon, "exec-failure-loop", &crictl, WAIT);
+    // Refreshed by the fifth failure: the finding is updated after the third one opened it, so
+    // wait for the refresh rather than look once.
+    let refreshed = |f: &serde_json::Value| f["count"].as_u64().unwrap_or(0) >= 2;
+    let finding = wait_for_finding_where(&daemon, "exec-failure-loop", &crictl, WAIT, refreshed);
     assert!(finding["title"].as_str().unwrap_or("").contains("does not exist (ENOENT)"), "{finding:#}");
     assert!(finding["remediation"].as_str().unwrap_or("").contains("asset cache"), "{finding:#}");
     assert_eq!(finding["severity"], "warning");
-    assert!(finding["count"].as_u64().unwrap_or(0) >= 2, "refreshed by the fifth failure: {finding:#}");
     assert_eq!(rules_and_subjects(&daemon), vec![("exec-failure-loop".to_string(), crictl)]);
     assert_eq!(daemon.stop(), Some(0));
 }
@@ -77,15 +79,20 @@ fn incident2_client_keeps_connecting_to_a_missing_cri_dockerd_socket() {
         "names the endpoint the node is configured with: {finding:#}"
     );
     // With the audit's view of the same node: the endpoint kubelet uses is missing and the
-    // shim it names is a leftover.
-    assert_eq!(
-        rules_and_subjects(&daemon),
-        vec![
-            ("connect-failure-loop".to_string(), subject),
-            ("runtime-endpoint-missing".to_string(), "unix:///var/run/cri-dockerd.sock".to_string()),
-            ("runtime-shim-unused".to_string(), "cri-dockerd".to_string()),
-        ]
-    );
+    // shim it names is a leftover. The audit runs on its own schedule: each expected finding is
+    // waited for, then the list must be exactly those.
+    let expected: Vec<(String, String)> = [
+        ("connect-failure-loop", subject.as_str()),
+        ("runtime-endpoint-missing", "unix:///var/run/cri-dockerd.sock"),
+        ("runtime-shim-unused", "cri-dockerd"),
+    ]
+    .iter()
+    .map(|(r, s)| (r.to_string(), s.to_string()))
+    .collect();
+    for (rule, subject) in &expected {
+        wait_for_finding(&daemon, rule, subject, WAIT);
+    }
+    assert_eq!(rules_and_subjects(&daemon), expected);
     assert_eq!(daemon.stop(), Some(0));
 }
 
@@ -127,18 +134,11 @@ fn an_oom_killed_workload_is_counted_as_an_oom_kill_and_a_sigkill_is_not() {
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(sleeper.id() as i32, libc::SIGKILL) };
     let _ = sleeper.wait();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let metrics = daemon.get("/metrics").unwrap_or_default();
-        let oom = metric_value(&metrics, "node_runtime_monitor_kills_total", &["cause=\"oom\"", "constraint=\"memory_cgroup\"", "python3"]);
-        let signal = metric_value(&metrics, "node_runtime_monitor_kills_total", &["cause=\"signal\"", "sleep"]);
-        if oom == Some(1.0) && signal == Some(1.0) {
-            assert!(metric_value(&metrics, "node_runtime_monitor_kills_total", &["cause=\"oom\"", "sleep"]).is_none());
-            break;
-        }
-        assert!(Instant::now() < deadline, "kills not counted: oom={oom:?} signal={signal:?}\n{metrics}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let kills = "node_runtime_monitor_kills_total";
+    wait_for_metric(&daemon, kills, &["cause=\"oom\"", "constraint=\"memory_cgroup\"", "python3"], |v| v == 1.0, WAIT);
+    wait_for_metric(&daemon, kills, &["cause=\"signal\"", "sleep"], |v| v == 1.0, WAIT);
+    let metrics = daemon.get("/metrics").unwrap_or_default();
+    assert!(metric_value(&metrics, kills, &["cause=\"oom\"", "sleep"]).is_none(), "{metrics}");
     assert_eq!(rules_and_subjects(&daemon), Vec::<(String, String)>::new(), "a workload's OOM kill is counted, not a finding");
     assert_eq!(daemon.stop(), Some(0));
 }
@@ -174,9 +174,9 @@ fn a_busy_healthy_host_gets_no_findings() {
         run(&script, &tree);
         std::thread::sleep(Duration::from_millis(500));
     }
-    let metrics = daemon.get("/metrics").unwrap_or_default();
-    let execs = metric_value(&metrics, "node_runtime_monitor_events_total", &["kind=\"exec\""]).unwrap_or(0.0);
-    assert!(execs >= (round * 8) as f64, "the daemon saw the activity: {execs} execs in {round} rounds");
+    // The daemon saw the activity (the last round's execs may still be on their way).
+    let least = (round * 8) as f64;
+    wait_for_metric(&daemon, "node_runtime_monitor_events_total", &["kind=\"exec\""], |execs| execs >= least, Duration::from_secs(10));
     assert_eq!(rules_and_subjects(&daemon), Vec::<(String, String)>::new(), "no finding on a healthy host");
     assert_eq!(daemon.stop(), Some(0));
 }
@@ -213,16 +213,26 @@ fn floods_keep_memory_bounded_and_every_loss_is_counted() {
     let flood = "import socket\nfor i in range(20000):\n    s = socket.socket(socket.AF_UNIX)\n    s.connect_ex('/run/nrm-flood-%d.sock' % i)\n    s.close()\n";
     let mut python = spawn_in(Command::new(PYTHON).args(["-c", flood]), &[&tree]);
     let _ = python.wait();
-    std::thread::sleep(Duration::from_millis(500));
 
-    let metrics = daemon.get("/metrics").expect("/metrics");
+    // Every record the kernel emitted reaches user space and is counted there: once the reader
+    // has drained what is still in the ring buffer (every 50 ms), within a bounded wait.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = daemon.get("/metrics").expect("/metrics");
+        let emitted = sum_of(&metrics, "node_runtime_monitor_kernel_events_emitted_total");
+        let received = sum_of(&metrics, "node_runtime_monitor_events_total");
+        let decode_errors = metric_value(&metrics, "node_runtime_monitor_events_dropped_total", &["reason=\"decode_error\""]).unwrap_or(0.0);
+        if emitted == received + decode_errors {
+            break metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 10 s emitted {emitted} != received {received} + undecodable {decode_errors}:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let lost = sum_of(&metrics, "node_runtime_monitor_kernel_events_lost_total");
-    let emitted = sum_of(&metrics, "node_runtime_monitor_kernel_events_emitted_total");
-    let received = sum_of(&metrics, "node_runtime_monitor_events_total");
-    let decode_errors = metric_value(&metrics, "node_runtime_monitor_events_dropped_total", &["reason=\"decode_error\""]).unwrap_or(0.0);
     assert!(lost > 0.0, "a one-page ring buffer must overflow under a storm");
-    // Every record the kernel emitted reached user space and was counted there.
-    assert_eq!(emitted, received + decode_errors, "emitted {emitted} = received {received} + undecodable {decode_errors}");
     let exec_lost = metric_value(&metrics, "node_runtime_monitor_kernel_events_lost_total", &["program=\"sched_process_exec\""]).unwrap_or(0.0);
     let exec_emitted =
         metric_value(&metrics, "node_runtime_monitor_kernel_events_emitted_total", &["program=\"sched_process_exec\""]).unwrap_or(0.0);
@@ -367,6 +377,11 @@ fn incident4_static_pod_crash_loops_under_the_oom_killer_on_a_node_without_reser
     .iter()
     .map(|(r, s)| (r.to_string(), s.to_string()))
     .collect();
+    // The audit's findings come on its own schedule: each is waited for, then the list must be
+    // exactly these.
+    for (rule, subject) in &expected {
+        wait_for_finding(&daemon, rule, subject, WAIT);
+    }
     assert_eq!(rules_and_subjects(&daemon), expected);
 
     // The alert for an OOM-killed control-plane static pod reaches firing in Prometheus.
@@ -401,7 +416,8 @@ fn sandbox_churn_static_pod_killed_by_the_runtime_points_at_the_cgroup_driver_no
         let mut spec = ContainerSpec::new("kube-apiserver", &["/bin/sleep", "1000"]);
         spec.attempt = attempt;
         let id = containerd.run_container(&sandbox, &pod, &spec);
-        std::thread::sleep(Duration::from_millis(300));
+        // Stopped once its command runs (not while runc is still setting it up).
+        containerd.wait_running(&id, "sleep");
         containerd.remove_container(&id);
     }
     let subject = "kube-system/kube-apiserver-node1/kube-apiserver";
@@ -415,13 +431,16 @@ fn sandbox_churn_static_pod_killed_by_the_runtime_points_at_the_cgroup_driver_no
     assert!(lp["remediation"].as_str().unwrap_or("").starts_with("Sandbox churn"), "{lp:#}");
     let rules = rules_and_subjects(&daemon);
     assert!(!rules.iter().any(|(r, _)| r == "memory-reservations-misconfigured"), "not a memory problem: {rules:?}");
-    let metrics = daemon.get("/metrics").unwrap_or_default();
-    let killed = metric_value(
-        &metrics,
+    // Kills by owner, cause and sender: all three (the loop may open on the third before the
+    // counter shows it), and no more.
+    let killed = wait_for_metric(
+        &daemon,
         "node_runtime_monitor_kills_total",
         &["pod=\"kube-apiserver-node1\"", "cause=\"signal\"", "sender=\"runc\""],
+        |v| v >= 3.0,
+        WAIT,
     );
-    assert_eq!(killed, Some(3.0), "kills by owner, cause and sender:\n{metrics}");
+    assert_eq!(killed, 3.0, "kills by owner, cause and sender:\n{}", daemon.get("/metrics").unwrap_or_default());
     assert_eq!(daemon.stop(), Some(0));
 }
 

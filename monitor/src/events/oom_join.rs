@@ -4,9 +4,12 @@
 //!
 //! An OOM kill is held back until its report arrives or `WAIT` has passed (then its constraint
 //! stays `Unknown`: the report probe is down, or the kernel marked a task that was already
-//! exiting, which it does not report). While one is held, every later record queues behind it,
-//! so what follows keeps kernel order (the victim's exit never overtakes its OOM kill). Nothing
-//! is held when no OOM kill is pending: the common path costs one check.
+//! exiting, which it does not report). The wait is judged only between drains of the ring buffer
+//! ([`OomJoin::release`]), never in the middle of one ([`OomJoin::release_ready`]): a reader kept
+//! from running for longer than `WAIT` finds the report later in the same drain, and must still
+//! join it. While one is held, every later record queues behind it, so what follows keeps kernel
+//! order (the victim's exit never overtakes its OOM kill). Nothing is held when no OOM kill is
+//! pending: the common path costs one check.
 
 use std::{
     collections::VecDeque,
@@ -59,11 +62,24 @@ impl OomJoin {
         }
     }
 
-    /// The next record that may go on: the oldest held one, once it is not an OOM kill still
-    /// within its wait (or too many records queue behind it).
+    /// The next record that may go on once a drain is over (the ring buffer was empty, so no
+    /// report is left unread): the oldest held one, once it is not an OOM kill still within its
+    /// wait (or too many records queue behind it).
     pub fn release(&mut self, now: Instant) -> Option<Record> {
         let front = self.held.front()?;
         if front.waiting && now.duration_since(front.since) < WAIT && self.held.len() <= MAX_HELD {
+            return None;
+        }
+        self.held.pop_front().map(|held| held.record)
+    }
+
+    /// The next record that may go on in the middle of a drain: the oldest held one, once it is
+    /// not an OOM kill still waiting for its report (or too many records queue behind it). A
+    /// kill whose wait is over stays: its report may be further on in the same drain (the
+    /// reader ran late), and only [`OomJoin::release`], after the drain, gives up on it.
+    pub fn release_ready(&mut self) -> Option<Record> {
+        let front = self.held.front()?;
+        if front.waiting && self.held.len() <= MAX_HELD {
             return None;
         }
         self.held.pop_front().map(|held| held.record)
@@ -215,6 +231,55 @@ mod tests {
         assert!(drain(&mut join, t0 + WAIT / 2).is_empty());
         let out = drain(&mut join, t0 + WAIT);
         assert_eq!(out.len(), 2);
+        assert_eq!(constraint(&out[0]), OomConstraint::Unknown);
+    }
+
+    /// The reader ran late: the kill was read, then more than `WAIT` passed before the next
+    /// drain, which holds its report behind other records. The report is still joined, because
+    /// nothing is given up on before the drain is over.
+    #[test]
+    fn a_report_read_late_in_the_same_drain_is_still_joined() {
+        let mut join = OomJoin::default();
+        let t0 = Instant::now();
+        join.push(kill(27194, 27194), t0);
+        assert!(drain(&mut join, t0).is_empty(), "first drain over: the kill waits");
+        // The next drain, long after the wait: records before the report, released as the
+        // drain goes (as the reader does after each record).
+        let late = t0 + WAIT * 3;
+        let mut out = Vec::new();
+        for record in [exit(5), exit(6), report(MEMCG_LINE, 27194), exit(27194)] {
+            out.extend(join.push(record, late));
+            out.extend(std::iter::from_fn(|| join.release_ready()));
+        }
+        // The drain is over: whatever waits past its deadline goes now.
+        out.extend(drain(&mut join, late));
+        assert_eq!(out.len(), 4, "the kill and the three exits");
+        assert_eq!(constraint(&out[0]), OomConstraint::MemoryCgroup, "joined with the report read in the same drain");
+        let exits: Vec<u32> = out[1..]
+            .iter()
+            .map(|r| match &r.event {
+                Event::Exit(e) => e.task.pid,
+                other => panic!("not an exit: {other:?}"),
+            })
+            .collect();
+        assert_eq!(exits, [5, 6, 27194], "kernel order kept");
+        assert_eq!(join.unmatched_reports(), 0);
+        assert_eq!(join.held(), 0);
+    }
+
+    #[test]
+    fn in_a_drain_a_kill_past_its_wait_still_waits_but_a_storm_behind_it_is_bounded() {
+        let mut join = OomJoin::default();
+        let t0 = Instant::now();
+        join.push(kill(1, 1), t0);
+        let late = t0 + WAIT * 3;
+        join.push(exit(2), late);
+        assert!(join.release_ready().is_none(), "its report may still be in this drain");
+        for pid in 0..MAX_HELD as u32 {
+            join.push(exit(pid + 10), late);
+        }
+        let out: Vec<Record> = std::iter::from_fn(|| join.release_ready()).collect();
+        assert_eq!(out.len(), MAX_HELD + 2, "a full queue releases the kill unjoined, and all behind it");
         assert_eq!(constraint(&out[0]), OomConstraint::Unknown);
     }
 

@@ -4,7 +4,9 @@
 //! processes no wake-up each. Every record is decoded and handed on with `try_send`: the
 //! reader never waits for slow work downstream. A full queue drops the event and counts it
 //! (`events_dropped_total{reason="queue_full"}`); nothing is lost silently. OOM kills go
-//! through [`OomJoin`], which adds the kernel's report of each kill before passing it on.
+//! through [`OomJoin`], which adds the kernel's report of each kill before passing it on; a
+//! kill is given up on (passed on without its report) only once a drain has emptied the ring
+//! buffer, so a report already in it is always joined however late the reader ran.
 
 use std::time::{Duration, Instant};
 
@@ -54,21 +56,29 @@ impl Drain {
                     warn!("undecodable kernel record: {err}");
                 }
             }
-            // After each record, so the queue behind a waiting kill stays bounded in a long drain.
-            if !self.send_released(now) {
+            // After each record, so what a joined kill held goes on, and the queue behind a
+            // waiting kill stays bounded in a long drain. A kill past its wait is not given up
+            // on here: after a late wake-up its report may be further on in this drain.
+            if !self.send_released(None) {
                 return false;
             }
         }
         // Kills the kernel reported and no event of ours showed: the metric follows the join's
         // count (only this reader moves it).
         self.oom_unmatched.inc_by(self.oom.unmatched_reports() - self.oom_unmatched.get());
-        // Kills whose report never came go on once their wait is over (checked on every tick).
-        self.send_released(now)
+        // The ring buffer is empty: kills whose report never came go on once their wait is over
+        // (checked on every tick).
+        self.send_released(Some(now))
     }
 
-    /// Hands on what the OOM join releases; false when the pipeline is gone.
-    fn send_released(&mut self, now: Instant) -> bool {
-        while let Some(record) = self.oom.release(now) {
+    /// Hands on what the OOM join releases: with `now` (between drains) also kills whose wait
+    /// is over, without (in a drain) only what no waiting kill holds. False when the pipeline
+    /// is gone.
+    fn send_released(&mut self, now: Option<Instant>) -> bool {
+        while let Some(record) = match now {
+            Some(now) => self.oom.release(now),
+            None => self.oom.release_ready(),
+        } {
             if !self.send(record) {
                 return false;
             }
