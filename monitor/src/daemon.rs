@@ -234,13 +234,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tasks.spawn(findings.clone().close_quiet(Origin::Detectors, quiet, shutdown_rx.clone()));
     tasks.spawn(findings.clone().close_quiet(Origin::Monitor, quiet, shutdown_rx.clone()));
 
+    let http_metrics = http::HttpMetrics::new(&mut registry);
     let registry = Arc::new(registry);
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     info!(address = %listener.local_addr().unwrap_or(args.listen), "serving /metrics, /findings, /healthz");
-    let state = AppState { registry, findings, probes_up, probes_total: PROGRAMS.len() };
+    let state = AppState::new(registry, findings, probes_up, PROGRAMS.len());
     let server_shutdown = shutdown_rx.clone();
     tasks.spawn(async move {
-        if let Err(err) = http::serve(listener, state, server_shutdown).await {
+        if let Err(err) = http::serve(listener, state, http::Limits::default(), http_metrics, server_shutdown).await {
             error!("HTTP server failed: {err}");
         }
     });

@@ -1,27 +1,89 @@
 //! The HTTP server: `/metrics` (OpenMetrics text), `/findings` (JSON), `/healthz`.
-//! Requests have a timeout and bodies a size limit; the registry is immutable after start-up
-//! and encoded per scrape.
+//!
+//! It serves on the pod network beside workloads it does not trust, so every resource a client
+//! can hold is bounded: at most [`Limits::max_connections`] connections (a new one evicts the
+//! oldest, so idle or slow clients cannot lock a scraper out), request headers must arrive
+//! within [`Limits::header_timeout`], a connection lives at most [`Limits::max_lifetime`],
+//! at most [`Limits::max_concurrent_requests`] requests are worked on at once (the others wait,
+//! bounded by the request timeout), bodies are refused past 4 KiB. `/findings` is encoded once
+//! per change of the store and shared by every request, not copied per request. Evictions
+//! are counted (`http_connections_evicted_total`).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use axum::{
-    Json, Router,
+    Router,
+    body::Body,
     extract::State,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
-use prometheus_client::registry::Registry;
-use serde::Serialize;
-use tokio::{net::TcpListener, sync::watch};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use prometheus_client::{
+    metrics::{counter::Counter, gauge::Gauge},
+    registry::Registry,
+};
+use tokio::{
+    net::TcpListener,
+    sync::{oneshot, watch},
+};
+use tracing::debug;
 
-use crate::findings::store::{FindingStore, OpenFinding};
+use crate::findings::store::FindingStore;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// Longest a request may take before it is answered 408.
+/// Longest a request may take (waiting for a turn included) before it is answered 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// No endpoint takes a body; anything larger than this is refused.
 const BODY_LIMIT: usize = 4096;
+
+/// What a client may hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub max_lifetime: Duration,
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            header_timeout: Duration::from_secs(5),
+            max_lifetime: Duration::from_secs(120),
+            max_concurrent_requests: 8,
+        }
+    }
+}
+
+/// The server's own metrics.
+#[derive(Clone, Debug, Default)]
+pub struct HttpMetrics {
+    open: Gauge,
+    evicted: Counter,
+}
+
+impl HttpMetrics {
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register("http_connections_open", "HTTP connections open", metrics.open.clone());
+        registry.register(
+            "http_connections_evicted",
+            "HTTP connections closed to admit a new one past the connection cap (oldest first)",
+            metrics.evicted.clone(),
+        );
+        metrics
+    }
+}
 
 #[derive(Clone)]
 pub struct AppState {
@@ -30,14 +92,24 @@ pub struct AppState {
     /// Number of kernel programs attached; `/healthz` says so.
     pub probes_up: Arc<std::sync::atomic::AtomicUsize>,
     pub probes_total: usize,
+    /// `/findings` as last encoded, with the store's generation it was encoded at.
+    pub findings_json: Arc<Mutex<(u64, axum::body::Bytes)>>,
 }
 
-pub fn router(state: AppState) -> Router {
+impl AppState {
+    pub fn new(registry: Arc<Registry>, findings: FindingStore, probes_up: Arc<std::sync::atomic::AtomicUsize>, probes_total: usize) -> Self {
+        Self { registry, findings, probes_up, probes_total, findings_json: Arc::new(Mutex::new((u64::MAX, axum::body::Bytes::new()))) }
+    }
+}
+
+pub fn router(state: AppState, limits: Limits) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/findings", get(findings))
         .route("/healthz", get(healthz))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(limits.max_concurrent_requests.max(1)))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .with_state(state)
 }
 
@@ -49,13 +121,18 @@ async fn metrics(State(state): State<AppState>) -> Response {
     }
 }
 
-#[derive(Serialize)]
-struct FindingsBody {
-    findings: Vec<OpenFinding>,
-}
-
-async fn findings(State(state): State<AppState>) -> Json<FindingsBody> {
-    Json(FindingsBody { findings: state.findings.snapshot() })
+async fn findings(State(state): State<AppState>) -> Response {
+    let generation = state.findings.generation();
+    let body = {
+        let Ok(mut cached) = state.findings_json.lock() else {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "findings cache poisoned").into_response();
+        };
+        if cached.0 != generation {
+            *cached = (generation, state.findings.encode_json().into());
+        }
+        cached.1.clone()
+    };
+    ([(header::CONTENT_TYPE, "application/json")], Body::from(body)).into_response()
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
@@ -64,16 +141,76 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     (StatusCode::OK, format!("ok: {up}/{} kernel programs attached\n", state.probes_total))
 }
 
-/// Serves until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, state: AppState, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
-    let app = router(state).layer(tower_timeout());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
+/// The open connections, oldest first, each with the sender that closes it.
+#[derive(Default)]
+struct Connections {
+    next_id: u64,
+    open: VecDeque<(u64, oneshot::Sender<()>)>,
 }
 
-fn tower_timeout() -> tower_http::timeout::TimeoutLayer {
-    tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT)
+/// Resolves when `shutdown` turns true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Serves until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    limits: Limits,
+    metrics: HttpMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let service = TowerToHyperService::new(router(state, limits));
+    let connections = Arc::new(Mutex::new(Connections::default()));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // Out of fds or a connection reset before accept: go on serving the others.
+                Err(err) => {
+                    debug!("accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => break,
+        };
+        let (close_tx, close_rx) = oneshot::channel();
+        let id = {
+            let Ok(mut connections) = connections.lock() else { break };
+            while connections.open.len() >= limits.max_connections.max(1) {
+                if let Some((_, close)) = connections.open.pop_front() {
+                    let _ = close.send(());
+                    metrics.evicted.inc();
+                }
+            }
+            let id = connections.next_id;
+            connections.next_id += 1;
+            connections.open.push_back((id, close_tx));
+            id
+        };
+        metrics.open.inc();
+        while tasks.try_join_next().is_some() {}
+        let (service, connections, metrics, mut shutdown) = (service.clone(), connections.clone(), metrics.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = &mut connection => if let Err(err) = result { debug!(%peer, "connection ended: {err}") },
+                _ = close_rx => debug!(%peer, "connection evicted"),
+                _ = tokio::time::sleep(limits.max_lifetime) => debug!(%peer, "connection closed at its maximum lifetime"),
+                _ = stopped(&mut shutdown) => {}
+            }
+            metrics.open.dec();
+            if let Ok(mut connections) = connections.lock() {
+                connections.open.retain(|(open, _)| *open != id);
+            }
+        });
+    }
+    tasks.shutdown().await;
+    Ok(())
 }

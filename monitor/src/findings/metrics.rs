@@ -19,7 +19,7 @@ pub struct OpenedLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpenLabels {
-    rule: String,
+    rule: &'static str,
     severity: &'static str,
     subject: String,
     source: &'static str,
@@ -38,7 +38,6 @@ struct OpenFindings {
 
 impl Collector for OpenFindings {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let open = self.store.snapshot();
         let gauge_type = ConstGauge::new(1i64).metric_type();
         let mut family = encoder.encode_descriptor(
             "findings_open",
@@ -46,15 +45,18 @@ impl Collector for OpenFindings {
             None,
             gauge_type,
         )?;
-        for f in &open {
-            let labels = OpenLabels {
-                rule: f.finding.rule.to_string(),
-                severity: f.finding.severity.as_str(),
-                subject: f.finding.subject.clone(),
-                source: f.origin.as_str(),
-            };
-            ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
-        }
+        self.store.with_open(|open| {
+            for f in open {
+                let labels = OpenLabels {
+                    rule: f.finding.rule,
+                    severity: f.finding.severity.as_str(),
+                    subject: f.finding.subject.clone(),
+                    source: f.origin.as_str(),
+                };
+                ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
+            }
+            Ok::<(), std::fmt::Error>(())
+        })?;
         Ok(())
     }
 }

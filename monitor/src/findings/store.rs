@@ -54,11 +54,14 @@ pub struct Changes {
 #[derive(Debug, Default)]
 struct Inner {
     open: HashMap<String, OpenFinding>,
+    /// Bumped by every change, so an encoding of the store can be reused until the next.
+    generation: u64,
 }
 
 impl Inner {
     /// Opens the finding, or refreshes it (content, last seen, count) when already open.
     fn upsert(&mut self, id: String, origin: Origin, finding: Finding, now: SystemTime, changes: &mut Changes) {
+        self.generation += 1;
         match self.open.get_mut(&id) {
             Some(open) => {
                 open.finding = finding;
@@ -112,6 +115,7 @@ impl FindingStore {
             .collect();
         for id in stale {
             if let Some(closed) = inner.open.remove(&id) {
+                inner.generation += 1;
                 info!(finding = %id, rule = closed.finding.rule, "finding closed: {}", closed.finding.title);
                 changes.closed.push(entry(&closed));
             }
@@ -152,6 +156,7 @@ impl FindingStore {
         let mut changes = Changes::default();
         for id in quiet_ones {
             if let Some(closed) = inner.open.remove(&id) {
+                inner.generation += 1;
                 info!(finding = %id, "finding closed after {}s without recurrence", quiet.as_secs());
                 changes.closed.push(entry(&closed));
             }
@@ -161,10 +166,30 @@ impl FindingStore {
 
     /// Open findings, most severe first, then by id.
     pub fn snapshot(&self) -> Vec<OpenFinding> {
-        let Ok(inner) = self.inner.read() else { return Vec::new() };
-        let mut all: Vec<OpenFinding> = inner.open.values().cloned().collect();
+        self.with_open(|open| open.iter().map(|f| (*f).clone()).collect())
+    }
+
+    /// Calls `f` with the open findings, most severe first, then by id, under the store's read
+    /// lock: nothing is copied (exporters encode them as they are).
+    pub fn with_open<T>(&self, f: impl FnOnce(&[&OpenFinding]) -> T) -> T {
+        let Ok(inner) = self.inner.read() else { return f(&[]) };
+        let mut all: Vec<&OpenFinding> = inner.open.values().collect();
         all.sort_by(|a, b| b.finding.severity.cmp(&a.finding.severity).then_with(|| a.id.cmp(&b.id)));
-        all
+        f(&all)
+    }
+
+    /// Changes with every opening, refresh and closing.
+    pub fn generation(&self) -> u64 {
+        self.inner.read().map(|inner| inner.generation).unwrap_or(0)
+    }
+
+    /// `/findings`' body: `{"findings": [...]}`, the open findings in [`Self::with_open`]'s order.
+    pub fn encode_json(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            findings: &'a [&'a OpenFinding],
+        }
+        self.with_open(|open| serde_json::to_vec(&Body { findings: open }).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}").into_bytes()))
     }
 
     /// Closes `origin`'s findings once they did not recur for `quiet` (checked every 5 s, or
