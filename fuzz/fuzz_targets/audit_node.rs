@@ -68,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|p| std::str::from_utf8(p).ok())
         .and_then(|t| CriFacts::from_json(t).ok())
         .unwrap_or_default();
-    let options = SnapshotOptions { cri: CriSource::Recorded(cri), exec_timeout: Duration::from_millis(100) };
+    let options = SnapshotOptions { cri: CriSource::Recorded(cri), read_timeout: Duration::from_millis(100) };
     let report = runtime().block_on(Audit::new(root, options).run_once());
     let json = report::json(&report);
     serde_json::from_str::<serde_json::Value>(&json).expect("the JSON report is JSON");

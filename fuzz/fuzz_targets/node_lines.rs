@@ -1,5 +1,5 @@
 //! The small line parsers of the node and attribution, all on every input: `/proc/meminfo`
-//! and memory quantities (`node::memory`), `--version` answers (`node::binaries::version_in`),
+//! and memory quantities (`node::memory`), version strings (`node::binaries::version_in`),
 //! containerd releases, `/proc/self/mountinfo` (`node::cgroupfs::Mounts`), `/proc/cgroups`
 //! (`probes::kernel_btf::memcg_on_v1`), kubelet log names (`attribution::kubelet_files`).
 //! Properties: no panic; percentages stay within capacity; a version is a word of its line.

@@ -40,7 +40,7 @@ const AUDIT_NODE_FILES: [&str; 8] = [
 type Seeds = fn(&str) -> bool;
 
 /// Every target, with the fixture files that seed it.
-const TARGETS: [(&str, Seeds); 11] = [
+const TARGETS: [(&str, Seeds); 12] = [
     ("events_decode", |_| false),
     ("kernel_btf", |_| false),
     ("containerd_config", |p| p.ends_with(".toml")),
@@ -52,6 +52,7 @@ const TARGETS: [(&str, Seeds); 11] = [
     ("cri_facts", |p| p.ends_with(".cri.json")),
     ("node_lines", |p| p.ends_with("/proc/meminfo")),
     ("audit_node", |_| false),
+    ("go_buildinfo", |p| p.contains("/bin/") || p.contains("/sbin/") || p.contains("/var/cache/nodeup/")),
 ];
 
 pub struct Options {

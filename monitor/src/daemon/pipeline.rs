@@ -72,8 +72,8 @@ impl Pipeline {
     /// One event, seen by the detectors at `now`: how its process died, the findings it opens
     /// or refreshes, their metrics.
     fn handle(&mut self, Attributed { record, owner, .. }: Attributed, now: Instant) {
-        // The kernel drops the daemon's own events; its children (the audit's `--version`
-        // runs of runtime binaries) are dropped here.
+        // The kernel drops the daemon's own events; those of a child it would start are
+        // dropped here (it starts none: runtime versions are read, not asked by running them).
         if record.event.task().ppid == self.own_pid {
             return;
         }

@@ -1,18 +1,20 @@
 //! Runtime binaries on the node (every runtime's daemons and tools in `runtimes`, the OCI
 //! runtimes, crictl, kubelet): every copy on the PATH and in installer caches (kOps nodeup's
-//! `/var/cache/nodeup/extracted/...`), each with its `--version` answer; and the node's
-//! running processes from `<host-root>/proc/*/cmdline`.
+//! `/var/cache/nodeup/extracted/...`), each installed copy with the version read from its file
+//! (`buildinfo`); and the node's running processes from `<host-root>/proc/*/cmdline`.
 //!
-//! Copies reached through symlinks (`/bin -> usr/bin`) count once. A version is asked by
-//! running the binary with a timeout; a binary that cannot run has no version, which is not an
-//! error. Nothing here judges whether a binary should be there.
+//! Copies reached through symlinks (`/bin -> usr/bin`) count once. No binary is ever run: its
+//! version is read from the file (a Go binary's build info), bounded in bytes and in time; a
+//! file that carries none has no version, which is not an error, and says why. Nothing here
+//! judges whether a binary should be there.
 
 use std::{
+    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     time::Duration,
 };
 
-use super::{host_root::HostRoot, runtimes};
+use super::{buildinfo, host_root::HostRoot, runtimes};
 
 /// The binaries looked for: every runtime's daemons and tools (see `runtimes`), the OCI
 /// runtimes, crictl and kubelet.
@@ -90,18 +92,23 @@ pub struct Binary {
     /// Host path.
     pub path: PathBuf,
     pub location: Location,
-    /// First line of `--version`, if it answered.
-    pub version_output: Option<String>,
+    /// The version read from the file (`v2.0.2`, `1.6.20`, `v1.30.2+k0s.0`), if it carries one.
+    pub version: Option<String>,
+    /// Where in the file the version was read, or why there is none, as evidence:
+    /// `cri-dockerd 0.3.9 (Go build info: -X github.com/Mirantis/cri-dockerd/cmd/version.Version)`,
+    /// `version unknown: not an ELF binary (a script, or another format)`. `None`: not read
+    /// (copies in installer caches).
+    pub version_source: Option<String>,
 }
 
 impl Binary {
-    /// The version number in the `--version` answer (`1.7.6`, `v1.28.0`, `0.3.9`).
+    /// The version read from the file (`1.7.6`, `v1.28.0`, `0.3.9`).
     pub fn version(&self) -> Option<String> {
-        self.version_output.as_deref().and_then(version_in)
+        self.version.clone()
     }
 }
 
-/// The first version-looking word of a `--version` line:
+/// The first version-looking word of a line (a `--version` answer, an `-X` value):
 /// `containerd containerd.io 1.7.6 091922f...` -> `1.7.6`, `crictl version v1.28.0` -> `v1.28.0`,
 /// `Docker version 24.0.7, build afdd53b` -> `24.0.7`, `Kubernetes v1.30.2` -> `v1.30.2`.
 pub fn version_in(line: &str) -> Option<String> {
@@ -127,7 +134,7 @@ pub fn find(root: &HostRoot) -> Vec<Binary> {
             if !meta.is_file() || !seen.insert(resolved) {
                 continue;
             }
-            out.push(Binary { name: name.into(), path, location: Location::Path, version_output: None });
+            out.push(Binary { name: name.into(), path, location: Location::Path, version: None, version_source: None });
         }
     }
     for cache in CACHE_DIRS {
@@ -149,44 +156,65 @@ fn walk_cache(root: &HostRoot, dir: &Path, names: &[&str], depth: usize, out: &m
                 name: name.into(),
                 path: entry.clone(),
                 location: Location::InstallerCache,
-                version_output: None,
+                version: None,
+                version_source: None,
             });
         }
     }
 }
 
-/// Asks every installed copy for its version, all at once, each bounded by `timeout`.
-pub async fn ask_versions(root: &HostRoot, binaries: &mut [Binary], timeout: Duration) {
+/// Reads the version of every installed copy from its file, all at once, every read done by
+/// `timeout` (a file on a stuck network or FUSE mount must not hold the snapshot; its read is
+/// left behind). Copies in installer caches are candidates, not read.
+pub async fn read_versions(root: &HostRoot, binaries: &mut [Binary], timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut tasks = Vec::new();
     for (i, b) in binaries.iter().enumerate() {
         if b.location != Location::Path {
             continue;
         }
-        let exe = root.resolve(&b.path);
-        let arg = if b.name == "k0s" { "version" } else { "--version" };
-        tasks.push((i, tokio::spawn(async move { run_version(&exe, arg, timeout).await })));
+        let (name, file) = (b.name.clone(), root.resolve(&b.path));
+        tasks.push((i, tokio::task::spawn_blocking(move || read_version(&name, &file))));
     }
     for (i, task) in tasks {
-        if let Ok(answer) = task.await {
-            binaries[i].version_output = answer;
-        }
+        let (version, source) = match tokio::time::timeout_at(deadline, task).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(_)) => (None, "version unknown: reading the file failed".into()),
+            Err(_) => (None, format!("version unknown: reading the file took longer than {timeout:?}")),
+        };
+        binaries[i].version = version;
+        binaries[i].version_source = Some(source);
     }
 }
 
-async fn run_version(exe: &Path, arg: &str, timeout: Duration) -> Option<String> {
-    let child = tokio::process::Command::new(exe)
-        .arg(arg)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .ok()?;
-    let output = tokio::time::timeout(timeout, child.wait_with_output()).await.ok()?.ok()?;
-    // cri-dockerd prints its version on stderr.
-    let text = if output.stdout.iter().any(|b| !b.is_ascii_whitespace()) { output.stdout } else { output.stderr };
-    let text = String::from_utf8_lossy(&text[..text.len().min(4096)]).into_owned();
-    text.lines().find(|l| !l.trim().is_empty()).map(|l| l.trim().chars().take(200).collect())
+/// The version of the binary `name` at `file` (a path in this process's view) read from its
+/// content, and where it was found or why there is none (see [`Binary::version_source`]). The
+/// file is opened without following a last symlink and without blocking on a FIFO, and read only
+/// if it is a regular file.
+pub fn read_version(name: &str, file: &Path) -> (Option<String>, String) {
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(file)
+        .and_then(|f| f.metadata().map(|m| (f, m)));
+    let file = match opened {
+        Ok((f, meta)) if meta.is_file() => f,
+        Ok(_) => return (None, "version unknown: not a regular file".into()),
+        Err(e) => return (None, format!("version unknown: cannot open the file: {e}")),
+    };
+    match buildinfo::read(file) {
+        Ok(info) => match info.version() {
+            Some(stamp) => {
+                let source = format!("{name} {} (Go build info: {})", stamp.version, stamp.source);
+                (Some(stamp.version), source)
+            }
+            None => {
+                let trimpath = if info.setting("-trimpath") == Some("true") { ", built with -trimpath, which keeps -ldflags out of it" } else { "" };
+                (None, format!("version unknown: its Go build info ({}{trimpath}) has no -X ...Version setting and no module version", info.go_version))
+            }
+        },
+        Err(e) => (None, format!("version unknown: {e}")),
+    }
 }
 
 #[cfg(test)]
@@ -212,6 +240,48 @@ mod tests {
         ] {
             assert_eq!(version_in(line).as_deref(), want, "{line}");
         }
+    }
+
+    #[test]
+    fn versions_are_read_never_run() {
+        let dir = std::env::temp_dir().join(format!("nrm-binaries-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        // A stand-in that would leave a mark if anything ran it.
+        let script = dir.join("containerd");
+        let mark = dir.join("ran");
+        std::fs::write(&script, format!("#!/bin/sh\ntouch {}\necho 'containerd github.com/containerd/containerd v1.7.0'\n", mark.display())).expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        assert_eq!(read_version("containerd", &script), (None, "version unknown: not an ELF binary (a script, or another format)".into()));
+        assert!(!mark.exists(), "the script ran");
+        // A FIFO is not opened for reading (that would block), a last symlink is not followed.
+        let fifo = dir.join("runc");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0, "mkfifo");
+        assert_eq!(read_version("runc", &fifo), (None, "version unknown: not a regular file".into()));
+        std::os::unix::fs::symlink(&script, dir.join("ctr")).expect("symlink");
+        let (version, source) = read_version("ctr", &dir.join("ctr"));
+        assert_eq!(version, None);
+        assert!(source.starts_with("version unknown: cannot open the file"), "{source}");
+        assert_eq!(read_version("crictl", &dir).0, None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_fixture_nodes_versions() {
+        let root = HostRoot::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/nodes/incident2-kubekey-cri-dockerd"));
+        let mut found = find(&root);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(read_versions(&root, &mut found, Duration::from_secs(5)));
+        let of = |name: &str| found.iter().find(|b| b.name == name).unwrap_or_else(|| panic!("{name}: {found:?}"));
+        assert_eq!(of("cri-dockerd").version().as_deref(), Some("0.3.9"));
+        assert_eq!(
+            of("cri-dockerd").version_source.as_deref(),
+            Some("cri-dockerd 0.3.9 (Go build info: -X github.com/Mirantis/cri-dockerd/cmd/version.Version)")
+        );
+        assert_eq!(of("kubelet").version().as_deref(), Some("v1.28.8"));
+        assert_eq!(of("containerd").version().as_deref(), Some("v1.7.13"));
     }
 
     #[test]

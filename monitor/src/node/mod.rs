@@ -8,6 +8,7 @@
 //! and is tested with samples of real files. Every file of the node is read through
 //! [`host_root::HostRoot`].
 pub mod binaries;
+pub mod buildinfo;
 pub mod cgroup_path;
 pub mod cgroupfs;
 pub mod containerd_config;

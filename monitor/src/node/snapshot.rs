@@ -38,13 +38,14 @@ pub enum CriSource {
 #[derive(Debug, Clone)]
 pub struct SnapshotOptions {
     pub cri: CriSource,
-    /// Time allowed for each `--version` of a runtime binary.
-    pub exec_timeout: Duration,
+    /// Time allowed for reading the runtime binaries' versions (their Go build info), all
+    /// together: a stuck mount cannot hold the read up.
+    pub read_timeout: Duration,
 }
 
 impl Default for SnapshotOptions {
     fn default() -> Self {
-        Self { cri: CriSource::Live { timeout: Duration::from_millis(800) }, exec_timeout: Duration::from_millis(800) }
+        Self { cri: CriSource::Live { timeout: Duration::from_millis(800) }, read_timeout: Duration::from_millis(800) }
     }
 }
 
@@ -166,7 +167,7 @@ pub fn endpoint_path(endpoint: &str) -> &str {
 /// Reads the node: its files, then its CRI sockets (or the recorded answer).
 pub async fn collect(root: &HostRoot, options: &SnapshotOptions) -> NodeSnapshot {
     let started = Instant::now();
-    let mut snapshot = collect_files(root, options.exec_timeout).await;
+    let mut snapshot = collect_files(root, options.read_timeout).await;
     snapshot.cri = match &options.cri {
         CriSource::Recorded(cri) => cri.clone(),
         CriSource::Live { timeout } => cri_facts::ask(root, &candidate_sockets(&snapshot), *timeout).await,
@@ -177,7 +178,7 @@ pub async fn collect(root: &HostRoot, options: &SnapshotOptions) -> NodeSnapshot
 }
 
 /// Reads the node's files (no sockets).
-async fn collect_files(root: &HostRoot, exec_timeout: Duration) -> NodeSnapshot {
+async fn collect_files(root: &HostRoot, read_timeout: Duration) -> NodeSnapshot {
     let mut facts =
         NodeSnapshot { host_root: root.root().to_path_buf(), processes: binaries::processes(root), ..Default::default() };
     let procs = facts.processes.clone().unwrap_or_default();
@@ -199,7 +200,7 @@ async fn collect_files(root: &HostRoot, exec_timeout: Duration) -> NodeSnapshot 
     facts.watched.extend(facts.containerd_config.files.iter().skip(1).map(|f| f.path.clone()));
 
     facts.binaries = binaries::find(root);
-    binaries::ask_versions(root, &mut facts.binaries, exec_timeout).await;
+    binaries::read_versions(root, &mut facts.binaries, read_timeout).await;
     facts.watched.extend(facts.binaries.iter().filter(|b| b.location == Location::Path).map(|b| b.path.clone()));
 
     match root.read_text(Path::new("/proc/meminfo")).map(|t| memory::parse_meminfo_total(&t)) {
@@ -261,7 +262,7 @@ fn containerd_release(facts: &NodeSnapshot) -> Option<KnownRelease> {
     from_cri.or_else(|| {
         facts.installed("containerd").into_iter().find_map(|b| {
             let v = b.version()?;
-            Some(KnownRelease { release: Release::parse(&v)?, source: format!("{} --version: {v}", b.path.display()) })
+            Some(KnownRelease { release: Release::parse(&v)?, source: format!("{}: {}", b.path.display(), b.version_source.as_deref().unwrap_or(&v)) })
         })
     })
 }

@@ -78,7 +78,7 @@ pub(super) fn cri_tools(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
     } else if on_path.len() > 1 {
         let mut f = Finding::new(&CRI_TOOL_DUPLICATE, "crictl", format!("{} copies of crictl on the PATH", on_path.len()));
         for b in &on_path {
-            f = f.evidence(b.path.display().to_string(), b.version_output.clone().unwrap_or_else(|| "version unknown".into()));
+            f = f.evidence(b.path.display().to_string(), b.version_source.clone().unwrap_or_else(|| "version unknown".into()));
         }
         out.push(f.remediation("Keep one crictl (the one matching the Kubernetes minor version) and remove the others."));
     }

@@ -109,7 +109,7 @@ pub(super) fn runtime_shims(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
     };
     let mut f = Finding::new(&RUNTIME_SHIM_UNUSED, "cri-dockerd", title);
     for b in &copies {
-        f = f.evidence(b.path.display().to_string(), b.version_output.clone().unwrap_or_else(|| "binary".into()));
+        f = f.evidence(b.path.display().to_string(), b.version_source.clone().unwrap_or_else(|| "binary".into()));
     }
     for u in &units {
         f = f.evidence(u.display().to_string(), "systemd unit");
