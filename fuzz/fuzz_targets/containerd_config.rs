@@ -7,7 +7,10 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use monitor::node::containerd_config::{ConfigFile, ContainerdConfig, Release, line_of_key, scrub};
+use monitor::node::{
+    containerd_config::{ConfigFile, ContainerdConfig, Release, line_of_key},
+    parse_error::scrub,
+};
 
 const RELEASES: [&str; 6] = ["1.5.9", "1.6.20", "1.7.6", "1.7.30", "2.0.2", "2.1.0"];
 

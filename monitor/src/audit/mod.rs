@@ -11,6 +11,7 @@
 //! let (reports, task) = audit::spawn(snapshots, store, metrics);  // the daemon's audit stage
 //! ```
 
+pub mod redact;
 pub mod rules;
 
 use std::{path::PathBuf, sync::Arc};
@@ -38,7 +39,7 @@ pub struct AuditReport {
 /// Judges a snapshot: every rule, then secrets redacted.
 pub fn judge(snapshot: &NodeSnapshot) -> Vec<Finding> {
     let mut findings = rules::evaluate(snapshot);
-    redact(&mut findings, &secrets_of(snapshot));
+    redact::redact(&mut findings, &redact::secrets_of(snapshot));
     findings
 }
 
@@ -99,60 +100,4 @@ pub fn spawn(mut snapshots: Snapshots, store: FindingStore, metrics: AuditMetric
         }
     });
     (rx, task)
-}
-
-/// Credential values present in the node's configuration: registry auth in containerd's
-/// config, inline secret flags of kubelet.
-fn secrets_of(facts: &NodeSnapshot) -> Vec<String> {
-    fn walk(v: &toml::Value, key: &str, out: &mut Vec<String>, depth: usize) {
-        match v {
-            toml::Value::Table(t) if depth < 64 => t.iter().for_each(|(k, v)| walk(v, k, out, depth + 1)),
-            toml::Value::Array(a) if depth < 64 => a.iter().for_each(|v| walk(v, key, out, depth + 1)),
-            toml::Value::String(s) => {
-                let k = key.to_ascii_lowercase();
-                let secret = ["auth", "password", "token", "secret", "username"].iter().any(|w| k.contains(w))
-                    || (k.contains("key") && !k.ends_with("_file") && !k.ends_with("key_path"));
-                if secret && s.len() >= 3 {
-                    out.push(s.clone());
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    for f in &facts.containerd_config.files {
-        for (k, v) in &f.table {
-            walk(v, k, &mut out, 0);
-        }
-    }
-    for flag in &facts.kubelet.flags {
-        if crate::node::kubelet::is_sensitive_flag(&flag.name) && flag.value.len() >= 3 {
-            out.push(flag.value.clone());
-        }
-    }
-    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    out
-}
-
-/// Replaces every secret value in every text of every finding.
-fn redact(findings: &mut [Finding], secrets: &[String]) {
-    if secrets.is_empty() {
-        return;
-    }
-    let clean = |s: &mut String| {
-        for secret in secrets {
-            if s.contains(secret.as_str()) {
-                *s = s.replace(secret.as_str(), "[REDACTED]");
-            }
-        }
-    };
-    for f in findings {
-        clean(&mut f.subject);
-        clean(&mut f.title);
-        clean(&mut f.remediation);
-        for e in &mut f.evidence {
-            clean(&mut e.source);
-            clean(&mut e.detail);
-        }
-    }
 }

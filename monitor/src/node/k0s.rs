@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::static_pods::ManifestError;
-use super::containerd_config::scrub;
+use super::parse_error::scrub;
 
 fn yaml_error(path: &Path, err: &serde_yaml::Error) -> ManifestError {
     ManifestError::Parse {

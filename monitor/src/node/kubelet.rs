@@ -117,7 +117,7 @@ impl ConfigFile {
             Err(err) => Err(KubeletProblem::Syntax {
                 path: path.to_path_buf(),
                 line: err.location().map(|l| l.line()),
-                message: super::containerd_config::scrub(
+                message: super::parse_error::scrub(
                     err.to_string().split(" at line ").next().unwrap_or("invalid YAML"),
                 ),
             }),

@@ -18,6 +18,7 @@ pub mod host_root;
 pub mod k0s;
 pub mod kubelet;
 pub mod memory;
+pub mod parse_error;
 pub mod runtimes;
 pub mod snapshot;
 pub mod static_pods;

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::{
-    containerd_config::scrub,
+    parse_error::scrub,
     host_root::{FileError, HostRoot},
 };
 

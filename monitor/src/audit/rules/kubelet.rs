@@ -129,7 +129,7 @@ pub(super) fn kubelet_running(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
     }
     let mut f = Finding::new(&KUBELET_NOT_RUNNING, "kubelet", "kubelet is not running");
     for p in procs.iter().filter(|p| crate::node::snapshot::is_bootstrap_agent(p)) {
-        let args: Vec<String> = p.argv.iter().take(4).map(|a| redact_arg(a)).collect();
+        let args: Vec<String> = crate::audit::redact::argv_shown(&p.argv).into_iter().take(4).collect();
         f = f.evidence(format!("/proc/{}/cmdline", p.pid), format!("bootstrap agent running: {}", args.join(" ")));
     }
     if let Some(path) = &facts.kubelet.config_path {
@@ -141,24 +141,4 @@ pub(super) fn kubelet_running(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
         f = f.evidence(b.path.display().to_string(), "kubelet installed");
     }
     out.push(f.remediation("Look at the bootstrap agent's log (kOps: `journalctl -u kops-configuration`; kubeadm: `journalctl -u kubelet`) for the step it is stuck on; the other findings name likely causes."));
-}
-
-/// A command-line word with a secret value hidden (`--token=x` -> `--token=[REDACTED]`).
-pub(super) fn redact_arg(arg: &str) -> String {
-    if let Some((name, _)) = arg.trim_start_matches('-').split_once('=')
-        && crate::node::kubelet::is_sensitive_flag(name) {
-            return format!("--{name}=[REDACTED]");
-        }
-    arg.to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secret_flags_are_redacted() {
-        assert_eq!(redact_arg("--token=abc"), "--token=[REDACTED]");
-        assert_eq!(redact_arg("--v=8"), "--v=8");
-    }
 }

@@ -1,0 +1,172 @@
+//! Secrets never leave the audit. The node's files and command lines hold credentials
+//! (registry passwords in containerd's config, kubelet's and bootstrap agents' tokens), and
+//! evidence quotes files, lines and command lines. [`secrets_of`] collects the values of real
+//! secret settings only (not every key with "key" in its name: containerd's
+//! `image_decryption.key_model = "node"` is no secret), from flags in every form
+//! (`--token=X`, `--token X`) and the known positional tokens (`k0s worker <token>`) and
+//! kubeadm-shaped tokens anywhere on a command line; [`redact`] replaces each where it stands
+//! as a whole word in any text of a finding, and never rewrites other words.
+
+use crate::{
+    findings::Finding,
+    node::{kubelet, snapshot::NodeSnapshot},
+};
+
+/// What replaces a secret.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// Shorter values are not redacted: they would match ordinary words of the report.
+const MIN_SECRET_LEN: usize = 3;
+
+/// Whether a containerd configuration key holds a credential (registry `auth`, `password`,
+/// `identitytoken`, a `token` or `secret`).
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k == "auth" || k.contains("password") || k.contains("token") || k.contains("secret")
+}
+
+/// Credential values present on the node: containerd's registry credentials, secret flags
+/// of kubelet and of any running process, positional join tokens.
+pub fn secrets_of(snapshot: &NodeSnapshot) -> Vec<String> {
+    fn walk(v: &toml::Value, key: &str, out: &mut Vec<String>, depth: usize) {
+        match v {
+            toml::Value::Table(t) if depth < 64 => t.iter().for_each(|(k, v)| walk(v, k, out, depth + 1)),
+            toml::Value::Array(a) if depth < 64 => a.iter().for_each(|v| walk(v, key, out, depth + 1)),
+            toml::Value::String(s) if is_secret_key(key) => out.push(s.clone()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for f in &snapshot.containerd_config.files {
+        for (k, v) in &f.table {
+            walk(v, k, &mut out, 0);
+        }
+    }
+    for flag in &snapshot.kubelet.flags {
+        if kubelet::is_sensitive_flag(&flag.name) {
+            out.push(flag.value.clone());
+        }
+    }
+    for process in snapshot.processes.iter().flatten() {
+        out.extend(argv_secrets(&process.argv));
+    }
+    out.retain(|s| s.len() >= MIN_SECRET_LEN);
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
+}
+
+/// The secrets of one command line: values of secret flags in both forms, `k0s worker
+/// <token>` / `k0s controller <token>`, and kubeadm bootstrap tokens (`abcdef.0123456789abcdef`).
+pub fn argv_secrets(argv: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = kubelet::parse_args(argv.get(1..).unwrap_or_default(), "")
+        .into_iter()
+        .filter(|f| kubelet::is_sensitive_flag(&f.name) && f.value != "true")
+        .map(|f| f.value)
+        .collect();
+    let name = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a)).unwrap_or("");
+    if name == "k0s"
+        && let Some(pos) = argv.iter().position(|a| a == "worker" || a == "controller")
+        && let Some(token) = argv.get(pos + 1).filter(|t| !t.starts_with('-'))
+    {
+        out.push(token.clone());
+    }
+    out.extend(argv.iter().flat_map(|a| a.split(['=', ' '])).filter(|w| is_bootstrap_token(w)).map(str::to_string));
+    out
+}
+
+/// kubeadm's token format: `[a-z0-9]{6}.[a-z0-9]{16}`.
+fn is_bootstrap_token(word: &str) -> bool {
+    let ok = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    word.split_once('.').is_some_and(|(id, secret)| ok(id, 6) && ok(secret, 16))
+}
+
+/// A command line to show: every secret of it replaced.
+pub fn argv_shown(argv: &[String]) -> Vec<String> {
+    let secrets = argv_secrets(argv);
+    argv.iter().map(|a| redact_text(a, &secrets)).collect()
+}
+
+/// `text` with every whole-word occurrence of a secret replaced (a secret inside a longer
+/// word, e.g. `node` in `nodeup`, is not one).
+fn redact_text(text: &str, secrets: &[String]) -> String {
+    let word_char = |c: char| c.is_alphanumeric() || c == '_' || c == '-' || c == '.';
+    let mut text = text.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= MIN_SECRET_LEN) {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(secret.as_str()) {
+            let before = rest[..at].chars().next_back();
+            let after = rest[at + secret.len()..].chars().next();
+            out.push_str(&rest[..at]);
+            if before.is_some_and(word_char) || after.is_some_and(word_char) {
+                out.push_str(secret);
+            } else {
+                out.push_str(REDACTED);
+            }
+            rest = &rest[at + secret.len()..];
+        }
+        out.push_str(rest);
+        text = out;
+    }
+    text
+}
+
+/// Replaces every secret value in every text of every finding.
+pub fn redact(findings: &mut [Finding], secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    let clean = |s: &mut String| {
+        if secrets.iter().any(|secret| s.contains(secret.as_str())) {
+            *s = redact_text(s, secrets);
+        }
+    };
+    for f in findings {
+        clean(&mut f.subject);
+        clean(&mut f.title);
+        clean(&mut f.remediation);
+        for e in &mut f.evidence {
+            clean(&mut e.source);
+            clean(&mut e.detail);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn tokens_in_every_form_are_secrets() {
+        let join = argv("kubeadm join 10.0.0.1:6443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:aa");
+        assert!(argv_secrets(&join).contains(&"abcdef.0123456789abcdef".to_string()), "{:?}", argv_secrets(&join));
+        let shown = argv_shown(&join).join(" ");
+        assert!(!shown.contains("0123456789abcdef") && shown.contains("--token [REDACTED]"), "{shown}");
+        let eq = argv("kubelet --bootstrap-token=s3cr3tvalue --v=2");
+        assert_eq!(argv_shown(&eq).join(" "), "kubelet --bootstrap-token=[REDACTED] --v=2");
+        let k0s = argv("/usr/local/bin/k0s worker H4sIAAAAAAAC_tokenblob --labels=a=b");
+        assert_eq!(argv_shown(&k0s).join(" "), "/usr/local/bin/k0s worker [REDACTED] --labels=a=b");
+        let k0s_file = argv("k0s worker --token-file /etc/k0s/token");
+        assert_eq!(argv_shown(&k0s_file), k0s_file, "a file path is no secret");
+    }
+
+    #[test]
+    fn ordinary_words_are_never_rewritten() {
+        // containerd's own default config names `key_model = "node"`: no secret.
+        assert!(!is_secret_key("key_model") && is_secret_key("password") && is_secret_key("auth") && is_secret_key("identitytoken"));
+        let secrets = vec!["node".to_string()];
+        assert_eq!(redact_text("nodeup on node node1", &secrets), "nodeup on [REDACTED] node1");
+        let mut findings = vec![Finding::new(
+            &crate::findings::Rule { id: "r", severity: crate::findings::Severity::Info, title: "", description: "" },
+            "s",
+            "password hunter2x in /etc/containerd/config.toml",
+        )];
+        redact(&mut findings, &["hunter2x".to_string()]);
+        assert_eq!(findings[0].title, "password [REDACTED] in /etc/containerd/config.toml");
+    }
+}
