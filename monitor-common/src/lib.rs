@@ -91,7 +91,10 @@ impl ProgramId {
 pub struct ProgramStats {
     /// Events written to the ring buffer.
     pub emitted: u64,
-    /// Events lost: ring buffer reservation failed, or a map of TCP connects in progress was full.
+    /// Events the program should have reported and did not: ring buffer full, the state of a
+    /// connect in progress evicted from its table (or the table full), or memory the event
+    /// needed (a filename, a sockaddr, a kernel struct) unreadable. Each hook invocation ends
+    /// in at most one of emitted, lost and filtered.
     pub lost: u64,
     /// Invocations dropped on purpose by an in-kernel filter.
     pub filtered: u64,
@@ -369,6 +372,10 @@ impl KernelOffsets {
     };
 }
 
+/// Non-blocking TCP connects that can wait for their outcome at once, by default (the size the
+/// programs' tables are declared with; user space may load them with another).
+pub const CONNECT_TABLE_ENTRIES: u32 = 16384;
+
 /// Run-time settings of the programs, in read-only data set at load.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -382,10 +389,20 @@ pub struct ProbeConfig {
     pub exit_has_group_dead: u32,
     /// This architecture's number of connect(2).
     pub connect_syscall_nr: u32,
+    /// Non-blocking TCP connects that may wait for their outcome at once (the size of the
+    /// programs' `TCP_CONNECTS_ORDER`, which user space loads with that many entries; by default
+    /// [`CONNECT_TABLE_ENTRIES`]). Past it, the oldest waiting one is evicted and counted lost.
+    pub connect_table_entries: u32,
 }
 
 impl ProbeConfig {
-    pub const DEFAULT: Self = Self { self_tgid: 0, report_loopback_success: 0, exit_has_group_dead: 0, connect_syscall_nr: 0 };
+    pub const DEFAULT: Self = Self {
+        self_tgid: 0,
+        report_loopback_success: 0,
+        exit_has_group_dead: 0,
+        connect_syscall_nr: 0,
+        connect_table_entries: CONNECT_TABLE_ENTRIES,
+    };
 }
 
 /// Key of the map of unix socket paths whose successful connects are reported (runtime

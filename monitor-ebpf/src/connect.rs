@@ -12,6 +12,12 @@
 //! the caller. A blocking TCP connect (the common case) costs two writes to its thread's map
 //! entry and no map insert.
 //!
+//! Counted as lost (for the program that finds it out): a connect whose state was evicted from
+//! its table before it could be reported (see each map for how that is told), and a connect
+//! whose sockaddr or unix path the caller's memory no longer holds (a read that fails although
+//! the kernel read it: the caller unmapped it meanwhile). A read that fails because the call
+//! itself failed with EFAULT loses nothing: the connect is reported, with no address.
+//!
 //! Filtered in the kernel (counted as filtered): successful loopback TCP/UDP connects (unless
 //! configured), successful unix connects to sockets not in `WATCHED_SOCKETS` (user space fills
 //! it with the runtime sockets; most are told by their first bytes, `WATCHED_PREFIXES`),
@@ -21,22 +27,23 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes},
     macros::{btf_tracepoint, fexit, map, tracepoint},
-    maps::{HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
     programs::{BtfTracePointContext, FExitContext, TracePointContext},
 };
 use monitor_common::{
-    AF_INET, AF_INET6, AF_UNIX, CONNECT_ASYNC, CONNECT_UNIX_ABSTRACT, ConnectEvent, EventKind,
-    ProgramId, UNIX_PATH_LEN, WatchedSocket, unix_sockaddr_prefix,
+    AF_INET, AF_INET6, AF_UNIX, CONNECT_ASYNC, CONNECT_TABLE_ENTRIES, CONNECT_UNIX_ABSTRACT, ConnectEvent,
+    EventKind, ProgramId, UNIX_PATH_LEN, WatchedSocket, unix_sockaddr_prefix,
 };
 
 use crate::{
-    batched,
+    batched, connect_table_entries,
     count_emitted, count_filtered, count_lost, is_self,
     kernel::{current_header, current_regs, field, in_connect, offset, read, sock_destination, sock_protocol, syscall_arg},
     report_loopback_success, reserve,
 };
 
 const EINPROGRESS: i32 = 115;
+const EFAULT: i32 = 14;
 const ECONNABORTED: i32 = 103;
 const TCP_ESTABLISHED: i32 = 1;
 const TCP_SYN_SENT: i32 = 2;
@@ -76,23 +83,79 @@ impl PendingConnect {
 /// TCP connects in progress, by calling thread; `skaddr` 0 when none is. Only SYN_SENTs inside
 /// connect() are noted, and the call's return clears the entry: an entry found there is that
 /// call's own, so its destination need not be read from user memory.
+///
+/// LRU: entries are cleared, never deleted (see `complete`), so every thread that ever
+/// connected keeps one until evicted; a plain hash map would fill with dead threads' entries.
+/// An eviction (or a failed insert) of a call's entry is told at the call's return, which
+/// finds none: a blocking connect is then reported all the same, its address read from user
+/// memory; a non-blocking one that returned EINPROGRESS has no socket to wait on, so its
+/// outcome cannot be told and it is counted lost there (`ConnectExit`), once.
 #[map]
 static PENDING_CONNECTS: LruHashMap<u64, PendingConnect> = LruHashMap::with_max_entries(16384, 0);
+
+/// A non-blocking connect waiting for its outcome: its event, and its place in
+/// `TCP_CONNECTS_ORDER`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct WaitingConnect {
+    seq: u64,
+    event: ConnectEvent,
+}
+
+/// Extra room in `TCP_CONNECTS` over `TCP_CONNECTS_ORDER`'s slots: for inserts running at once
+/// on several CPUs, each of which evicts before it inserts.
+const CONNECT_TABLE_SLACK: u32 = 512;
 
 /// Non-blocking TCP connects that returned EINPROGRESS, by socket: their event, waiting for the
 /// outcome. Only those: a blocking connect's result is the syscall's, so the common case costs
 /// no insert here.
+///
+/// Not LRU: a kernel LRU map evicts silently, and neither the outcome (which finds no entry)
+/// nor anything else could tell an evicted connect from a socket no connect() waits on. Not a
+/// plain hash map left to fill either: an unprivileged process can hold thousands of sockets in
+/// SYN_SENT for minutes, and a full map would stop every new non-blocking connect (every Go
+/// client) from being reported. So the programs evict themselves, oldest first, and count it:
+/// each insert takes the next slot of `TCP_CONNECTS_ORDER` (a ring of `connect_table_entries`
+/// slots) and first removes the connect that slot held if it is still waiting, counting it
+/// lost. The table thus never holds more than the ring's slots (plus the slack), an insert
+/// never fails for room, and an entry whose outcome was missed (a stale one) goes within a turn
+/// of the ring, counted lost too.
 #[map]
-static TCP_CONNECTS: LruHashMap<u64, ConnectEvent> = LruHashMap::with_max_entries(16384, 0);
+static TCP_CONNECTS: HashMap<u64, WaitingConnect> =
+    HashMap::with_max_entries(CONNECT_TABLE_ENTRIES + CONNECT_TABLE_SLACK, 0);
+
+/// One slot of the ring of waiting connects: the socket, and the insert's sequence number (an
+/// entry of the same socket inserted later is not this one).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Slot {
+    skaddr: u64,
+    seq: u64,
+}
+
+/// The ring of waiting connects, in insert order (user space may load it smaller; its size is
+/// `connect_table_entries`).
+#[map]
+static TCP_CONNECTS_ORDER: Array<Slot> = Array::with_max_entries(CONNECT_TABLE_ENTRIES, 0);
+
+/// Inserts into `TCP_CONNECTS` so far: the next slot of the ring.
+#[map]
+static TCP_CONNECTS_SEQ: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Outcomes seen out of the caller's context while its connect() was still running (a remote
 /// peer's answer or a timer's refusal, in softirq): kept by socket for the connect's return,
 /// which takes them away.
+///
+/// LRU: outcomes of SYN_SENTs no connect() waits on (TCP Fast Open's sendto, kernel sockets,
+/// sockets that connected before the programs were loaded) land here too and are never taken,
+/// so only eviction bounds it. An evicted outcome that a non-blocking connect's return needed
+/// makes that connect wait in `TCP_CONNECTS` for an outcome already past: it is evicted from
+/// there in its turn, and counted lost then.
 #[map]
 static EARLY_OUTCOMES: LruHashMap<u64, i32> = LruHashMap::with_max_entries(1024, 0);
 
 #[map]
-static SCRATCH_EVENT: PerCpuArray<ConnectEvent> = PerCpuArray::with_max_entries(1, 0);
+static SCRATCH_EVENT: PerCpuArray<WaitingConnect> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
 static SCRATCH_PATH: PerCpuArray<WatchedSocket> = PerCpuArray::with_max_entries(1, 0);
@@ -124,19 +187,77 @@ fn filtered_loopback(result: i32, family: u16, addr: &[u8; 16]) -> bool {
     result == 0 && !report_loopback_success() && is_loopback(family, addr)
 }
 
-/// Reports a connect event, unless it is a successful loopback connect (filtered).
+/// The outcome `result` of the waiting connect `waiting` (in `TCP_CONNECTS` under `skaddr`):
+/// reports it, unless it is a successful loopback connect (filtered). Exactly once: the one that
+/// removes the entry (this, or an eviction at the same time) counts it.
 #[inline(always)]
-fn emit(program: ProgramId, event: &ConnectEvent) {
+fn take_outcome(program: ProgramId, skaddr: u64, waiting: *mut WaitingConnect, result: i32) {
+    let event = unsafe { &mut (*waiting).event };
+    event.result = result;
     if filtered_loopback(event.result, event.family, &event.addr) {
-        count_filtered(program);
+        if TCP_CONNECTS.remove(&skaddr).is_ok() {
+            count_filtered(program);
+        }
         return;
     }
     let Some(mut entry) = reserve::<ConnectEvent>(program) else {
+        // Counted lost by `reserve`.
+        let _ = TCP_CONNECTS.remove(&skaddr);
         return;
     };
     unsafe { entry.as_mut_ptr().write(*event) };
-    entry.submit(batched());
-    count_emitted(program);
+    if TCP_CONNECTS.remove(&skaddr).is_ok() {
+        entry.submit(batched());
+        count_emitted(program);
+    } else {
+        entry.discard(0);
+    }
+}
+
+/// Puts the waiting connect in `SCRATCH_EVENT` into `TCP_CONNECTS` under `skaddr`, evicting the
+/// oldest waiting one if the ring is full round (see `TCP_CONNECTS`). Every connect it removes
+/// without reporting is counted lost for `program`.
+#[inline(always)]
+fn wait_for_outcome(program: ProgramId, skaddr: u64, waiting: &mut WaitingConnect) {
+    let Some(next) = TCP_CONNECTS_SEQ.get_ptr_mut(0) else {
+        count_lost(program);
+        return;
+    };
+    // One counter for all CPUs, taken with an atomic fetch-and-add (Rust has no atomic
+    // read-modify-write for this target): two inserts never take the same slot.
+    let mut seq: u64 = 1;
+    unsafe {
+        core::arch::asm!(
+            "{seq} = atomic_fetch_add((u64 *)({next} + 0), {seq})",
+            seq = inout(reg) seq,
+            next = in(reg) next,
+            options(nostack),
+        );
+    }
+    let Some(slot) = TCP_CONNECTS_ORDER.get_ptr_mut((seq % connect_table_entries() as u64) as u32) else {
+        count_lost(program);
+        return;
+    };
+    let slot = unsafe { &mut *slot };
+    let (oldest, oldest_seq) = (slot.skaddr, slot.seq);
+    if oldest != 0
+        && TCP_CONNECTS.get_ptr(&oldest).is_some_and(|w| unsafe { (*w).seq } == oldest_seq)
+        && TCP_CONNECTS.remove(&oldest).is_ok()
+    {
+        // Still waiting a whole turn of the ring later: evicted.
+        count_lost(program);
+    }
+    // An entry of this same socket is one whose outcome was missed (the socket's memory was
+    // freed and taken again): it will never be reported.
+    if TCP_CONNECTS.get_ptr(&skaddr).is_some() && TCP_CONNECTS.remove(&skaddr).is_ok() {
+        count_lost(program);
+    }
+    slot.skaddr = skaddr;
+    slot.seq = seq;
+    waiting.seq = seq;
+    if TCP_CONNECTS.insert(&skaddr, waiting, 0).is_err() {
+        count_lost(program);
+    }
 }
 
 #[tracepoint]
@@ -201,9 +322,9 @@ fn tcp_state_change(
         match PENDING_CONNECTS.get_ptr_mut(&thread) {
             Some(entry) => unsafe { *entry = pending },
             None => {
-                if PENDING_CONNECTS.insert(&thread, &pending, 0).is_err() {
-                    count_lost(program);
-                }
+                // A failed insert is told (and counted, once) at the call's return, which
+                // finds no entry, as an eviction is.
+                let _ = PENDING_CONNECTS.insert(&thread, &pending, 0);
             }
         }
         return 0;
@@ -214,12 +335,9 @@ fn tcp_state_change(
         let err: i32 = read(skaddr, offset!(sock_sk_err)).unwrap_or(0);
         -(if err > 0 { err } else { ECONNABORTED })
     };
-    if let Some(event) = TCP_CONNECTS.get_ptr_mut(&skaddr) {
+    if let Some(waiting) = TCP_CONNECTS.get_ptr_mut(&skaddr) {
         // The call returned EINPROGRESS earlier: this is its outcome.
-        let event = unsafe { &mut *event };
-        event.result = result;
-        emit(program, event);
-        let _ = TCP_CONNECTS.remove(&skaddr);
+        take_outcome(program, skaddr, waiting, result);
         return 0;
     }
     // Still inside connect() (loopback answers at once, in the caller's context): note the
@@ -237,17 +355,30 @@ fn tcp_state_change(
 }
 
 /// The peer of an AF_INET/AF_INET6 sockaddr in user memory whose first 8 bytes are `head`:
-/// (port, address). An IPv4 peer is all in `head`.
+/// (port, address). An IPv4 peer is all in `head`; `None` when an IPv6 one cannot be read.
 #[inline(always)]
-fn read_inet(family: u16, sockaddr: u64, head: [u8; 8]) -> (u16, [u8; 16]) {
+fn read_inet(family: u16, sockaddr: u64, head: [u8; 8]) -> Option<(u16, [u8; 16])> {
     let mut addr = [0u8; 16];
     let port = u16::from_be_bytes([head[2], head[3]]);
     if family == AF_INET {
         addr[..4].copy_from_slice(&head[4..]);
     } else {
-        addr = unsafe { bpf_probe_read_user((sockaddr + 8) as *const [u8; 16]) }.unwrap_or([0; 16]);
+        addr = unsafe { bpf_probe_read_user((sockaddr + 8) as *const [u8; 16]) }.ok()?;
     }
-    (port, addr)
+    Some((port, addr))
+}
+
+/// A connect returned `ret` and its sockaddr (or part of it) cannot be read. When the call
+/// failed with EFAULT the kernel could not read it either: nothing is lost, the failure is
+/// reported with what is known (`family` 0: no address). Otherwise the caller changed its memory
+/// since: the connect is counted lost.
+#[inline(always)]
+fn unreadable(program: ProgramId, ret: i32) -> u32 {
+    if ret == -EFAULT {
+        return report_inet(program, 0, 0, [0; 16], ret, 0);
+    }
+    count_lost(program);
+    0
 }
 
 #[tracepoint]
@@ -291,20 +422,34 @@ fn complete(regs: impl FnOnce() -> u64, ret: i64) -> u32 {
     }
     let regs = regs();
     let addr = syscall_arg(regs, 1);
+    let addrlen = syscall_arg(regs, 2) as u32;
     // One read for the family and what follows it: an IPv4 peer, a unix path's first bytes.
-    let head: [u8; 8] = unsafe { bpf_probe_read_user(addr as *const [u8; 8]) }.unwrap_or([0; 8]);
+    let Ok(head) = (unsafe { bpf_probe_read_user(addr as *const [u8; 8]) }) else {
+        if addrlen < 2 {
+            // No address given (the call fails with EINVAL): nothing to read, nothing lost.
+            return report_inet(program, 0, 0, [0; 16], ret, 0);
+        }
+        return unreadable(program, ret);
+    };
     let family = u16::from_ne_bytes([head[0], head[1]]);
     match family {
-        AF_UNIX => unix_connect(program, addr, syscall_arg(regs, 2) as u32, head, ret),
+        AF_UNIX => unix_connect(program, addr, addrlen, head, ret),
         0 => {
             count_filtered(program);
             0
         }
-        // UDP, or a TCP connect that failed before sending its SYN.
-        AF_INET | AF_INET6 => {
-            let (port, peer) = read_inet(family, addr, head);
-            report_inet(program, family, port, peer, ret, 0)
+        // A non-blocking TCP connect whose SYN_SENT was not noted (its thread's entry evicted,
+        // or the TCP state program down): its outcome will come with no connect waiting for it.
+        AF_INET | AF_INET6 if ret == -EINPROGRESS => {
+            count_lost(program);
+            0
         }
+        // UDP, or a TCP connect that failed before sending its SYN (or blocking, whose thread's
+        // entry was evicted: its result is the call's own).
+        AF_INET | AF_INET6 => match read_inet(family, addr, head) {
+            Some((port, peer)) => report_inet(program, family, port, peer, ret, 0),
+            None => unreadable(program, ret),
+        },
         // Another family (netlink, packet...): its result, no address.
         _ => report_inet(program, family, 0, [0; 16], ret, 0),
     }
@@ -337,14 +482,13 @@ fn tcp_connect(program: ProgramId, pending: &PendingConnect, ret: i32) -> u32 {
     match early {
         Some(result) => report_inet(program, family, port, peer, result, CONNECT_ASYNC),
         None => {
-            let Some(event) = SCRATCH_EVENT.get_ptr_mut(0) else {
+            let Some(waiting) = SCRATCH_EVENT.get_ptr_mut(0) else {
+                count_lost(program);
                 return 0;
             };
-            let event = unsafe { &mut *event };
-            fill_inet(event, family, port, peer, 0, CONNECT_ASYNC);
-            if TCP_CONNECTS.insert(&pending.skaddr, event, 0).is_err() {
-                count_lost(program);
-            }
+            let waiting = unsafe { &mut *waiting };
+            fill_inet(&mut waiting.event, family, port, peer, 0, CONNECT_ASYNC);
+            wait_for_outcome(program, pending.skaddr, waiting);
             0
         }
     }
@@ -391,20 +535,25 @@ fn unix_connect(program: ProgramId, addr: u64, addrlen: u32, head: [u8; 8], ret:
         return 0;
     }
     let Some(scratch) = SCRATCH_PATH.get_ptr_mut(0) else {
+        count_lost(program);
         return 0;
     };
     let scratch = unsafe { &mut *scratch };
     scratch.path = [0; UNIX_PATH_LEN];
     let (flags, path_len) = if first == 0 {
-        // Abstract: a name of addrlen - 3 bytes after the leading NUL, NULs allowed.
-        let _ = unsafe { bpf_probe_read_user_buf((addr + 3) as *const u8, &mut scratch.path[..UNIX_PATH_LEN - 1]) };
+        // Abstract: a name of addrlen - 3 bytes after the leading NUL, NULs allowed. Only those
+        // bytes are read: the caller's buffer may end right after them.
         let len = addrlen.saturating_sub(3).min(UNIX_PATH_LEN as u32 - 1);
+        let read = unsafe { bpf_probe_read_user_buf((addr + 3) as *const u8, &mut scratch.path[..len as usize]) };
+        if read.is_err() {
+            return unreadable(program, ret);
+        }
         (CONNECT_UNIX_ABSTRACT, len)
     } else {
-        let len = unsafe { bpf_probe_read_user_str_bytes((addr + 2) as *const u8, &mut scratch.path) }
-            .map(|s| s.len())
-            .unwrap_or(0);
-        (0, len as u32)
+        match unsafe { bpf_probe_read_user_str_bytes((addr + 2) as *const u8, &mut scratch.path) } {
+            Ok(path) => (0, path.len() as u32),
+            Err(_) => return unreadable(program, ret),
+        }
     };
     if ret == 0 && unsafe { WATCHED_SOCKETS.get(scratch) }.is_none() {
         count_filtered(program);

@@ -4,6 +4,10 @@
 //! `sys_exit_execve(at)`). There is no hook on the way in: on a failed return
 //! the caller's memory and saved registers are intact, so the filename is read then, through
 //! the pointer the call was given. Nothing is filtered but the daemon itself.
+//!
+//! Counted as lost: an exec whose filename cannot be read (a failed exec's, when the call did not
+//! fail with EFAULT itself: the caller unmapped it after the kernel read it). A failed exec given
+//! a bad pointer (EFAULT) is reported with an empty filename: the kernel had none either.
 
 use aya_ebpf::{
     EbpfContext,
@@ -17,7 +21,7 @@ use monitor_common::{
 };
 
 use crate::{
-    batched, count_emitted, count_filtered, is_self,
+    batched, count_emitted, count_filtered, count_lost, is_self,
     kernel::{current_header, current_regs, field, load, offset, syscall_arg},
     reserve,
 };
@@ -26,6 +30,7 @@ use crate::{
 const EXEC_FILENAME_LOC: usize = 8;
 const EXEC_OLD_PID: usize = 16;
 const SYS_EXIT_RET: usize = 16;
+const EFAULT: i64 = 14;
 
 #[tracepoint]
 pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
@@ -58,9 +63,12 @@ fn exec(old_pid: u32, filename: impl FnOnce() -> u64) -> u32 {
     current_header(&mut event.header, EventKind::Exec as u32);
     event.old_pid = old_pid;
     event._pad = 0;
-    let len = unsafe { bpf_probe_read_kernel_str_bytes(filename() as *const u8, &mut event.filename) }
-        .map(|s| s.len())
-        .unwrap_or(0);
+    let Ok(len) = (unsafe { bpf_probe_read_kernel_str_bytes(filename() as *const u8, &mut event.filename) }).map(|s| s.len())
+    else {
+        entry.discard(0);
+        count_lost(program);
+        return 0;
+    };
     event.filename_len = len as u32;
     event.flags = if len + 1 >= FILENAME_LEN { FILENAME_TRUNCATED } else { 0 };
     entry.submit(batched());
@@ -85,9 +93,16 @@ fn complete(program: ProgramId, syscall: u32, regs: impl FnOnce() -> u64, filena
     event.errno = (-ret) as i32;
     event.syscall = syscall;
     let filename = syscall_arg(regs(), filename_arg);
-    let len = unsafe { bpf_probe_read_user_str_bytes(filename as *const u8, &mut event.filename) }
-        .map(|s| s.len())
-        .unwrap_or(0);
+    let len = match unsafe { bpf_probe_read_user_str_bytes(filename as *const u8, &mut event.filename) } {
+        Ok(name) => name.len(),
+        // A null or bad pointer: the kernel could not read the name either (EFAULT).
+        Err(_) if filename == 0 || ret == -EFAULT => 0,
+        Err(_) => {
+            entry.discard(0);
+            count_lost(program);
+            return 0;
+        }
+    };
     event.filename_len = len as u32;
     event.flags = if len + 1 >= FILENAME_LEN { FILENAME_TRUNCATED } else { 0 };
     entry.submit(batched());

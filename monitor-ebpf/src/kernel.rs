@@ -31,6 +31,22 @@ pub(crate) fn read<T>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
 }
 
+/// Reads a `T` at `base + off`: zero when there is nothing to read (the offset is unknown, the
+/// kernel lacking the field, or `base` is null), and `failed` set when the read faults.
+#[inline(always)]
+pub(crate) fn read_or_fail<T: Default>(base: u64, off: u32, failed: &mut bool) -> T {
+    if base == 0 || off == OFFSET_UNKNOWN {
+        return T::default();
+    }
+    match unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) } {
+        Ok(value) => value,
+        Err(_) => {
+            *failed = true;
+            T::default()
+        }
+    }
+}
+
 /// Reads a `T` at `base + off` where the verifier knows `base`'s kernel type: a pointer from
 /// `bpf_get_current_task_btf`, `bpf_task_pt_regs` or a BTF tracepoint's arguments, or a pointer
 /// field loaded through one. A direct load, checked against the kernel's BTF at load time

@@ -1,11 +1,17 @@
 //! Kernel programs of node-runtime-monitor.
 //!
 //! Each program turns one kernel hook into a typed event (`monitor-common`) in the one shared
-//! ring buffer `EVENTS`, and counts what it emitted, lost and filtered in `STATS`. The programs
+//! ring buffer `EVENTS`, and counts what it emitted, lost and filtered in `STATS`. Lost is any
+//! event the program should have reported and did not: the ring buffer was full, the state of
+//! a connect in progress was evicted from its table, or memory the event needed could not be
+//! read (never counted as filtered: a hostile process must not hide its activity as noise). The programs
 //! read kernel structs only through offsets that user space resolved from the running kernel's
 //! BTF (`OFFSETS`). What is filtered here, and why, is said in each module.
 #![no_std]
 #![no_main]
+// Inline assembly, for the one atomic fetch-and-add (connect.rs): the eBPF crate is built with
+// RUSTC_BOOTSTRAP (build-std), as aya-ebpf's own assembly needs.
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 mod connect;
 mod exec;
@@ -77,6 +83,13 @@ pub(crate) fn report_loopback_success() -> bool {
 #[inline(always)]
 pub(crate) fn connect_syscall_nr() -> u32 {
     CONFIG.load().connect_syscall_nr
+}
+
+/// How many non-blocking TCP connects may wait for their outcome at once (at least 1).
+#[inline(always)]
+pub(crate) fn connect_table_entries() -> u32 {
+    let entries = CONFIG.load().connect_table_entries;
+    if entries == 0 { 1 } else { entries }
 }
 
 #[inline(always)]

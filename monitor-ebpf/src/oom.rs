@@ -8,6 +8,10 @@
 //! task: "Memory cgroup out of memory: Killed process <pid> ..." or "Out of memory: Killed
 //! process ...". `printk:console` passes those lines on (without CAP_SYSLOG, and unlike the
 //! header before them, they are not rate limited); every other kernel log line stays here.
+//!
+//! Counted as lost: a kill whose victim's mm or signal struct cannot be read (a field the kernel
+//! lacks reads as zero; a read that faults is a loss, not a zero: the report then comes with no
+//! kill, `oom_reports_unmatched`), and a console line that cannot be read.
 
 use aya_ebpf::{
     EbpfContext,
@@ -19,8 +23,8 @@ use monitor_common::{EventKind, OFFSET_UNKNOWN, OOM_REPORT_LEN, OomKillEvent, Oo
 
 use crate::{
     URGENT,
-    count_emitted,
-    kernel::{current_cgroup_id, current_comm, current_header, current_task, field, memcg_id, offset, read, task_header},
+    count_emitted, count_lost,
+    kernel::{current_cgroup_id, current_comm, current_header, current_task, field, memcg_id, offset, read_or_fail, task_header},
     reserve,
 };
 
@@ -30,14 +34,14 @@ const MM_ANONPAGES: u32 = 1;
 const MM_SHMEMPAGES: u32 = 3;
 
 #[inline(always)]
-fn rss(mm: u64, counter: u32) -> u64 {
+fn rss(mm: u64, counter: u32, failed: &mut bool) -> u64 {
     let base = offset!(mm_rss_stat);
     let size = offset!(percpu_counter_size);
     let count = offset!(percpu_counter_count);
     if base == OFFSET_UNKNOWN || size == OFFSET_UNKNOWN || count == OFFSET_UNKNOWN {
         return 0;
     }
-    let value: i64 = read(mm, base + counter * size + count).unwrap_or(0);
+    let value: i64 = read_or_fail(mm, base + counter * size + count, failed);
     if value < 0 { 0 } else { value as u64 }
 }
 
@@ -56,14 +60,20 @@ pub fn mark_victim(ctx: BtfTracePointContext) -> u32 {
     event.trigger_cgroup_id = current_cgroup_id();
     event.trigger_memcg_id = memcg_id(current_task());
     event.trigger_comm = current_comm();
-    let mm: u64 = read(victim, offset!(task_mm)).unwrap_or(0);
-    event.total_vm_pages = read(mm, offset!(mm_total_vm)).unwrap_or(0);
-    event.anon_rss_pages = rss(mm, MM_ANONPAGES);
-    event.file_rss_pages = rss(mm, MM_FILEPAGES);
-    event.shmem_rss_pages = rss(mm, MM_SHMEMPAGES);
-    let signal: u64 = read(victim, offset!(task_signal)).unwrap_or(0);
-    event.oom_score_adj = read::<i16>(signal, offset!(signal_oom_score_adj)).unwrap_or(0) as i32;
+    let mut failed = false;
+    let mm: u64 = read_or_fail(victim, offset!(task_mm), &mut failed);
+    event.total_vm_pages = read_or_fail(mm, offset!(mm_total_vm), &mut failed);
+    event.anon_rss_pages = rss(mm, MM_ANONPAGES, &mut failed);
+    event.file_rss_pages = rss(mm, MM_FILEPAGES, &mut failed);
+    event.shmem_rss_pages = rss(mm, MM_SHMEMPAGES, &mut failed);
+    let signal: u64 = read_or_fail(victim, offset!(task_signal), &mut failed);
+    event.oom_score_adj = read_or_fail::<i16>(signal, offset!(signal_oom_score_adj), &mut failed) as i32;
     event._pad = 0;
+    if failed {
+        entry.discard(0);
+        count_lost(program);
+        return 0;
+    }
     entry.submit(URGENT);
     count_emitted(program);
     0
@@ -93,6 +103,8 @@ pub fn printk_console(ctx: TracePointContext) -> u32 {
     let loc = field::<u32>(&ctx, CONSOLE_MSG_LOC);
     let src = (ctx.as_ptr() as usize + (loc & 0xffff) as usize) as *const u8;
     let Ok(head) = (unsafe { bpf_probe_read_kernel(src as *const [u8; 32]) }) else {
+        // Perhaps the OOM killer's line: not told, so lost.
+        count_lost(program);
         return 0;
     };
     if !starts_with(&head, MEMCG_OOM) && !starts_with(&head, GLOBAL_OOM) {
@@ -103,7 +115,11 @@ pub fn printk_console(ctx: TracePointContext) -> u32 {
     };
     let event = unsafe { &mut *entry.as_mut_ptr() };
     current_header(&mut event.header, EventKind::OomReport as u32);
-    let len = unsafe { bpf_probe_read_kernel_str_bytes(src, &mut event.line) }.map(|s| s.len()).unwrap_or(0);
+    let Ok(len) = (unsafe { bpf_probe_read_kernel_str_bytes(src, &mut event.line) }).map(|s| s.len()) else {
+        entry.discard(0);
+        count_lost(program);
+        return 0;
+    };
     event.line_len = len.min(OOM_REPORT_LEN) as u32;
     event._pad = 0;
     entry.submit(URGENT);

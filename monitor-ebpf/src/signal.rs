@@ -2,7 +2,9 @@
 //! struct task_struct *task, int group, int result)`. Only signals whose default action ends a
 //! process (`FATAL_SIGNAL_MASK`) and that were delivered (result 0) leave the kernel; SIGCHLD
 //! and the like are filtered here. The sender is the current task; `SEND_SIG_PRIV`, SI_KERNEL
-//! and fault codes mark the kernel itself as the sender (OOM killer, page faults).
+//! and fault codes mark the kernel itself as the sender (OOM killer, page faults). A signal whose
+//! `si_code` cannot be read (the kernel's own siginfo: never seen) is counted lost, not reported
+//! with a guessed sender.
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
@@ -15,7 +17,7 @@ use monitor_common::{
 
 use crate::{
     URGENT,
-    count_emitted, count_filtered,
+    count_emitted, count_filtered, count_lost,
     kernel::{current_cgroup_id, current_comm, current_task, memcg_id, read, task_header},
     reserve,
 };
@@ -38,7 +40,15 @@ pub fn signal_generate(ctx: BtfTracePointContext) -> u32 {
         count_filtered(program);
         return 0;
     }
-    let code: i32 = if info > SEND_SIG_PRIV { read(info, SIGINFO_CODE).unwrap_or(0) } else { 0 };
+    let code: i32 = if info > SEND_SIG_PRIV {
+        let Some(code) = read(info, SIGINFO_CODE) else {
+            count_lost(program);
+            return 0;
+        };
+        code
+    } else {
+        0
+    };
     let from_kernel = info == SEND_SIG_PRIV || code == SI_KERNEL || code > 0;
     let Some(mut entry) = reserve::<SignalEvent>(program) else {
         return 0;

@@ -11,8 +11,9 @@ use std::{
 
 use monitor::{
     events::{Event, ExitStatus, OomConstraint, SocketAddress},
-    probes::ProbeOptions,
+    probes::{ProbeOptions, Probes, metrics::KernelStatsCollector},
 };
+use monitor_common::{ProgramId, ProgramStats};
 use monitor_tests::{
     capture::Capture,
     cgroups::{TestCgroup, spawn_in},
@@ -479,5 +480,129 @@ for _ in range(ROUNDS):
     for refused in &connects {
         assert_eq!(refused.errno, libc::ECONNREFUSED);
         assert!(!refused.asynchronous, "the blocking call's own result: {refused:?}\nall: {connects:#?}\nports: {}", String::from_utf8_lossy(&output.stdout));
+    }
+}
+
+/// The real probes with their per-program counters at hand (`Capture` keeps only the events).
+struct CountedCapture {
+    events: std::sync::Arc<std::sync::Mutex<Vec<Event>>>,
+    stats: KernelStatsCollector,
+    stop: tokio::sync::watch::Sender<bool>,
+    runtime: tokio::runtime::Runtime,
+    _probes: Probes,
+}
+
+impl CountedCapture {
+    fn start(options: ProbeOptions) -> Self {
+        let mut probes = Probes::load(&options).expect("load the eBPF programs (root and kernel BTF needed)");
+        let down: Vec<_> = probes.status.iter().filter(|s| !s.is_up()).map(|s| (s.spec.name, s.error.clone())).collect();
+        assert!(down.is_empty(), "programs down: {down:?}");
+        let ring = probes.take_events().expect("events ring buffer");
+        let stats = KernelStatsCollector::new(probes.take_stats().expect("stats map"));
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("tokio");
+        let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<monitor::events::Record>(1 << 16);
+        let metrics = monitor::probes::metrics::ProbeMetrics::new(&mut prometheus_client::registry::Registry::default());
+        runtime.spawn(async move {
+            let _ = monitor::probes::reader::run(ring, tx, metrics, stop_rx).await;
+        });
+        let sink = events.clone();
+        runtime.spawn(async move {
+            while let Some(record) = rx.recv().await {
+                sink.lock().expect("events lock").push(record.event);
+            }
+        });
+        Self { events, stats, stop, runtime, _probes: probes }
+    }
+
+    fn events(&self) -> Vec<Event> {
+        self.events.lock().expect("events lock").clone()
+    }
+
+    /// One program's counters, summed over CPUs.
+    fn counters(&self, program: ProgramId) -> ProgramStats {
+        self.stats.read().into_iter().find(|(id, _, _)| *id == program).map(|(_, _, s)| s).expect("program counters")
+    }
+}
+
+impl Drop for CountedCapture {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        self.runtime.block_on(async { tokio::time::sleep(Duration::from_millis(10)).await });
+    }
+}
+
+/// A flood of non-blocking TCP connects left in SYN_SENT (an unprivileged process, a loopback
+/// listener whose accept queue is full: every SYN is dropped) overflows the table of connects
+/// waiting for their outcome. The oldest are evicted, and each eviction is counted lost for
+/// `sys_exit_connect`; the rest are reported when their sockets close. Reported + lost accounts
+/// for every connect. The table is loaded small (`connect_table_entries`, the loader's option)
+/// so that a few hundred connects overflow it, and the flood does not evict the connects of
+/// tests running at the same time in their own (full-size) tables.
+#[test]
+fn connects_evicted_from_a_full_table_are_counted_lost() {
+    const TABLE: u32 = 256;
+    const N: usize = 1000;
+    let capture = CountedCapture::start(ProbeOptions { connect_table_entries: TABLE, ..ProbeOptions::default() });
+    let tree = TestCgroup::v2("connect-flood");
+    let before = capture.counters(ProgramId::ConnectExit);
+    let script = format!(
+        r#"
+import socket, errno, resource, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen(0)
+port = l.getsockname()[1]
+first = socket.create_connection(("127.0.0.1", port))  # fills the accept queue
+socks = []
+for _ in range({N}):
+    s = socket.socket()
+    s.setblocking(False)
+    r = s.connect_ex(("127.0.0.1", port))
+    assert r == errno.EINPROGRESS, r
+    socks.append(s)
+time.sleep(0.2)
+assert all(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for s in socks)  # all in SYN_SENT
+for s in socks:
+    s.close()  # SYN_SENT -> CLOSE: the outcome of each connect still waiting
+print(port)
+"#
+    );
+    let child = spawn_in(
+        Command::new("setpriv")
+            .args(["--reuid=4242", "--regid=4242", "--clear-groups", PYTHON, "-c", &script])
+            .stdout(std::process::Stdio::piped()),
+        &[&tree],
+    );
+    let output = child.wait_with_output().expect("wait");
+    assert!(output.status.success(), "the flood script failed");
+    let port: u16 = String::from_utf8_lossy(&output.stdout).trim().parse().expect("port printed");
+    let id = tree.id();
+    let address = SocketAddress::Inet { ip: "127.0.0.1".parse().expect("ip"), port };
+    // The flood's own (the libraries may try a unix socket or two: nscd, userdb).
+    let flood = || -> Vec<_> { connects_in(&capture.events(), id).into_iter().filter(|c| c.address == address).collect() };
+    let lost = || capture.counters(ProgramId::ConnectExit).lost - before.lost;
+    let reported = || flood().len();
+    let deadline = std::time::Instant::now() + WAIT;
+    while reported() + (lost() as usize) < N {
+        assert!(std::time::Instant::now() < deadline, "reported {} + lost {} < {N}", reported(), lost());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let others: Vec<_> = connects_in(&capture.events(), id).into_iter().filter(|c| c.address != address).collect();
+    assert!(others.iter().all(|c| matches!(c.address, SocketAddress::Unix { .. })), "{others:#?}");
+    let connects = flood();
+    let lost = lost() as usize;
+    eprintln!("{N} connects, table of {TABLE}: {} reported, {lost} counted lost", connects.len());
+    // At most a table's worth is still waiting when the flood ends; every older one was evicted.
+    assert!(connects.len() <= TABLE as usize, "{} reported", connects.len());
+    assert!(lost >= N - TABLE as usize, "{lost} lost");
+    // Every connect is accounted for; the lost counter may also hold a few of other processes'
+    // connects evicted by the flood (it is per program, not per process), no more.
+    assert!(connects.len() + lost >= N && connects.len() + lost <= N + 50, "{} reported + {lost} lost", connects.len());
+    for connect in &connects {
+        assert_eq!((connect.address.clone(), connect.errno, connect.asynchronous), (address.clone(), libc::ECONNABORTED, true));
+        assert_eq!(connect.task.uid, 4242);
     }
 }

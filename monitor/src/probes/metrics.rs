@@ -1,6 +1,7 @@
 //! Health of the probes: per-program state and counters, events per kind, losses at every
-//! stage. A user can tell "nothing happened" from "we missed it": the kernel counts ring buffer
-//! reservation failures per program, user space counts records it could not decode and events
+//! stage. A user can tell "nothing happened" from "we missed it": the kernel counts per program
+//! the events it lost (ring buffer full, a connect in progress evicted from its table, memory
+//! it needed unreadable), user space counts records it could not decode and events
 //! it dropped because the pipeline was full.
 //!
 //! The kernel counters live in a per-CPU map and are read at scrape time by
@@ -172,7 +173,7 @@ impl Collector for KernelStatsCollector {
             ("kernel_events_emitted", "Events a kernel program wrote to the ring buffer", |s| s.emitted),
             (
                 "kernel_events_lost",
-                "Events a kernel program lost: ring buffer full or table of TCP connects in progress full",
+                "Events a kernel program should have reported and did not: ring buffer full, a connect in progress evicted from its table, or memory it needed unreadable",
                 |s| s.lost,
             ),
             ("kernel_events_filtered", "Hook invocations a kernel program dropped on purpose (in-kernel filters)", |s| {

@@ -19,7 +19,7 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, FExit, TracePoint},
 };
-use monitor_common::{ProbeConfig, ProgramId, ProgramStats, UNIX_PATH_LEN, WatchedSocket};
+use monitor_common::{CONNECT_TABLE_ENTRIES, ProbeConfig, ProgramId, ProgramStats, UNIX_PATH_LEN, WatchedSocket};
 use thiserror::Error;
 use tracing::{debug, info, warn};
 
@@ -130,6 +130,10 @@ pub const SYSCALL_ABI: Option<SyscallAbi> = Some(SyscallAbi { prefix: "__arm64_s
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub const SYSCALL_ABI: Option<SyscallAbi> = None;
 
+/// Room in the table of waiting connects over its ring's slots (as `CONNECT_TABLE_SLACK` in
+/// monitor-ebpf's connect.rs).
+const CONNECT_TABLE_SLACK: u32 = 512;
+
 #[derive(Clone, Debug)]
 pub struct ProbeOptions {
     /// Ring buffer size in bytes (a power of two, at least a page).
@@ -142,6 +146,12 @@ pub struct ProbeOptions {
     pub disabled: Vec<String>,
     /// BTF file to read kernel struct layouts from (default `/sys/kernel/btf/vmlinux`).
     pub btf_path: Option<PathBuf>,
+    /// Non-blocking TCP connects that may wait for their outcome at once (default
+    /// [`CONNECT_TABLE_ENTRIES`], 16384; at least 1). Past it the oldest waiting connect is
+    /// evicted and counted in `kernel_events_lost_total{program="sys_exit_connect"}`. A smaller
+    /// table costs less kernel memory (about 250 bytes a connect) and lets a test overflow it
+    /// with few connects.
+    pub connect_table_entries: u32,
 }
 
 impl Default for ProbeOptions {
@@ -153,6 +163,7 @@ impl Default for ProbeOptions {
             watched_sockets: runtimes::socket_paths_as_clients_write_them().map(PathBuf::from).collect(),
             disabled: Vec::new(),
             btf_path: None,
+            connect_table_entries: CONNECT_TABLE_ENTRIES,
         }
     }
 }
@@ -291,6 +302,7 @@ impl Probes {
             report_loopback_success: options.report_loopback_success as u32,
             exit_has_group_dead: exit_has_group_dead as u32,
             connect_syscall_nr: SYSCALL_ABI.map_or(0, |abi| abi.connect),
+            connect_table_entries: options.connect_table_entries.max(1),
         };
         let aya_btf = Btf::parse_file(&btf_path, aya::Endianness::default()).ok();
 
@@ -302,6 +314,10 @@ impl Probes {
             .override_global("OFFSETS", &offsets, true)
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", options.ring_buffer_bytes)
+            // The ring of waiting connects and their table, which has room for the inserts
+            // running at once (see `TCP_CONNECTS` in monitor-ebpf's connect.rs).
+            .map_max_entries("TCP_CONNECTS_ORDER", config.connect_table_entries)
+            .map_max_entries("TCP_CONNECTS", config.connect_table_entries.saturating_add(CONNECT_TABLE_SLACK))
             .load(EBPF_OBJECT)
             .map_err(ProbeError::Load)?;
 
