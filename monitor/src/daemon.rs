@@ -192,8 +192,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // Parsing the kernel's BTF (twice: ours and aya's) took megabytes that are free now: give
     // them back to the system rather than keep them in the heap for the daemon's lifetime.
-    // SAFETY: malloc_trim only releases free memory of the allocator.
-    unsafe { libc::malloc_trim(0) };
+    // SAFETY: malloc_trim only releases free memory of the allocator (glibc's; the static
+    // musl build of the image has none).
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0)
+    };
 
     let (events_tx, events_rx) = mpsc::channel(args.event_queue.max(1));
     let mut tasks = tokio::task::JoinSet::new();

@@ -436,3 +436,58 @@ fn run(command: &mut Command) {
     let out = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
     assert!(out.status.success(), "{command:?} failed: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// For tests that bring their own image (an OCI archive) and their own pod and container
+/// configs (e.g. translated from a manifest by [`crate::pod_template`]).
+impl Containerd {
+    /// Imports the OCI image layout archive `archive` into `k8s.io` (`ctr images import`, the
+    /// name from its `io.containerd.image.name` annotation) and waits until the CRI sees
+    /// `image` (a name as a manifest writes it: the CRI normalises it).
+    pub fn import_archive(&self, archive: &Path, image: &str) {
+        run(Command::new("ctr")
+            .arg("-a")
+            .arg(&self.socket)
+            .args(["-n", "k8s.io", "images", "import", "--snapshotter", "native"])
+            .arg(archive));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.image_id(image).is_none() {
+            assert!(Instant::now() < deadline, "CRI does not see {image} after importing {}:\n{}", archive.display(), self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// ImageStatus of `image`: its id when the runtime has it (what kubelet checks before it
+    /// would pull, and passes to CreateContainer).
+    pub fn image_id(&self, image: &str) -> Option<String> {
+        let mut images = k8s_cri::v1::image_service_client::ImageServiceClient::new(self.channel.clone());
+        let spec = cri::ImageSpec { image: image.to_string(), ..Default::default() };
+        self.block_on(images.image_status(cri::ImageStatusRequest { image: Some(spec), verbose: false }))
+            .ok()?
+            .into_inner()
+            .image
+            .map(|i| i.id)
+    }
+
+    /// ExecSync in container `id` with its output; `timeout` is the runtime's.
+    pub fn exec_sync_output(&self, id: &str, cmd: &[&str], timeout: Duration) -> Result<cri::ExecSyncResponse, tonic::Status> {
+        let mut client = self.cri();
+        let request = cri::ExecSyncRequest {
+            container_id: id.to_string(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        };
+        self.block_on(client.exec_sync(request)).map(|r| r.into_inner())
+    }
+}
+
+impl Containerd {
+    /// The image's OCI config (`Entrypoint`, `Cmd`, `Env`...) as ImageStatus's verbose info has
+    /// it, when the runtime has the image.
+    pub fn image_config(&self, image: &str) -> Option<serde_json::Value> {
+        let mut images = k8s_cri::v1::image_service_client::ImageServiceClient::new(self.channel.clone());
+        let spec = cri::ImageSpec { image: image.to_string(), ..Default::default() };
+        let answer = self.block_on(images.image_status(cri::ImageStatusRequest { image: Some(spec), verbose: true })).ok()?.into_inner();
+        let info: serde_json::Value = serde_json::from_str(answer.info.get("info")?).ok()?;
+        Some(info["imageSpec"]["config"].clone())
+    }
+}

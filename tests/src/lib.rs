@@ -10,4 +10,5 @@ pub mod capture;
 pub mod cgroups;
 pub mod containerd;
 pub mod daemon;
+pub mod pod_template;
 pub mod prometheus;

@@ -378,8 +378,8 @@ fn the_dockerfile_pins_are_xtasks() {
     }
     assert!(dockerfile.contains("--component rust-src"));
     assert!(dockerfile.contains("build --release --locked -p monitor --bin node-runtime-monitor"));
-    assert!(dockerfile.contains("FROM debian:bookworm-slim"));
-    assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/node-runtime-monitor","run"]"#));
+    assert!(dockerfile.contains("FROM scratch"));
+    assert!(dockerfile.contains(r#"ENTRYPOINT ["/node-runtime-monitor"]"#) && dockerfile.contains(r#"CMD ["run"]"#));
     let image = manifest(DAEMONSET)["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_string();
     let version = read("Cargo.toml").lines().find_map(|l| l.strip_prefix("version = \"").map(|v| v.trim_end_matches('"').to_string())).unwrap();
     assert_eq!(image, format!("node-runtime-monitor:{version}"), "the DaemonSet runs the image of this version");

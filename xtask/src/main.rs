@@ -1,12 +1,14 @@
-//! Developer and CI verbs: `setup`, `run`, `test`, `bench`. Every verb first runs `setup`, which
-//! installs only what is missing (pinned Rust toolchain with rust-src, pinned bpf-linker, the
-//! Debian packages), so a fresh machine needs nothing but `cargo xtask <verb>`.
+//! Developer and CI verbs: `setup`, `run`, `test`, `bench`, `fuzz`, `package`, `image`. Every
+//! verb first runs `setup`, which installs only what is missing (pinned Rust toolchain with
+//! rust-src, pinned bpf-linker, the Debian packages), so a fresh machine needs nothing but
+//! `cargo xtask <verb>`.
 //!
 //! xtask itself builds with the machine's default toolchain; everything else builds with the
 //! pinned one (`cargo +TOOLCHAIN`), which aya 0.16 needs.
 
 mod bench;
 mod fuzz;
+mod image;
 mod package;
 mod run;
 mod setup;
@@ -60,6 +62,7 @@ enum Command {
     },
     #[command(about = "Render deploy/overlays/prometheus-operator/prometheusrule.yaml from dashboards/prometheus-rules.yaml")] Package,
     Bench(bench::Args),
+    Image(image::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Test { args } => test::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Package => package::run(),
+        Command::Image(args) => image::run(&args),
         Command::Fuzz { seconds, seed, target } => fuzz::run(&fuzz::Options { seconds, target, seed_only: seed }),
     };
     match result {

@@ -24,6 +24,14 @@ const BUILD_PACKAGES: &[&str] =
 const TEST_PACKAGES: &[&str] =
     &["containerd", "runc", "prometheus", "bpftrace", "bpftool", "busybox-static", "stress-ng", "util-linux", "curl", "python3", "qemu-system-x86"];
 
+/// Rust targets of the release image (`cargo xtask image`): static musl binaries for amd64 and
+/// arm64. Both link with the toolchain's own rust-lld and musl (self-contained): no C cross
+/// toolchain is needed.
+pub const IMAGE_TARGETS: &[&str] = &["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
+
+/// Debian packages the image build needs: qemu-user-static runs the arm64 binary on this host.
+const IMAGE_PACKAGES: &[&str] = &["qemu-user-static"];
+
 /// Where the stock Debian kernel's `vmlinuz` for `tests/tests/stock_kernel_vm.rs` is kept,
 /// under the target dir so that a cache of it carries it over.
 const STOCK_KERNEL_DIR: &str = "target/vm";
@@ -49,6 +57,20 @@ pub fn run(scope: Scope) -> anyhow::Result<()> {
     }
     eprintln!("xtask: set-up complete in {:.1}s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// What `cargo xtask image` needs besides the build set-up: the Rust targets of `targets` (a
+/// subset of [`IMAGE_TARGETS`]) and qemu-user-static. Installs only what is missing.
+pub fn image(targets: &[&str]) -> anyhow::Result<()> {
+    debian_packages(IMAGE_PACKAGES)?;
+    let installed =
+        quiet(Command::new("rustup").args(["target", "list", "--installed", "--toolchain", TOOLCHAIN])).unwrap_or_default();
+    let missing: Vec<&str> = targets.iter().copied().filter(|t| !installed.lines().any(|l| l.trim() == *t)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: adding Rust targets {} to {TOOLCHAIN}", missing.join(" "));
+    status(Command::new("rustup").args(["target", "add", "--toolchain", TOOLCHAIN]).args(&missing))
 }
 
 fn quiet(cmd: &mut Command) -> Option<String> {

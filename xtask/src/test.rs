@@ -14,6 +14,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     nextest()?;
     // The end-to-end tests run the daemon binary itself, which `nextest run` does not build.
     status(cargo().args(["build", "--package", "monitor", "--bin", "node-runtime-monitor"]))?;
+    // The image (both architectures) for the image and DaemonSet tests: built here, not in a
+    // test, whose 5-minute limit a cold cross build would pass.
+    crate::image::run(&crate::image::Args { arch: crate::image::ArchChoice::All })?;
     let mut cmd = cargo();
     cmd.args(["nextest", "run", "--workspace", "--exclude", "monitor-ebpf", "--no-fail-fast"]).args(args);
     status(&mut cmd)
