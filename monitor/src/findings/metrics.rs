@@ -12,6 +12,11 @@ use prometheus_client::{
 use super::store::FindingStore;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FoldedLabels {
+    pub rule: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpenedLabels {
     pub rule: &'static str,
     pub severity: &'static str,
@@ -28,6 +33,11 @@ struct OpenLabels {
 /// Registers the store's metrics: `findings_opened_total` and `findings_open`. Once.
 pub fn register(registry: &mut Registry, store: &FindingStore) {
     registry.register("findings_opened", "Findings opened, by rule and severity", store.opened.clone());
+    registry.register(
+        "findings_folded",
+        "Findings of the detectors folded into their rule's _folded finding past the cap of open findings per rule",
+        store.folded.clone(),
+    );
     registry.register_collector(Box::new(OpenFindings { store: store.clone() }));
 }
 

@@ -58,6 +58,26 @@ impl Origin {
     }
 }
 
+/// Longest subject (and evidence source) shown, in characters; longer ones end in `…`.
+pub const MAX_SUBJECT_CHARS: usize = 256;
+/// Longest title shown, in characters.
+pub const MAX_TITLE_CHARS: usize = 512;
+/// Longest evidence detail or remediation, in characters.
+pub const MAX_TEXT_CHARS: usize = 2048;
+/// Most pieces of evidence kept per finding.
+pub const MAX_EVIDENCE: usize = 64;
+
+/// `text` without control characters (a newline or an escape sequence would forge log lines
+/// or terminal output), cut to `max` characters.
+pub fn bounded_text(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(max + 1).collect();
+    if out.chars().count() > max {
+        out = out.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+    }
+    out
+}
+
 /// A rule is data: its id, severity and meaning are printable and testable on their own.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Rule {
@@ -121,8 +141,41 @@ impl Finding {
         self
     }
 
+    /// The finding with every text bounded and stripped of control characters: subjects,
+    /// titles and evidence may hold what a workload chose (a path, a socket name), and are
+    /// shown in logs, `/findings`, metric labels and the `check` report.
+    pub fn bounded(mut self) -> Self {
+        self.subject = bounded_text(&self.subject, MAX_SUBJECT_CHARS);
+        self.title = bounded_text(&self.title, MAX_TITLE_CHARS);
+        self.remediation = bounded_text(&self.remediation, MAX_TEXT_CHARS);
+        self.evidence.truncate(MAX_EVIDENCE);
+        for e in &mut self.evidence {
+            e.source = bounded_text(&e.source, MAX_SUBJECT_CHARS);
+            e.detail = bounded_text(&e.detail, MAX_TEXT_CHARS);
+        }
+        self
+    }
+
     /// Identity of an open finding: the same rule about the same subject is one finding.
     pub fn key(&self) -> (&'static str, &str) {
         (self.rule, &self.subject)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_are_bounded_and_stripped_of_control_characters() {
+        assert_eq!(bounded_text("/tmp/x\n\x1b[31mfake log line", 100), "/tmp/x[31mfake log line");
+        assert_eq!(bounded_text("abcdef", 4), "abc…");
+        assert_eq!(bounded_text("abcd", 4), "abcd");
+        let rule = Rule { id: "r", severity: Severity::Warning, title: "", description: "" };
+        let long = "p".repeat(10_000);
+        let f = Finding::new(&rule, long.clone(), format!("title\r\n{long}")).evidence(long.clone(), long).bounded();
+        assert_eq!(f.subject.chars().count(), MAX_SUBJECT_CHARS);
+        assert!(f.title.starts_with("titlepp") && f.title.chars().count() == MAX_TITLE_CHARS);
+        assert_eq!(f.evidence[0].detail.chars().count(), MAX_TEXT_CHARS);
     }
 }

@@ -3,6 +3,12 @@
 //! finding not in the new set has closed) or report occurrences (detectors: a finding closes
 //! after a quiet period, [`FindingStore::close_quiet`]). Opening and closing are logged once
 //! each, and openings counted (`findings_opened_total`).
+//!
+//! What a workload can write reaches findings (a path it execs, a socket it connects to), so
+//! the store is bounded: every text is cut and stripped of control characters
+//! ([`Finding::bounded`]), and at most [`MAX_OPEN_PER_RULE`] findings of one rule from the
+//! detectors are open at once; the rest fold into one finding of that rule (subject
+//! `_folded`) that counts them, and `findings_folded_total{rule}` counts each fold.
 
 use std::{
     collections::HashMap,
@@ -15,7 +21,16 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::{Finding, Origin, Severity, metrics::OpenedLabels};
+use super::{
+    Finding, Origin, Severity,
+    metrics::{FoldedLabels, OpenedLabels},
+};
+
+/// Most findings of one rule open at once from the detectors (whose subjects come from what
+/// processes do); past it, new subjects fold into the rule's `_folded` finding.
+pub const MAX_OPEN_PER_RULE: usize = 64;
+/// The subject of a rule's folded finding.
+pub const FOLDED_SUBJECT: &str = "_folded";
 
 /// A finding that is open, with its history.
 #[derive(Clone, Debug, Serialize)]
@@ -49,11 +64,15 @@ mod unix_seconds {
 pub struct Changes {
     pub opened: Vec<(String, &'static str, Severity, String)>,
     pub closed: Vec<(String, &'static str, Severity, String)>,
+    /// Rules of findings folded past the cap.
+    pub folded: Vec<&'static str>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     open: HashMap<String, OpenFinding>,
+    /// Open findings per rule (for the cap).
+    per_rule: HashMap<&'static str, usize>,
     /// Bumped by every change, so an encoding of the store can be reused until the next.
     generation: u64,
 }
@@ -68,13 +87,55 @@ impl Inner {
                 open.last_seen = now;
                 open.count += 1;
             }
+            None if origin != Origin::Audit && self.per_rule.get(finding.rule).copied().unwrap_or(0) >= MAX_OPEN_PER_RULE => {
+                self.fold(origin, finding, now, changes);
+            }
             None => {
                 log_opened(&id, &finding);
+                *self.per_rule.entry(finding.rule).or_default() += 1;
                 let open = OpenFinding { id: id.clone(), origin, finding, first_seen: now, last_seen: now, count: 1 };
                 changes.opened.push(entry(&open));
                 self.open.insert(id, open);
             }
         }
+    }
+
+    /// Counts `finding` in its rule's folded finding (opened at the first fold).
+    fn fold(&mut self, origin: Origin, finding: Finding, now: SystemTime, changes: &mut Changes) {
+        let id = format!("{}/{FOLDED_SUBJECT}", finding.rule);
+        changes.folded.push(finding.rule);
+        let latest = finding.subject.clone();
+        match self.open.get_mut(&id) {
+            Some(open) => {
+                open.count += 1;
+                open.last_seen = now;
+                open.finding.title = folded_title(finding.rule, open.count);
+                open.finding.evidence = vec![super::Evidence::new("latest folded subject", latest)];
+            }
+            None => {
+                let mut folded = finding;
+                folded.subject = FOLDED_SUBJECT.into();
+                folded.title = folded_title(folded.rule, 1);
+                folded.evidence = vec![super::Evidence::new("latest folded subject", latest)];
+                folded.remediation = format!("More than {MAX_OPEN_PER_RULE} subjects of this rule at once: look at the open ones first; the folded ones are counted, not listed (a flood of distinct paths or sockets is itself a sign of a misbehaving workload).");
+                log_opened(&id, &folded);
+                let open = OpenFinding { id: id.clone(), origin, finding: folded, first_seen: now, last_seen: now, count: 1 };
+                changes.opened.push(entry(&open));
+                self.open.insert(id, open);
+            }
+        }
+    }
+
+    /// Removes an open finding, keeping the per-rule count.
+    fn remove(&mut self, id: &str) -> Option<OpenFinding> {
+        let removed = self.open.remove(id)?;
+        self.generation += 1;
+        if removed.finding.subject != FOLDED_SUBJECT
+            && let Some(n) = self.per_rule.get_mut(removed.finding.rule)
+        {
+            *n = n.saturating_sub(1);
+        }
+        Some(removed)
     }
 }
 
@@ -82,8 +143,14 @@ impl Inner {
 #[derive(Clone, Debug, Default)]
 pub struct FindingStore {
     inner: Arc<RwLock<Inner>>,
-    /// `findings_opened_total`, registered by `findings::metrics::register`.
+    /// `findings_opened_total` and `findings_folded_total`, registered by
+    /// `findings::metrics::register`.
     pub(super) opened: Family<OpenedLabels, Counter>,
+    pub(super) folded: Family<FoldedLabels, Counter>,
+}
+
+fn folded_title(rule: &str, count: u64) -> String {
+    format!("{count} more {rule} findings folded: at most {MAX_OPEN_PER_RULE} of one rule are open at once")
 }
 
 fn id_of(finding: &Finding) -> String {
@@ -105,6 +172,7 @@ impl FindingStore {
         let mut changes = Changes::default();
         let mut current: HashMap<String, Finding> = HashMap::new();
         for finding in findings {
+            let finding = finding.bounded();
             current.insert(id_of(&finding), finding);
         }
         let stale: Vec<String> = inner
@@ -114,8 +182,7 @@ impl FindingStore {
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
-            if let Some(closed) = inner.open.remove(&id) {
-                inner.generation += 1;
+            if let Some(closed) = inner.remove(&id) {
                 info!(finding = %id, rule = closed.finding.rule, "finding closed: {}", closed.finding.title);
                 changes.closed.push(entry(&closed));
             }
@@ -132,6 +199,7 @@ impl FindingStore {
     pub fn record(&self, origin: Origin, finding: Finding, now: SystemTime) -> Changes {
         let Ok(mut inner) = self.inner.write() else { return Changes::default() };
         let mut changes = Changes::default();
+        let finding = finding.bounded();
         inner.upsert(id_of(&finding), origin, finding, now, &mut changes);
         drop(inner);
         self.count(&changes);
@@ -141,6 +209,9 @@ impl FindingStore {
     fn count(&self, changes: &Changes) {
         for (_, rule, severity, _) in &changes.opened {
             self.opened.get_or_create(&OpenedLabels { rule, severity: severity.as_str() }).inc();
+        }
+        for rule in &changes.folded {
+            self.folded.get_or_create(&FoldedLabels { rule }).inc();
         }
     }
 
@@ -155,8 +226,7 @@ impl FindingStore {
             .collect();
         let mut changes = Changes::default();
         for id in quiet_ones {
-            if let Some(closed) = inner.open.remove(&id) {
-                inner.generation += 1;
+            if let Some(closed) = inner.remove(&id) {
                 info!(finding = %id, "finding closed after {}s without recurrence", quiet.as_secs());
                 changes.closed.push(entry(&closed));
             }
@@ -235,6 +305,27 @@ mod tests {
         let open = store.snapshot();
         assert_eq!(open.len(), 1);
         assert_eq!((open[0].count, open[0].first_seen, open[0].last_seen), (2, t0, t1));
+    }
+
+    #[test]
+    fn a_flood_of_subjects_folds_past_the_cap_and_is_counted() {
+        let store = FindingStore::new();
+        let t0 = SystemTime::UNIX_EPOCH;
+        for i in 0..MAX_OPEN_PER_RULE + 500 {
+            store.record(Origin::Detectors, Finding::new(&RULE, format!("/tmp/x{i}\n"), "X"), t0);
+        }
+        let open = store.snapshot();
+        assert_eq!(open.len(), MAX_OPEN_PER_RULE + 1, "the cap, and the folded finding");
+        let folded = open.iter().find(|f| f.finding.subject == FOLDED_SUBJECT).expect("folded");
+        assert_eq!(folded.count, 500);
+        assert!(folded.finding.title.starts_with("500 more r findings folded"), "{}", folded.finding.title);
+        assert!(open.iter().all(|f| !f.finding.subject.contains('\n')), "control characters stripped");
+        let folds = store.folded.get_or_create(&FoldedLabels { rule: "r" }).get();
+        assert_eq!(folds, 500);
+        // Closing frees room for new subjects.
+        store.expire(Origin::Detectors, Duration::from_secs(1), t0 + Duration::from_secs(10));
+        store.record(Origin::Detectors, Finding::new(&RULE, "/tmp/new", "X"), t0 + Duration::from_secs(10));
+        assert!(store.snapshot().iter().any(|f| f.finding.subject == "/tmp/new"));
     }
 
     #[test]
