@@ -48,6 +48,11 @@ pub struct RunArgs {
     /// Root of the node's filesystem (a DaemonSet mounts the host at e.g. /host).
     #[arg(long, env = "NRM_HOST_ROOT", default_value = "/")]
     pub host_root: PathBuf,
+    /// The node's name as Kubernetes knows it (static pods are named `<name>-<node>`); the
+    /// DaemonSet passes `spec.nodeName`. Without it: kubelet's --hostname-override, else the
+    /// node's /etc/hostname.
+    #[arg(long, env = "NRM_NODE_NAME")]
+    pub node_name: Option<String>,
     /// The monitor's own state directory (writable; an emptyDir in the DaemonSet): how its
     /// previous run ended, to report restarts and an OOM kill of the monitor itself.
     #[arg(long, env = "NRM_STATE_DIR", default_value = "/run/node-runtime-monitor")]
@@ -277,6 +282,7 @@ async fn wait_for_stop_signal() -> anyhow::Result<()> {
 fn attribution_config(args: &RunArgs, kubelet: watch::Receiver<KubeletHints>) -> AttributionConfig {
     AttributionConfig {
         kubelet: Some(kubelet),
+        node_name: args.node_name.clone().filter(|n| !n.is_empty()),
         hold: std::time::Duration::from_millis(args.attribution_hold_ms),
         host_root: args.host_root.clone(),
         queue: args.event_queue.max(1),

@@ -28,6 +28,16 @@ fn rules_and_subjects(daemon: &Daemon) -> Vec<(String, String)> {
     all
 }
 
+/// Waits for each expected (rule, subject) finding (the audit's come on its own schedule),
+/// then asserts the open findings are exactly these.
+fn expect_exactly(daemon: &Daemon, expected: &[(&str, &str)]) {
+    let expected: Vec<(String, String)> = expected.iter().map(|(r, s)| (r.to_string(), s.to_string())).collect();
+    for (rule, subject) in &expected {
+        wait_for_finding(daemon, rule, subject, WAIT);
+    }
+    assert_eq!(rules_and_subjects(daemon), expected);
+}
+
 fn run(script: &str, tree: &TestCgroup) {
     let mut child = spawn_in(Command::new("/bin/sh").args(["-c", script]), &[tree]);
     let _ = child.wait();
@@ -79,20 +89,12 @@ fn incident2_client_keeps_connecting_to_a_missing_cri_dockerd_socket() {
         "names the endpoint the node is configured with: {finding:#}"
     );
     // With the audit's view of the same node: the endpoint kubelet uses is missing and the
-    // shim it names is a leftover. The audit runs on its own schedule: each expected finding is
-    // waited for, then the list must be exactly those.
-    let expected: Vec<(String, String)> = [
+    // shim it names is a leftover.
+    expect_exactly(&daemon, &[
         ("connect-failure-loop", subject.as_str()),
         ("runtime-endpoint-missing", "unix:///var/run/cri-dockerd.sock"),
         ("runtime-shim-unused", "cri-dockerd"),
-    ]
-    .iter()
-    .map(|(r, s)| (r.to_string(), s.to_string()))
-    .collect();
-    for (rule, subject) in &expected {
-        wait_for_finding(&daemon, rule, subject, WAIT);
-    }
-    assert_eq!(rules_and_subjects(&daemon), expected);
+    ]);
     assert_eq!(daemon.stop(), Some(0));
 }
 
@@ -364,7 +366,7 @@ fn incident4_static_pod_crash_loops_under_the_oom_killer_on_a_node_without_reser
     // audit's view of this node. The live runtime is containerd 1.6.20, which reads the
     // version-3-headed file's v2 tables (so none is ignored, unlike 2.x in the incident), and
     // its own answer says cgroupfs while kubelet says systemd.
-    let expected: Vec<(String, String)> = [
+    expect_exactly(&daemon, &[
         ("cgroup-driver-mismatch", "kubelet/containerd"),
         ("memory-reservation-missing", "/etc/kubernetes/kubelet-config.yaml"),
         ("memory-reservations-misconfigured", "node"),
@@ -373,16 +375,7 @@ fn incident4_static_pod_crash_loops_under_the_oom_killer_on_a_node_without_reser
         ("static-pod-memory-request-missing", "kube-system/kube-controller-manager"),
         ("static-pod-memory-request-missing", "kube-system/kube-scheduler"),
         ("static-pod-restart-loop", subject),
-    ]
-    .iter()
-    .map(|(r, s)| (r.to_string(), s.to_string()))
-    .collect();
-    // The audit's findings come on its own schedule: each is waited for, then the list must be
-    // exactly these.
-    for (rule, subject) in &expected {
-        wait_for_finding(&daemon, rule, subject, WAIT);
-    }
-    assert_eq!(rules_and_subjects(&daemon), expected);
+    ]);
 
     // The alert for an OOM-killed control-plane static pod reaches firing in Prometheus.
     let deadline = Instant::now() + Duration::from_secs(60);

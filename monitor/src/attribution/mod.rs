@@ -460,7 +460,8 @@ mod tests {
         let config = AttributionConfig {
             cri_sockets: vec![PathBuf::from("/no-such.sock")],
             static_pod_dir: Some(PathBuf::from("/etc/kubernetes/manifests")),
-            node_name: Some("node1".into()),
+            // Not given: kubelet's hints name the node (a given name would win over them).
+            node_name: None,
             host_root: root.clone(),
             mounts: Some(Mounts {
                 v2: Some(cgroups.clone()),

@@ -51,6 +51,9 @@ pub(crate) struct Resolver {
     static_pods: Vec<StaticPod>,
     static_read: Option<Instant>,
     node_name: String,
+    /// Whether `node_name` was given in the stage's settings (then kubelet's hints do not
+    /// replace it).
+    node_name_given: bool,
     /// Where kubelet's log directories are read (`AttributionConfig::host_root`).
     host_root: HostRoot,
     kubelet: Option<tokio::sync::watch::Receiver<super::KubeletHints>>,
@@ -63,7 +66,8 @@ pub(crate) struct Resolver {
 impl Resolver {
     pub(crate) fn new(config: &AttributionConfig, metrics: AttributionMetrics) -> Self {
         let mounts = config.mounts.clone().unwrap_or_else(Mounts::discover);
-        let node_name = config.node_name.clone().unwrap_or_else(kubelet::default_node_name);
+        let host_root = HostRoot::new(&config.host_root);
+        let node_name = config.node_name.clone().unwrap_or_else(|| kubelet::default_node_name(&host_root));
         Self {
             v2: mounts.v2.map(CgroupIndex::new),
             memcg: mounts.memory_v1.map(CgroupIndex::new),
@@ -78,7 +82,8 @@ impl Resolver {
             static_pods: Vec::new(),
             static_read: None,
             node_name,
-            host_root: HostRoot::new(&config.host_root),
+            node_name_given: config.node_name.is_some(),
+            host_root,
             kubelet: config.kubelet.clone(),
             known: HashMap::new(),
             sweep_interval: config.sweep_interval.max(Duration::from_millis(100)),
@@ -281,7 +286,7 @@ impl Resolver {
         owner.attempt = container.map(|c| c.attempt);
         if owner.runtime == cgroup_path::Runtime::Unknown
             && let Some((socket, _)) = &self.cri {
-                owner.runtime = runtime_of_socket(socket);
+                owner.runtime = cgroup_runtime_of_socket(socket);
             }
         owner.pod = Some(PodRef { namespace, name, uid, static_pod, manifest });
         true
@@ -330,7 +335,10 @@ impl Resolver {
             self.static_dir = Some(dir);
             self.static_read = None;
         }
-        if let Some(name) = hints.node_name {
+        // A node name given to the stage (the DaemonSet's spec.nodeName) is the truth.
+        if let Some(name) = hints.node_name
+            && !self.node_name_given
+        {
             self.node_name = name;
         }
         if let Some(socket) = hints.runtime_socket
@@ -419,7 +427,7 @@ fn specificity(owner: &CgroupOwner) -> u8 {
 }
 
 /// The runtime a socket (host path) belongs to, by the table of runtimes.
-fn runtime_of_socket(socket: &std::path::Path) -> cgroup_path::Runtime {
+fn cgroup_runtime_of_socket(socket: &std::path::Path) -> cgroup_path::Runtime {
     match runtimes::runtime_of_socket(&socket.to_string_lossy()).map(|r| r.name) {
         Some("cri-o") => cgroup_path::Runtime::CriO,
         Some("cri-dockerd" | "dockershim" | "docker") => cgroup_path::Runtime::Docker,

@@ -7,9 +7,11 @@
 //! kubeadm-shaped tokens anywhere on a command line; [`redact`] replaces each where it stands
 //! as a whole word in any text of a finding, and never rewrites other words.
 
+use std::collections::HashSet;
+
 use crate::{
     findings::Finding,
-    node::{kubelet, snapshot::NodeSnapshot},
+    node::{kubelet, runtimes, snapshot::NodeSnapshot},
 };
 
 /// What replaces a secret.
@@ -17,6 +19,11 @@ pub const REDACTED: &str = "[REDACTED]";
 
 /// Shorter values are not redacted: they would match ordinary words of the report.
 const MIN_SECRET_LEN: usize = 3;
+/// Secrets shorter than this are replaced only where they stand as a whole word.
+const SHORT_SECRET_LEN: usize = 8;
+/// Most secret values kept (a node has a handful; the bound keeps a flood of hostile command
+/// lines from costing memory and time).
+const MAX_SECRETS: usize = 1024;
 
 /// Whether a containerd configuration key holds a credential (registry `auth`, `password`,
 /// `identitytoken`, a `token` or `secret`).
@@ -43,17 +50,30 @@ pub fn secrets_of(snapshot: &NodeSnapshot) -> Vec<String> {
         }
     }
     for flag in &snapshot.kubelet.flags {
-        if kubelet::is_sensitive_flag(&flag.name) {
+        if kubelet::is_sensitive_flag(&flag.name) && !is_switch(&flag.value) {
             out.push(flag.value.clone());
         }
     }
-    for process in snapshot.processes.iter().flatten() {
+    // Only the node's own agents: a pod's process could otherwise make any word a "secret"
+    // and blank it out of every finding.
+    for process in snapshot.processes.iter().flatten().filter(|p| is_node_agent(p.name())) {
         out.extend(argv_secrets(&process.argv));
     }
-    out.retain(|s| s.len() >= MIN_SECRET_LEN);
+    let mut seen = HashSet::new();
+    out.retain(|s| s.len() >= MIN_SECRET_LEN && seen.insert(s.clone()));
+    out.truncate(MAX_SECRETS);
     out.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    out.dedup();
     out
+}
+
+/// kubelet, the runtimes and the installers: the processes whose command lines evidence quotes.
+fn is_node_agent(name: &str) -> bool {
+    name == "kubelet" || runtimes::is_node_daemon(name)
+}
+
+/// A value that is a switch or a mode, never a secret.
+fn is_switch(value: &str) -> bool {
+    matches!(value, "true" | "false") || value.parse::<f64>().is_ok()
 }
 
 /// The secrets of one command line: values of secret flags in both forms, `k0s worker
@@ -61,13 +81,21 @@ pub fn secrets_of(snapshot: &NodeSnapshot) -> Vec<String> {
 pub fn argv_secrets(argv: &[String]) -> Vec<String> {
     let mut out: Vec<String> = kubelet::parse_args(argv.get(1..).unwrap_or_default(), "")
         .into_iter()
-        .filter(|f| kubelet::is_sensitive_flag(&f.name) && f.value != "true")
+        .filter(|f| kubelet::is_sensitive_flag(&f.name) && !is_switch(&f.value))
         .map(|f| f.value)
         .collect();
     let name = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a)).unwrap_or("");
     if name == "k0s"
         && let Some(pos) = argv.iter().position(|a| a == "worker" || a == "controller")
-        && let Some(token) = argv.get(pos + 1).filter(|t| !t.starts_with('-'))
+        // The token is the first word after the subcommand that is neither a flag nor a flag's
+        // file or directory (`k0s worker --labels=a=b <token>`, not `--token-file <path>`).
+        && let Some(token) = argv[pos + 1..].iter().enumerate().find_map(|(i, word)| {
+            let after_path_flag = i > 0 && {
+                let previous = &argv[pos + i];
+                previous.starts_with('-') && !previous.contains('=') && ["file", "dir", "path", "config"].iter().any(|s| previous.ends_with(s))
+            };
+            (!word.starts_with('-') && !after_path_flag).then_some(word)
+        })
     {
         out.push(token.clone());
     }
@@ -87,8 +115,8 @@ pub fn argv_shown(argv: &[String]) -> Vec<String> {
     argv.iter().map(|a| redact_text(a, &secrets)).collect()
 }
 
-/// `text` with every whole-word occurrence of a secret replaced (a secret inside a longer
-/// word, e.g. `node` in `nodeup`, is not one).
+/// `text` with every occurrence of a secret replaced; a short secret only where it stands as a
+/// whole word (`node` in `nodeup` is not one).
 fn redact_text(text: &str, secrets: &[String]) -> String {
     let word_char = |c: char| c.is_alphanumeric() || c == '_' || c == '-' || c == '.';
     let mut text = text.to_string();
@@ -99,7 +127,7 @@ fn redact_text(text: &str, secrets: &[String]) -> String {
             let before = rest[..at].chars().next_back();
             let after = rest[at + secret.len()..].chars().next();
             out.push_str(&rest[..at]);
-            if before.is_some_and(word_char) || after.is_some_and(word_char) {
+            if secret.len() < SHORT_SECRET_LEN && (before.is_some_and(word_char) || after.is_some_and(word_char)) {
                 out.push_str(secret);
             } else {
                 out.push_str(REDACTED);
@@ -153,6 +181,11 @@ mod tests {
         assert_eq!(argv_shown(&k0s).join(" "), "/usr/local/bin/k0s worker [REDACTED] --labels=a=b");
         let k0s_file = argv("k0s worker --token-file /etc/k0s/token");
         assert_eq!(argv_shown(&k0s_file), k0s_file, "a file path is no secret");
+        let k0s_late = argv("k0s worker --labels=a=b H4sIAAAAAAAC_tokenblob");
+        assert_eq!(argv_shown(&k0s_late).join(" "), "k0s worker --labels=a=b [REDACTED]");
+        // Switches and modes are no secrets (kOps' kubelet flags).
+        let kubelet = argv("kubelet --anonymous-auth=false --authentication-token-webhook=true --authorization-mode=Webhook");
+        assert!(argv_secrets(&kubelet).is_empty(), "{:?}", argv_secrets(&kubelet));
     }
 
     #[test]
@@ -161,6 +194,8 @@ mod tests {
         assert!(!is_secret_key("key_model") && is_secret_key("password") && is_secret_key("auth") && is_secret_key("identitytoken"));
         let secrets = vec!["node".to_string()];
         assert_eq!(redact_text("nodeup on node node1", &secrets), "nodeup on [REDACTED] node1");
+        // A long secret is replaced wherever it stands, even next to punctuation.
+        assert_eq!(redact_text("token=s3cr3tlongvalue.", &["s3cr3tlongvalue".to_string()]), "token=[REDACTED].");
         let mut findings = vec![Finding::new(
             &crate::findings::Rule { id: "r", severity: crate::findings::Severity::Info, title: "", description: "" },
             "s",

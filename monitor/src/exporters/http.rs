@@ -5,9 +5,10 @@
 //! oldest, so idle or slow clients cannot lock a scraper out), request headers must arrive
 //! within [`Limits::header_timeout`], a connection lives at most [`Limits::max_lifetime`],
 //! at most [`Limits::max_concurrent_requests`] requests are worked on at once (the others wait,
-//! bounded by the request timeout), bodies are refused past 4 KiB. `/findings` is encoded once
-//! per change of the store and shared by every request, not copied per request. Evictions
-//! are counted (`http_connections_evicted_total`).
+//! bounded by the request timeout), a request's head must fit 16 KiB and 32 headers, bodies are
+//! refused past 4 KiB. `/findings` is encoded once per change of the store and `/metrics` at
+//! most once a second, each shared by every request, not copied per request. Evictions are
+//! counted (`http_connections_evicted_total`).
 
 use std::{
     collections::VecDeque,
@@ -44,6 +45,14 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// No endpoint takes a body; anything larger than this is refused.
 const BODY_LIMIT: usize = 4096;
+/// A connection's read buffer: a request's head must fit (hyper's least is 8 KiB).
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Headers of a request, at most.
+const MAX_HEADERS: usize = 32;
+/// `/metrics` is encoded at most this often and the encoding shared by the requests meanwhile:
+/// a client that asks and never reads holds a reference, not its own copy, and a tight loop
+/// of requests costs one encoding a second.
+const METRICS_MAX_AGE: Duration = Duration::from_secs(1);
 
 /// What a client may hold.
 #[derive(Clone, Copy, Debug)]
@@ -94,11 +103,20 @@ pub struct AppState {
     pub probes_total: usize,
     /// `/findings` as last encoded, with the store's generation it was encoded at.
     pub findings_json: Arc<Mutex<(u64, axum::body::Bytes)>>,
+    /// `/metrics` as last encoded, and when.
+    pub metrics_text: Arc<Mutex<Option<(std::time::Instant, axum::body::Bytes)>>>,
 }
 
 impl AppState {
     pub fn new(registry: Arc<Registry>, findings: FindingStore, probes_up: Arc<std::sync::atomic::AtomicUsize>, probes_total: usize) -> Self {
-        Self { registry, findings, probes_up, probes_total, findings_json: Arc::new(Mutex::new((u64::MAX, axum::body::Bytes::new()))) }
+        Self {
+            registry,
+            findings,
+            probes_up,
+            probes_total,
+            findings_json: Arc::new(Mutex::new((u64::MAX, axum::body::Bytes::new()))),
+            metrics_text: Arc::new(Mutex::new(None)),
+        }
     }
 }
 
@@ -114,11 +132,23 @@ pub fn router(state: AppState, limits: Limits) -> Router {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &state.registry) {
-        Ok(()) => ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response(),
-        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics failed: {err}")).into_response(),
-    }
+    let Ok(mut cached) = state.metrics_text.lock() else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "metrics cache poisoned").into_response();
+    };
+    let fresh = cached.as_ref().filter(|(at, _)| at.elapsed() < METRICS_MAX_AGE).map(|(_, body)| body.clone());
+    let body = match fresh {
+        Some(body) => body,
+        None => {
+            let mut text = String::new();
+            if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+                return (StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics failed: {err}")).into_response();
+            }
+            let body = axum::body::Bytes::from(text);
+            *cached = Some((std::time::Instant::now(), body.clone()));
+            body
+        }
+    };
+    ([(header::CONTENT_TYPE, OPENMETRICS)], Body::from(body)).into_response()
 }
 
 async fn findings(State(state): State<AppState>) -> Response {
@@ -196,7 +226,12 @@ pub async fn serve(
         let (service, connections, metrics, mut shutdown) = (service.clone(), connections.clone(), metrics.clone(), shutdown.clone());
         tasks.spawn(async move {
             let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).keep_alive(true);
+            // A request's head is bounded too (hyper's default buffer is ~400 KiB a connection).
+            http.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .keep_alive(true)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .max_headers(MAX_HEADERS);
             let connection = http.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(connection);
             tokio::select! {

@@ -167,23 +167,29 @@ fn walk_cache(root: &HostRoot, dir: &Path, names: &[&str], depth: usize, out: &m
 /// `timeout` (a file on a stuck network or FUSE mount must not hold the snapshot; its read is
 /// left behind). Copies in installer caches are candidates, not read.
 pub async fn read_versions(root: &HostRoot, binaries: &mut [Binary], timeout: Duration) {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut tasks = Vec::new();
-    for (i, b) in binaries.iter().enumerate() {
-        if b.location != Location::Path {
-            continue;
+    // One file at a time, in one blocking task: the memory a hostile file can make a read take
+    // is held once, not once per copy on the PATH.
+    let files: Vec<(usize, String, PathBuf)> = binaries
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.location == Location::Path)
+        .map(|(i, b)| (i, b.name.clone(), root.resolve(&b.path)))
+        .collect();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    drop(tokio::task::spawn_blocking(move || {
+        for (i, name, file) in files {
+            if tx.send((i, read_version(&name, &file))).is_err() {
+                return;
+            }
         }
-        let (name, file) = (b.name.clone(), root.resolve(&b.path));
-        tasks.push((i, tokio::task::spawn_blocking(move || read_version(&name, &file))));
-    }
-    for (i, task) in tasks {
-        let (version, source) = match tokio::time::timeout_at(deadline, task).await {
-            Ok(Ok(read)) => read,
-            Ok(Err(_)) => (None, "version unknown: reading the file failed".into()),
-            Err(_) => (None, format!("version unknown: reading the file took longer than {timeout:?}")),
-        };
+    }));
+    let deadline = tokio::time::Instant::now() + timeout;
+    while let Ok(Some((i, (version, source)))) = tokio::time::timeout_at(deadline, rx.recv()).await {
         binaries[i].version = version;
         binaries[i].version_source = Some(source);
+    }
+    for b in binaries.iter_mut().filter(|b| b.location == Location::Path && b.version_source.is_none()) {
+        b.version_source = Some(format!("version unknown: reading the files took longer than {timeout:?}"));
     }
 }
 

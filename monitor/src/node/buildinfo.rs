@@ -44,6 +44,20 @@ use object::{
 
 use super::binaries::version_in;
 
+/// The `-ldflags` text looked at, at most (real ones are a few hundred bytes).
+const MAX_LDFLAGS_BYTES: usize = 64 * 1024;
+/// The `-ldflags` fields looked at, at most.
+const MAX_LDFLAGS_FIELDS: usize = 1024;
+
+/// The largest index at most `max` that is a char boundary of `text`.
+fn floor_char_boundary(text: &str, max: usize) -> usize {
+    let mut at = max.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
 /// At most this many bytes are read from one file, whatever its headers say.
 pub const READ_BUDGET: u64 = 1 << 20;
 
@@ -146,9 +160,12 @@ impl BuildInfo {
                 None => return Vec::new(),
             }
         };
+        // A hostile binary's flags are bounded: their text and how many are looked at.
+        let flags = &flags[..floor_char_boundary(flags, MAX_LDFLAGS_BYTES)];
         let Some(fields) = split_flags(flags) else { return Vec::new() };
         let mut out: Vec<(String, String)> = Vec::new();
-        let mut fields = fields.into_iter();
+        let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let mut fields = fields.into_iter().take(MAX_LDFLAGS_FIELDS);
         while let Some(field) = fields.next() {
             let assignment = match field.strip_prefix("--").or_else(|| field.strip_prefix('-')) {
                 Some("X") => fields.next(),
@@ -159,9 +176,12 @@ impl BuildInfo {
             if name.is_empty() {
                 continue;
             }
-            match out.iter_mut().find(|(n, _)| n == name) {
-                Some(slot) => slot.1 = value.to_string(),
-                None => out.push((name.to_string(), value.to_string())),
+            match index.get(name) {
+                Some(&at) => out[at].1 = value.to_string(),
+                None => {
+                    index.insert(name.to_string(), out.len());
+                    out.push((name.to_string(), value.to_string()));
+                }
             }
         }
         out

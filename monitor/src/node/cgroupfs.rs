@@ -75,12 +75,48 @@ pub struct OomKillCount {
 pub fn own_oom_kills(mounts: &Mounts) -> (Option<OomKillCount>, Option<OomKillCount>) {
     let Ok(text) = fs::read_to_string("/proc/self/cgroup") else { return (None, None) };
     let Some((mount, path)) = memory_cgroup_of(mounts, &text) else { return (None, None) };
+    // In a cgroup namespace (a container's, on v2) the path reads `/`: the monitor's cgroup is
+    // then the one of the host's hierarchy whose cgroup.procs lists its pid (the DaemonSet
+    // runs in the host's PID namespace, so the pid is the host's).
+    let pid = std::process::id();
+    let path = if path != "/" && lists_pid(&mount.join(path.trim_start_matches('/')), pid) {
+        path
+    } else {
+        match find_cgroup_of_pid(&mount, pid) {
+            Some(found) => found,
+            None => return (None, None),
+        }
+    };
     let count = |path: &str| {
         let dir = mount.join(path.trim_start_matches('/'));
         oom_kills_in(&dir).map(|oom_kills| OomKillCount { cgroup: path.to_string(), oom_kills })
     };
     let parent = Path::new(&path).parent().map(|p| p.to_string_lossy().into_owned()).filter(|p| p != "/");
     (count(&path), parent.as_deref().and_then(count))
+}
+
+fn lists_pid(dir: &Path, pid: u32) -> bool {
+    fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|procs| procs.lines().any(|l| l.trim().parse() == Ok(pid)))
+}
+
+/// The cgroup (path in the hierarchy at `mount`) whose `cgroup.procs` lists `pid`: a walk of
+/// at most [`MAX_WALK_DIRS`] directories, leaves first in each directory.
+fn find_cgroup_of_pid(mount: &Path, pid: u32) -> Option<String> {
+    let mut stack = vec![mount.to_path_buf()];
+    let mut visited = 0;
+    while let Some(dir) = stack.pop() {
+        visited += 1;
+        if visited > MAX_WALK_DIRS {
+            return None;
+        }
+        if dir != mount && lists_pid(&dir, pid) {
+            let relative = dir.strip_prefix(mount).ok()?;
+            return Some(format!("/{}", relative.display()));
+        }
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        stack.extend(entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())).map(|e| e.path()));
+    }
+    None
 }
 
 /// Where this process's memory cgroup is, from `/proc/self/cgroup` text: the v1 `memory`
@@ -248,6 +284,24 @@ mod tests {
             Some("/kubepods.slice/kubepods-pod1.slice/cri-containerd-ab.scope")
         );
         assert_eq!(memory_cgroup_of(&Mounts::default(), text), None);
+    }
+
+    #[test]
+    fn the_cgroup_of_a_pid_is_found_by_its_procs() {
+        let root = std::env::temp_dir().join(format!("nrm-cgroup-procs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let pod = root.join("kubepods.slice/kubepods-pod1.slice");
+        fs::create_dir_all(pod.join("cri-containerd-aa.scope")).expect("mkdir");
+        fs::create_dir_all(pod.join("cri-containerd-bb.scope")).expect("mkdir");
+        fs::write(root.join("cgroup.procs"), "1\n").expect("write");
+        fs::write(pod.join("cri-containerd-aa.scope/cgroup.procs"), "7\n12\n").expect("write");
+        fs::write(pod.join("cri-containerd-bb.scope/cgroup.procs"), "4242\n").expect("write");
+        assert_eq!(
+            find_cgroup_of_pid(&root, 4242).as_deref(),
+            Some("/kubepods.slice/kubepods-pod1.slice/cri-containerd-bb.scope")
+        );
+        assert_eq!(find_cgroup_of_pid(&root, 424), None);
+        let _ = fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::{
     io::Read,
+    os::unix::fs::OpenOptionsExt as _,
     path::{Component, Path, PathBuf},
 };
 
@@ -125,10 +126,17 @@ impl HostRoot {
     pub fn read_bytes_limited(&self, host_path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
         let path = self.resolve(host_path);
         let unreadable = |source| FileError::Unreadable { path: host_path.to_path_buf(), source };
-        let file = std::fs::File::open(&path).map_err(unreadable)?;
+        // Without blocking on a FIFO or a device, and only a regular file is read: a workload
+        // can put either where a configuration file is expected.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+            .open(&path)
+            .map_err(unreadable)?;
         let meta = file.metadata().map_err(unreadable)?;
-        if meta.is_dir() {
-            return Err(unreadable(std::io::Error::other("is a directory")));
+        if !meta.is_file() {
+            let what = if meta.is_dir() { "is a directory" } else { "is not a regular file" };
+            return Err(unreadable(std::io::Error::other(what)));
         }
         let mut bytes = Vec::new();
         file.take(limit + 1).read_to_end(&mut bytes).map_err(unreadable)?;
@@ -220,6 +228,12 @@ mod tests {
         let root = HostRoot::new(&dir);
         assert_eq!(root.resolve_host_path(Path::new("/var/run/containerd/x")), Path::new("/run/containerd/x"));
         assert_eq!(root.read_text(Path::new("/var/run/containerd/x")).unwrap(), "hello");
+        // A FIFO is refused, not waited on.
+        let fifo = std::ffi::CString::new(dir.join("run/fifo").to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let err = root.read_text(Path::new("/run/fifo")).unwrap_err();
+        assert!(err.to_string().contains("is not a regular file"), "{err}");
         // A symlink loop ends instead of spinning.
         std::os::unix::fs::symlink("/loop", dir.join("loop")).unwrap();
         let _ = root.resolve_host_path(Path::new("/loop/x"));

@@ -37,19 +37,30 @@ pub const UNIT_DIRS: [&str; 3] = ["/etc/systemd/system", "/usr/lib/systemd/syste
 /// Kubelet's default runtime endpoint since 1.27 (and the one kubeadm writes).
 pub const DEFAULT_RUNTIME_ENDPOINT: &str = "unix:///run/containerd/containerd.sock";
 
-/// kubelet's node name when `--hostname-override` does not set one: the hostname, lowercased.
-pub fn default_node_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_ascii_lowercase()).unwrap_or_default()
+/// kubelet's node name when `--hostname-override` does not set one: the node's hostname,
+/// lowercased, from its `/etc/hostname` (read inside the host root: in a pod, the kernel's
+/// hostname is the pod's own), else the kernel's.
+pub fn default_node_name(root: &HostRoot) -> String {
+    let from_file = root
+        .read_text_limited(Path::new("/etc/hostname"), 4096)
+        .ok()
+        .and_then(|t| t.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+    from_file
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
+        .unwrap_or_default()
+        .to_ascii_lowercase()
 }
 
-/// Flags whose values are secrets (or name files holding them are harmless, but a value given
-/// inline must never be shown).
+/// Flags whose values are secrets: a name with a word `token`, `password`, `secret`,
+/// `credential(s)` or `key` (`--token`, `--bootstrap-token`, `--certificate-key`), unless it
+/// names a file, a directory or a path (`--token-file`), or a switch (`--anonymous-auth`,
+/// `--authentication-token-webhook`: their values are booleans and modes, not secrets).
 pub fn is_sensitive_flag(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["token", "password", "secret", "credential", "auth", "key"].iter().any(|w| n.contains(w))
-        && !n.ends_with("-file")
-        && !n.ends_with("-dir")
-        && !n.ends_with("config")
+    let words: Vec<&str> = n.split(['-', '_', '.']).collect();
+    let secret_word = words.iter().any(|w| matches!(*w, "token" | "password" | "passwd" | "secret" | "credential" | "credentials" | "key"));
+    let names_a_place = matches!(words.last(), Some(&("file" | "dir" | "path" | "config" | "webhook" | "ttl")));
+    secret_word && !names_a_place
 }
 
 /// A command-line flag and where it was found.

@@ -13,7 +13,7 @@ pub fn scrub(message: &str) -> String {
         let quote = rest[at..].chars().next().unwrap_or('"');
         out.push_str(&rest[..at]);
         let after = &rest[at + 1..];
-        match after.find(quote) {
+        match closing(after, quote) {
             Some(end) => {
                 out.push(quote);
                 out.push('…');
@@ -35,6 +35,20 @@ pub fn scrub(message: &str) -> String {
     out.chars().take(200).collect()
 }
 
+/// Where `quote` closes in `text`, skipping backslash-escaped ones (`"ab\"cd"`).
+fn closing(text: &str, quote: char) -> Option<usize> {
+    let mut escaped = false;
+    for (at, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            c if c == quote => return Some(at),
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::scrub;
@@ -46,6 +60,7 @@ mod tests {
             ("unknown variant `s3cret`, expected `always` or `never`", "unknown variant `…`, expected `…` or `…`"),
             ("invalid value: 's3cret', expected a quantity", "invalid value: '…', expected a quantity"),
             ("unterminated string \"s3cret", "unterminated string \"…"),
+            ("invalid type: string \"ab\\\"s3cret\", expected bool", "invalid type: string \"…\", expected bool"),
             ("kubelet can't parse this", "kubelet can't parse this"),
             ("first line \"a\"\nsecond line s3cret", "first line \"…\""),
         ] {

@@ -29,7 +29,7 @@ pub struct RuntimeSocket {
 
 /// A container runtime (or a distribution's embedded copy of one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Runtime {
+pub struct KnownRuntime {
     /// What operators call it.
     pub name: &'static str,
     pub sockets: &'static [RuntimeSocket],
@@ -41,9 +41,12 @@ pub struct Runtime {
     pub units: &'static [&'static str],
     /// The per-container processes it starts (shims, monitors).
     pub shims: &'static [&'static str],
-    /// A shim between kubelet and another runtime, with nothing to run containers itself: it is
-    /// unused when kubelet talks to a runtime directly.
-    pub is_cri_adapter: bool,
+    /// The runtime name its CRI `Version` call answers with (`containerd`, `cri-o`, `docker`).
+    pub cri_name: &'static str,
+    /// For a CRI adapter (a shim between kubelet and another runtime, running no container
+    /// itself): the daemons of the runtime it drives. Unused when kubelet talks to a runtime
+    /// directly.
+    pub fronts: &'static [&'static str],
 }
 
 const fn cri(path: &'static str) -> RuntimeSocket {
@@ -54,8 +57,8 @@ const CONTAINERD_SHIMS: &[&str] = &["containerd-shim-runc-v2", "containerd-shim-
 
 /// The container runtimes, in the order their sockets are tried when nothing says which one
 /// kubelet uses.
-pub const RUNTIMES: &[Runtime] = &[
-    Runtime {
+pub const RUNTIMES: &[KnownRuntime] = &[
+    KnownRuntime {
         name: "containerd",
         // The second is cri-containerd's, the CRI plugin's socket before containerd 1.1.
         sockets: &[cri("/run/containerd/containerd.sock"), cri("/run/cri-containerd/cri-containerd.sock")],
@@ -63,18 +66,20 @@ pub const RUNTIMES: &[Runtime] = &[
         tools: &["ctr"],
         units: &["containerd.service"],
         shims: CONTAINERD_SHIMS,
-        is_cri_adapter: false,
+        cri_name: "containerd",
+        fronts: &[],
     },
-    Runtime {
+    KnownRuntime {
         name: "cri-o",
         sockets: &[cri("/run/crio/crio.sock")],
         binaries: &["crio"],
         tools: &[],
         units: &["crio.service"],
         shims: &["conmon", "conmonrs"],
-        is_cri_adapter: false,
+        cri_name: "cri-o",
+        fronts: &[],
     },
-    Runtime {
+    KnownRuntime {
         name: "k3s",
         // k3s's and RKE2's embedded containerd.
         sockets: &[cri("/run/k3s/containerd/containerd.sock")],
@@ -82,9 +87,10 @@ pub const RUNTIMES: &[Runtime] = &[
         tools: &[],
         units: &["k3s.service", "k3s-agent.service", "rke2-server.service", "rke2-agent.service"],
         shims: CONTAINERD_SHIMS,
-        is_cri_adapter: false,
+        cri_name: "containerd",
+        fronts: &[],
     },
-    Runtime {
+    KnownRuntime {
         name: "k0s",
         // k0s's embedded containerd.
         sockets: &[cri("/run/k0s/containerd.sock")],
@@ -92,18 +98,20 @@ pub const RUNTIMES: &[Runtime] = &[
         tools: &[],
         units: &["k0sworker.service", "k0scontroller.service"],
         shims: CONTAINERD_SHIMS,
-        is_cri_adapter: false,
+        cri_name: "containerd",
+        fronts: &[],
     },
-    Runtime {
+    KnownRuntime {
         name: "cri-dockerd",
         sockets: &[cri("/run/cri-dockerd.sock"), cri("/run/cri-docker/cri-dockerd.sock")],
         binaries: &["cri-dockerd"],
         tools: &[],
         units: &["cri-docker.service", "cri-docker.socket"],
         shims: &[],
-        is_cri_adapter: true,
+        cri_name: "docker",
+        fronts: &["dockerd"],
     },
-    Runtime {
+    KnownRuntime {
         name: "dockershim",
         // kubelet's built-in Docker adapter, removed in Kubernetes 1.24.
         sockets: &[cri("/run/dockershim.sock")],
@@ -111,9 +119,10 @@ pub const RUNTIMES: &[Runtime] = &[
         tools: &[],
         units: &[],
         shims: &[],
-        is_cri_adapter: true,
+        cri_name: "docker",
+        fronts: &["dockerd"],
     },
-    Runtime {
+    KnownRuntime {
         name: "docker",
         // dockerd's engine socket, and the containerd dockerd starts for itself (its CRI
         // plugin disabled).
@@ -125,7 +134,8 @@ pub const RUNTIMES: &[Runtime] = &[
         tools: &["docker"],
         units: &["docker.service", "docker.socket"],
         shims: CONTAINERD_SHIMS,
-        is_cri_adapter: false,
+        cri_name: "docker",
+        fronts: &[],
     },
 ];
 
@@ -137,16 +147,18 @@ pub struct Component {
     pub units: &'static [&'static str],
     /// TCP ports it serves that its clients connect to.
     pub ports: &'static [u16],
+    /// Run as a static pod of that name by kubeadm and most installers on control-plane nodes.
+    pub static_pod: bool,
 }
 
 /// The control plane and the node agent.
 pub const CONTROL_PLANE: &[Component] = &[
-    Component { name: "kubelet", binaries: &["kubelet"], units: &["kubelet.service"], ports: &[10250] },
-    Component { name: "kube-apiserver", binaries: &["kube-apiserver"], units: &[], ports: &[6443] },
-    Component { name: "etcd", binaries: &["etcd"], units: &["etcd.service"], ports: &[2379] },
-    Component { name: "kube-controller-manager", binaries: &["kube-controller-manager"], units: &[], ports: &[10257] },
-    Component { name: "kube-scheduler", binaries: &["kube-scheduler"], units: &[], ports: &[10259] },
-    Component { name: "kube-proxy", binaries: &["kube-proxy"], units: &[], ports: &[] },
+    Component { name: "kubelet", binaries: &["kubelet"], units: &["kubelet.service"], ports: &[10250], static_pod: false },
+    Component { name: "kube-apiserver", binaries: &["kube-apiserver"], units: &[], ports: &[6443], static_pod: true },
+    Component { name: "etcd", binaries: &["etcd"], units: &["etcd.service"], ports: &[2379], static_pod: true },
+    Component { name: "kube-controller-manager", binaries: &["kube-controller-manager"], units: &[], ports: &[10257], static_pod: true },
+    Component { name: "kube-scheduler", binaries: &["kube-scheduler"], units: &[], ports: &[10259], static_pod: true },
+    Component { name: "kube-proxy", binaries: &["kube-proxy"], units: &[], ports: &[], static_pod: false },
 ];
 
 /// Node installers and bootstrap agents: while one runs, kubelet is expected to come.
@@ -159,9 +171,20 @@ pub const OCI_RUNTIMES: &[&str] = &["runc", "crun"];
 pub const CRI_TOOL: &str = "crictl";
 
 /// The runtime a socket belongs to, by its host path (`/run/...` or `/var/run/...`).
-pub fn runtime_of_socket(path: &str) -> Option<&'static Runtime> {
+pub fn runtime_of_socket(path: &str) -> Option<&'static KnownRuntime> {
     let path = path.strip_prefix("/var").filter(|p| p.starts_with("/run/")).unwrap_or(path);
     RUNTIMES.iter().find(|r| r.sockets.iter().any(|s| s.path == path))
+}
+
+/// The daemons of every runtime whose CRI `Version` answers as `cri_name`, with the
+/// daemons a CRI adapter answering so drives (`docker`: cri-dockerd and dockerd).
+pub fn daemons_answering_as(cri_name: &str) -> Vec<&'static str> {
+    RUNTIMES.iter().filter(|r| r.cri_name == cri_name).flat_map(|r| r.binaries.iter().chain(r.fronts)).copied().collect()
+}
+
+/// Every runtime's daemon binaries, in table order.
+pub fn runtime_daemons() -> impl Iterator<Item = &'static str> {
+    RUNTIMES.iter().flat_map(|r| r.binaries).copied()
 }
 
 /// Every CRI socket of the table, in table order.
@@ -199,6 +222,11 @@ pub fn is_node_daemon(name: &str) -> bool {
         .chain(INSTALLERS)
         .chain(OCI_RUNTIMES)
         .any(|b| *b == name)
+}
+
+/// Whether a static pod of this name is a control-plane component (kubeadm's names).
+pub fn is_control_plane_static_pod(name: &str) -> bool {
+    CONTROL_PLANE.iter().any(|c| c.static_pod && c.name == name)
 }
 
 /// Whether a TCP port is one the control plane serves.

@@ -46,7 +46,7 @@ impl StaticPod {
 
     /// A control-plane component (kubeadm's names, or `system-node-critical`).
     pub fn is_control_plane(&self) -> bool {
-        ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"].contains(&self.name.as_str())
+        super::runtimes::is_control_plane_static_pod(&self.name)
             || self.priority_class_name.as_deref() == Some("system-node-critical")
     }
 }

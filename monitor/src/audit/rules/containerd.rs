@@ -27,12 +27,19 @@ pub(super) fn uses_containerd(facts: &NodeSnapshot) -> bool {
 }
 
 /// Whether kubelet's runtime is containerd: its socket answers as containerd, or (unanswered)
-/// its path is containerd's.
+/// it is a containerd socket of the table of runtimes (a path the table does not know: by its
+/// name).
 pub(super) fn kubelet_uses_containerd(facts: &NodeSnapshot) -> bool {
     let socket = facts.kubelet_socket();
     match facts.cri.socket(&socket).and_then(|s| s.runtime()) {
         Some(r) => r.runtime_name == "containerd",
-        None => socket.to_string_lossy().contains("containerd"),
+        None => {
+            let path = socket.to_string_lossy();
+            match crate::node::runtimes::runtime_of_socket(&path) {
+                Some(runtime) => runtime.cri_name == "containerd",
+                None => path.contains("containerd"),
+            }
+        }
     }
 }
 

@@ -1,10 +1,9 @@
 //! Rules about kubelet and the runtime it talks to: its runtime endpoint (missing, silent, not
 //! the installed runtime), shims nothing uses, and kubelet not running where it is expected.
 
-
 use crate::{
     findings::{Finding, Rule, Severity},
-    node::{binaries::Location, snapshot::{NodeSnapshot, endpoint_path}},
+    node::{binaries::Location, runtimes, snapshot::NodeSnapshot},
 };
 
 rule!(RUNTIME_ENDPOINT_MISSING, "runtime-endpoint-missing", Critical, "kubelet's runtime endpoint does not exist",
@@ -26,11 +25,9 @@ pub(super) fn runtime_endpoint(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
     let endpoint = facts.kubelet_endpoint();
     let socket_path = facts.kubelet_socket();
     let source = endpoint.source.clone().unwrap_or_else(|| "kubelet default".into());
-    let installed_runtimes: Vec<String> = ["containerd", "crio", "cri-dockerd", "dockerd"]
-        .iter()
-        .filter(|n| !facts.installed(n).is_empty())
-        .map(|n| n.to_string())
-        .collect();
+    let mut installed_runtimes: Vec<String> =
+        runtimes::runtime_daemons().filter(|n| !facts.installed(n).is_empty()).map(str::to_string).collect();
+    installed_runtimes.dedup();
     let answering: Vec<String> = facts
         .cri
         .sockets
@@ -69,13 +66,9 @@ pub(super) fn runtime_endpoint(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
         return;
     }
     if let Some(r) = s.runtime() {
-        // dockershim and cri-dockerd answer as "docker"; CRI-O as "cri-o".
-        let names: &[&str] = match r.runtime_name.as_str() {
-            "docker" => &["dockerd", "cri-dockerd"],
-            "cri-o" => &["crio"],
-            other => &[other][..],
-        };
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        // dockershim and cri-dockerd answer as "docker" (for dockerd); CRI-O as "cri-o"; k3s's
+        // and k0s's embedded containerd as "containerd".
+        let names: Vec<String> = runtimes::daemons_answering_as(&r.runtime_name).into_iter().map(str::to_string).collect();
         if !installed_runtimes.is_empty() && !installed_runtimes.iter().any(|i| names.contains(i)) && facts.binaries.iter().any(|b| b.location == Location::Path) {
             out.push(
                 Finding::new(&RUNTIME_ENDPOINT_NOT_INSTALLED, &subject, format!(
@@ -92,34 +85,41 @@ pub(super) fn runtime_endpoint(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
 }
 
 pub(super) fn runtime_shims(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
-    let copies = facts.installed("cri-dockerd");
-    let units: Vec<_> = facts.units.iter().filter(|u| u.to_string_lossy().contains("cri-docker")).collect();
-    if copies.is_empty() && units.is_empty() {
-        return;
+    // Each CRI adapter of the table (cri-dockerd) installed but unused or fronting nothing.
+    for adapter in runtimes::RUNTIMES.iter().filter(|r| !r.fronts.is_empty()) {
+        let Some(&name) = adapter.binaries.first() else { continue };
+        let copies: Vec<_> = adapter.binaries.iter().flat_map(|b| facts.installed(b)).collect();
+        let units: Vec<_> =
+            facts.units.iter().filter(|u| u.file_name().is_some_and(|n| adapter.units.iter().any(|a| n == *a))).collect();
+        if copies.is_empty() && units.is_empty() {
+            continue;
+        }
+        let kubelet_socket = facts.kubelet_socket();
+        let kubelet_uses = runtimes::runtime_of_socket(&kubelet_socket.to_string_lossy()).is_some_and(|r| r.name == adapter.name);
+        let fronted: Vec<_> = adapter.fronts.iter().flat_map(|b| facts.installed(b)).collect();
+        if kubelet_uses && !fronted.is_empty() {
+            continue;
+        }
+        let runtime = adapter.fronts.join(", ");
+        let title = if fronted.is_empty() {
+            format!("{name} is installed but {runtime}, the runtime it fronts, is not")
+        } else {
+            format!("{name} is installed but kubelet does not use it")
+        };
+        let mut f = Finding::new(&RUNTIME_SHIM_UNUSED, name, title);
+        for b in &copies {
+            f = f.evidence(b.path.display().to_string(), b.version_source.clone().unwrap_or_else(|| "binary".into()));
+        }
+        for u in &units {
+            f = f.evidence(u.display().to_string(), "systemd unit");
+        }
+        let ep = facts.kubelet_endpoint();
+        f = f.evidence(ep.source.unwrap_or_else(|| "kubelet default".into()), format!("kubelet runtime endpoint {}", ep.value));
+        if fronted.is_empty() {
+            f = f.evidence("PATH", format!("no {runtime}"));
+        }
+        out.push(f.remediation(format!("Remove the {name} binary and its units (or finish installing {runtime} if it is the intended runtime); make the installer's runtime choice (e.g. KubeKey containerManager) consistent.")));
     }
-    let kubelet_uses = endpoint_path(&facts.kubelet_endpoint().value).contains("cri-docker");
-    let dockerd = facts.installed("dockerd");
-    if kubelet_uses && !dockerd.is_empty() {
-        return;
-    }
-    let title = if dockerd.is_empty() {
-        "cri-dockerd is installed but dockerd, the runtime it fronts, is not"
-    } else {
-        "cri-dockerd is installed but kubelet does not use it"
-    };
-    let mut f = Finding::new(&RUNTIME_SHIM_UNUSED, "cri-dockerd", title);
-    for b in &copies {
-        f = f.evidence(b.path.display().to_string(), b.version_source.clone().unwrap_or_else(|| "binary".into()));
-    }
-    for u in &units {
-        f = f.evidence(u.display().to_string(), "systemd unit");
-    }
-    let ep = facts.kubelet_endpoint();
-    f = f.evidence(ep.source.unwrap_or_else(|| "kubelet default".into()), format!("kubelet runtime endpoint {}", ep.value));
-    if dockerd.is_empty() {
-        f = f.evidence("PATH", "no dockerd");
-    }
-    out.push(f.remediation("Remove the cri-dockerd binary and its cri-docker units (or finish installing Docker if it is the intended runtime); make the installer's runtime choice (e.g. KubeKey containerManager) consistent."));
 }
 
 pub(super) fn kubelet_running(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
