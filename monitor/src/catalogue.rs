@@ -2,13 +2,17 @@
 //! where every rule set is known (the audit's, the detectors', the monitor's about itself):
 //! what `node-runtime-monitor rules` prints and docs/FINDINGS.md holds.
 
-use crate::{audit, detectors, findings::Rule, health};
+use crate::{
+    audit, detectors,
+    findings::{Origin, Rule},
+    health,
+};
 
-/// Every rule with where it comes from (`audit`, `kernel events`, `monitor`), in report order.
-pub fn rules() -> Vec<(Rule, &'static str)> {
-    let audit = audit::rules::RULES.iter().map(|r| (*r, "audit"));
-    let detectors = detectors::rules().into_iter().map(|r| (r, "kernel events"));
-    audit.chain(detectors).chain([(health::previous_run::MONITOR_RESTARTED, "monitor")]).collect()
+/// Every rule with the stage that raises it (the `source` of its findings), in report order.
+pub fn rules() -> Vec<(Rule, Origin)> {
+    let audit = audit::rules::RULES.iter().map(|r| (*r, Origin::Audit));
+    let detectors = detectors::rules().into_iter().map(|r| (r, Origin::Detectors));
+    audit.chain(detectors).chain([(health::previous_run::MONITOR_RESTARTED, Origin::Monitor)]).collect()
 }
 
 /// The catalogue as a Markdown table.
@@ -19,7 +23,7 @@ pub fn markdown() -> String {
             "| `{}` | {} | {} | {} | {} |\n",
             rule.id,
             rule.severity,
-            source,
+            source.as_str(),
             rule.title,
             rule.description.replace('|', "\\|")
         ));

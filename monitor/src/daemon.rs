@@ -83,7 +83,8 @@ pub struct RunArgs {
     /// Log every kernel event (at info level): for debugging, not for production.
     #[arg(long)]
     pub log_events: bool,
-    /// A loop finding closes after this many seconds without a recurrence.
+    /// A finding of the detectors (or the monitor about itself) closes after this many seconds
+    /// without a recurrence.
     #[arg(long, env = "NRM_FINDING_QUIET_SECONDS", default_value_t = 600)]
     pub finding_quiet_seconds: u64,
     /// Runs of the same container within the window that make a restart loop.

@@ -1,5 +1,5 @@
 //! Scenarios: the whole daemon, real kernel events, host-level reproductions of the incidents
-//! in shared/INCIDENTS.md, and exactly the findings expected (none on a busy healthy host).
+//! in docs/INCIDENTS.md, and exactly the findings expected (none on a busy healthy host).
 //! These tests run alone (see .config/nextest.toml): the daemon judges the whole host.
 
 use std::{

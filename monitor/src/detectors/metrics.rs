@@ -32,7 +32,8 @@ pub struct KillLabels {
     pub service: String,
     /// `oom`, `signal`, `fault`, `unknown_signal`.
     pub cause: &'static str,
-    /// `kubelet`, `containerd_shim`, `runc`, `systemd`, `other`, `kernel`, `none`.
+    /// `kubelet`, `containerd_shim`, `containerd`, `runc`, `crio`, `dockerd`, `systemd`, `other`,
+    /// `kernel`, `none`.
     pub sender: &'static str,
     /// OOM kills: `memory_cgroup`, `global`, `unknown`; empty for other causes.
     pub constraint: &'static str,

@@ -33,7 +33,7 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Actor {
     /// Stable across restarts: `pod:kube-system/kube-apiserver-node1/kube-apiserver`,
-    /// `service:containerd.service`, `process:/usr/bin/foo<-bash`.
+    /// `service:containerd.service`, `process:<comm>`.
     pub key: Arc<str>,
     /// What an operator calls it: `kube-system/kube-apiserver-node1 (container kube-apiserver)`.
     pub display: Arc<str>,

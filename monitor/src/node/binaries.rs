@@ -108,7 +108,7 @@ impl Binary {
     }
 }
 
-/// The first version-looking word of a line (a `--version` answer, an `-X` value):
+/// The first version-looking word of a text (an `-X` value, a module version):
 /// `containerd containerd.io 1.7.6 091922f...` -> `1.7.6`, `crictl version v1.28.0` -> `v1.28.0`,
 /// `Docker version 24.0.7, build afdd53b` -> `24.0.7`, `Kubernetes v1.30.2` -> `v1.30.2`.
 pub fn version_in(line: &str) -> Option<String> {
