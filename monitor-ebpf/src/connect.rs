@@ -438,14 +438,10 @@ fn complete(regs: impl FnOnce() -> u64, ret: i64) -> u32 {
             count_filtered(program);
             0
         }
-        // A non-blocking TCP connect whose SYN_SENT was not noted (its thread's entry evicted,
-        // or the TCP state program down): its outcome will come with no connect waiting for it.
-        AF_INET | AF_INET6 if ret == -EINPROGRESS => {
-            count_lost(program);
-            0
-        }
-        // UDP, or a TCP connect that failed before sending its SYN (or blocking, whose thread's
-        // entry was evicted: its result is the call's own).
+        // UDP, a TCP connect that failed before sending its SYN, or one whose SYN_SENT was not
+        // noted (the TCP state program down, see probe_up; or, past 16384 threads in connect at
+        // once, its thread's entry evicted): its result is the call's own, EINPROGRESS for a
+        // non-blocking one whose outcome is then not known.
         AF_INET | AF_INET6 => match read_inet(family, addr, head) {
             Some((port, peer)) => report_inet(program, family, port, peer, ret, 0),
             None => unreadable(program, ret),

@@ -47,10 +47,19 @@ impl Daemon {
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
         ));
         let log_file = std::fs::File::create(&log).expect("daemon log");
+        // Each daemon of the suite has its own state directory (unless the test gives one): on a
+        // node there is one monitor, here many start and stop side by side, and a shared state
+        // would report each other's runs as the previous run (`monitor-restarted`).
+        let state_dir = log.with_extension("state");
+        let mut state_args: Vec<&std::ffi::OsStr> = Vec::new();
+        if !args.iter().any(|a| a.starts_with("--state-dir")) {
+            state_args.extend([std::ffi::OsStr::new("--state-dir"), state_dir.as_os_str()]);
+        }
         let child = cmd
             .arg("run")
             .arg("--listen")
             .arg("127.0.0.1:0")
+            .args(&state_args)
             .args(args)
             .env("NRM_LOG", "info")
             .stdout(Stdio::null())
@@ -120,6 +129,7 @@ impl Drop for Daemon {
         if !std::thread::panicking() {
             let _ = std::fs::remove_file(&self.log);
         }
+        let _ = std::fs::remove_dir_all(self.log.with_extension("state"));
     }
 }
 
