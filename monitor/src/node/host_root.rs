@@ -64,15 +64,7 @@ impl HostRoot {
 
     /// The host path with every symlink along it resolved inside the root (at most 40 hops).
     pub fn resolve_host_path(&self, host_path: &Path) -> PathBuf {
-        let owned: Vec<std::ffi::OsString> = host_path
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(s) => Some(s.to_os_string()),
-                Component::ParentDir => Some("..".into()),
-                _ => None,
-            })
-            .collect();
-        let mut queue: std::collections::VecDeque<std::ffi::OsString> = owned.into();
+        let mut queue: std::collections::VecDeque<std::ffi::OsString> = walk_parts(host_path).into();
         let mut resolved = PathBuf::from("/");
         let mut hops = 0;
         while let Some(part) = queue.pop_front() {
@@ -92,14 +84,7 @@ impl HostRoot {
                     if target.is_absolute() {
                         resolved = PathBuf::from("/");
                     }
-                    let mut rest: Vec<std::ffi::OsString> = target
-                        .components()
-                        .filter_map(|c| match c {
-                            Component::Normal(s) => Some(s.to_os_string()),
-                            Component::ParentDir => Some("..".into()),
-                            _ => None,
-                        })
-                        .collect();
+                    let mut rest = walk_parts(&target);
                     rest.extend(queue.drain(..));
                     queue = rest.into();
                 }
@@ -170,6 +155,17 @@ impl HostRoot {
             .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| wildcard_match(name, n)))
             .collect()
     }
+}
+
+/// The components of a path to walk: names and `..` (the root and `.` say nothing).
+fn walk_parts(path: &Path) -> Vec<std::ffi::OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `*` matches any run of characters; everything else matches itself.
