@@ -26,7 +26,6 @@ pub struct Pipeline {
     findings: FindingStore,
     detector_metrics: DetectorMetrics,
     log_events: bool,
-    own_pid: u32,
 }
 
 impl Pipeline {
@@ -44,7 +43,6 @@ impl Pipeline {
             findings,
             detector_metrics,
             log_events,
-            own_pid: std::process::id(),
         }
     }
 
@@ -72,11 +70,6 @@ impl Pipeline {
     /// One event, seen by the detectors at `now`: how its process died, the findings it opens
     /// or refreshes, their metrics.
     fn handle(&mut self, Attributed { record, owner, .. }: Attributed, now: Instant) {
-        // The kernel drops the daemon's own events; those of a child it would start are
-        // dropped here (it starts none: runtime versions are read, not asked by running them).
-        if record.event.task().ppid == self.own_pid {
-            return;
-        }
         if self.log_events {
             log_event(&record.event, &owner);
         }
