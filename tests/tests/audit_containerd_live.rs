@@ -131,3 +131,64 @@ fn live_containerd_with_a_mismatched_driver_is_flagged_from_its_own_answer() {
     let json = report::json(&report);
     assert!(json.contains("\"cgroup_driver\": \"cgroupfs\""), "{json}");
 }
+
+/// `/etc/containerd/config.toml` as Docker's containerd.io package ships it (docker/containerd-packaging,
+/// `common/containerd.toml`): the CRI plugin disabled, everything else default.
+const DOCKER_CONTAINERD_IO: &str = r#"#   Copyright 2018-2022 Docker Inc.
+
+#   Licensed under the Apache License, Version 2.0 (the "License");
+#   you may not use this file except in compliance with the License.
+
+disabled_plugins = ["cri"]
+
+#root = "/var/lib/containerd"
+#state = "/run/containerd"
+#subreaper = true
+#oom_score = 0
+
+#[grpc]
+#  address = "/run/containerd/containerd.sock"
+#  uid = 0
+#  gid = 0
+
+#[debug]
+#  address = "/run/containerd/debug.sock"
+#  uid = 0
+#  gid = 0
+#  level = "info"
+"#;
+
+fn check_exit_code(root: &Path) -> (Option<i32>, String) {
+    let out = Command::new(monitor_tests::daemon::binary())
+        .args(["check", "--color", "never", "--host-root"])
+        .arg(root)
+        .output()
+        .expect("run check");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn dockers_containerd_without_cri_is_no_cri_finding_until_a_cri_client_uses_it() {
+    let containerd = Containerd::start("docker", DOCKER_CONTAINERD_IO);
+    let root = containerd.host_root();
+    let report = run(&root);
+    let socket = report.snapshot.cri.sockets.iter().find(|s| s.exists).expect("the socket was asked");
+    assert!(
+        matches!(socket.v1, monitor::node::cri_facts::ApiAnswer::Unimplemented { .. }),
+        "the CRI plugin is disabled: {:?}",
+        socket.v1
+    );
+    assert!(report.findings.is_empty(), "no CRI client uses this socket: {:#?}", report.findings);
+    let (code, text) = check_exit_code(&root);
+    assert_eq!(code, Some(0), "a Docker host without Kubernetes is healthy:\n{text}");
+
+    // crictl pointed at it (a user's /etc/crictl.yaml): now a CRI client fails there.
+    fs::write(root.join("etc/crictl.yaml"), "runtime-endpoint: unix:///var/run/containerd/containerd.sock\n").expect("crictl.yaml");
+    let report = run(&root);
+    let rules: Vec<(&str, &str)> = report.findings.iter().map(|f| (f.rule, f.subject.as_str())).collect();
+    assert_eq!(rules, vec![("cri-v1-unavailable", "unix:///run/containerd/containerd.sock")], "{:#?}", report.findings);
+    let evidence = format!("{:?}", report.findings[0].evidence);
+    assert!(evidence.contains("/etc/crictl.yaml:1") && evidence.contains("crictl uses"), "{evidence}");
+    let (code, text) = check_exit_code(&root);
+    assert_eq!(code, Some(1), "a warning:\n{text}");
+}

@@ -22,7 +22,7 @@ use std::{
 use crate::{
     attribution::{Owner, OwnerKind},
     audit::{AuditReport, rules as audit_rules},
-    node::runtimes,
+    node::{cri_facts::ApiAnswer, runtimes},
     events::Event,
     findings::{Finding, Rule},
 };
@@ -101,6 +101,9 @@ pub struct AuditContext {
     pub memory_findings: Vec<Finding>,
     /// The audit's open findings that explain sandbox churn (cgroup driver, sandbox image).
     pub churn_findings: Vec<Finding>,
+    /// Runtime sockets that answered CRI v1 with Unimplemented, and what they serve instead:
+    /// a client seen connecting there and dying is a v1 client on a socket without v1.
+    pub sockets_without_cri_v1: Vec<(String, String)>,
 }
 
 /// Every rule the detectors can raise.
@@ -133,6 +136,20 @@ impl AuditContext {
             runtime_endpoint: report.snapshot.runtime_endpoint(),
             memory_findings: pick(&MEMORY_RULES),
             churn_findings: pick(&CHURN_RULES),
+            sockets_without_cri_v1: report
+                .snapshot
+                .cri
+                .sockets
+                .iter()
+                .filter(|s| s.exists && matches!(s.v1, ApiAnswer::Unimplemented { .. }))
+                .map(|s| {
+                    let serves = match s.runtime() {
+                        Some(r) => format!("serves CRI v1alpha2 only ({} {})", r.runtime_name, r.runtime_version),
+                        None => "serves no CRI API".to_string(),
+                    };
+                    (s.endpoint.display().to_string(), serves)
+                })
+                .collect(),
         }
     }
 }

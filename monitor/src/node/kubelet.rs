@@ -248,6 +248,11 @@ impl Kubelet {
             .unwrap_or(Value { value: DEFAULT_RUNTIME_ENDPOINT.into(), source: None })
     }
 
+    /// kubelet's image service endpoint, when set apart from the runtime endpoint.
+    pub fn image_endpoint(&self) -> Option<Value> {
+        self.setting("image-service-endpoint", &["imageServiceEndpoint"]).filter(|v| !v.value.is_empty())
+    }
+
     /// The sandbox image kubelet is told about (`--pod-infra-container-image`), if any.
     pub fn pod_infra_image(&self) -> Option<Value> {
         self.flag("pod-infra-container-image")

@@ -13,6 +13,7 @@ pub mod cgroup_path;
 pub mod cgroupfs;
 pub mod containerd_config;
 pub mod cri;
+pub mod cri_clients;
 pub mod cri_facts;
 pub mod host_root;
 pub mod k0s;

@@ -13,6 +13,7 @@ use std::{
 use super::{
     binaries::{self, Binary, Location, Process},
     containerd_config::{self, ContainerdConfig, Release},
+    cri_clients::{self, CriClient},
     cri_facts::{self, CriFacts},
     host_root::HostRoot,
     k0s::{self, K0sImages},
@@ -75,6 +76,8 @@ pub struct NodeSnapshot {
     /// Runtimes' systemd unit files present on the node.
     pub units: Vec<PathBuf>,
     pub cri: CriFacts,
+    /// The CRI clients configured on the node and the socket each uses.
+    pub cri_clients: Vec<CriClient>,
     /// Files whose change should re-read the node.
     pub watched: Vec<PathBuf>,
     /// How long the read took.
@@ -82,6 +85,12 @@ pub struct NodeSnapshot {
 }
 
 impl NodeSnapshot {
+    /// The configured CRI clients of a socket.
+    pub fn cri_clients_of(&self, socket: &Path) -> Vec<&CriClient> {
+        let socket = cri_clients::canonical_socket(socket);
+        self.cri_clients.iter().filter(|c| c.socket == socket).collect()
+    }
+
     pub fn installed(&self, name: &str) -> Vec<&Binary> {
         self.binaries.iter().filter(|b| b.name == name && b.location == Location::Path).collect()
     }
@@ -233,6 +242,11 @@ async fn collect_files(root: &HostRoot, read_timeout: Duration) -> NodeSnapshot 
             }
         }
     }
+    if facts.expects_kubelet() {
+        facts.cri_clients = cri_clients::kubelet_clients(&facts.kubelet, &facts.kubelet_endpoint());
+    }
+    facts.cri_clients.extend(cri_clients::crictl_clients(root));
+    facts.watched.push(cri_clients::CRICTL_CONFIG.into());
     facts.watched.sort();
     facts.watched.dedup();
     facts

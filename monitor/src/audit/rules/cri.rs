@@ -6,38 +6,44 @@ use crate::{
     node::{binaries::Location, snapshot::NodeSnapshot},
 };
 
-rule!(CRI_V1_UNAVAILABLE, "cri-v1-unavailable", Critical, "a runtime socket serves no CRI v1",
-    "Every CRI v1 client (kubelet >= 1.26, crictl, node agents such as kruise-daemon 1.6) fails with Unimplemented.");
+rule!(CRI_V1_UNAVAILABLE, "cri-v1-unavailable", Warning, "a socket used as CRI serves no CRI v1",
+    "A CRI client is configured on this socket (kubelet, crictl) but it serves no CRI v1: every v1 client (kubelet >= 1.26, crictl >= 1.26, node agents such as kruise-daemon 1.6) fails with Unimplemented.");
 
-rule!(CRI_TOOL_MISSING, "cri-tool-missing", Warning, "crictl is not on the PATH",
+rule!(CRI_TOOL_MISSING, "cri-tool-missing", Info, "crictl is not on the PATH",
     "Operators and installers that need crictl fail; installers may be stuck choosing between candidate copies.");
 
-rule!(CRI_TOOL_DUPLICATE, "cri-tool-duplicate", Warning, "several copies of crictl on the PATH",
+rule!(CRI_TOOL_DUPLICATE, "cri-tool-duplicate", Info, "several copies of crictl on the PATH",
     "Which crictl runs depends on PATH order; versions may not match the runtime.");
 
 rule!(INSTALLER_ASSET_CONFLICT, "installer-asset-conflict", Critical, "several candidate copies of a tool in an installer cache",
     "Installers that look an asset up by name (kOps nodeup) stop with `found multiple matching assets` and retry forever.");
 
+/// Sockets that configured CRI clients use and that serve no CRI v1. A socket nothing uses as
+/// CRI is not judged: Docker's own containerd disables the CRI plugin on purpose.
 pub(super) fn cri_versions(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
     use crate::node::cri_facts::ApiAnswer::*;
     for s in facts.cri.sockets.iter().filter(|s| s.exists) {
-        let (v1_ok, alpha) = (matches!(s.v1, Served(_)), &s.v1alpha2);
-        if v1_ok || !matches!(s.v1, Unimplemented { .. }) {
+        let clients = facts.cri_clients_of(&s.endpoint);
+        if clients.is_empty() || !matches!(s.v1, Unimplemented { .. }) {
             continue;
         }
-        let title = match alpha {
-            Served(r) => format!("{} serves CRI v1alpha2 only ({} {})", s.endpoint.display(), r.runtime_name, r.runtime_version),
-            _ => format!("{} serves no CRI API (CRI plugin disabled or not a CRI runtime)", s.endpoint.display()),
+        let endpoint = format!("unix://{}", s.endpoint.display());
+        let title = match &s.v1alpha2 {
+            Served(r) => format!("{endpoint} serves CRI v1alpha2 only ({} {})", r.runtime_name, r.runtime_version),
+            _ => format!("{endpoint} serves no CRI API (CRI plugin disabled or not a CRI runtime)"),
         };
         let detail = |a: &crate::node::cri_facts::ApiAnswer| match a {
             Served(r) => format!("served: {} {} (API {})", r.runtime_name, r.runtime_version, r.runtime_api_version),
             Unimplemented { message } | NoAnswer { message } => message.clone(),
             NotAsked => "not asked".into(),
         };
+        let mut f = Finding::new(&CRI_V1_UNAVAILABLE, &endpoint, title);
+        for c in &clients {
+            f = f.evidence(c.source.clone(), format!("{} uses {endpoint}", c.client));
+        }
         out.push(
-            Finding::new(&CRI_V1_UNAVAILABLE, format!("unix://{}", s.endpoint.display()), title)
-                .evidence(format!("unix://{} (runtime.v1 Version)", s.endpoint.display()), detail(&s.v1))
-                .evidence(format!("unix://{} (runtime.v1alpha2 Version)", s.endpoint.display()), detail(alpha))
+            f.evidence(format!("{endpoint} (runtime.v1 Version)"), detail(&s.v1))
+                .evidence(format!("{endpoint} (runtime.v1alpha2 Version)"), detail(&s.v1alpha2))
                 .remediation("Run a CRI v1 runtime (containerd >= 1.5 with the CRI plugin enabled, cri-dockerd >= 0.3.0 instead of dockershim), or keep v1-only clients (kubelet >= 1.26, kruise-daemon >= 1.6) off this socket."),
         );
     }

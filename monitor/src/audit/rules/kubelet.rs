@@ -3,14 +3,14 @@
 
 use crate::{
     findings::{Finding, Rule, Severity},
-    node::{binaries::Location, runtimes, snapshot::NodeSnapshot},
+    node::{binaries::Location, containerd_config::Release, runtimes, snapshot::NodeSnapshot},
 };
 
 rule!(RUNTIME_ENDPOINT_MISSING, "runtime-endpoint-missing", Critical, "kubelet's runtime endpoint does not exist",
     "Kubelet cannot reach a runtime: the node never becomes Ready.");
 
 rule!(RUNTIME_ENDPOINT_UNRESPONSIVE, "runtime-endpoint-unresponsive", Critical, "kubelet's runtime endpoint does not answer",
-    "The socket exists but no CRI server answers on it (runtime hung, stale socket).");
+    "The socket exists but no CRI server answers on it (runtime hung, stale socket), or not in the CRI API version kubelet speaks (v1 since kubelet 1.26).");
 
 rule!(RUNTIME_ENDPOINT_NOT_INSTALLED, "runtime-endpoint-not-installed-runtime", Critical, "kubelet's runtime endpoint is not the runtime installed",
     "Kubelet talks to a runtime other than the one this node installs and configures.");
@@ -62,6 +62,26 @@ pub(super) fn runtime_endpoint(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
                 .evidence(source, format!("container-runtime-endpoint: {}", endpoint.value))
                 .evidence(format!("unix://{} (CRI Version)", socket_path.display()), why)
                 .remediation("Check the runtime's service (`systemctl status containerd`), its logs, and whether the socket is stale."),
+        );
+        return;
+    }
+    // kubelet 1.26 and later speak CRI v1 only (KEP-2040).
+    let kubelet_release = facts.installed("kubelet").iter().find_map(|b| {
+        let v = b.version()?;
+        Some((Release::parse(&v)?, format!("{}: {v}", b.path.display())))
+    });
+    if let (crate::node::cri_facts::ApiAnswer::Unimplemented { message }, Some((release, version_source))) = (&s.v1, &kubelet_release)
+        && (release.major, release.minor) >= (1, 26)
+    {
+        out.push(
+            Finding::new(&RUNTIME_ENDPOINT_UNRESPONSIVE, &subject, format!(
+                "kubelet {release} speaks CRI v1 only but its runtime endpoint {} does not serve it",
+                endpoint.value
+            ))
+            .evidence(source, format!("container-runtime-endpoint: {}", endpoint.value))
+            .evidence(version_source.clone(), "kubelet >= 1.26: CRI v1 only")
+            .evidence(format!("unix://{} (runtime.v1 Version)", socket_path.display()), message.clone())
+            .remediation("Upgrade the runtime to one serving CRI v1 (containerd >= 1.5 with the CRI plugin enabled, cri-dockerd >= 0.3.0), or point kubelet at the runtime that serves it."),
         );
         return;
     }

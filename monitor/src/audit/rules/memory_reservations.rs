@@ -6,7 +6,7 @@ use crate::{
     node::{kubelet::{EvictionHardMemory, Reservation}, memory::{self, Quantity}, snapshot::NodeSnapshot},
 };
 
-rule!(MEMORY_RESERVATION_MISSING, "memory-reservation-missing", Warning, "no memory reserved for the system or Kubernetes daemons",
+rule!(MEMORY_RESERVATION_MISSING, "memory-reservation-missing", Info, "no memory reserved for the system or Kubernetes daemons",
     "Pods may take all memory: under pressure the kernel OOM-kills system daemons, kubelet or control-plane processes.");
 
 rule!(MEMORY_RESERVATION_IMPLAUSIBLE, "memory-reservation-implausible", Warning, "memory reservations implausible for the node's capacity",
@@ -15,7 +15,7 @@ rule!(MEMORY_RESERVATION_IMPLAUSIBLE, "memory-reservation-implausible", Warning,
 rule!(EVICTION_HARD_MISSING, "eviction-hard-memory-missing", Warning, "no hard eviction threshold for memory",
     "Without memory.available in evictionHard kubelet never evicts before the kernel OOM killer acts.");
 
-rule!(STATIC_POD_NO_MEMORY_REQUEST, "static-pod-memory-request-missing", Warning,
+rule!(STATIC_POD_NO_MEMORY_REQUEST, "static-pod-memory-request-missing", Info,
     "control-plane static pod without a memory request on a node with no memory reservation",
     "Nothing protects this control-plane component's memory; under pressure it is among the first OOM victims.");
 

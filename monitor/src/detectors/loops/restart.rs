@@ -218,8 +218,21 @@ fn restart_finding(actor: &Actor, runs: &[&Run], window: Duration, facts: &Audit
         "Sandbox churn: the kubelet or runtime keeps killing and re-creating the pod. Make the runtime's cgroup driver (SystemdCgroup) match kubelet's cgroupDriver and the sandbox image match kubelet's; check that containerd reads the config tables its version expects."
             .to_string()
     } else if quick_after_runtime * 2 > runs.len() {
-        "The process connects to the container runtime and exits within seconds: check that the runtime serves the CRI API version the client needs (runtime.v1) and the client's logs."
-            .to_string()
+        // The audit asked that socket: name the API gap when it found one.
+        let file_name = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
+        let connected: Vec<String> = runs.iter().filter_map(|r| r.connected_to.as_deref()).map(file_name).collect();
+        let gaps: Vec<&(String, String)> =
+            facts.sockets_without_cri_v1.iter().filter(|(socket, _)| connected.contains(&file_name(socket))).collect();
+        for (socket, serves) in &gaps {
+            finding = finding.evidence(format!("audit: unix://{socket} (runtime.v1 Version)"), format!("Unimplemented: {serves}"));
+        }
+        if gaps.is_empty() {
+            "The process connects to the container runtime and exits within seconds: check that the runtime serves the CRI API version the client needs (runtime.v1) and the client's logs."
+                .to_string()
+        } else {
+            "The process connects to a runtime socket that serves no CRI API version runtime.v1 and exits within seconds: a CRI v1 client (kruise-daemon >= 1.6, crictl >= 1.26) fails there with Unimplemented. Run a CRI v1 runtime (cri-dockerd >= 0.3 instead of dockershim, containerd with its CRI plugin enabled) or a client release that speaks the runtime's version."
+                .to_string()
+        }
     } else {
         "The process fails by itself: read its logs for the error; the exit codes above are what the kernel recorded."
             .to_string()
@@ -325,10 +338,8 @@ mod tests {
         assert!(findings[0].remediation.starts_with("Memory"), "{}", findings[0].remediation);
     }
 
-    #[test]
-    fn a_client_that_connects_to_the_runtime_and_dies_points_at_the_cri_api_version() {
-        // kruise-daemon on a v1alpha2-only runtime: connects (successfully), exits 255 at once.
-        let mut h = Harness::new();
+    /// kruise-daemon on a v1alpha2-only runtime: connects (successfully), exits 255 at once.
+    fn v1_client_loop(h: &mut Harness) -> Vec<Finding> {
         let daemon_pod = Actor { control_plane: false, key: "pod:kruise-system/kruise-daemon-x/daemon".into(), ..pod("") };
         let mut findings = Vec::new();
         for run in 0..3u32 {
@@ -344,10 +355,30 @@ mod tests {
             h.feed(connect, &actor, run as u64 * 10);
             findings = h.feed(exit(tgid, ExitStatus::Exited { code: 255 }), &actor, run as u64 * 10);
         }
+        findings
+    }
+
+    #[test]
+    fn a_client_that_connects_to_the_runtime_and_dies_points_at_the_cri_api_version() {
+        let findings = v1_client_loop(&mut Harness::new());
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].rule, "container-restart-loop");
         assert!(findings[0].evidence[0].detail.contains("connected to unix:/hostvarrun/dockershim.sock"), "{:?}", findings[0].evidence);
         assert!(findings[0].remediation.contains("CRI API version"), "{}", findings[0].remediation);
+        assert!(!findings[0].evidence.iter().any(|e| e.source.starts_with("audit:")), "{:?}", findings[0].evidence);
+    }
+
+    #[test]
+    fn the_audits_answer_of_that_socket_names_the_api_gap() {
+        let mut h = Harness::new();
+        h.facts.sockets_without_cri_v1 =
+            vec![("/var/run/dockershim.sock".into(), "serves CRI v1alpha2 only (docker 20.10.24)".into())];
+        let findings = v1_client_loop(&mut h);
+        assert_eq!(findings.len(), 1);
+        let audit = findings[0].evidence.iter().find(|e| e.source.starts_with("audit:")).expect("the audit's answer");
+        assert_eq!(audit.source, "audit: unix:///var/run/dockershim.sock (runtime.v1 Version)");
+        assert!(audit.detail.contains("v1alpha2 only"), "{audit:?}");
+        assert!(findings[0].remediation.contains("serves no CRI API version runtime.v1"), "{}", findings[0].remediation);
     }
 
     #[test]
