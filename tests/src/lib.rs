@@ -10,5 +10,6 @@ pub mod capture;
 pub mod cgroups;
 pub mod containerd;
 pub mod daemon;
+pub mod fixture_node;
 pub mod pod_template;
 pub mod prometheus;

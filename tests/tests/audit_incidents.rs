@@ -4,48 +4,28 @@
 //! (`<name>.cri.json`); the live CRI path is tested against a real containerd in
 //! `audit_containerd_live.rs`.
 
-use std::path::PathBuf;
+use monitor::{audit::AuditReport, exporters::check_report as report};
+use monitor_tests::fixture_node::{self as fixture, audit};
 
-use monitor::{
-    audit::{Audit, AuditReport},
-    exporters::check_report as report,
-    node::{
-        cri_facts::CriFacts,
-        snapshot::{CriSource, SnapshotOptions},
-    },
-};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/nodes").join(name)
-}
-
-fn audit(name: &str) -> AuditReport {
-    let root = fixture(name);
-    let replay = root.with_extension("cri.json");
-    let text = std::fs::read_to_string(&replay).unwrap_or_else(|e| panic!("{}: {e}", replay.display()));
-    let cri = CriFacts::from_json(&text).unwrap_or_else(|e| panic!("{}: {e}", replay.display()));
-    let options = SnapshotOptions { cri: CriSource::Recorded(cri), ..Default::default() };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    rt.block_on(Audit::new(root, options).run_once())
-}
-
-fn keys(report: &AuditReport) -> Vec<(String, String)> {
-    let mut k: Vec<(String, String)> = report.findings.iter().map(|f| (f.rule.to_string(), f.subject.clone())).collect();
-    k.sort();
-    k
-}
-
-fn expect(name: &str, want: &[(&str, &str)], exit: u8) -> AuditReport {
+/// Audits a fixture node and asserts its findings are its record (`<name>.findings`), the exit
+/// code `check` gives, and that every finding has evidence and a remediation.
+fn expect(name: &str, exit: u8) -> AuditReport {
     let report = audit(name);
-    let mut want: Vec<(String, String)> = want.iter().map(|(r, s)| (r.to_string(), s.to_string())).collect();
-    want.sort();
-    assert_eq!(keys(&report), want, "{name}:\n{}", report::text(&report, false));
+    fixture::assert_expected(name, &report);
     assert_eq!(report::exit_code(&report.findings), exit, "{name}");
     for f in &report.findings {
         assert!(!f.evidence.is_empty(), "{name}: {} has no evidence", f.rule);
         assert!(!f.remediation.is_empty(), "{name}: {} has no remediation", f.rule);
     }
     report
+}
+
+#[test]
+fn every_fixture_node_has_exactly_its_recorded_findings() {
+    for name in fixture::names() {
+        let report = audit(&name);
+        fixture::assert_expected(&name, &report);
+    }
 }
 
 fn evidence_of(report: &AuditReport, rule: &str) -> String {
@@ -60,24 +40,20 @@ fn evidence_of(report: &AuditReport, rule: &str) -> String {
 
 #[test]
 fn healthy_kubeadm_containerd17_has_no_findings() {
-    let r = expect("healthy-kubeadm-containerd17", &[], 0);
+    let r = expect("healthy-kubeadm-containerd17", 0);
     assert!(r.snapshot.containerd_release_text().as_deref().is_some_and(|v| v.starts_with("1.7.13")));
 }
 
 #[test]
 fn healthy_containerd2_with_version3_config_has_no_findings() {
-    let r = expect("healthy-containerd2-v3", &[], 0);
+    let r = expect("healthy-containerd2-v3", 0);
     // SystemdCgroup comes from the imported drop-in.
     assert!(r.snapshot.watched.iter().any(|p| p.ends_with("conf.d/10-systemd-cgroup.toml")), "{:?}", r.snapshot.watched);
 }
 
 #[test]
 fn incident1_kops_nodeup_stuck_on_two_crictl_assets() {
-    let r = expect(
-        "incident1-kops-nodeup-crictl",
-        &[("installer-asset-conflict", "crictl"), ("kubelet-not-running", "kubelet"), ("cri-tool-missing", "crictl")],
-        2,
-    );
+    let r = expect("incident1-kops-nodeup-crictl", 2);
     let ev = evidence_of(&r, "installer-asset-conflict");
     assert!(ev.contains("cri-containerd-cni-1_7_6"), "the bundle that brought the second copy: {ev}");
     assert!(evidence_of(&r, "kubelet-not-running").contains("/opt/kops/bin/nodeup"));
@@ -85,11 +61,7 @@ fn incident1_kops_nodeup_stuck_on_two_crictl_assets() {
 
 #[test]
 fn incident2_kubekey_drives_cri_dockerd_on_a_containerd_node() {
-    let r = expect(
-        "incident2-kubekey-cri-dockerd",
-        &[("runtime-endpoint-missing", "unix:///var/run/cri-dockerd.sock"), ("runtime-shim-unused", "cri-dockerd")],
-        2,
-    );
+    let r = expect("incident2-kubekey-cri-dockerd", 2);
     let ev = evidence_of(&r, "runtime-endpoint-missing");
     assert!(ev.contains("/var/lib/kubelet/kubeadm-flags.env:1"), "{ev}");
     assert!(ev.contains("/run/containerd/containerd.sock answers as containerd"), "{ev}");
@@ -98,16 +70,7 @@ fn incident2_kubekey_drives_cri_dockerd_on_a_containerd_node() {
 
 #[test]
 fn incident3_dockershim_serves_v1alpha2_only() {
-    let r = expect(
-        "incident3-dockershim-v1alpha2",
-        &[
-            // kubelet 1.23's own dockershim: kubelet speaks v1alpha2, v1 clients fail.
-            ("cri-v1-unavailable", "unix:///var/run/dockershim.sock"),
-            // Docker's containerd (CRI disabled) is no finding: no CRI client is configured on it.
-            ("memory-reservation-missing", "/var/lib/kubelet/config.yaml"),
-        ],
-        1,
-    );
+    let r = expect("incident3-dockershim-v1alpha2", 1);
     let ev = evidence_of(&r, "cri-v1-unavailable");
     assert!(ev.contains("unknown service runtime.v1.RuntimeService"), "{ev}");
     assert!(ev.contains("served: docker 20.10.24"), "{ev}");
@@ -115,19 +78,7 @@ fn incident3_dockershim_serves_v1alpha2_only() {
 
 #[test]
 fn incident4_kubespray_version3_header_on_v2_body() {
-    let r = expect(
-        "incident4-kubespray-containerd2-v3",
-        &[
-            ("containerd-config-tables-ignored", "/etc/containerd/config.toml"),
-            ("cgroup-driver-mismatch", "kubelet/containerd"),
-            ("sandbox-image-mismatch", "kubelet/containerd"),
-            ("memory-reservation-missing", "/etc/kubernetes/kubelet-config.yaml"),
-            ("static-pod-memory-request-missing", "kube-system/kube-apiserver"),
-            ("static-pod-memory-request-missing", "kube-system/kube-controller-manager"),
-            ("static-pod-memory-request-missing", "kube-system/kube-scheduler"),
-        ],
-        2,
-    );
+    let r = expect("incident4-kubespray-containerd2-v3", 2);
     let ev = evidence_of(&r, "containerd-config-tables-ignored");
     assert!(ev.contains("/etc/containerd/config.toml:1 | version = 3"), "{ev}");
     assert!(ev.contains("/etc/containerd/config.toml:22 | [plugins.\"io.containerd.grpc.v1.cri\"] ignored: systemdCgroup"), "{ev}");
@@ -141,15 +92,7 @@ fn incident4_kubespray_version3_header_on_v2_body() {
 
 #[test]
 fn incident5_k0s_airgapped_node_pinned_to_old_images() {
-    let r = expect(
-        "incident5-k0s-airgap-images",
-        &[
-            ("image-not-present-pull-forbidden", "quay.io/k0sproject/kube-proxy:v1.29.6"),
-            ("image-not-present-pull-forbidden", "quay.io/k0sproject/envoy-distroless:v1.29.5"),
-            ("memory-reservation-missing", "/var/lib/k0s/kubelet-config.yaml"),
-        ],
-        2,
-    );
+    let r = expect("incident5-k0s-airgap-images", 2);
     let ev = evidence_of(&r, "image-not-present-pull-forbidden");
     assert!(ev.contains("/etc/k0s/k0s.yaml:31 | pull policy Never"), "{ev}");
     assert!(ev.contains("store has quay.io/k0sproject/kube-proxy:v1.30.2"), "{ev}");

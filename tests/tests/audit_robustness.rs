@@ -1,55 +1,8 @@
 //! The audit on broken nodes: garbage, truncated, huge and unreadable files never panic and
 //! each becomes a finding; credentials planted in the node's files never reach the report.
 
-use std::path::PathBuf;
-
-use monitor::{
-    audit::{Audit, AuditReport},
-    exporters::check_report as report,
-    node::{
-        cri_facts::CriFacts,
-        snapshot::{CriSource, SnapshotOptions},
-    },
-};
-
-/// A copy of a fixture node in a fresh temporary directory, removed on drop.
-struct Node {
-    root: PathBuf,
-    cri: CriFacts,
-}
-
-impl Node {
-    fn copy_of(fixture: &str, tag: &str) -> Node {
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/nodes").join(fixture);
-        let root = std::env::temp_dir().join(format!("nrm-audit-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        let status = std::process::Command::new("cp").arg("-a").arg(&src).arg(&root).status().expect("cp");
-        assert!(status.success(), "copying {}", src.display());
-        let text = std::fs::read_to_string(src.with_extension("cri.json")).expect("cri replay");
-        Node { root, cri: CriFacts::from_json(&text).expect("cri replay parses") }
-    }
-
-    fn write(&self, host_path: &str, bytes: impl AsRef<[u8]>) {
-        let p = self.root.join(host_path.trim_start_matches('/'));
-        if p.is_dir() {
-            std::fs::remove_dir_all(&p).expect("rm dir");
-        }
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&p, bytes).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    }
-
-    fn audit(&self) -> AuditReport {
-        let options = SnapshotOptions { cri: CriSource::Recorded(self.cri.clone()), ..Default::default() };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        rt.block_on(Audit::new(&self.root, options).run_once())
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
+use monitor::{audit::AuditReport, exporters::check_report as report};
+use monitor_tests::fixture_node::FixtureNode;
 
 fn has(report: &AuditReport, rule: &str, subject: &str) -> bool {
     report.findings.iter().any(|f| f.rule == rule && f.subject == subject)
@@ -61,7 +14,7 @@ const MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
 
 #[test]
 fn garbage_files_are_unparsable_findings() {
-    let node = Node::copy_of("healthy-kubeadm-containerd17", "garbage");
+    let node = FixtureNode::copy_of("healthy-kubeadm-containerd17", "garbage");
     node.write(CONTAINERD, "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"\n  sandbox_image = ");
     node.write(KUBELET, "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: [systemd\n");
     node.write(MANIFEST, "apiVersion: v1\nkind: Pod\nmetadata: {name: x\n");
@@ -77,7 +30,7 @@ fn garbage_files_are_unparsable_findings() {
 
 #[test]
 fn binary_truncated_and_deep_files_never_panic() {
-    let node = Node::copy_of("healthy-kubeadm-containerd17", "binary");
+    let node = FixtureNode::copy_of("healthy-kubeadm-containerd17", "binary");
     let bytes: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
     node.write(CONTAINERD, &bytes);
     node.write(KUBELET, "a:".repeat(100_000));
@@ -92,7 +45,7 @@ fn binary_truncated_and_deep_files_never_panic() {
     assert!(has(&r, "config-unparsable", MANIFEST), "{text}");
     assert!(has(&r, "config-unreadable", "/proc/meminfo"), "{text}");
     // Truncated to nothing: an empty containerd config is valid (defaults), kubelet's too.
-    let node = Node::copy_of("healthy-kubeadm-containerd17", "empty");
+    let node = FixtureNode::copy_of("healthy-kubeadm-containerd17", "empty");
     node.write(CONTAINERD, "");
     node.write(KUBELET, "");
     let r = node.audit();
@@ -102,7 +55,7 @@ fn binary_truncated_and_deep_files_never_panic() {
 
 #[test]
 fn huge_and_unreadable_files_are_findings() {
-    let node = Node::copy_of("healthy-kubeadm-containerd17", "huge");
+    let node = FixtureNode::copy_of("healthy-kubeadm-containerd17", "huge");
     let mut huge = String::from("version = 2\n");
     while huge.len() < 5 * 1024 * 1024 {
         huge.push_str("# padding padding padding padding padding padding padding padding\n");
@@ -124,7 +77,7 @@ fn huge_and_unreadable_files_are_findings() {
 
 #[test]
 fn credentials_never_reach_the_report() {
-    let node = Node::copy_of("incident4-kubespray-containerd2-v3", "secrets");
+    let node = FixtureNode::copy_of("incident4-kubespray-containerd2-v3", "secrets");
     let config = std::fs::read_to_string(node.root.join("etc/containerd/config.toml")).expect("read");
     let planted = format!(
         "{config}\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"registry.corp.example:5000\".auth]\n  username = \"robot$deployer-u53r\"\n  password = \"Pa55w0rd-planted-1\"\n  auth = \"cm9ib3Q6cGxhbnRlZC1hdXRoLTI=\"\n  identitytoken = \"idtok-planted-3\"\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"registry.corp.example:5000\".tls]\n  key_file = \"/etc/containerd/certs/client.key\"\n"

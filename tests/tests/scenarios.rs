@@ -479,3 +479,40 @@ fn incident3_a_node_agent_connects_to_a_v1alpha2_runtime_and_dies_again_and_agai
     drop(listener);
     let _ = fs::remove_dir_all(dir);
 }
+
+#[test]
+fn an_ordinary_pods_container_that_keeps_failing_is_a_container_restart_loop() {
+    use monitor_tests::containerd::{Containerd, ContainerSpec, PodSpec};
+
+    let containerd = Containerd::start();
+    let node = KubesprayNode::new(&containerd);
+    let daemon = node.daemon();
+    // A Deployment's pod whose container exits 3 at once; kubelet (here: the test) re-creates it.
+    let pod = PodSpec {
+        namespace: "shop".into(),
+        name: "checkout-7d9f8b6c5-x2x4q".into(),
+        uid: "0f3a6c1e9b2d4e7fa1c3b5d7e9f10234".into(),
+        static_source: false,
+        qos: "burstable",
+    };
+    let sandbox = containerd.run_pod(&pod);
+    for attempt in 0..3 {
+        let mut spec = ContainerSpec::new("checkout", &["/bin/sh", "-c", "exit 3"]);
+        spec.attempt = attempt;
+        let id = containerd.run_container(&sandbox, &pod, &spec);
+        assert_eq!(containerd.wait_exit(&id, Duration::from_secs(20)), 3, "attempt {attempt}:\n{}", containerd.log());
+        containerd.remove_container(&id);
+    }
+    let subject = "shop/checkout-7d9f8b6c5-x2x4q/checkout";
+    let lp = wait_for_finding(&daemon, "container-restart-loop", subject, WAIT);
+    assert_eq!(lp["severity"], "warning", "an application's pod, not the node: {lp:#}");
+    let evidence = lp["evidence"].to_string();
+    assert!(evidence.matches("exited with code 3").count() >= 3, "each run's exit, from the kernel: {evidence}");
+    assert!(lp["remediation"].as_str().unwrap_or("").contains("fails by itself"), "{lp:#}");
+    assert!(
+        !rules_and_subjects(&daemon).iter().any(|(r, _)| r == "static-pod-restart-loop" || r == "memory-reservations-misconfigured"),
+        "{:?}",
+        rules_and_subjects(&daemon)
+    );
+    assert_eq!(daemon.stop(), Some(0));
+}

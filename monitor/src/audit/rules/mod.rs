@@ -49,14 +49,17 @@ pub const RULES: &[Rule] = &[
 pub fn evaluate(facts: &NodeSnapshot) -> Vec<Finding> {
     let mut out = Vec::new();
     files::unreadable_files(facts, &mut out);
+    // kubelet refuses a configuration file it cannot read: judge none of its values (its
+    // defaults are not what it runs with; it does not run) beyond `config-unparsable`.
+    let kubelet_config_known = facts.kubelet.config_path.is_none() || facts.kubelet.config.is_some();
     if containerd::uses_containerd(facts) {
         containerd::containerd_schema(facts, &mut out);
-        if containerd::kubelet_uses_containerd(facts) {
+        if kubelet_config_known && containerd::kubelet_uses_containerd(facts) {
             containerd::cgroup_driver(facts, &mut out);
             containerd::sandbox_image(facts, &mut out);
         }
     }
-    if facts.kubelet.config.is_some() || !facts.kubelet.flags.is_empty() {
+    if kubelet_config_known && (facts.kubelet.config.is_some() || !facts.kubelet.flags.is_empty()) {
         memory_reservations::memory_reservations(facts, &mut out);
         kubelet::runtime_endpoint(facts, &mut out);
     }
