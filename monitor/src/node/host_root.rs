@@ -98,6 +98,11 @@ impl HostRoot {
         std::fs::symlink_metadata(self.resolve(host_path)).is_ok()
     }
 
+    /// Whether a host path is a regular file (links are not followed).
+    pub fn is_regular_file(&self, host_path: &Path) -> bool {
+        std::fs::symlink_metadata(self.resolve(host_path)).is_ok_and(|m| m.file_type().is_file())
+    }
+
     /// Reads a text file of the host, at most `MAX_CONFIG_BYTES`.
     pub fn read_text(&self, host_path: &Path) -> Result<String, FileError> {
         self.read_text_limited(host_path, MAX_CONFIG_BYTES)

@@ -19,6 +19,7 @@ pub mod host_root;
 pub mod k0s;
 pub mod kubelet;
 pub mod memory;
+pub mod offline_images;
 pub mod parse_error;
 pub mod runtimes;
 pub mod snapshot;

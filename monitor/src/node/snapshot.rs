@@ -18,7 +18,9 @@ use super::{
     host_root::HostRoot,
     k0s::{self, K0sImages},
     kubelet::{self, Kubelet},
-    memory, runtimes,
+    memory,
+    offline_images::{self, OfflineBundles},
+    runtimes,
     static_pods::{self, ManifestError, StaticPod},
 };
 
@@ -73,6 +75,10 @@ pub struct NodeSnapshot {
     pub static_pods: Vec<StaticPod>,
     pub manifest_problems: Vec<ManifestError>,
     pub k0s: Option<K0sImages>,
+    /// Offline image bundles the node's distribution imports (an air-gapped node).
+    pub offline_bundles: Vec<OfflineBundles>,
+    /// containerd registry host files (`certs.d/*/hosts.toml`): mirrors that may serve pulls.
+    pub registry_host_files: Vec<std::path::PathBuf>,
     /// Runtimes' systemd unit files present on the node.
     pub units: Vec<PathBuf>,
     pub cri: CriFacts,
@@ -242,6 +248,9 @@ async fn collect_files(root: &HostRoot, read_timeout: Duration) -> NodeSnapshot 
             }
         }
     }
+    facts.offline_bundles = offline_images::find(root);
+    facts.watched.extend(facts.offline_bundles.iter().map(|b| b.dir.clone()));
+    facts.registry_host_files = offline_images::registry_host_files(root);
     if facts.expects_kubelet() {
         facts.cri_clients = cri_clients::kubelet_clients(&facts.kubelet, &facts.kubelet_endpoint());
     }

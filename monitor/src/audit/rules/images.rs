@@ -8,7 +8,7 @@ use crate::{
 
 rule!(IMAGE_NOT_PRESENT_NO_PULL, "image-not-present-pull-forbidden", Critical,
     "an image the node must run is not in the runtime's store and cannot be pulled",
-    "Kubelet reports ErrImageNeverPull; the component never starts.");
+    "Pull policy Never (kubelet reports ErrImageNeverPull), or IfNotPresent on an air-gapped node whose images come from its distribution's offline bundle (ErrImagePull): the component never starts.");
 
 pub(super) fn images(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
     let socket = facts.cri.socket(&facts.kubelet_socket());
@@ -22,8 +22,12 @@ pub(super) fn images(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
         .into_iter()
         .chain(facts.installed("kubelet"))
         .find_map(|b| b.version().map(|v| (v, b.path.display().to_string())));
+    // An offline bundle says the node's images come from it, not from a registry, unless a
+    // registry mirror is configured that may serve them.
+    let air_gapped = !facts.offline_bundles.is_empty() && facts.registry_host_files.is_empty();
+    let cannot_pull = |policy: &str| policy == "Never" || (air_gapped && policy == "IfNotPresent");
     let mut report = |reference: &str, source: &str, policy: (&str, &str), who: &str| {
-        if in_store(reference) {
+        if !cannot_pull(policy.0) || in_store(reference) {
             return;
         }
         let repo = image_repo(reference);
@@ -36,6 +40,12 @@ pub(super) fn images(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
             } else {
                 format!("store has {}", same_repo.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
             });
+        if policy.0 != "Never" {
+            for b in &facts.offline_bundles {
+                let names: Vec<String> = b.archives.iter().filter_map(|a| a.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+                f = f.evidence(b.dir.display().to_string(), format!("air-gapped: {} imports its images from {}", b.distribution, names.join(", ")));
+            }
+        }
         if let (Some((v, src)), Some(tag)) = (&node_release, image_tag(reference))
             && minor_of(v).is_some() && minor_of(tag).is_some() && minor_of(v) != minor_of(tag) && repo.contains("kube") {
                 f = f.evidence(src.clone(), format!("node release {v}, image tag {tag}: version skew"));
@@ -44,18 +54,27 @@ pub(super) fn images(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
     };
     for pod in &facts.static_pods {
         for c in &pod.containers {
-            if c.image_pull_policy.as_deref() == Some("Never") {
-                report(&c.image, &c.image_source, ("Never", &c.image_source), &format!("static pod {}", pod.name));
-            }
+            let (policy, source) = match &c.image_pull_policy {
+                Some(p) => (p.as_str(), c.image_source.clone()),
+                None => (default_pull_policy(&c.image), format!("{} (kubelet default for this tag)", c.image_source)),
+            };
+            report(&c.image, &c.image_source, (policy, &source), &format!("static pod {}", pod.name));
         }
     }
-    if let Some(k0s) = &facts.k0s
-        && let Some((policy, src)) = &k0s.pull_policy
-            && policy == "Never" {
-                for img in &k0s.images {
-                    report(&img.reference, &img.source, (policy, src), &img.component);
-                }
-            }
+    if let Some(k0s) = &facts.k0s {
+        // k0s' `spec.images.default_pull_policy` defaults to IfNotPresent (docs/configuration.md).
+        let (policy, src) = k0s.pull_policy.clone().unwrap_or_else(|| ("IfNotPresent".into(), format!("{} (k0s default)", crate::node::k0s::CONFIG)));
+        for img in &k0s.images {
+            report(&img.reference, &img.source, (&policy, &src), &img.component);
+        }
+    }
+}
+
+/// kubelet's pull policy for a container that sets none: Always for `:latest` or no tag,
+/// IfNotPresent otherwise (Kubernetes API defaulting of `imagePullPolicy`).
+fn default_pull_policy(reference: &str) -> &'static str {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    if last.contains('@') || image_tag(reference).is_some_and(|t| t != "latest") { "IfNotPresent" } else { "Always" }
 }
 
 /// `registry.k8s.io/pause:3.9` stays; `nginx:1` -> `docker.io/library/nginx:1`.
@@ -103,5 +122,14 @@ mod tests {
         assert_eq!(image_repo("localhost:5000/pause:3.9"), "localhost:5000/pause");
         assert_eq!(image_tag("registry.k8s.io/pause:3.9"), Some("3.9"));
         assert_eq!(minor_of("v1.30.2+k0s.0"), Some((1, 30)));
+    }
+
+    #[test]
+    fn kubelets_default_pull_policy_follows_the_tag() {
+        assert_eq!(default_pull_policy("registry.k8s.io/kube-apiserver:v1.30.2"), "IfNotPresent");
+        assert_eq!(default_pull_policy("localhost:5000/etcd@sha256:0123"), "IfNotPresent");
+        assert_eq!(default_pull_policy("busybox"), "Always");
+        assert_eq!(default_pull_policy("busybox:latest"), "Always");
+        assert_eq!(default_pull_policy("localhost:5000/busybox"), "Always");
     }
 }
