@@ -1206,6 +1206,14 @@ mod tests {
         ldflags("defaults-kops/usr/sbin/runc", "go1.22.7", RUNC, Some((RUNC, "(devel)")), "-X main.gitCommit=v1.1.14-0-g2c9f560 -X main.version=1.1.14", "1.1.14"),
         ldflags("defaults-kops/usr/local/bin/crictl", "go1.21.5", "sigs.k8s.io/cri-tools/cmd/crictl", Some((CRI_TOOLS, "(devel)")), "-X sigs.k8s.io/cri-tools/pkg/version.Version=v1.29.0 -s -w", "v1.29.0"),
         ldflags("defaults-kops/var/cache/nodeup/extracted/sha256:d16a1ffb3938f5a19d5c8f45d363bd091ef89c0bc4d44ad16b933eede32fdcbb_https___github_com_kubernetes-sigs_cri-tools_releases_download_v1_29_0_crictl-v1_29_0-linux-amd64_tar_gz/crictl", "go1.21.5", "sigs.k8s.io/cri-tools/cmd/crictl", Some((CRI_TOOLS, "(devel)")), "-X sigs.k8s.io/cri-tools/pkg/version.Version=v1.29.0 -s -w", "v1.29.0"),
+        // managed-eks-al2023: AMI v20250403 (Kubernetes 1.32.1, containerd 1.7.27-1.amzn2023.0.1, runc 1.2.4-1.amzn2023.0.1).
+        ldflags("managed-eks-al2023/usr/bin/kubelet", "go1.23.4", "k8s.io/kubernetes/cmd/kubelet", Some((KUBERNETES, "(devel)")),
+            "-X 'k8s.io/client-go/pkg/version.gitVersion=v1.32.1-eks-5d632ec' -X 'k8s.io/component-base/version.gitVersion=v1.32.1-eks-5d632ec' -X 'k8s.io/component-base/version.gitMajor=1' -X 'k8s.io/component-base/version.gitMinor=32'", "v1.32.1-eks-5d632ec"),
+        ldflags("managed-eks-al2023/usr/bin/containerd", "go1.23.7", "github.com/containerd/containerd/cmd/containerd", Some((CONTAINERD, "(devel)")),
+            "-X github.com/containerd/containerd/version.Version=1.7.27 -X github.com/containerd/containerd/version.Revision=05044ec0a9a75232cad458027ca83437aae3f4da -X github.com/containerd/containerd/version.Package=github.com/containerd/containerd -s -w", "1.7.27"),
+        ldflags("managed-eks-al2023/usr/bin/ctr", "go1.23.7", "github.com/containerd/containerd/cmd/ctr", Some((CONTAINERD, "(devel)")),
+            "-X github.com/containerd/containerd/version.Version=1.7.27 -X github.com/containerd/containerd/version.Revision=05044ec0a9a75232cad458027ca83437aae3f4da -X github.com/containerd/containerd/version.Package=github.com/containerd/containerd -s -w", "1.7.27"),
+        ldflags("managed-eks-al2023/usr/sbin/runc", "go1.23.7", RUNC, Some((RUNC, "(devel)")), "-X main.gitCommit=v1.2.4-0-g6c52b3fc -X main.version=1.2.4", "1.2.4"),
     ];
 
     fn fixture_bytes(f: &Fixture) -> Vec<u8> {
