@@ -20,6 +20,23 @@ fn expect(name: &str, exit: u8) -> AuditReport {
     report
 }
 
+/// Nodes as the major installers and managed images leave them (kubeadm, k0s, Kubespray, kOps,
+/// CRI-O and Docker with cri-dockerd under kubeadm, EKS AL2023, a Docker host without
+/// Kubernetes): healthy, with notes at most. A record blessed with a warning fails here.
+#[test]
+fn installer_defaults_are_healthy_nodes_with_notes_at_most() {
+    let defaults: Vec<String> = fixture::names()
+        .into_iter()
+        .filter(|n| n.starts_with("defaults-") || n.starts_with("managed-") || n == "docker-host-no-kubernetes")
+        .collect();
+    assert!(defaults.len() >= 8, "{defaults:?}");
+    for name in defaults {
+        let report = audit(&name);
+        assert_eq!(report::exit_code(&report.findings), 0, "{name}:\n{}", report::text(&report, false));
+        fixture::assert_expected(&name, &report);
+    }
+}
+
 #[test]
 fn every_fixture_node_has_exactly_its_recorded_findings() {
     for name in fixture::names() {

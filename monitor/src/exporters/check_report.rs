@@ -122,7 +122,12 @@ pub fn text(report: &AuditReport, colour: bool) -> String {
         }
     }
     let code = exit_code(&report.findings);
-    let status = ["healthy: no findings", "warnings", "critical findings"][code as usize];
+    let status = match (code, report.findings.len()) {
+        (0, 0) => "healthy: no findings",
+        (0, _) => "healthy: notes only",
+        (1, _) => "warnings",
+        _ => "critical findings",
+    };
     let _ = writeln!(out, "\n{} ({} findings, {} ms)", status, report.findings.len(), report.snapshot.elapsed.as_millis());
     out
 }

@@ -17,8 +17,8 @@ rule!(CONTAINERD_TABLES_IGNORED, "containerd-config-tables-ignored", Critical,
 rule!(CGROUP_DRIVER_MISMATCH, "cgroup-driver-mismatch", Critical, "runtime and kubelet use different cgroup drivers",
     "Kubelet and the runtime disagree about pod cgroups; sandboxes are killed and re-created (exit 137) in a loop.");
 
-rule!(SANDBOX_IMAGE_MISMATCH, "sandbox-image-mismatch", Warning, "the runtime's sandbox (pause) image is not the one kubelet expects",
-    "Kubelet's image GC may remove the runtime's sandbox image, and air-gapped nodes cannot create pods without it.");
+rule!(SANDBOX_IMAGE_MISMATCH, "sandbox-image-mismatch", Info, "the runtime's sandbox (pause) image is not the one kubelet expects",
+    "kubelet (>= 1.27 uses --pod-infra-container-image only to keep that image from its image GC) and the runtime name different pause images; kubeadm's preflight warns of the same. A runtime that does not pin its sandbox image may lose it to kubelet's GC; on an air-gapped node the image must be in the store (image-not-present-pull-forbidden says when it is not).");
 
 pub(super) fn uses_containerd(facts: &NodeSnapshot) -> bool {
     !facts.containerd_config.files.is_empty()

@@ -61,6 +61,11 @@ pub(super) fn images(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
             report(&c.image, &c.image_source, (policy, &source), &format!("static pod {}", pod.name));
         }
     }
+    // The runtime pulls its sandbox image when it is missing (as IfNotPresent would).
+    if let Some((endpoint, image)) = socket.and_then(|s| s.sandbox_image().map(|i| (s.endpoint.display().to_string(), i.to_string()))) {
+        let source = format!("unix://{endpoint} (CRI Status config)");
+        report(&image, &source, ("IfNotPresent", &format!("{source} (the runtime pulls a missing sandbox image)")), "the runtime's sandbox image");
+    }
     if let Some(k0s) = &facts.k0s {
         // k0s' `spec.images.default_pull_policy` defaults to IfNotPresent (docs/configuration.md).
         let (policy, src) = k0s.pull_policy.clone().unwrap_or_else(|| ("IfNotPresent".into(), format!("{} (k0s default)", crate::node::k0s::CONFIG)));
