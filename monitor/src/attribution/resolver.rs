@@ -214,11 +214,10 @@ impl Resolver {
         self.last_probe = Some(Instant::now());
         for socket in &self.sockets {
             // Host paths, resolved inside the host root (`/var/run` is often a link to `/run`).
-            let in_root = self.host_root.resolve(socket);
-            if !in_root.exists() {
+            let Some(held) = self.host_root.socket(socket) else {
                 continue;
-            }
-            let probe = cri::probe_socket(&in_root, self.cri_timeout).await;
+            };
+            let probe = cri::probe_socket(&held.path(), self.cri_timeout).await;
             if let Some(api) = probe.preferred_api() {
                 info!(socket = %socket.display(), ?api, "attribution asks this CRI socket");
                 self.cri = Some((socket.clone(), api));
@@ -240,7 +239,11 @@ impl Resolver {
             }
         }
         self.last_list = Some(Instant::now());
-        match cri::list_workloads(&self.host_root.resolve(&socket), api, self.cri_timeout).await {
+        let Some(held) = self.host_root.socket(&socket) else {
+            self.cri = None;
+            return;
+        };
+        match cri::list_workloads(&held.path(), api, self.cri_timeout).await {
             Ok(workloads) => {
                 self.containers = workloads.containers.into_iter().map(|c| (c.id.clone(), c)).collect();
                 self.sandboxes = workloads.sandboxes.into_iter().map(|s| (s.id.clone(), s)).collect();

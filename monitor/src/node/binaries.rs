@@ -9,7 +9,6 @@
 //! judges whether a binary should be there.
 
 use std::{
-    os::unix::fs::OpenOptionsExt,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -130,7 +129,7 @@ pub fn find(root: &HostRoot) -> Vec<Binary> {
         for name in names.iter().copied() {
             let path = Path::new(dir).join(name);
             let resolved = root.resolve_host_path(&path);
-            let Ok(meta) = std::fs::metadata(root.resolve(&path)) else { continue };
+            let Ok(meta) = root.metadata(&path) else { continue };
             if !meta.is_file() || !seen.insert(resolved) {
                 continue;
             }
@@ -148,7 +147,7 @@ fn walk_cache(root: &HostRoot, dir: &Path, names: &[&str], depth: usize, out: &m
         return;
     }
     for entry in root.list_dir(dir) {
-        let Ok(meta) = std::fs::symlink_metadata(root.resolve(&entry)) else { continue };
+        let Ok(meta) = root.symlink_metadata(&entry) else { continue };
         if meta.is_dir() {
             walk_cache(root, &entry, names, depth + 1, out);
         } else if let Some(name) = entry.file_name().and_then(|n| n.to_str()).filter(|n| names.contains(n)) {
@@ -173,12 +172,13 @@ pub async fn read_versions(root: &HostRoot, binaries: &mut [Binary], timeout: Du
         .iter()
         .enumerate()
         .filter(|(_, b)| b.location == Location::Path)
-        .map(|(i, b)| (i, b.name.clone(), root.resolve(&b.path)))
+        .map(|(i, b)| (i, b.name.clone(), b.path.clone()))
         .collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let root = root.clone();
     drop(tokio::task::spawn_blocking(move || {
         for (i, name, file) in files {
-            if tx.send((i, read_version(&name, &file))).is_err() {
+            if tx.send((i, read_version(&root, &name, &file))).is_err() {
                 return;
             }
         }
@@ -197,11 +197,9 @@ pub async fn read_versions(root: &HostRoot, binaries: &mut [Binary], timeout: Du
 /// content, and where it was found or why there is none (see [`Binary::version_source`]). The
 /// file is opened without following a last symlink and without blocking on a FIFO, and read only
 /// if it is a regular file.
-pub fn read_version(name: &str, file: &Path) -> (Option<String>, String) {
-    let opened = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(file)
+pub fn read_version(root: &HostRoot, name: &str, host_path: &Path) -> (Option<String>, String) {
+    let opened = root
+        .open(host_path, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY)
         .and_then(|f| f.metadata().map(|m| (f, m)));
     let file = match opened {
         Ok((f, meta)) if meta.is_file() => f,
@@ -259,18 +257,20 @@ mod tests {
         std::fs::write(&script, format!("#!/bin/sh\ntouch {}\necho 'containerd github.com/containerd/containerd v1.7.0'\n", mark.display())).expect("write");
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        assert_eq!(read_version("containerd", &script), (None, "version unknown: not an ELF binary (a script, or another format)".into()));
+        let root = HostRoot::new(&dir);
+        assert_eq!(read_version(&root, "containerd", Path::new("/containerd")), (None, "version unknown: not an ELF binary (a script, or another format)".into()));
         assert!(!mark.exists(), "the script ran");
-        // A FIFO is not opened for reading (that would block), a last symlink is not followed.
+        // A FIFO is not opened for reading (that would block), a link is followed inside the root only.
         let fifo = dir.join("runc");
         let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
         assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) }, 0, "mkfifo");
-        assert_eq!(read_version("runc", &fifo), (None, "version unknown: not a regular file".into()));
+        assert_eq!(read_version(&root, "runc", Path::new("/runc")), (None, "version unknown: not a regular file".into()));
+        // The link names the script's path outside the root; inside the root there is none.
         std::os::unix::fs::symlink(&script, dir.join("ctr")).expect("symlink");
-        let (version, source) = read_version("ctr", &dir.join("ctr"));
+        let (version, source) = read_version(&root, "ctr", Path::new("/ctr"));
         assert_eq!(version, None);
         assert!(source.starts_with("version unknown: cannot open the file"), "{source}");
-        assert_eq!(read_version("crictl", &dir).0, None);
+        assert_eq!(read_version(&root, "crictl", Path::new("/")).0, None);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -162,7 +162,7 @@ pub async fn connect(path: &Path, timeout: Duration) -> Result<Channel, CriError
 
 /// Asks `path` for its `Version` on both API versions.
 pub async fn probe_socket(path: &Path, timeout: Duration) -> SocketProbe {
-    let exists = std::fs::symlink_metadata(path)
+    let exists = std::fs::metadata(path)
         .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
         .unwrap_or(false);
     let (v1, v1alpha2) = tokio::join!(version(path, CriApi::V1, timeout), version(path, CriApi::V1Alpha2, timeout));

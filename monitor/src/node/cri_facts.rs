@@ -108,29 +108,30 @@ pub enum ApiAnswer {
     NotAsked,
 }
 
-fn answer(result: Result<RuntimeVersion, CriError>) -> ApiAnswer {
+/// The answer, its message naming the socket by its host path (it was dialled through the
+/// descriptor held open, `/proc/self/fd/N`).
+fn answer(result: Result<RuntimeVersion, CriError>, dialled: &Path, endpoint: &Path) -> ApiAnswer {
+    let message = |err: CriError| err.to_string().replace(&dialled.display().to_string(), &endpoint.display().to_string());
     match result {
         Ok(v) => ApiAnswer::Served(RuntimeIdentity {
             runtime_name: v.runtime_name,
             runtime_version: v.runtime_version,
             runtime_api_version: v.runtime_api_version,
         }),
-        Err(err) if err.is_unimplemented() => ApiAnswer::Unimplemented { message: err.to_string() },
-        Err(err) => ApiAnswer::NoAnswer { message: err.to_string() },
+        Err(err) if err.is_unimplemented() => ApiAnswer::Unimplemented { message: message(err) },
+        Err(err) => ApiAnswer::NoAnswer { message: message(err) },
     }
 }
 
 async fn probe_one(root: &HostRoot, endpoint: PathBuf, timeout: Duration) -> SocketFacts {
-    let in_root = root.resolve(&endpoint);
-    let is_socket = std::fs::metadata(&in_root)
-        .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
-        .unwrap_or(false);
-    if !is_socket {
+    // The socket found inside the root, held while it is asked.
+    let Some(socket) = root.socket(&endpoint) else {
         return SocketFacts::absent(endpoint);
-    }
+    };
+    let in_root = socket.path();
     let probe = cri::probe_socket(&in_root, timeout).await;
     let api = probe.preferred_api();
-    let (v1, v1alpha2) = (answer(probe.v1), answer(probe.v1alpha2));
+    let (v1, v1alpha2) = (answer(probe.v1, &in_root, &endpoint), answer(probe.v1alpha2, &in_root, &endpoint));
     let (images, runtime_config) = match api {
         Some(api) => {
             let images = cri::list_images(&in_root, api, timeout).await.ok().map(|images| {

@@ -100,7 +100,7 @@ pub fn load_dir(root: &HostRoot, dir: &Path) -> (Vec<StaticPod>, Vec<ManifestErr
         .list_dir(dir)
         .into_iter()
         .filter(|p| p.file_name().is_some_and(|n| is_manifest_name(&n.to_string_lossy())))
-        .filter(|p| root.resolve(p).is_file())
+        .filter(|p| root.metadata(p).is_ok_and(|m| m.is_file()))
         .collect();
     if paths.len() > MAX_MANIFESTS {
         errors.push(ManifestError::TooMany { path: dir.to_path_buf() });

@@ -33,7 +33,7 @@ pub struct NodeWatch {
 }
 
 fn mtimes(root: &HostRoot, paths: &[PathBuf]) -> HashMap<PathBuf, Option<SystemTime>> {
-    paths.iter().map(|p| (p.clone(), std::fs::metadata(root.resolve(p)).and_then(|m| m.modified()).ok())).collect()
+    paths.iter().map(|p| (p.clone(), root.metadata(p).and_then(|m| m.modified()).ok())).collect()
 }
 
 /// Waits until `interval` has passed or a watched file changed (true), or until shutdown
