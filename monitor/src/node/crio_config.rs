@@ -38,7 +38,9 @@ pub struct CrioConfig {
     pub problems: Vec<ConfigProblem>,
     /// crio's command line (running process, else its unit).
     pub args: DaemonArgs,
-    /// The drop-in directory looked at.
+    /// The main file and the drop-in directory looked at (`--config`, `--config-dir` or the
+    /// defaults).
+    pub main: PathBuf,
     pub config_dir: PathBuf,
 }
 
@@ -61,7 +63,7 @@ impl CrioConfig {
     pub fn load(root: &HostRoot, args: DaemonArgs) -> Self {
         let main = args.flag(&["config", "c"]).map(|f| PathBuf::from(&f.value)).unwrap_or_else(|| DEFAULT_CONFIG.into());
         let config_dir = args.flag(&["config-dir", "d"]).map(|f| PathBuf::from(&f.value)).unwrap_or_else(|| DEFAULT_CONFIG_DIR.into());
-        let mut config = CrioConfig { args, config_dir: config_dir.clone(), ..Default::default() };
+        let mut config = CrioConfig { args, main: main.clone(), config_dir: config_dir.clone(), ..Default::default() };
         let mut paths = vec![main.clone()];
         walk(root, &config_dir, 0, &mut paths);
         for path in paths {
@@ -105,10 +107,11 @@ impl CrioConfig {
         }
     }
 
-    /// Files to watch: the main file, the drop-in directory's files and the unit's.
+    /// Files to watch: the main file (present or not), the drop-in directory and its files,
+    /// and the unit's.
     pub fn watched(&self) -> Vec<PathBuf> {
         let mut out: Vec<PathBuf> = self.files.iter().map(|f| f.path.clone()).collect();
-        out.push(self.config_dir.clone());
+        out.extend([self.main.clone(), self.config_dir.clone()]);
         out.extend(self.args.sources.iter().cloned());
         out
     }
