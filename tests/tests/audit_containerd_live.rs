@@ -1,7 +1,9 @@
 //! `check` against a real containerd (Debian's 1.6.20) started by the test with varied
 //! configs: it reports the CRI API versions the socket serves, the release, and the cgroup
 //! driver and sandbox image the runtime itself says it uses, and it flags a mismatch with
-//! kubelet's cgroup driver from the runtime's own answer.
+//! kubelet's cgroup driver from the runtime's own answer. containerd 1.6 predates the CRI
+//! `RuntimeConfig` call (KEP-4033): it answers Unimplemented, so kubelet keeps its own driver
+//! and the audit says that this decided.
 
 use std::{
     fs,
@@ -10,7 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use monitor::{audit::Audit, exporters::check_report as report, node::snapshot::SnapshotOptions};
+use monitor::{
+    audit::Audit,
+    exporters::check_report as report,
+    node::{cri_facts::RuntimeConfigAnswer, snapshot::SnapshotOptions},
+};
 
 /// A containerd serving its socket at `<host root>/run/containerd/containerd.sock`.
 struct Containerd {
@@ -126,8 +132,19 @@ fn live_containerd_with_a_mismatched_driver_is_flagged_from_its_own_answer() {
     let report = run(&root);
     let socket = report.snapshot.cri.sockets.iter().find(|s| s.exists).expect("the socket was asked");
     assert_eq!(socket.systemd_cgroup(), Some(false), "1.6.20 read the version 3 file as version 2: cgroupfs");
+    assert!(
+        matches!(socket.cri_runtime_config, Some(RuntimeConfigAnswer::Unimplemented { .. })),
+        "containerd 1.6 predates RuntimeConfig: {:?}",
+        socket.cri_runtime_config
+    );
     let mismatch = report.findings.iter().find(|f| f.rule == "cgroup-driver-mismatch");
-    assert!(mismatch.is_some(), "kubelet systemd vs runtime cgroupfs: {:#?}", report.findings);
+    let mismatch = mismatch.unwrap_or_else(|| panic!("kubelet systemd vs runtime cgroupfs: {:#?}", report.findings));
+    let evidence: Vec<String> = mismatch.evidence.iter().map(|e| format!("{} | {}", e.source, e.detail)).collect();
+    assert!(
+        evidence.iter().any(|e| e.contains("decided by kubelet's /var/lib/kubelet/config.yaml:3")
+            && e.contains("answers RuntimeConfig Unimplemented: kubelet falls back to its own setting")),
+        "{evidence:#?}"
+    );
     let json = report::json(&report);
     assert!(json.contains("\"cgroup_driver\": \"cgroupfs\""), "{json}");
 }

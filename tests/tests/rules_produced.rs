@@ -138,6 +138,18 @@ const VARIANTS: &[Variant] = &[
         },
         findings: &["info memory-reservation-missing /var/lib/k0s/kubelet-config.yaml"],
     },
+    Variant {
+        name: "CRI-O given a conmon_cgroup its systemd manager refuses",
+        base: "defaults-crio",
+        change: |n| n.write("/etc/crio/crio.conf.d/20-conmon.conf", "[crio.runtime]\nconmon_cgroup = \"system\"\n"),
+        findings: &[
+            "critical crio-conmon-cgroup-invalid cri-o",
+            "info memory-reservation-missing /var/lib/kubelet/config.yaml",
+            "info static-pod-memory-request-missing kube-system/kube-apiserver",
+            "info static-pod-memory-request-missing kube-system/kube-controller-manager",
+            "info static-pod-memory-request-missing kube-system/kube-scheduler",
+        ],
+    },
 ];
 
 #[test]

@@ -437,3 +437,20 @@ fn cgroup_runtime_of_socket(socket: &std::path::Path) -> cgroup_path::Runtime {
         _ => cgroup_path::Runtime::Containerd,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_id_is_named_by_the_socket_that_knows_it() {
+        for (socket, runtime) in [
+            ("/var/run/crio/crio.sock", cgroup_path::Runtime::CriO),
+            ("/run/crio/crio.sock", cgroup_path::Runtime::CriO),
+            ("/var/run/cri-dockerd.sock", cgroup_path::Runtime::Docker),
+            ("/run/containerd/containerd.sock", cgroup_path::Runtime::Containerd),
+        ] {
+            assert_eq!(cgroup_runtime_of_socket(std::path::Path::new(socket)), runtime, "{socket}");
+        }
+    }
+}

@@ -32,8 +32,9 @@ fn is_secret_key(key: &str) -> bool {
     k == "auth" || k.contains("password") || k.contains("token") || k.contains("secret")
 }
 
-/// Credential values present on the node: containerd's registry credentials, secret flags
-/// of kubelet and of any running process, positional join tokens.
+/// Credential values present on the node: containerd's registry credentials (and any secret
+/// key of CRI-O's files), secret flags of kubelet and of any running process, positional join
+/// tokens.
 pub fn secrets_of(snapshot: &NodeSnapshot) -> Vec<String> {
     fn walk(v: &toml::Value, key: &str, out: &mut Vec<String>, depth: usize) {
         match v {
@@ -44,7 +45,7 @@ pub fn secrets_of(snapshot: &NodeSnapshot) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    for f in &snapshot.containerd_config.files {
+    for f in snapshot.containerd_config.files.iter().chain(&snapshot.crio_config.files) {
         for (k, v) in &f.table {
             walk(v, k, &mut out, 0);
         }

@@ -45,13 +45,14 @@ struct JsonSocket {
     exists: bool,
     cri_v1: Option<String>,
     cri_v1alpha2: Option<String>,
-    /// The cgroup driver the runtime reports it really uses (`systemd` or `cgroupfs`).
-    cgroup_driver: Option<&'static str>,
+    /// The cgroup driver the runtime reports it really uses (`systemd` or `cgroupfs`): its
+    /// `RuntimeConfig` answer, else containerd's `Status` config.
+    cgroup_driver: Option<String>,
     sandbox_image: Option<String>,
 }
 
-fn driver(s: &SocketFacts) -> Option<&'static str> {
-    s.systemd_cgroup().map(|systemd| if systemd { "systemd" } else { "cgroupfs" })
+fn driver(s: &SocketFacts) -> Option<String> {
+    s.reported_cgroup_driver().map(|(driver, _)| driver.to_string())
 }
 
 fn api(a: &ApiAnswer) -> Option<String> {

@@ -431,6 +431,23 @@ mod tests {
             ("systemd CRI-O conmon",
              format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod2942c55e_c9cb_428a_93f4_eaf89c1f3ce0.slice/crio-conmon-{ID_B}.scope"),
              Want::Container { runtime: CriO, id: ID_B, pod: Some(("2942c55e-c9cb-428a-93f4-eaf89c1f3ce0", BestEffort, Systemd)), ns: None, monitor: true }),
+            // CRI-O's names (cri-o internal/config/cgmgr): `crio-<id>` (`containerCgroupPath`,
+            // `CrioPrefix = "crio"`) under the pod's cgroup with cgroupfs, a `crio-<id>.scope`
+            // with systemd; conmon in `<parent>/crio-conmon-<id>` (cgroupfs_linux.go
+            // `MoveConmonToCgroup`) or the unit `crio-conmon-<id>.scope` (systemd_linux.go), in
+            // the pod (`conmon_cgroup = "pod"`) or a slice (`system.slice`, the systemd default).
+            ("cgroupfs CRI-O burstable",
+             format!("/kubepods/burstable/pod6a4ce4a0-ba47-11ea-b2a7-0cc47ac5979e/crio-{ID_C}"),
+             c(CriO, ID_C, Some(("6a4ce4a0-ba47-11ea-b2a7-0cc47ac5979e", Burstable, Cgroupfs)))),
+            ("cgroupfs CRI-O conmon in the pod",
+             format!("/kubepods/besteffort/pod85adbef3-622f-4ef2-8f60-a8bdf3eb6c72/crio-conmon-{ID_D}"),
+             Want::Container { runtime: CriO, id: ID_D, pod: Some(("85adbef3-622f-4ef2-8f60-a8bdf3eb6c72", BestEffort, Cgroupfs)), ns: None, monitor: true }),
+            ("systemd CRI-O conmon in system.slice (no pod in the path)",
+             format!("/system.slice/crio-conmon-{ID_A}.scope"),
+             Want::Container { runtime: CriO, id: ID_A, pod: None, ns: None, monitor: true }),
+            ("cgroupfs CRI-O outside kubelet's hierarchy (default parent /crio)",
+             format!("/crio/crio-{ID_B}"),
+             c(CriO, ID_B, None)),
             ("systemd cri-dockerd / dockershim",
              format!("/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod8712f785_1a3e_41ec_a00b_e2dcc77431cb.slice/docker-{ID_D}.scope"),
              c(Docker, ID_D, Some(("8712f785-1a3e-41ec-a00b-e2dcc77431cb", BestEffort, Systemd)))),

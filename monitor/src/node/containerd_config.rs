@@ -219,7 +219,7 @@ pub struct Setting<T> {
 }
 
 impl<T> Setting<T> {
-    fn default_value(value: T) -> Self {
+    pub fn default_value(value: T) -> Self {
         Self { value, source: None }
     }
 }

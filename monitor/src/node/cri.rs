@@ -4,7 +4,8 @@
 //! - the configuration audit asks what each socket serves ([`probe_socket`]: a `Version` call
 //!   per API version, telling "not a gRPC server / nobody there" apart from "answers, but not
 //!   this API" ([`CriError::Unimplemented`])), the images in the store ([`list_images`]) and the
-//!   runtime's effective CRI config ([`runtime_status_config`]);
+//!   runtime's effective CRI config ([`runtime_status_config`]) and the cgroup driver it tells
+//!   kubelet to use ([`runtime_config_cgroup_driver`], the `RuntimeConfig` call of KEP-4033);
 //! - attribution maps container ids to pods ([`list_workloads`]: every sandbox and container
 //!   with the labels and annotations kubelet set on them).
 //!
@@ -202,6 +203,30 @@ pub async fn runtime_status_config(path: &Path, api: CriApi, timeout: Duration) 
             endpoint: path.to_path_buf(),
             call: "Status",
             message: format!("info[\"config\"] is not JSON: {err}"),
+        }),
+    }
+}
+
+/// The cgroup driver the runtime tells kubelet to use: `RuntimeService.RuntimeConfig`
+/// (`runtime.v1` only; KEP-4033), `linux.cgroup_driver` as `systemd` or `cgroupfs`. `Ok(None)`:
+/// the answer has no `linux` part (kubelet then keeps its own setting). Runtimes that predate
+/// the call (containerd < 2.0, CRI-O < 1.28, cri-dockerd < 0.3.17) answer
+/// [`CriError::Unimplemented`].
+pub async fn runtime_config_cgroup_driver(path: &Path, timeout: Duration) -> Result<Option<&'static str>, CriError> {
+    let channel = connect(path, timeout).await?;
+    let answer = call(path, CriApi::V1, "RuntimeConfig", timeout, async move {
+        let mut client = k8s_cri::v1::runtime_service_client::RuntimeServiceClient::new(channel);
+        Ok(client.runtime_config(k8s_cri::v1::RuntimeConfigRequest {}).await?.into_inner())
+    })
+    .await?;
+    let Some(linux) = answer.linux else { return Ok(None) };
+    match k8s_cri::v1::CgroupDriver::try_from(linux.cgroup_driver) {
+        Ok(k8s_cri::v1::CgroupDriver::Systemd) => Ok(Some("systemd")),
+        Ok(k8s_cri::v1::CgroupDriver::Cgroupfs) => Ok(Some("cgroupfs")),
+        Err(_) => Err(CriError::Malformed {
+            endpoint: path.to_path_buf(),
+            call: "RuntimeConfig",
+            message: format!("unknown cgroup driver {}", linux.cgroup_driver),
         }),
     }
 }

@@ -1,10 +1,11 @@
 //! What the node's CRI sockets answered: per socket, whether it exists, the answer to a
 //! `Version` call on `runtime.v1` and on `runtime.v1alpha2`, the images in the runtime's store
-//! and the runtime's effective CRI config (containerd's `Status` verbose `info["config"]`).
+//! and the runtime's effective CRI config (containerd's `Status` verbose `info["config"]`), and
+//! its answer to `RuntimeConfig` (the cgroup driver it tells kubelet to use, KEP-4033).
 //!
 //! This is the seam between the audit and the sockets: [`ask`] asks them through
 //! `node::cri` (a `Version` call per API version, then `ListImages` and verbose `Status` on the
-//! API it serves), every call bounded by a timeout; tests and `check --cri-replay FILE` supply
+//! API it serves, and `RuntimeConfig` when it serves `runtime.v1`), every call bounded by a timeout; tests and `check --cri-replay FILE` supply
 //! a recorded answer (JSON of [`CriFacts`]) instead. Rules only ever see this type. Sockets are
 //! asked one after another: they are a handful of known paths, and absent ones cost nothing.
 
@@ -16,7 +17,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    cri::{self, CriError, RuntimeVersion},
+    cri::{self, CriApi, CriError, RuntimeVersion},
     host_root::HostRoot,
 };
 
@@ -51,11 +52,54 @@ pub struct SocketFacts {
     /// The runtime's effective CRI config (containerd: `Status` verbose `info["config"]`).
     #[serde(default)]
     pub runtime_config: Option<serde_json::Value>,
+    /// The answer to `RuntimeConfig` (absent in recordings made before it was asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cri_runtime_config: Option<RuntimeConfigAnswer>,
+}
+
+/// What a runtime answered to `RuntimeConfig`, the call kubelet makes at start-up to take its
+/// cgroup driver from the runtime (`KubeletCgroupDriverFromCRI`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "kebab-case")]
+pub enum RuntimeConfigAnswer {
+    /// `linux.cgroup_driver`: `systemd` or `cgroupfs`.
+    CgroupDriver { cgroup_driver: String },
+    /// An answer without a `linux` part: kubelet keeps its own setting.
+    NoLinuxConfig,
+    /// gRPC Unimplemented: the runtime predates the call; kubelet keeps its own setting.
+    Unimplemented { message: String },
+    /// Any other failure (kubelet retries, then fails to start on it).
+    Failed { message: String },
 }
 
 impl SocketFacts {
     pub fn absent(endpoint: PathBuf) -> Self {
-        Self { endpoint, exists: false, v1: ApiAnswer::NotAsked, v1alpha2: ApiAnswer::NotAsked, images: None, runtime_config: None }
+        Self {
+            endpoint,
+            exists: false,
+            v1: ApiAnswer::NotAsked,
+            v1alpha2: ApiAnswer::NotAsked,
+            images: None,
+            runtime_config: None,
+            cri_runtime_config: None,
+        }
+    }
+
+    /// The cgroup driver the runtime tells kubelet to use (its `RuntimeConfig` answer).
+    pub fn runtime_config_driver(&self) -> Option<&str> {
+        match &self.cri_runtime_config {
+            Some(RuntimeConfigAnswer::CgroupDriver { cgroup_driver }) => Some(cgroup_driver),
+            _ => None,
+        }
+    }
+
+    /// The cgroup driver the runtime reports using, and which call said so: its
+    /// `RuntimeConfig` answer, else containerd's `SystemdCgroup` in its `Status` config.
+    pub fn reported_cgroup_driver(&self) -> Option<(&str, &'static str)> {
+        if let Some(driver) = self.runtime_config_driver() {
+            return Some((driver, "CRI RuntimeConfig"));
+        }
+        self.systemd_cgroup().map(|systemd| (if systemd { "systemd" } else { "cgroupfs" }, "CRI Status config"))
     }
 
     /// The runtime's own answer from whichever API it serves (v1 first).
@@ -142,7 +186,17 @@ async fn probe_one(root: &HostRoot, endpoint: PathBuf, timeout: Duration) -> Soc
         }
         None => (None, None),
     };
-    SocketFacts { endpoint, exists: true, v1, v1alpha2, images, runtime_config }
+    // Kubelet asks on runtime.v1 only (the call does not exist in v1alpha2).
+    let cri_runtime_config = match api {
+        Some(CriApi::V1) => Some(match cri::runtime_config_cgroup_driver(&in_root, timeout).await {
+            Ok(Some(driver)) => RuntimeConfigAnswer::CgroupDriver { cgroup_driver: driver.to_string() },
+            Ok(None) => RuntimeConfigAnswer::NoLinuxConfig,
+            Err(err) if err.is_unimplemented() => RuntimeConfigAnswer::Unimplemented { message: err.to_string() },
+            Err(err) => RuntimeConfigAnswer::Failed { message: err.to_string() },
+        }),
+        _ => None,
+    };
+    SocketFacts { endpoint, exists: true, v1, v1alpha2, images, runtime_config, cri_runtime_config }
 }
 
 /// Asks every candidate socket that exists; absent ones are recorded as absent.

@@ -242,6 +242,17 @@ impl Kubelet {
             .unwrap_or(Value { value: "cgroupfs".into(), source: None })
     }
 
+    /// A feature gate set explicitly (`true`/`false`): `--feature-gates=A=true,B=false` (its
+    /// entries override the file's, as kubelet merges them), else `featureGates:` of the file.
+    pub fn feature_gate(&self, name: &str) -> Option<Value> {
+        if let Some(f) = self.flag("feature-gates")
+            && let Some(v) = map_flag_entry(&f.value, name, '=')
+        {
+            return Some(Value { value: v, source: Some(f.source.clone()) });
+        }
+        self.config.as_ref().and_then(|c| c.value(&["featureGates", name]))
+    }
+
     /// The runtime endpoint as written (`unix:///run/containerd/containerd.sock`).
     pub fn runtime_endpoint(&self) -> Value {
         self.setting("container-runtime-endpoint", &["containerRuntimeEndpoint"])
@@ -592,6 +603,16 @@ systemReserved:
         assert_eq!(k.cgroup_driver().value, "cgroupfs");
         assert_eq!(k.reserved_memory(Reservation::System).map(|v| v.value), Some("2Gi".into()));
         assert_eq!(k.eviction_hard_memory(), EvictionHardMemory::Missing);
+    }
+
+    #[test]
+    fn feature_gates_from_flag_and_file() {
+        let c = ConfigFile::parse(Path::new("/c.yaml"), "featureGates:\n  KubeletCgroupDriverFromCRI: false\n  Other: true\n".into()).unwrap();
+        let mut k = Kubelet { config: Some(c), ..Default::default() };
+        assert_eq!(k.feature_gate("KubeletCgroupDriverFromCRI"), Some(Value { value: "false".into(), source: Some("/c.yaml:2".into()) }));
+        k.flags = parse_args(&["--feature-gates=Other=false,KubeletCgroupDriverFromCRI=true"], "p");
+        assert_eq!(k.feature_gate("KubeletCgroupDriverFromCRI").map(|v| v.value), Some("true".into()));
+        assert_eq!(k.feature_gate("Absent"), None);
     }
 
     #[test]

@@ -15,6 +15,9 @@ use super::{
     containerd_config::{self, ContainerdConfig, Release},
     cri_clients::{self, CriClient},
     cri_facts::{self, CriFacts},
+    crio_config::CrioConfig,
+    daemon_args::DaemonArgs,
+    docker_config::{DockerConfig, HostCgroups},
     host_root::HostRoot,
     k0s::{self, K0sImages},
     kubelet::{self, Kubelet},
@@ -52,7 +55,7 @@ impl Default for SnapshotOptions {
     }
 }
 
-/// The containerd release and where it was learned.
+/// A component's release and where it was learned.
 #[derive(Debug, Clone)]
 pub struct KnownRelease {
     pub release: Release,
@@ -69,6 +72,12 @@ pub struct NodeSnapshot {
     pub containerd_config_path: PathBuf,
     pub containerd_config: ContainerdConfig,
     pub containerd_release: Option<KnownRelease>,
+    /// CRI-O's files and command line.
+    pub crio_config: CrioConfig,
+    /// dockerd's `daemon.json` and command line, cri-dockerd's command line.
+    pub docker_config: DockerConfig,
+    /// What dockerd's default cgroup driver depends on.
+    pub host_cgroups: HostCgroups,
     pub binaries: Vec<Binary>,
     pub memory_total: Option<u64>,
     pub memory_problem: Option<String>,
@@ -152,6 +161,31 @@ impl NodeSnapshot {
         }
     }
 
+    /// The release of a runtime: the CRI `Version` answer of a socket answering as `cri_name`
+    /// (cri-dockerd answers with dockerd's release), else the installed `binary`'s version.
+    pub fn runtime_release(&self, cri_name: &str, binary: &str) -> Option<KnownRelease> {
+        let from_cri = self.cri.sockets.iter().find_map(|s| {
+            let r = s.runtime().filter(|r| r.runtime_name == cri_name)?;
+            Some(KnownRelease {
+                release: Release::parse(&r.runtime_version)?,
+                source: format!("unix://{} (CRI Version: {} {})", s.endpoint.display(), r.runtime_name, r.runtime_version),
+            })
+        });
+        from_cri.or_else(|| self.binary_release(binary))
+    }
+
+    /// The version read from an installed binary: the running process's copy when it is one
+    /// of them, else the first on the PATH.
+    pub fn binary_release(&self, name: &str) -> Option<KnownRelease> {
+        let running = self.processes.iter().flatten().find(|p| p.name() == name).and_then(|p| p.argv.first()).map(PathBuf::from);
+        let mut installed = self.installed(name);
+        installed.sort_by_key(|b| running.as_ref() != Some(&b.path));
+        installed.into_iter().find_map(|b| {
+            let v = b.version()?;
+            Some(KnownRelease { release: Release::parse(&v)?, source: format!("{}: {}", b.path.display(), b.version_source.as_deref().unwrap_or(&v)) })
+        })
+    }
+
     /// The containerd release as `release (where it was learned)`.
     pub fn containerd_release_text(&self) -> Option<String> {
         self.containerd_release.as_ref().map(|r| format!("{} ({})", r.release, r.source))
@@ -214,6 +248,18 @@ async fn collect_files(root: &HostRoot, read_timeout: Duration) -> NodeSnapshot 
     facts.watched.push(facts.containerd_config_path.clone());
     facts.watched.extend(facts.containerd_config.files.iter().skip(1).map(|f| f.path.clone()));
 
+    // CRI-O's and Docker's: the daemons' command lines, then the files they name.
+    let unit_of = |name: &str| runtimes::RUNTIMES.iter().find(|r| r.name == name).map(|r| r.units).unwrap_or(&[]);
+    facts.crio_config = CrioConfig::load(root, DaemonArgs::load(root, &procs, "crio", unit_of("cri-o")));
+    facts.docker_config = DockerConfig::load(
+        root,
+        DaemonArgs::load(root, &procs, "dockerd", unit_of("docker")),
+        DaemonArgs::load(root, &procs, "cri-dockerd", unit_of("cri-dockerd")),
+    );
+    facts.watched.extend(facts.crio_config.watched());
+    facts.watched.extend(facts.docker_config.watched());
+    facts.host_cgroups = HostCgroups::read(root);
+
     facts.binaries = binaries::find(root);
     binaries::read_versions(root, &mut facts.binaries, read_timeout).await;
     facts.watched.extend(facts.binaries.iter().filter(|b| b.location == Location::Path).map(|b| b.path.clone()));
@@ -261,9 +307,14 @@ async fn collect_files(root: &HostRoot, read_timeout: Duration) -> NodeSnapshot 
     facts
 }
 
-/// The sockets worth asking: kubelet's, containerd's `[grpc] address`, and every runtime's.
+/// The sockets worth asking: kubelet's, containerd's `[grpc] address`, CRI-O's `listen` when
+/// configured, and every runtime's.
 fn candidate_sockets(facts: &NodeSnapshot) -> Vec<PathBuf> {
     let mut out = vec![facts.kubelet_socket(), facts.containerd_config.grpc_address()];
+    let crio_listen = facts.crio_config.effective(None).listen;
+    if crio_listen.source.is_some() {
+        out.push(PathBuf::from(crio_listen.value));
+    }
     out.extend(runtimes::cri_sockets().map(PathBuf::from));
     let mut seen = std::collections::HashSet::new();
     out.retain(|p| seen.insert(p.clone()));
@@ -272,20 +323,5 @@ fn candidate_sockets(facts: &NodeSnapshot) -> Vec<PathBuf> {
 
 /// The containerd release: the CRI answer of a containerd socket, else the installed binary.
 fn containerd_release(facts: &NodeSnapshot) -> Option<KnownRelease> {
-    let from_cri = facts.cri.sockets.iter().find_map(|s| {
-        let r = s.runtime()?;
-        if r.runtime_name != "containerd" {
-            return None;
-        }
-        Some(KnownRelease {
-            release: Release::parse(&r.runtime_version)?,
-            source: format!("unix://{} (CRI Version: {} {})", s.endpoint.display(), r.runtime_name, r.runtime_version),
-        })
-    });
-    from_cri.or_else(|| {
-        facts.installed("containerd").into_iter().find_map(|b| {
-            let v = b.version()?;
-            Some(KnownRelease { release: Release::parse(&v)?, source: format!("{}: {}", b.path.display(), b.version_source.as_deref().unwrap_or(&v)) })
-        })
-    })
+    facts.runtime_release("containerd", "containerd")
 }

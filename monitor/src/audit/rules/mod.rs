@@ -20,10 +20,11 @@ pub mod cri;
 pub mod files;
 pub mod images;
 pub mod kubelet;
+pub mod kubelet_runtime;
 pub mod memory_reservations;
 
 pub use self::{
-    containerd::{CGROUP_DRIVER_MISMATCH, CONTAINERD_TABLES_IGNORED, CONTAINERD_VERSION_UNSUPPORTED, SANDBOX_IMAGE_MISMATCH},
+    containerd::{CONTAINERD_TABLES_IGNORED, CONTAINERD_VERSION_UNSUPPORTED},
     cri::{CRI_TOOL_DUPLICATE, CRI_TOOL_MISSING, CRI_V1_UNAVAILABLE, INSTALLER_ASSET_CONFLICT},
     files::{CONFIG_UNPARSABLE, CONFIG_UNREADABLE},
     images::IMAGE_NOT_PRESENT_NO_PULL,
@@ -31,6 +32,7 @@ pub use self::{
         KUBELET_NOT_RUNNING, RUNTIME_ENDPOINT_MISSING, RUNTIME_ENDPOINT_NOT_INSTALLED, RUNTIME_ENDPOINT_UNRESPONSIVE,
         RUNTIME_SHIM_UNUSED,
     },
+    kubelet_runtime::{CGROUP_DRIVER_MISMATCH, CRIO_CONMON_CGROUP_INVALID, SANDBOX_IMAGE_MISMATCH},
     memory_reservations::{
         EVICTION_HARD_MISSING, MEMORY_RESERVATION_IMPLAUSIBLE, MEMORY_RESERVATION_MISSING, STATIC_POD_NO_MEMORY_REQUEST,
     },
@@ -39,7 +41,7 @@ pub use self::{
 /// The catalogue, in report order.
 pub const RULES: &[Rule] = &[
     CONFIG_UNREADABLE, CONFIG_UNPARSABLE, CONTAINERD_VERSION_UNSUPPORTED, CONTAINERD_TABLES_IGNORED,
-    CGROUP_DRIVER_MISMATCH, SANDBOX_IMAGE_MISMATCH, MEMORY_RESERVATION_MISSING, MEMORY_RESERVATION_IMPLAUSIBLE,
+    CGROUP_DRIVER_MISMATCH, SANDBOX_IMAGE_MISMATCH, CRIO_CONMON_CGROUP_INVALID, MEMORY_RESERVATION_MISSING, MEMORY_RESERVATION_IMPLAUSIBLE,
     EVICTION_HARD_MISSING, STATIC_POD_NO_MEMORY_REQUEST, RUNTIME_ENDPOINT_MISSING, RUNTIME_ENDPOINT_UNRESPONSIVE,
     RUNTIME_ENDPOINT_NOT_INSTALLED, RUNTIME_SHIM_UNUSED, CRI_V1_UNAVAILABLE, CRI_TOOL_MISSING, CRI_TOOL_DUPLICATE,
     INSTALLER_ASSET_CONFLICT, KUBELET_NOT_RUNNING, IMAGE_NOT_PRESENT_NO_PULL,
@@ -54,12 +56,14 @@ pub fn evaluate(facts: &NodeSnapshot) -> Vec<Finding> {
     let kubelet_config_known = facts.kubelet.config_path.is_none() || facts.kubelet.config.is_some();
     if containerd::uses_containerd(facts) {
         containerd::containerd_schema(facts, &mut out);
-        if kubelet_config_known && containerd::kubelet_uses_containerd(facts) {
-            containerd::cgroup_driver(facts, &mut out);
-            containerd::sandbox_image(facts, &mut out);
-        }
     }
+    kubelet_runtime::crio_conmon_cgroup(facts, &mut out);
     if kubelet_config_known && (facts.kubelet.config.is_some() || !facts.kubelet.flags.is_empty()) {
+        // Only the runtime kubelet uses: Docker's own containerd on a cri-dockerd node is not.
+        if let Some(runtime) = kubelet_runtime::kubelet_runtime(facts) {
+            kubelet_runtime::cgroup_driver(facts, runtime, &mut out);
+            kubelet_runtime::sandbox_image(facts, runtime, &mut out);
+        }
         memory_reservations::memory_reservations(facts, &mut out);
         kubelet::runtime_endpoint(facts, &mut out);
     }
