@@ -633,7 +633,8 @@ mod tests {
                 .crio_file("/etc/crio/crio.conf", "[crio.runtime]\ncgroup_manager = \"cgroupfs\"\nconmon_cgroup = \"system.slice\"\n")
         };
         let found = node("1.30.4").findings();
-        assert_eq!(keys(&found), [("crio-conmon-cgroup-invalid", "/etc/crio/crio.conf:3")]);
+        assert_eq!(keys(&found), [("crio-conmon-cgroup-invalid", "cri-o")]);
+        assert!(evidence(&found).contains("/etc/crio/crio.conf:3 | conmon_cgroup"), "{}", evidence(&found));
         assert!(evidence(&found).contains("/etc/crio/crio.conf:2 | cgroup_manager = cgroupfs"));
         // 1.33 takes the systemd default `system.slice` as empty under cgroupfs.
         assert_eq!(keys(&node("1.33.0").findings()), []);
