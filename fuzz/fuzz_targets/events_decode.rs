@@ -56,6 +56,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Event::Signal(e) => {
             assert!(chars(&e.sender_comm) <= raw::COMM_LEN);
+            assert!(chars(&e.sender_exe) <= raw::EXE_NAME_LEN);
             let _ = signal_name(e.signal);
             size_of::<raw::SignalEvent>()
         }

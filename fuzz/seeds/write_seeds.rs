@@ -97,6 +97,7 @@ fn events() -> Vec<(&'static str, Vec<u8>)> {
     signal.code = 0x80;
     signal.flags = raw::SIGNAL_FROM_KERNEL | raw::SIGNAL_GROUP;
     fill(&mut signal.sender_comm, b"systemd");
+    fill(&mut signal.sender_exe, b"systemd");
     out.push(("signal", bytes_of(&signal)));
 
     // Records the decoder must refuse: a bare header, an unknown kind.

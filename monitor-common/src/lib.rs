@@ -14,6 +14,9 @@ pub const FILENAME_LEN: usize = 512;
 pub const UNIX_PATH_LEN: usize = 108;
 /// Bytes of the kernel's OOM kill report line carried in an event.
 pub const OOM_REPORT_LEN: usize = 128;
+/// Bytes kept of an executable's file name (`mm->exe_file`'s dentry name): the longest
+/// runtime binary name (`containerd-shim-runc-v2`) fits.
+pub const EXE_NAME_LEN: usize = 32;
 
 /// Stable ids of the event kinds; the first `u32` of every event.
 #[repr(u32)]
@@ -199,7 +202,25 @@ pub struct OomKillEvent {
     pub shmem_rss_pages: u64,
     pub oom_score_adj: i32,
     pub _pad: u32,
+    /// The memory cgroup whose limit the kill was at, as the kernel's counters said at
+    /// `mark_victim`: the nearest of the victim's memory cgroup and its ancestors whose usage
+    /// is within [`OOM_LIMIT_SLACK_PAGES`] of its limit. Its kernfs id in the memory
+    /// controller's hierarchy (v1 memory inode, or the v2 cgroup id), 0 when none was (the
+    /// node ran out) or it could not be read.
+    pub limit_cgroup_id: u64,
+    /// That cgroup's limit and usage at the kill, in pages.
+    pub limit_max_pages: u64,
+    pub limit_usage_pages: u64,
 }
+
+/// How far below its limit (in pages) a memory cgroup's usage may be and still be the limit
+/// the OOM killer ran at: a charge fails when usage plus the charge exceeds the limit, and the
+/// largest charge that ends in the OOM killer is a huge page (512 pages of 4 KiB).
+pub const OOM_LIMIT_SLACK_PAGES: u64 = 512;
+
+/// Ancestors of a memory cgroup the OOM program looks at (a container in a pod in a QoS class
+/// in kubepods is 4 deep, systemd's slices one more).
+pub const OOM_LIMIT_MAX_DEPTH: u32 = 8;
 
 /// The OOM killer's report of a kill, as it logged it (`printk:console`): "Memory cgroup out
 /// of memory: Killed process <pid> (<comm>) ..." or "Out of memory: Killed process ...". Only
@@ -264,6 +285,9 @@ pub struct SignalEvent {
     pub sender_cgroup_id: u64,
     pub sender_memcg_id: u64,
     pub sender_comm: [u8; COMM_LEN],
+    /// The sender's executable's file name (`mm->exe_file`, not the comm a process can set
+    /// itself); empty for kernel threads.
+    pub sender_exe: [u8; EXE_NAME_LEN],
 }
 
 /// Signals worth reporting: the default action terminates the process.
@@ -319,6 +343,16 @@ pub struct KernelOffsets {
     pub sock_v6_daddr: u32,
     /// `linux_binprm.filename`: the path an exec was given (the BTF `sched_process_exec`).
     pub binprm_filename: u32,
+    /// `mm_struct.exe_file`, `file.f_path.dentry` and `dentry.d_name.name` (each a sum of the
+    /// nested members' offsets): the file name of a task's executable.
+    pub mm_exe_file: u32,
+    pub file_dentry: u32,
+    pub dentry_name: u32,
+    /// `cgroup_subsys_state.parent`, and `mem_cgroup.memory`'s `usage` and `max` (a
+    /// `page_counter`): which memory cgroup's limit an OOM kill was at.
+    pub css_parent: u32,
+    pub memcg_usage: u32,
+    pub memcg_max: u32,
     /// 1 when the v1 memory hierarchy is mounted (so `memcg_id` means something).
     pub memcg_v1: u32,
     /// Where the caller's saved `struct pt_regs` holds a syscall's first three arguments (an
@@ -364,6 +398,12 @@ impl KernelOffsets {
         sock_daddr: OFFSET_UNKNOWN,
         sock_v6_daddr: OFFSET_UNKNOWN,
         binprm_filename: OFFSET_UNKNOWN,
+        mm_exe_file: OFFSET_UNKNOWN,
+        file_dentry: OFFSET_UNKNOWN,
+        dentry_name: OFFSET_UNKNOWN,
+        css_parent: OFFSET_UNKNOWN,
+        memcg_usage: OFFSET_UNKNOWN,
+        memcg_max: OFFSET_UNKNOWN,
         memcg_v1: 0,
         regs_arg0: OFFSET_UNKNOWN,
         regs_arg1: OFFSET_UNKNOWN,

@@ -3,11 +3,11 @@
 
 use aya_ebpf::helpers::{
     bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-    bpf_probe_read_kernel,
+    bpf_probe_read_kernel, bpf_probe_read_kernel_str_bytes,
     generated::{bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_task_pt_regs},
 };
 use aya_ebpf::{EbpfContext as _, programs::TracePointContext};
-use monitor_common::{EventHeader, OFFSET_UNKNOWN, TaskInfo};
+use monitor_common::{EXE_NAME_LEN, EventHeader, OFFSET_UNKNOWN, OOM_LIMIT_MAX_DEPTH, OOM_LIMIT_SLACK_PAGES, TaskInfo};
 
 
 /// One offset, read without letting the compiler fold the loader-written value.
@@ -138,15 +138,70 @@ pub(crate) fn memcg_id(task: u64) -> u64 {
     if offset!(memcg_v1) == 0 {
         return 0;
     }
+    let css = memcg_css(task);
+    let cgroup: u64 = load(css, offset!(css_cgroup));
+    cgroup_id(cgroup)
+}
+
+/// The memory controller's css of `task` (a `struct mem_cgroup`, whose first member it is),
+/// on v1 or v2; 0 when it cannot be told.
+#[inline(always)]
+fn memcg_css(task: u64) -> u64 {
     let index = offset!(memory_cgrp_id);
     let subsys = offset!(css_set_subsys);
     if index == OFFSET_UNKNOWN || subsys == OFFSET_UNKNOWN || index >= 16 {
         return 0;
     }
     let css_set: u64 = load(task, offset!(task_cgroups));
-    let css: u64 = load(css_set, subsys + index * 8);
-    let cgroup: u64 = load(css, offset!(css_cgroup));
-    cgroup_id(cgroup)
+    load(css_set, subsys + index * 8)
+}
+
+/// The memory cgroup whose limit an OOM kill of `task` is at: the nearest of `task`'s memory
+/// cgroup and its ancestors whose usage is within `OOM_LIMIT_SLACK_PAGES` of its limit, as
+/// (kernfs id, limit, usage), limits and usage in pages. `(0, 0, 0)` when none is (the node
+/// ran out) or the kernel's BTF does not say where the counters are. Reads through the helper:
+/// `mem_cgroup`'s counters lie past the `cgroup_subsys_state` the verifier knows the pointer as.
+#[inline(always)]
+pub(crate) fn memcg_at_limit(task: u64) -> (u64, u64, u64) {
+    let (usage_off, max_off, parent_off) = (offset!(memcg_usage), offset!(memcg_max), offset!(css_parent));
+    if usage_off == OFFSET_UNKNOWN || max_off == OFFSET_UNKNOWN || parent_off == OFFSET_UNKNOWN {
+        return (0, 0, 0);
+    }
+    let mut css = memcg_css(task);
+    let mut depth = 0;
+    while depth < OOM_LIMIT_MAX_DEPTH && css != 0 {
+        let parent: u64 = read(css, parent_off).unwrap_or(0);
+        // The root memory cgroup has no limit of its own: reaching it is the node's.
+        if parent == 0 {
+            break;
+        }
+        let usage: i64 = read(css, usage_off).unwrap_or(0);
+        let max: u64 = read(css, max_off).unwrap_or(u64::MAX);
+        if usage > 0 && (usage as u64).saturating_add(OOM_LIMIT_SLACK_PAGES) >= max {
+            let cgroup: u64 = read(css, offset!(css_cgroup)).unwrap_or(0);
+            let kn: u64 = read(cgroup, offset!(cgroup_kn)).unwrap_or(0);
+            let id: u64 = read(kn, offset!(kernfs_node_id)).unwrap_or(0);
+            return (id, max, usage as u64);
+        }
+        css = parent;
+        depth += 1;
+    }
+    (0, 0, 0)
+}
+
+/// The file name of `task`'s executable (`mm->exe_file`), NUL-padded; empty for kernel
+/// threads or where the kernel's BTF does not say where it is.
+#[inline(always)]
+pub(crate) fn exe_name(task: u64) -> [u8; EXE_NAME_LEN] {
+    let mut name = [0u8; EXE_NAME_LEN];
+    let mm: u64 = load(task, offset!(task_mm));
+    let file: u64 = read(mm, offset!(mm_exe_file)).unwrap_or(0);
+    let dentry: u64 = read(file, offset!(file_dentry)).unwrap_or(0);
+    let text: u64 = read(dentry, offset!(dentry_name)).unwrap_or(0);
+    if text != 0 {
+        let _ = unsafe { bpf_probe_read_kernel_str_bytes(text as *const u8, &mut name) };
+    }
+    name
 }
 
 /// cgroup v2 (default hierarchy) id of `task`.

@@ -9,6 +9,12 @@
 //! process ...". `printk:console` passes those lines on (without CAP_SYSLOG, and unlike the
 //! header before them, they are not rate limited); every other kernel log line stays here.
 //!
+//! Which memory cgroup's limit it was is not said either (the kernel's summary line that names
+//! it is rate limited): the program reads it from the kernel's counters at the kill, the
+//! nearest of the victim's memory cgroup and its ancestors whose usage is at its limit
+//! (`limit_cgroup_id`, with that limit and usage). The printk line says whether a limit or
+//! the node ran out; this says whose limit.
+//!
 //! Counted as lost: a kill whose victim's mm or signal struct cannot be read (a field the kernel
 //! lacks reads as zero; a read that faults is a loss, not a zero: the report then comes with no
 //! kill, `oom_reports_unmatched`), and a console line that cannot be read.
@@ -24,7 +30,7 @@ use monitor_common::{EventKind, OFFSET_UNKNOWN, OOM_REPORT_LEN, OomKillEvent, Oo
 use crate::{
     URGENT,
     count_emitted, count_lost,
-    kernel::{current_cgroup_id, current_comm, current_header, current_task, field, memcg_id, offset, read_or_fail, task_header},
+    kernel::{current_cgroup_id, current_comm, current_header, current_task, field, memcg_at_limit, memcg_id, offset, read_or_fail, task_header},
     reserve,
 };
 
@@ -69,6 +75,8 @@ pub fn mark_victim(ctx: BtfTracePointContext) -> u32 {
     let signal: u64 = read_or_fail(victim, offset!(task_signal), &mut failed);
     event.oom_score_adj = read_or_fail::<i16>(signal, offset!(signal_oom_score_adj), &mut failed) as i32;
     event._pad = 0;
+    // Whose limit: read now, before the kill frees the victim's memory.
+    (event.limit_cgroup_id, event.limit_max_pages, event.limit_usage_pages) = memcg_at_limit(victim);
     if failed {
         entry.discard(0);
         count_lost(program);

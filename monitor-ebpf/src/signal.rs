@@ -4,7 +4,10 @@
 //! and the like are filtered here. The sender is the current task; `SEND_SIG_PRIV`, SI_KERNEL
 //! and fault codes mark the kernel itself as the sender (OOM killer, page faults). A signal whose
 //! `si_code` cannot be read (the kernel's own siginfo: never seen) is counted lost, not reported
-//! with a guessed sender.
+//! with a guessed sender. The sender's executable's file name (`mm->exe_file`) goes with its
+//! comm: read here, because the sender is often gone by the time user space handles the
+//! event (`runc kill` exits at once), and it costs four reads on a rare event (fatal signals
+//! only).
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
@@ -18,7 +21,7 @@ use monitor_common::{
 use crate::{
     URGENT,
     count_emitted, count_filtered, count_lost,
-    kernel::{current_cgroup_id, current_comm, current_task, memcg_id, read, task_header},
+    kernel::{current_cgroup_id, current_comm, current_task, exe_name, memcg_id, read, task_header},
     reserve,
 };
 
@@ -65,6 +68,8 @@ pub fn signal_generate(ctx: BtfTracePointContext) -> u32 {
     event.sender_cgroup_id = current_cgroup_id();
     event.sender_memcg_id = memcg_id(current_task());
     event.sender_comm = current_comm();
+    // The executable, not the comm: a process may call itself anything (prctl, argv[0]).
+    event.sender_exe = exe_name(current_task());
     entry.submit(URGENT);
     count_emitted(program);
     0

@@ -151,6 +151,9 @@ fn oom_kill(pid: u32, comm: &str, t: u64) -> Vec<u8> {
         shmem_rss_pages: 0,
         oom_score_adj: 999,
         _pad: 0,
+        limit_cgroup_id: 5151,
+        limit_max_pages: 262_144,
+        limit_usage_pages: 262_100,
     })
 }
 
@@ -166,6 +169,7 @@ fn signal(pid: u32, comm: &str, sig: u32, t: u64) -> Vec<u8> {
         sender_cgroup_id: 4242,
         sender_memcg_id: 5151,
         sender_comm: fixed(comm),
+        sender_exe: fixed(comm),
     })
 }
 
@@ -265,7 +269,7 @@ fn bench_pipeline(c: &mut Criterion) {
                 };
                 let actor = host_actor(&record.event);
                 let now = start + Duration::from_nanos(record.event.task().start_ns + 1_000_000);
-                black_box(detectors.observe(&record.event, &actor, &facts, now));
+                black_box(detectors.observe(&record.event, &actor, None, &facts, now));
             }
         })
     });
@@ -291,7 +295,7 @@ fn bench_stages(c: &mut Criterion) {
         let mut detectors = Detectors::new(LoopConfig::default());
         b.iter(|| {
             for e in &events {
-                black_box(detectors.kills.observe(black_box(e)));
+                black_box(detectors.kills.observe(black_box(e), None));
             }
         })
     });
@@ -300,7 +304,7 @@ fn bench_stages(c: &mut Criterion) {
         b.iter(|| {
             for (i, (e, a)) in events.iter().zip(&actors).enumerate() {
                 let now = start + Duration::from_micros(i as u64 * 20);
-                let death = detectors.kills.observe(e);
+                let death = detectors.kills.observe(e, None);
                 black_box(detectors.loops.observe(e, death.as_ref(), a, &facts, now));
             }
         })
@@ -309,7 +313,7 @@ fn bench_stages(c: &mut Criterion) {
         let mut detectors = Detectors::new(LoopConfig::default());
         b.iter(|| {
             for (e, a) in events.iter().zip(&actors) {
-                black_box(detectors.control_plane_oom.observe(e, a, &facts, start));
+                black_box(detectors.control_plane_oom.observe(e, a, None, &facts, start));
             }
         })
     });

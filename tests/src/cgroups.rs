@@ -86,6 +86,25 @@ impl Drop for TestCgroup {
     }
 }
 
+/// The cgroup systemd gives a system unit (`/system.slice/<unit>` in the unified hierarchy),
+/// created if missing and never removed (tests running at once share it). Daemons the tests
+/// start by hand (containerd) run there, so the monitor sees them in the unit they have on a
+/// node: it tells a runtime's processes by their unit, not by their names.
+pub fn unit_cgroup(unit: &str) -> PathBuf {
+    let path = cgroup2_mount().join("system.slice").join(unit);
+    fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e} (tests need root)", path.display()));
+    path
+}
+
+/// Makes `cmd`'s child join the unit cgroup at `path` ([`unit_cgroup`]) before it execs.
+pub fn join_before_exec(cmd: &mut Command, path: &Path) {
+    let procs = path.join("cgroup.procs");
+    // SAFETY: the closure only opens and writes a file (async-signal-safe enough for tests).
+    unsafe {
+        cmd.pre_exec(move || join(&procs));
+    }
+}
+
 /// Makes `cmd`'s child join every cgroup in `cgroups` before it execs.
 pub fn spawn_in(cmd: &mut Command, cgroups: &[&TestCgroup]) -> std::process::Child {
     let procs: Vec<PathBuf> = cgroups.iter().map(|c| c.procs()).collect();

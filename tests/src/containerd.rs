@@ -1,7 +1,8 @@
 //! A real containerd for tests: Debian's `containerd` started with a temporary config, root,
 //! state and socket (CRI plugin on, cgroupfs driver, `native` snapshotter, no CNI: pods use the
-//! host network), and a local image built from `/bin/busybox` (busybox-static) imported with
-//! `ctr`, which is also the sandbox (pause) image, so nothing is ever pulled.
+//! host network), in the cgroup systemd gives `containerd.service` (there is no systemd here),
+//! and a local image built from `/bin/busybox` (busybox-static) imported with `ctr`, which is
+//! also the sandbox (pause) image, so nothing is ever pulled.
 //!
 //! [`Containerd::cri`] gives a CRI v1 client to create pods and containers the way kubelet does
 //! ([`PodSpec`], [`ContainerSpec`] set kubelet's labels and annotations). The process is killed
@@ -39,13 +40,11 @@ impl Containerd {
         let config = dir.join("config.toml");
         fs::write(&config, config_toml(&dir, &socket)).expect("write config");
         let log = fs::File::create(dir.join("containerd.log")).expect("log file");
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn containerd (apt-get install containerd)");
+        let mut command = Command::new("containerd");
+        command.arg("--config").arg(&config).stdout(Stdio::null()).stderr(log);
+        // In containerd's unit cgroup, as systemd runs it: its shims and runc stay there.
+        crate::cgroups::join_before_exec(&mut command, &crate::cgroups::unit_cgroup("containerd.service"));
+        let child = command.spawn().expect("spawn containerd (apt-get install containerd)");
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("tokio");
         let deadline = Instant::now() + Duration::from_secs(20);
         let channel = loop {

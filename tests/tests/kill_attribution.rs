@@ -1,6 +1,7 @@
 //! Who killed a process, as the kernel proved it: the same kind of death produced three ways
 //! (memcg OOM kill, `kill -9` from a sibling named like a runtime shim, a segfault) gives three
-//! different causes, with the right sender.
+//! different causes, with the right sender: the sender's executable comes from the kernel, so a
+//! process that only calls itself a shim is not taken for one.
 
 use std::{os::unix::process::ExitStatusExt as _, process::Command, time::Duration};
 
@@ -17,7 +18,7 @@ const PYTHON: &str = "/usr/bin/python3";
 
 fn deaths(events: &[Event]) -> Vec<Death> {
     let mut ledger = KillLedger::default();
-    events.iter().filter_map(|e| ledger.observe(e)).collect()
+    events.iter().filter_map(|e| ledger.observe(e, None)).collect()
 }
 
 fn death_of(capture: &Capture, pid: u32) -> Death {
@@ -66,6 +67,19 @@ fn oom_kill_shim_kill_and_segfault_are_three_different_causes() {
         "an OOM kill at the memory cgroup's limit: {:?}",
         oom.cause
     );
+    // Whose limit: the kernel's counters at the kill name the 40 MiB memory cgroup.
+    let events = capture.events();
+    let kill = events
+        .iter()
+        .find_map(|e| match e {
+            Event::OomKill(k) if k.task.tgid == hog_pid => Some(k),
+            _ => None,
+        })
+        .expect("the OOM kill event");
+    let limit = kill.limit.expect("the memory cgroup at its limit");
+    assert_eq!(limit.cgroup_id, memcg.id(), "{kill:?}");
+    let page = monitor::node::memory::page_size();
+    assert_eq!(limit.max_pages * page, 40 << 20, "{kill:?}");
     assert_eq!(oom.exit.status.shell_code(), 137);
 
     assert_eq!(killed.exit.status.shell_code(), 137, "the same 137...");
@@ -73,7 +87,8 @@ fn oom_kill_shim_kill_and_segfault_are_three_different_causes() {
         DeathCause::Killed { signal: 9, sender } => {
             assert_eq!(sender.tgid, killer_pid);
             assert_eq!(sender.comm, "containerd-shim");
-            assert_eq!(sender.class, SenderClass::ContainerdShim);
+            assert!(sender.exe.starts_with("python3"), "the executable, from the kernel: {sender:?}");
+            assert_eq!(sender.class, SenderClass::Other, "a name is no proof");
             assert_eq!(sender.cgroup_id, tree.id());
         }
         other => panic!("...but not an OOM kill: a kill by the shim, got {other:?}"),

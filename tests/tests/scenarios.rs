@@ -145,6 +145,40 @@ fn an_oom_killed_workload_is_counted_as_an_oom_kill_and_a_sigkill_is_not() {
     assert_eq!(daemon.stop(), Some(0));
 }
 
+/// A process's name is no proof of who it is: a `kill -9` from a copy of `kill` named
+/// `containerd-shim`, and from an interpreter that renamed itself so (`prctl(PR_SET_NAME)`),
+/// both in an ordinary cgroup, are counted `sender="other"`, never as the runtime's shim.
+#[test]
+fn a_process_that_only_calls_itself_a_shim_is_counted_as_other() {
+    let daemon = Daemon::start(&ARGS);
+    let tree = TestCgroup::v2("fake-shim");
+    let dir = std::env::temp_dir().join(format!("nrm-fake-shim-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("temp dir");
+    let copy = dir.join("containerd-shim");
+    fs::copy("/bin/kill", &copy).expect("copy /bin/kill");
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let mut victim = spawn_in(Command::new("/bin/sleep").arg("61"), &[&tree]);
+    std::thread::sleep(Duration::from_millis(100));
+    let killer = spawn_in(Command::new(&copy).args(["-9", &victim.id().to_string()]), &[&tree]).wait_with_output();
+    assert!(killer.expect("the copy ran").status.success());
+    let _ = victim.wait();
+
+    let mut victim = spawn_in(Command::new("/bin/sleep").arg("62"), &[&tree]);
+    std::thread::sleep(Duration::from_millis(100));
+    let renamed = format!("import ctypes, os\nctypes.CDLL(None).prctl(15, b'containerd-shim', 0, 0, 0)\nos.kill({}, 9)\n", victim.id());
+    let mut killer = spawn_in(Command::new(PYTHON).args(["-c", &renamed]), &[&tree]);
+    assert!(killer.wait().expect("wait").success());
+    let _ = victim.wait();
+
+    let kills = "node_runtime_monitor_kills_total";
+    wait_for_metric(&daemon, kills, &["service=\"process:sleep\"", "cause=\"signal\"", "sender=\"other\""], |v| v >= 2.0, WAIT);
+    let metrics = daemon.get("/metrics").unwrap_or_default();
+    assert!(!metrics.contains("sender=\"containerd_shim\""), "{metrics}");
+    assert_eq!(daemon.stop(), Some(0));
+    let _ = fs::remove_dir_all(dir);
+}
+
 #[test]
 fn a_busy_healthy_host_gets_no_findings() {
     let daemon = Daemon::start(&ARGS);
@@ -327,17 +361,19 @@ fn incident4_static_pod_crash_loops_under_the_oom_killer_on_a_node_without_reser
     let prometheus = monitor_tests::prometheus::Prometheus::start("node-runtime-monitor", &[daemon.address], &[&rules]);
 
     // kube-apiserver as a static pod, its memory limit too small: the OOM killer kills the
-    // allocating process inside, the container exits, kubelet (here: the test) re-creates it.
+    // allocating process inside at the container's own limit, the container exits, kubelet
+    // (here: the test) re-creates it. Four times; the node never runs out.
     let pod = kube_apiserver_pod();
     let sandbox = containerd.run_pod(&pod);
-    for attempt in 0..3 {
+    let mut container_ids = Vec::new();
+    for attempt in 0..4 {
         let mut spec = ContainerSpec::new("kube-apiserver", &["/bin/sh", "-c", "tail /dev/zero; exit 137"]);
         spec.memory_limit_bytes = 48 << 20;
         spec.attempt = attempt;
         let id = containerd.run_container(&sandbox, &pod, &spec);
         let code = containerd.wait_exit(&id, Duration::from_secs(20));
         assert_eq!(code, 137, "attempt {attempt} ended 137:\n{}", containerd.log());
-        containerd.remove_container(&id);
+        container_ids.push(id);
     }
 
     let subject = "kube-system/kube-apiserver-node1/kube-apiserver";
@@ -351,33 +387,56 @@ fn incident4_static_pod_crash_loops_under_the_oom_killer_on_a_node_without_reser
     assert!(evidence.contains("memory-reservation-missing"), "joined with the audit's reservation finding: {evidence}");
     assert!(lp["remediation"].as_str().unwrap_or("").starts_with("Memory"), "{lp:#}");
 
-    let memory = wait_for_finding(&daemon, "memory-reservations-misconfigured", "node", WAIT);
-    let evidence = memory["evidence"].to_string();
-    assert!(evidence.contains("kernel: oom:mark_victim") && evidence.contains("kube-apiserver-node1"), "{evidence}");
-    assert!(evidence.contains("audit memory-reservation-missing"), "{evidence}");
-    assert!(memory["title"].as_str().unwrap_or("").contains("memory reservations are misconfigured"), "{memory:#}");
-    // The kernel's report of each kill: the container's own limit ran out, not the node.
-    assert!(evidence.contains("its memory cgroup's limit was reached"), "{evidence}");
-    let remediation = memory["remediation"].as_str().unwrap_or("");
+    // Each kill was at the container's own limit: its own finding, with that limit, the
+    // resident memory at each kill and how many kills.
+    let own = wait_for_finding_where(&daemon, "memory-limit-oom-kill", subject, WAIT, |f| {
+        f["title"].as_str().is_some_and(|t| t.contains(" 4 time(s) in "))
+    });
+    assert_eq!(own["severity"], "warning");
+    let title = own["title"].as_str().unwrap_or("");
+    assert!(title.starts_with("The OOM killer killed kube-system/kube-apiserver-node1 (container kube-apiserver, static pod) 4 time(s) in "), "{own:#}");
+    let cgroup = format!("/kubepods/burstable/pod{}/{}", pod.uid, container_ids[3]);
+    assert!(title.ends_with(&format!("its memory cgroup {cgroup} reached its limit of 48Mi")), "{own:#}");
+    let evidence = own["evidence"].as_array().cloned().unwrap_or_default();
+    assert_eq!(evidence.len(), 4, "{own:#}");
+    for (kill, id) in evidence.iter().zip(&container_ids) {
+        let detail = kill["detail"].as_str().unwrap_or("");
+        assert_eq!(kill["source"], "kernel: oom:mark_victim, printk:console");
+        assert!(detail.contains("(tail) killed with ") && detail.contains(" resident ("), "{detail}");
+        assert!(detail.ends_with(&format!("/{id} reached its limit of 48Mi")), "{detail}");
+    }
+    let remediation = own["remediation"].as_str().unwrap_or("");
     assert!(remediation.starts_with("The kernel killed it at its own memory cgroup's limit"), "{remediation}");
-    assert!(remediation.contains("systemReserved"), "and the missing reservations: {remediation}");
+    assert!(!remediation.contains("systemReserved"), "{remediation}");
+    for id in &container_ids {
+        containerd.remove_container(id);
+    }
 
-    // Exactly: the loop and the joined memory finding from the kernel's events, and the
-    // audit's view of this node. The live runtime is containerd 1.6.20, which reads the
-    // version-3-headed file's v2 tables (so none is ignored, unlike 2.x in the incident), and
-    // its own answer says cgroupfs while kubelet says systemd.
+    // Exactly: the loop and the kills at the container's own limit from the kernel's events,
+    // and the audit's view of this node; no memory-reservations-misconfigured: the node never
+    // ran out. The live runtime is containerd 1.6.20, which reads the version-3-headed file's
+    // v2 tables (so none is ignored, unlike 2.x in the incident), and its own answer says
+    // cgroupfs while kubelet says systemd.
     expect_exactly(&daemon, &[
         ("cgroup-driver-mismatch", "kubelet/containerd"),
+        ("memory-limit-oom-kill", subject),
         ("memory-reservation-missing", "/etc/kubernetes/kubelet-config.yaml"),
-        ("memory-reservations-misconfigured", "node"),
         ("sandbox-image-mismatch", "kubelet/containerd"),
         ("static-pod-memory-request-missing", "kube-system/kube-apiserver"),
         ("static-pod-memory-request-missing", "kube-system/kube-controller-manager"),
         ("static-pod-memory-request-missing", "kube-system/kube-scheduler"),
         ("static-pod-restart-loop", subject),
     ]);
+    // Counted as a static pod's OOM kills, at a memory cgroup's limit.
+    let metrics = daemon.get("/metrics").unwrap_or_default();
+    let kills = metric_value(
+        &metrics,
+        "node_runtime_monitor_kills_total",
+        &["pod=\"kube-apiserver-node1\"", "static_pod=\"true\"", "cause=\"oom\"", "constraint=\"memory_cgroup\""],
+    );
+    assert_eq!(kills, Some(4.0), "{metrics}");
 
-    // The alert for an OOM-killed control-plane static pod reaches firing in Prometheus.
+    // The alert for an OOM-killed static pod reaches firing in Prometheus.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let firing = prometheus.alerts().into_iter().find(|a| {
@@ -423,13 +482,16 @@ fn sandbox_churn_static_pod_killed_by_the_runtime_points_at_the_cgroup_driver_no
     assert!(evidence.contains("audit: cgroup-driver-mismatch"), "joined with the audit's explanation: {evidence}");
     assert!(lp["remediation"].as_str().unwrap_or("").starts_with("Sandbox churn"), "{lp:#}");
     let rules = rules_and_subjects(&daemon);
-    assert!(!rules.iter().any(|(r, _)| r == "memory-reservations-misconfigured"), "not a memory problem: {rules:?}");
+    assert!(
+        !rules.iter().any(|(r, _)| r == "memory-reservations-misconfigured" || r == "memory-limit-oom-kill"),
+        "not a memory problem: {rules:?}"
+    );
     // Kills by owner, cause and sender: all three (the loop may open on the third before the
     // counter shows it), and no more.
     let killed = wait_for_metric(
         &daemon,
         "node_runtime_monitor_kills_total",
-        &["pod=\"kube-apiserver-node1\"", "cause=\"signal\"", "sender=\"runc\""],
+        &["pod=\"kube-apiserver-node1\"", "static_pod=\"true\"", "cause=\"signal\"", "sender=\"runc\""],
         |v| v >= 3.0,
         WAIT,
     );

@@ -43,12 +43,14 @@ use crate::{
 };
 pub use crate::node::snapshot::KubeletHints;
 
-/// An event with its owner (and, for signals, the sender's; for OOM kills, the trigger's).
+/// An event with its owner (and, for signals, the sender's; for OOM kills, the owner of the
+/// memory cgroup whose limit the kill was at).
 #[derive(Clone, Debug)]
 pub struct Attributed {
     pub record: Record,
     pub owner: Arc<Owner>,
-    /// `Signal`: the sender's owner; `OomKill`: the owner of the task that ran the OOM killer.
+    /// `Signal`: the sender's owner; `OomKill`: the owner of the memory cgroup at its limit
+    /// (the victim's container, its pod, kubelet's pods root, a unit), none when the node ran out.
     pub other: Option<Arc<Owner>>,
 }
 
@@ -185,7 +187,8 @@ struct Stage {
     out: mpsc::Sender<Attributed>,
 }
 
-/// The cgroups an event names: its task's and, for signals and OOM kills, the other side's.
+/// The cgroups an event names: its task's and, for signals the sender's, for OOM kills the one
+/// at its limit.
 /// (No allocation: this runs for every event.)
 #[derive(Clone, Copy)]
 struct Keys {
@@ -202,12 +205,15 @@ impl Keys {
                     memcg_id: s.sender_memcg_id,
                 })
             }
-            Event::OomKill(o) if o.trigger_cgroup_id != 0 || o.trigger_memcg_id != 0 => {
-                Some(CgroupKey {
-                    cgroup_id: o.trigger_cgroup_id,
-                    memcg_id: o.trigger_memcg_id,
-                })
-            }
+            // The memory cgroup whose limit the kill was at, in the memory controller's
+            // hierarchy (v1 when the victim has a v1 memory cgroup).
+            Event::OomKill(o) => o.limit.map(|limit| {
+                if o.task.memcg_id != 0 {
+                    CgroupKey { cgroup_id: 0, memcg_id: limit.cgroup_id }
+                } else {
+                    CgroupKey { cgroup_id: limit.cgroup_id, memcg_id: 0 }
+                }
+            }),
             _ => None,
         };
         Self {

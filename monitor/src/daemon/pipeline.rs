@@ -69,19 +69,20 @@ impl Pipeline {
 
     /// One event, seen by the detectors at `now`: how its process died, the findings it opens
     /// or refreshes, their metrics.
-    fn handle(&mut self, Attributed { record, owner, .. }: Attributed, now: Instant) {
+    fn handle(&mut self, Attributed { record, owner, other }: Attributed, now: Instant) {
         if self.log_events {
             log_event(&record.event, &owner);
         }
         let actor = Actor::of(&owner, &record.event);
-        let (death, found) = self.detectors.observe(&record.event, &actor, &self.facts, now);
+        let (death, found) = self.detectors.observe(&record.event, &actor, other.as_deref(), &self.facts, now);
         if let Some(death) = &death {
             let mut labels = owner.labels();
             if matches!(owner.kind, OwnerKind::Host | OwnerKind::Unknown { .. }) {
                 // A host process outside any unit: name it by its command (series capped).
                 labels.service = format!("process:{}", death.exit.task.comm);
             }
-            self.detector_metrics.record(death, &labels);
+            let static_pod = owner.pod().is_some_and(|p| p.static_pod);
+            self.detector_metrics.record(death, &labels, static_pod);
         }
         if !found.is_empty() {
             let now = std::time::SystemTime::now();

@@ -12,7 +12,22 @@ use std::collections::VecDeque;
 use foldhash::{HashMap, HashMapExt as _};
 use serde::Serialize;
 
-use crate::events::{Event, Exit, ExitStatus, OomConstraint};
+use crate::{
+    attribution::{Owner, OwnerKind},
+    events::{Event, Exit, ExitStatus, OomConstraint},
+    node::{
+        cgroup_path::{self, CgroupOwner},
+        runtimes::{self, RuntimeBinary},
+    },
+};
+
+/// systemd's own executables (the manager, PID 1 or a user's, and its shutdown program).
+const SYSTEMD_BINARIES: [&str; 2] = ["systemd", "systemd-shutdown"];
+
+/// Whether a cgroup path is a runtime's per-container monitor's own scope (CRI-O's conmon).
+fn is_monitor_scope(path: &str) -> bool {
+    matches!(cgroup_path::parse(path), CgroupOwner::Container(c) if c.monitor)
+}
 
 /// Who sent a fatal signal, folded to a small set (bounded metric labels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -30,17 +45,44 @@ pub enum SenderClass {
 }
 
 impl SenderClass {
-    /// Folds a sender's comm (15 characters at most) to its class.
-    pub fn from_comm(comm: &str) -> Self {
-        match comm {
-            "kubelet" => Self::Kubelet,
-            c if c.starts_with("containerd-shim") => Self::ContainerdShim,
-            "containerd" => Self::Containerd,
-            "runc" | "runc:[2:INIT]" | "crun" | "youki" => Self::Runc,
-            "crio" | "conmon" => Self::Crio,
-            "dockerd" | "cri-dockerd" => Self::Dockerd,
-            "systemd" | "(sd-pam)" | "systemd-shutdow" => Self::Systemd,
+    /// The class of a sender, from what the kernel says of it: its cgroup (`owner`, as
+    /// attribution named it) and its executable's file name (`exe`). A process counts as
+    /// kubelet or a runtime only in that daemon's systemd unit (or, for a shim, its runtime's
+    /// unit or its own scope, as containerd and CRI-O place them) and running that daemon's
+    /// binary; a comm proves nothing (any process may call itself `containerd-shim`).
+    pub fn of(owner: Option<&Owner>, exe: &str) -> Self {
+        let Some(owner) = owner else { return Self::Other };
+        match &owner.kind {
+            OwnerKind::HostService { unit, .. } if runtimes::kubelet().units.contains(&unit.as_str()) => {
+                if runtimes::kubelet().binaries.contains(&exe) { Self::Kubelet } else { Self::Other }
+            }
+            OwnerKind::HostService { unit, .. } if runtimes::runtime_of_unit(unit).is_some() => {
+                runtimes::runtime_binary(exe).map_or(Self::Other, Self::of_runtime_binary)
+            }
+            // A shim in its own scope (CRI-O's `crio-conmon-<id>.scope`): its runtime's shim only.
+            OwnerKind::Container(_) if owner.cgroup_path.as_deref().is_some_and(is_monitor_scope) => {
+                match runtimes::runtime_binary(exe) {
+                    Some(binary @ RuntimeBinary::Shim(_)) => Self::of_runtime_binary(binary),
+                    _ => Self::Other,
+                }
+            }
+            // systemd itself: PID 1 in the root cgroup or init.scope, a user's manager in its unit.
+            OwnerKind::Host if SYSTEMD_BINARIES.contains(&exe) => Self::Systemd,
+            OwnerKind::HostService { unit, .. } if unit.starts_with("user@") && SYSTEMD_BINARIES.contains(&exe) => {
+                Self::Systemd
+            }
             _ => Self::Other,
+        }
+    }
+
+    /// The class of a runtime's binary (the table in `node::runtimes`).
+    fn of_runtime_binary(binary: RuntimeBinary) -> Self {
+        match binary {
+            RuntimeBinary::Oci => Self::Runc,
+            RuntimeBinary::Shim(runtime) | RuntimeBinary::Daemon(runtime) if runtime.cri_name == "cri-o" => Self::Crio,
+            RuntimeBinary::Shim(_) => Self::ContainerdShim,
+            RuntimeBinary::Daemon(runtime) if runtime.cri_name == "docker" => Self::Dockerd,
+            RuntimeBinary::Daemon(_) => Self::Containerd,
         }
     }
 
@@ -69,6 +111,8 @@ pub struct Sender {
     pub pid: u32,
     pub tgid: u32,
     pub comm: String,
+    /// Its executable's file name (what it runs, unlike the comm it may set).
+    pub exe: String,
     pub class: SenderClass,
     pub cgroup_id: u64,
 }
@@ -129,11 +173,20 @@ impl std::fmt::Display for DeathCause {
             Self::OomKilled { trigger_comm, constraint, .. } => {
                 write!(f, "killed by the OOM killer: {constraint} (allocation by {trigger_comm})")
             }
-            Self::Killed { signal, sender } => write!(
+            Self::Killed { signal, sender } if sender.exe == sender.comm || sender.exe.is_empty() => write!(
                 f,
                 "killed by {} from {} (pid {}, {})",
                 crate::events::signal_name(*signal as u32),
                 sender.comm,
+                sender.tgid,
+                sender.class.as_str()
+            ),
+            Self::Killed { signal, sender } => write!(
+                f,
+                "killed by {} from {} (executable {}, pid {}, {})",
+                crate::events::signal_name(*signal as u32),
+                sender.comm,
+                sender.exe,
                 sender.tgid,
                 sender.class.as_str()
             ),
@@ -209,8 +262,9 @@ impl KillLedger {
         self.marks.is_empty()
     }
 
-    /// Feeds one event; returns the death it completes (for exit events).
-    pub fn observe(&mut self, event: &Event) -> Option<Death> {
+    /// Feeds one event; returns the death it completes (for exit events). `other` is
+    /// attribution's other owner of the event: for a signal, the sender's.
+    pub fn observe(&mut self, event: &Event, other: Option<&Owner>) -> Option<Death> {
         match event {
             Event::OomKill(oom) => {
                 self.remember(
@@ -229,7 +283,8 @@ impl KillLedger {
                     pid: signal.sender_pid,
                     tgid: signal.sender_tgid,
                     comm: signal.sender_comm.clone(),
-                    class: SenderClass::from_comm(&signal.sender_comm),
+                    exe: signal.sender_exe.clone(),
+                    class: SenderClass::of(other, &signal.sender_exe),
                     cgroup_id: signal.sender_cgroup_id,
                 };
                 self.remember(signal.task.tgid, Mark::Signal { signal: signal.signal, from_kernel: signal.from_kernel, sender });
@@ -289,6 +344,10 @@ mod tests {
     }
 
     fn signal(tgid: u32, sig: u32, from_kernel: bool, sender: &str) -> Event {
+        signal_from(tgid, sig, from_kernel, sender, sender)
+    }
+
+    fn signal_from(tgid: u32, sig: u32, from_kernel: bool, comm: &str, exe: &str) -> Event {
         Event::Signal(Box::new(Signal {
             task: task(tgid),
             signal: sig,
@@ -297,7 +356,8 @@ mod tests {
             group: true,
             sender_pid: 77,
             sender_tgid: 77,
-            sender_comm: sender.into(),
+            sender_comm: comm.into(),
+            sender_exe: exe.into(),
             sender_cgroup_id: 1,
             sender_memcg_id: 0,
         }))
@@ -317,6 +377,7 @@ mod tests {
             file_rss_pages: 0,
             shmem_rss_pages: 0,
             oom_score_adj: -997,
+            limit: None,
         }))
     }
 
@@ -325,22 +386,23 @@ mod tests {
     #[test]
     fn sigkill_is_oom_only_with_the_kernels_oom_event() {
         let mut ledger = KillLedger::default();
-        assert_eq!(ledger.observe(&oom(10)), None);
-        assert_eq!(ledger.observe(&signal(10, 9, true, "kube-apiserver")), None);
-        let death = ledger.observe(&exit(10, KILLED)).expect("a death");
+        assert_eq!(ledger.observe(&oom(10), None), None);
+        assert_eq!(ledger.observe(&signal(10, 9, true, "kube-apiserver"), None), None);
+        let death = ledger.observe(&exit(10, KILLED), None).expect("a death");
         assert_eq!(death.cause.label(), "oom");
         assert_eq!(death.cause.constraint_label(), "global");
         assert_eq!(death.cause.to_string(), "killed by the OOM killer: the node ran out of memory (allocation by kube-apiserver)");
 
-        // The same 137 without an OOM event: a kill by the runtime, named.
-        ledger.observe(&signal(11, 9, false, "containerd-shim"));
-        let death = ledger.observe(&exit(11, KILLED)).expect("a death");
+        // The same 137 without an OOM event: a kill by the runtime's shim, in containerd's unit.
+        let containerd = unit("containerd.service");
+        ledger.observe(&signal(11, 9, false, "containerd-shim-runc-v2"), Some(&containerd));
+        let death = ledger.observe(&exit(11, KILLED), None).expect("a death");
         assert_eq!(death.cause.label(), "signal");
         assert_eq!(death.cause.sender_label(), "containerd_shim");
-        assert!(death.cause.to_string().contains("SIGKILL from containerd-shim"), "{}", death.cause);
+        assert!(death.cause.to_string().contains("SIGKILL from containerd-shim-runc-v2 (pid 77, containerd_shim)"), "{}", death.cause);
 
         // And with no signal seen at all: never guessed.
-        let death = ledger.observe(&exit(12, KILLED)).expect("a death");
+        let death = ledger.observe(&exit(12, KILLED), None).expect("a death");
         assert_eq!(death.cause, DeathCause::Signaled { signal: 9 });
         assert!(ledger.is_empty(), "marks are consumed by the exit");
     }
@@ -348,10 +410,10 @@ mod tests {
     #[test]
     fn faults_and_plain_exits() {
         let mut ledger = KillLedger::default();
-        ledger.observe(&signal(20, 11, true, "crashy"));
-        let death = ledger.observe(&exit(20, ExitStatus::Signaled { signal: 11, core_dumped: true })).expect("death");
+        ledger.observe(&signal(20, 11, true, "crashy"), None);
+        let death = ledger.observe(&exit(20, ExitStatus::Signaled { signal: 11, core_dumped: true }), None).expect("death");
         assert_eq!(death.cause, DeathCause::Fault { signal: 11 });
-        let death = ledger.observe(&exit(21, ExitStatus::Exited { code: 1 })).expect("death");
+        let death = ledger.observe(&exit(21, ExitStatus::Exited { code: 1 }), None).expect("death");
         assert_eq!(death.cause, DeathCause::Exited { code: 1 });
     }
 
@@ -359,18 +421,64 @@ mod tests {
     fn ledger_is_bounded() {
         let mut ledger = KillLedger::with_capacity(100);
         for tgid in 0..10_000 {
-            ledger.observe(&signal(tgid, 15, false, "kill"));
+            ledger.observe(&signal(tgid, 15, false, "kill"), None);
         }
         assert_eq!(ledger.len(), 100);
     }
 
+    fn unit(unit: &str) -> Owner {
+        let service = unit.split('.').next().unwrap_or(unit).to_string();
+        Owner::new(OwnerKind::HostService { unit: unit.into(), service }, Some(format!("/system.slice/{unit}")))
+    }
+
     #[test]
-    fn sender_classes() {
-        assert_eq!(SenderClass::from_comm("kubelet"), SenderClass::Kubelet);
-        assert_eq!(SenderClass::from_comm("containerd-shim"), SenderClass::ContainerdShim);
-        assert_eq!(SenderClass::from_comm("runc"), SenderClass::Runc);
-        assert_eq!(SenderClass::from_comm("bash"), SenderClass::Other);
+    fn a_sender_is_classed_by_its_unit_and_its_executable_not_its_comm() {
+        let (kubelet, containerd, crio) = (unit("kubelet.service"), unit("containerd.service"), unit("crio.service"));
+        assert_eq!(SenderClass::of(Some(&kubelet), "kubelet"), SenderClass::Kubelet);
+        assert_eq!(SenderClass::of(Some(&containerd), "containerd"), SenderClass::Containerd);
+        assert_eq!(SenderClass::of(Some(&containerd), "containerd-shim-runc-v2"), SenderClass::ContainerdShim);
+        assert_eq!(SenderClass::of(Some(&containerd), "runc"), SenderClass::Runc);
+        assert_eq!(SenderClass::of(Some(&crio), "crio"), SenderClass::Crio);
+        assert_eq!(SenderClass::of(Some(&unit("docker.service")), "dockerd"), SenderClass::Dockerd);
+        assert_eq!(SenderClass::of(Some(&unit("cri-docker.service")), "cri-dockerd"), SenderClass::Dockerd);
+        // CRI-O's conmon in its own scope.
+        let conmon_scope = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod2942c55e_c9cb_428a_93f4_eaf89c1f3ce0.slice/crio-conmon-47e320f795efcec1ecf2001c3a09c95e3701ed87de8256837b70b10e23818251.scope";
+        let cgroup_path::CgroupOwner::Container(parsed) = cgroup_path::parse(conmon_scope) else { panic!("a container path") };
+        let conmon = Owner::new(
+            OwnerKind::Container(crate::attribution::ContainerOwner {
+                runtime: parsed.runtime,
+                id: parsed.id,
+                name: None,
+                pod: None,
+                sandbox: false,
+                attempt: None,
+            }),
+            Some(conmon_scope.into()),
+        );
+        assert_eq!(SenderClass::of(Some(&conmon), "conmon"), SenderClass::Crio);
+        assert_eq!(SenderClass::of(Some(&conmon), "containerd"), SenderClass::Other);
+        // systemd: PID 1 on the host, or a user's manager.
+        assert_eq!(SenderClass::of(Some(&Owner::new(OwnerKind::Host, Some("/init.scope".into()))), "systemd"), SenderClass::Systemd);
+        assert_eq!(SenderClass::of(Some(&unit("user@1000.service")), "systemd"), SenderClass::Systemd);
+
+        // The right binary in the wrong cgroup, the wrong binary in the right one, nothing known.
+        let ordinary = unit("cron.service");
+        assert_eq!(SenderClass::of(Some(&ordinary), "containerd-shim"), SenderClass::Other, "a copy named like a shim");
+        assert_eq!(SenderClass::of(Some(&Owner::new(OwnerKind::Host, Some("/".into()))), "kubelet"), SenderClass::Other);
+        assert_eq!(SenderClass::of(Some(&containerd), "python3"), SenderClass::Other, "renamed by prctl: the exe says python3");
+        assert_eq!(SenderClass::of(Some(&kubelet), "bash"), SenderClass::Other, "a shell in kubelet's unit");
+        assert_eq!(SenderClass::of(None, "kubelet"), SenderClass::Other, "no owner: no proof");
         assert!(SenderClass::Kubelet.is_runtime_or_kubelet());
         assert!(!SenderClass::Systemd.is_runtime_or_kubelet());
+    }
+
+    #[test]
+    fn a_process_calling_itself_a_shim_is_other() {
+        let mut ledger = KillLedger::default();
+        // prctl(PR_SET_NAME, "containerd-shim") in an interpreter, in an ordinary service.
+        ledger.observe(&signal_from(30, 9, false, "containerd-shim", "python3.11"), Some(&unit("cron.service")));
+        let death = ledger.observe(&exit(30, KILLED), None).expect("a death");
+        assert_eq!(death.cause.sender_label(), "other");
+        assert!(death.cause.to_string().contains("from containerd-shim (executable python3.11, pid 77, other)"), "{}", death.cause);
     }
 }

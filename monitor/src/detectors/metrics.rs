@@ -30,6 +30,9 @@ pub struct KillLabels {
     pub container: String,
     /// Host unit or process, for deaths outside containers.
     pub service: String,
+    /// `true` for a static pod's container (kubelet runs it from a manifest: the control
+    /// plane on kubeadm nodes), else `false`.
+    pub static_pod: &'static str,
     /// `oom`, `signal`, `fault`, `unknown_signal`.
     pub cause: &'static str,
     /// `kubelet`, `containerd_shim`, `containerd`, `runc`, `crio`, `dockerd`, `systemd`, `other`,
@@ -40,7 +43,7 @@ pub struct KillLabels {
 }
 
 impl FoldLabels for KillLabels {
-    /// `namespace="_other"`, cause, sender and constraint kept.
+    /// `namespace="_other"`; static_pod, cause, sender and constraint kept.
     fn fold(self) -> Self {
         Self {
             namespace: OTHER_NAMESPACE.into(),
@@ -82,8 +85,8 @@ impl DetectorMetrics {
         metrics
     }
 
-    /// Counts `death` if it was a kill.
-    pub fn record(&self, death: &Death, owner: &OwnerLabelValues) {
+    /// Counts `death` if it was a kill; `static_pod` when its owner is a static pod's container.
+    pub fn record(&self, death: &Death, owner: &OwnerLabelValues, static_pod: bool) {
         let cause = death.cause.label();
         if cause == "exit" {
             return;
@@ -93,6 +96,7 @@ impl DetectorMetrics {
             pod: owner.pod.clone(),
             container: owner.container.clone(),
             service: owner.service.clone(),
+            static_pod: if static_pod { "true" } else { "false" },
             cause,
             sender: death.cause.sender_label(),
             constraint: death.cause.constraint_label(),
@@ -156,7 +160,7 @@ mod tests {
 
     fn series(pod: &str, value: u64) -> String {
         format!(
-            r#"node_runtime_monitor_kills_total{{namespace="ns",pod="{pod}",container="app",service="",cause="fault",sender="kernel",constraint=""}} {value}"#
+            r#"node_runtime_monitor_kills_total{{namespace="ns",pod="{pod}",container="app",service="",static_pod="false",cause="fault",sender="kernel",constraint=""}} {value}"#
         )
     }
 
@@ -165,7 +169,7 @@ mod tests {
         let mut registry = Registry::with_prefix("node_runtime_monitor");
         let metrics = DetectorMetrics::with_limits(&mut registry, 2, DEFAULT_SERIES_TTL);
         for name in ["a", "b", "c", "d", "a"] {
-            metrics.record(&fault(), &pod(name));
+            metrics.record(&fault(), &pod(name), false);
         }
         let text = scrape(&registry);
         assert!(text.contains(&series("a", 2)), "{text}");
@@ -175,7 +179,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains(r#"node_runtime_monitor_kills_total{namespace="_other",pod="",container="",service="",cause="fault",sender="kernel",constraint=""} 2"#),
+            text.contains(r#"node_runtime_monitor_kills_total{namespace="_other",pod="",container="",service="",static_pod="false",cause="fault",sender="kernel",constraint=""} 2"#),
             "{text}"
         );
         assert!(
@@ -189,11 +193,11 @@ mod tests {
         let mut registry = Registry::with_prefix("node_runtime_monitor");
         let metrics = DetectorMetrics::new(&mut registry);
         assert_eq!(metrics.ttl, DEFAULT_SERIES_TTL);
-        metrics.record(&fault(), &pod("gone"));
-        metrics.record(&fault(), &pod("alive"));
+        metrics.record(&fault(), &pod("gone"), false);
+        metrics.record(&fault(), &pod("alive"), false);
         let t0 = Instant::now();
         metrics.kills.expire_at(metrics.ttl, t0);
-        metrics.record(&fault(), &pod("alive"));
+        metrics.record(&fault(), &pod("alive"), false);
         metrics.kills.expire_at(metrics.ttl, t0 + metrics.ttl);
         let text = scrape(&registry);
         assert!(
@@ -203,11 +207,11 @@ mod tests {
         assert!(text.contains(&series("alive", 2)), "{text}");
         // The expired series made room: with a cap of one, a new owner now has its own series.
         let metrics = DetectorMetrics::with_limits(&mut Registry::default(), 1, metrics.ttl);
-        metrics.record(&fault(), &pod("gone"));
+        metrics.record(&fault(), &pod("gone"), false);
         let t0 = Instant::now();
         metrics.kills.expire_at(metrics.ttl, t0);
         metrics.kills.expire_at(metrics.ttl, t0 + metrics.ttl);
-        metrics.record(&fault(), &pod("new"));
+        metrics.record(&fault(), &pod("new"), false);
         assert_eq!((metrics.kills.len(), metrics.kills.folded().get()), (1, 0));
     }
 }

@@ -6,8 +6,8 @@
 //! - [`kills`]: how each process died (exit code, OOM killer, named sender, kernel fault).
 //! - [`loops`]: restart loops of containers and host services, repeated failed execs of the
 //!   same binary, repeated failed connects to runtime sockets and the API server.
-//! - [`control_plane_oom`]: OOM kills of control-plane pods and node daemons, joined with the
-//!   audit's reservation and limit findings.
+//! - [`control_plane_oom`]: OOM kills of control-plane pods and node daemons, by the limit the
+//!   kernel killed at: the node's (joined with the audit's reservation findings) or their own.
 
 pub mod control_plane_oom;
 pub mod kills;
@@ -110,6 +110,7 @@ pub struct AuditContext {
 pub fn rules() -> Vec<Rule> {
     let mut all = loops::RULES.to_vec();
     all.push(control_plane_oom::MEMORY_RESERVATIONS);
+    all.push(control_plane_oom::MEMORY_LIMIT_OOM_KILL);
     all
 }
 
@@ -164,21 +165,27 @@ pub struct Detectors {
 
 impl Detectors {
     pub fn new(config: loops::LoopConfig) -> Self {
-        Self { kills: kills::KillLedger::default(), loops: loops::LoopDetector::new(config), control_plane_oom: Default::default() }
+        Self {
+            kills: kills::KillLedger::default(),
+            control_plane_oom: control_plane_oom::ControlPlaneOomDetector::new(config.container_window),
+            loops: loops::LoopDetector::new(config),
+        }
     }
 
     /// Feeds one event of `actor`; returns the death it completes (exits) and the findings
-    /// it opens or refreshes.
+    /// it opens or refreshes. `other` is attribution's other owner of the event (a signal's
+    /// sender's, the owner of the memory cgroup an OOM kill was at).
     pub fn observe(
         &mut self,
         event: &Event,
         actor: &Actor,
+        other: Option<&Owner>,
         facts: &AuditContext,
         now: Instant,
     ) -> (Option<kills::Death>, Vec<Finding>) {
-        let death = self.kills.observe(event);
+        let death = self.kills.observe(event, other);
         let mut findings = self.loops.observe(event, death.as_ref(), actor, facts, now);
-        findings.extend(self.control_plane_oom.observe(event, actor, facts, now));
+        findings.extend(self.control_plane_oom.observe(event, actor, other, facts, now));
         (death, findings)
     }
 }

@@ -161,6 +161,26 @@ pub struct OomKill {
     pub file_rss_pages: u64,
     pub shmem_rss_pages: u64,
     pub oom_score_adj: i32,
+    /// The memory cgroup whose limit the kill was at, as the kernel's counters said at the
+    /// kill; `None` when no cgroup of the victim was at its limit (the node ran out).
+    pub limit: Option<OomLimit>,
+}
+
+/// A memory cgroup at its limit when the OOM killer ran, in pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct OomLimit {
+    /// Its id in the memory controller's hierarchy: the v1 memory cgroup's inode when the
+    /// victim's `memcg_id` is set (memory on v1), else its cgroup v2 id.
+    pub cgroup_id: u64,
+    pub max_pages: u64,
+    pub usage_pages: u64,
+}
+
+impl OomKill {
+    /// Resident memory of the victim (anonymous, file and shared), in pages.
+    pub fn rss_pages(&self) -> u64 {
+        self.anon_rss_pages.saturating_add(self.file_rss_pages).saturating_add(self.shmem_rss_pages)
+    }
 }
 
 /// The OOM killer's log line for a kill ("Memory cgroup out of memory: Killed process 4242
@@ -233,6 +253,9 @@ pub struct Signal {
     pub sender_pid: u32,
     pub sender_tgid: u32,
     pub sender_comm: String,
+    /// The file name of the sender's executable (empty for a kernel thread): unlike the comm,
+    /// not the process's to choose.
+    pub sender_exe: String,
     pub sender_cgroup_id: u64,
     pub sender_memcg_id: u64,
 }
@@ -389,6 +412,11 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 shmem_rss_pages: e.shmem_rss_pages,
                 oom_score_adj: e.oom_score_adj,
                 constraint: OomConstraint::Unknown,
+                limit: (e.limit_cgroup_id != 0).then_some(OomLimit {
+                    cgroup_id: e.limit_cgroup_id,
+                    max_pages: e.limit_max_pages,
+                    usage_pages: e.limit_usage_pages,
+                }),
             }))
         }
         raw::EventKind::OomReport => {
@@ -435,6 +463,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 sender_pid: e.sender_pid,
                 sender_tgid: e.sender_tgid,
                 sender_comm: c_string(&e.sender_comm),
+                sender_exe: c_string(&e.sender_exe),
                 sender_cgroup_id: e.sender_cgroup_id,
                 sender_memcg_id: e.sender_memcg_id,
             }))

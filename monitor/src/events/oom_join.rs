@@ -137,6 +137,7 @@ mod tests {
             file_rss_pages: 0,
             shmem_rss_pages: 0,
             oom_score_adj: 0,
+            limit: None,
         })))
     }
 

@@ -196,6 +196,20 @@ pub fn parse(path: &str) -> CgroupOwner {
     }
 }
 
+/// Whether `path` is kubelet's pods root or a QoS class below it (`/kubepods`,
+/// `/kubepods/burstable`, `/kubepods.slice/kubepods-besteffort.slice`): a cgroup whose limit
+/// is the node's memory allocatable to pods, not one pod's or container's.
+pub fn is_pods_root(path: &str) -> bool {
+    if !matches!(parse(path), CgroupOwner::Host { .. }) {
+        return false;
+    }
+    let (mut in_kubepods, mut qos, mut pod) = (false, None, None);
+    for (i, part) in path.split('/').filter(|p| !p.is_empty()).enumerate() {
+        classify_kube(part, &mut in_kubepods, &mut qos, &mut pod, i);
+    }
+    in_kubepods && pod.is_none()
+}
+
 /// `slice:prefix:id` as runc's systemd driver receives it (seen under `containerd.service`).
 fn split_systemd_triple(part: &str) -> Option<(&str, &str, &str)> {
     let mut it = part.splitn(3, ':');
@@ -368,6 +382,16 @@ fn unescape_unit(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pods_roots_and_qos_levels_are_the_nodes_allocatable() {
+        for path in ["/kubepods", "/kubepods/burstable", "/kubepods/besteffort", "/kubepods.slice", "/kubepods.slice/kubepods-burstable.slice", "/kubelet.slice/kubelet-kubepods.slice"] {
+            assert!(is_pods_root(path), "{path}");
+        }
+        for path in ["/", "/system.slice/containerd.service", "/kubepods/burstable/pod5b9c2a7e31d84f0c9a6e2b7d4c1f8e03", "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podf9a04ecc_1875_491b_926c_d2f64757704e.slice", "/user.slice"] {
+            assert!(!is_pods_root(path), "{path}");
+        }
+    }
 
     /// What a row of the table expects.
     #[derive(Debug)]

@@ -1,6 +1,6 @@
-//! Node memory: the capacity from `<host-root>/proc/meminfo`, and Kubernetes memory quantities
-//! (`512Mi`, `1G`, `5%`) as written in kubelet configuration. Judging whether reservations are
-//! sensible is the audit's job, not this module's.
+//! Node memory: the capacity from `<host-root>/proc/meminfo`, Kubernetes memory quantities
+//! (`512Mi`, `1G`, `5%`) as written in kubelet configuration, and the system's page size.
+//! Judging whether reservations are sensible is the audit's job, not this module's.
 
 /// Why meminfo or a quantity could not be read.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -99,6 +99,19 @@ pub fn human_bytes(bytes: u64) -> String {
     } else {
         format!("{:.0}Mi", b / MI)
     }
+}
+
+/// The system's page size in bytes: the kernel counts memory in pages (an OOM kill's resident
+/// memory, a memory cgroup's limit), and pages are 4 KiB, 16 KiB or 64 KiB by architecture
+/// and kernel build.
+pub fn page_size() -> u64 {
+    static SIZE: std::sync::LazyLock<u64> = std::sync::LazyLock::new(|| {
+        // SAFETY: sysconf has no preconditions; for _SC_PAGESIZE it reads the kernel's AT_PAGESZ.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        // It cannot fail on Linux; were it to, the aux vector says the same.
+        u64::try_from(size).ok().filter(|s| *s > 0).unwrap_or_else(|| unsafe { libc::getauxval(libc::AT_PAGESZ) })
+    });
+    *SIZE
 }
 
 #[cfg(test)]

@@ -209,6 +209,41 @@ fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// The runtime one of whose systemd units is `unit`.
+pub fn runtime_of_unit(unit: &str) -> Option<&'static KnownRuntime> {
+    RUNTIMES.iter().find(|r| r.units.contains(&unit))
+}
+
+/// What a binary is to the node's runtimes, by its file name: a runtime's daemon, one of its
+/// per-container shims, or an OCI runtime they drive (with the runtime that lists it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeBinary {
+    Daemon(&'static KnownRuntime),
+    Shim(&'static KnownRuntime),
+    Oci,
+}
+
+/// What `name` (an executable's file name) is to the runtimes of the table, if anything.
+pub fn runtime_binary(name: &str) -> Option<RuntimeBinary> {
+    if OCI_RUNTIMES.contains(&name) {
+        return Some(RuntimeBinary::Oci);
+    }
+    RUNTIMES.iter().find_map(|r| {
+        if r.binaries.contains(&name) {
+            Some(RuntimeBinary::Daemon(r))
+        } else if r.shims.contains(&name) {
+            Some(RuntimeBinary::Shim(r))
+        } else {
+            None
+        }
+    })
+}
+
+/// The node agent (kubelet) of the control-plane table.
+pub fn kubelet() -> &'static Component {
+    CONTROL_PLANE.iter().find(|c| c.name == "kubelet").unwrap_or(&CONTROL_PLANE[0])
+}
+
 /// Whether a systemd unit is the node's runtime or control plane (its failure is the node's).
 pub fn is_node_unit(unit: &str) -> bool {
     RUNTIMES.iter().flat_map(|r| r.units).chain(CONTROL_PLANE.iter().flat_map(|c| c.units)).any(|u| *u == unit)
@@ -287,6 +322,19 @@ mod tests {
         let watched: Vec<String> = socket_paths_as_clients_write_them().collect();
         assert!(watched.contains(&"/var/run/docker.sock".to_string()));
         assert!(watched.contains(&"/run/docker.sock".to_string()));
+    }
+
+    #[test]
+    fn runtime_binaries_and_units() {
+        assert_eq!(runtime_binary("containerd"), Some(RuntimeBinary::Daemon(&RUNTIMES[0])));
+        assert!(matches!(runtime_binary("containerd-shim-runc-v2"), Some(RuntimeBinary::Shim(r)) if r.name == "containerd"));
+        assert!(matches!(runtime_binary("conmon"), Some(RuntimeBinary::Shim(r)) if r.name == "cri-o"));
+        assert!(matches!(runtime_binary("cri-dockerd"), Some(RuntimeBinary::Daemon(r)) if r.name == "cri-dockerd"));
+        assert_eq!(runtime_binary("runc"), Some(RuntimeBinary::Oci));
+        assert_eq!(runtime_binary("python3"), None);
+        assert_eq!(runtime_of_unit("crio.service").map(|r| r.name), Some("cri-o"));
+        assert_eq!(runtime_of_unit("kubelet.service"), None);
+        assert_eq!(kubelet().units, ["kubelet.service"]);
     }
 
     #[test]

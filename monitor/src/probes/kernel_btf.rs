@@ -320,6 +320,16 @@ impl KernelBtf {
         o.sock_daddr = common("skc_daddr").unwrap_or(OFFSET_UNKNOWN);
         o.sock_v6_daddr = common("skc_v6_daddr").unwrap_or(OFFSET_UNKNOWN);
         o.binprm_filename = off("linux_binprm", "filename");
+        // Nested members, as one offset each: unknown when any part is.
+        let nested = |parts: &[(&str, &str)]| {
+            parts.iter().try_fold(0u32, |sum, (s, m)| sum.checked_add(self.member_offset(s, m)?)).unwrap_or(OFFSET_UNKNOWN)
+        };
+        o.mm_exe_file = off("mm_struct", "exe_file");
+        o.file_dentry = nested(&[("file", "f_path"), ("path", "dentry")]);
+        o.dentry_name = nested(&[("dentry", "d_name"), ("qstr", "name")]);
+        o.css_parent = off("cgroup_subsys_state", "parent");
+        o.memcg_usage = nested(&[("mem_cgroup", "memory"), ("page_counter", "usage")]);
+        o.memcg_max = nested(&[("mem_cgroup", "memory"), ("page_counter", "max")]);
         o.memcg_v1 = memcg_v1 as u32;
         o
     }
@@ -356,6 +366,12 @@ impl KernelBtf {
             ("sock_common.skc_daddr", offsets.sock_daddr),
             ("sock_common.skc_v6_daddr", offsets.sock_v6_daddr),
             ("linux_binprm.filename", offsets.binprm_filename),
+            ("mm_struct.exe_file", offsets.mm_exe_file),
+            ("file.f_path.dentry", offsets.file_dentry),
+            ("dentry.d_name.name", offsets.dentry_name),
+            ("cgroup_subsys_state.parent", offsets.css_parent),
+            ("mem_cgroup.memory.usage", offsets.memcg_usage),
+            ("mem_cgroup.memory.max", offsets.memcg_max),
         ];
         fields.iter().filter(|(_, v)| *v == OFFSET_UNKNOWN).map(|(n, _)| *n).collect()
     }

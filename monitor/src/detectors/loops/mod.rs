@@ -32,6 +32,7 @@ pub use self::{
     exec_failure::EXEC_FAILURE_LOOP,
     restart::{CONTAINER_RESTART_LOOP, HOST_SERVICE_RESTART_LOOP, STATIC_POD_RESTART_LOOP},
 };
+pub(super) use self::window::secs;
 use self::{
     restart::RunHistory,
     window::{Bounded, Occurrences},
@@ -208,7 +209,12 @@ pub(super) mod test_support {
         }
 
         pub(crate) fn feed(&mut self, event: Event, actor: &Actor, at_secs: u64) -> Vec<Finding> {
-            let death = self.ledger.observe(&event);
+            self.feed_with(event, actor, None, at_secs)
+        }
+
+        /// [`Harness::feed`] with attribution's other owner (a signal's sender's).
+        pub(crate) fn feed_with(&mut self, event: Event, actor: &Actor, other: Option<&crate::attribution::Owner>, at_secs: u64) -> Vec<Finding> {
+            let death = self.ledger.observe(&event, other);
             self.detector.observe(&event, death.as_ref(), actor, &self.facts, self.t0 + Duration::from_secs(at_secs))
         }
     }

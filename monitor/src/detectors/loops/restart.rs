@@ -271,6 +271,7 @@ mod tests {
             sender_pid: 50,
             sender_tgid: 50,
             sender_comm: sender.into(),
+            sender_exe: sender.into(),
             sender_cgroup_id: 1,
             sender_memcg_id: 0,
         }))
@@ -281,6 +282,10 @@ mod tests {
     #[test]
     fn static_pod_killed_by_runtime_points_at_sandbox_churn() {
         let mut h = Harness::new();
+        let containerd = crate::attribution::Owner::new(
+            crate::attribution::OwnerKind::HostService { unit: "containerd.service".into(), service: "containerd".into() },
+            Some("/system.slice/containerd.service".into()),
+        );
         let mut findings = Vec::new();
         for run in 0..3u32 {
             let tgid = 100 + run;
@@ -288,7 +293,7 @@ mod tests {
             let actor = pod(&format!("c{run}"));
             findings = h.feed(exec(tgid, "/usr/local/bin/kube-apiserver"), &actor, at);
             assert!(findings.is_empty());
-            h.feed(kill_from(tgid, "containerd-shim"), &actor, at + 5);
+            h.feed_with(kill_from(tgid, "containerd-shim-runc-v2"), &actor, Some(&containerd), at + 5);
             findings = h.feed(exit(tgid, KILLED), &actor, at + 5);
             if run < 2 {
                 assert!(findings.is_empty(), "no finding before the third run");
@@ -301,7 +306,7 @@ mod tests {
         assert!(f.title.contains("not by the OOM killer"), "{}", f.title);
         assert!(f.remediation.contains("cgroup driver"), "{}", f.remediation);
         assert_eq!(f.evidence.len(), 3);
-        assert!(f.evidence[0].detail.contains("SIGKILL from containerd-shim"), "{:?}", f.evidence[0]);
+        assert!(f.evidence[0].detail.contains("SIGKILL from containerd-shim-runc-v2"), "{:?}", f.evidence[0]);
     }
 
     #[test]
@@ -327,6 +332,7 @@ mod tests {
                 file_rss_pages: 0,
                 shmem_rss_pages: 0,
                 oom_score_adj: 0,
+                limit: None,
             }));
             h.feed(oom, &actor, run as u64 * 20 + 1);
             // The shell exits 137 by itself: exit code, not a signal.

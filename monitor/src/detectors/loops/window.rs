@@ -95,7 +95,7 @@ impl<V: Default> Bounded<V> {
 }
 
 /// A duration as the titles and evidence say it: `5m`, `2.5s`, `900ms`.
-pub(super) fn secs(d: Duration) -> String {
+pub(in crate::detectors) fn secs(d: Duration) -> String {
     if d >= Duration::from_secs(120) {
         format!("{}m", d.as_secs() / 60)
     } else if d >= Duration::from_secs(1) {
