@@ -19,10 +19,11 @@ use super::{
     kubelet::{self, Kubelet},
     memory, runtimes,
     static_pods::{self, ManifestError, StaticPod},
+    systemd_unit,
 };
 
-/// kubelet's `staticPodPath` when its configuration does not say (kubeadm's, and the default
-/// of most installers).
+/// Where the installers put static pods (kubeadm, Kubespray, kOps), assumed only when kubelet's
+/// configuration could not be read: kubelet itself has no default (`staticPodPath: ""`).
 pub const DEFAULT_STATIC_POD_PATH: &str = "/etc/kubernetes/manifests";
 
 /// How the snapshot gets its CRI answers.
@@ -95,13 +96,14 @@ impl NodeSnapshot {
     /// (or with `--container-runtime=docker`), containerd's socket since.
     pub fn kubelet_endpoint(&self) -> kubelet::Value {
         let endpoint = self.kubelet.runtime_endpoint();
-        if endpoint.source.is_some() {
+        if !endpoint.origin.is_default() {
             return endpoint;
         }
         let docker_flag = self.kubelet.flag("container-runtime").is_some_and(|f| f.value == "docker");
         let old_kubelet = self.installed("kubelet").iter().find_map(|b| b.version()).and_then(|v| Release::parse(&v)).is_some_and(|r| r.major == 1 && r.minor < 24);
         if docker_flag || old_kubelet {
-            return kubelet::Value { value: "unix:///var/run/dockershim.sock".into(), source: None };
+            let cite = "before 1.24: the built-in dockershim's socket";
+            return kubelet::Value { value: "unix:///var/run/dockershim.sock".into(), origin: kubelet::Origin::Default(cite) };
         }
         endpoint
     }
@@ -120,12 +122,17 @@ impl NodeSnapshot {
 
     /// kubelet's static pod directory (host path), on a Kubernetes node.
     pub fn static_pod_path(&self) -> Option<PathBuf> {
-        self.expects_kubelet().then(|| self.manifest_dir())
+        self.expects_kubelet().then(|| self.manifest_dir()).flatten()
     }
 
-    /// Where kubelet reads static pods from: its setting, else the default.
-    fn manifest_dir(&self) -> PathBuf {
-        self.kubelet.static_pod_path().map(|v| PathBuf::from(v.value)).unwrap_or_else(|| PathBuf::from(DEFAULT_STATIC_POD_PATH))
+    /// Where kubelet reads static pods from: its setting; none when its configuration was read
+    /// and sets none; the installers' directory when it could not be read.
+    fn manifest_dir(&self) -> Option<PathBuf> {
+        if let Some(v) = self.kubelet.static_pod_path() {
+            return Some(PathBuf::from(v.value));
+        }
+        let read = self.kubelet.config.is_some() || self.kubelet.running.is_some();
+        (!read).then(|| PathBuf::from(DEFAULT_STATIC_POD_PATH))
     }
 
     /// What attribution needs of kubelet's configuration (host paths, symlinks not resolved).
@@ -209,7 +216,7 @@ async fn collect_files(root: &HostRoot, read_timeout: Duration) -> NodeSnapshot 
         Err(e) => facts.memory_problem = Some(e.to_string()),
     }
 
-    let (pods, problems) = static_pods::load_dir(root, &facts.manifest_dir());
+    let (pods, problems) = facts.manifest_dir().map(|dir| static_pods::load_dir(root, &dir)).unwrap_or_default();
     facts.watched.extend(pods.iter().map(|p| p.path.clone()));
     facts.static_pods = pods;
     facts.manifest_problems = problems;
@@ -225,7 +232,7 @@ async fn collect_files(root: &HostRoot, read_timeout: Duration) -> NodeSnapshot 
     }
     facts.watched.push(k0s.into());
 
-    for dir in kubelet::UNIT_DIRS {
+    for dir in systemd_unit::UNIT_PATH {
         for unit in runtimes::RUNTIMES.iter().flat_map(|r| r.units) {
             let path = Path::new(dir).join(unit);
             if root.exists(&path) {

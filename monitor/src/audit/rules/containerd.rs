@@ -127,7 +127,7 @@ pub(super) fn cgroup_driver(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
         "containerd uses the {runtime_driver} cgroup driver, kubelet uses {}",
         kubelet.value
     ))
-    .evidence(kubelet.source.clone().unwrap_or_else(|| "kubelet default".into()), format!("cgroupDriver: {}", kubelet.value));
+    .evidence(kubelet.origin.to_string(), format!("cgroupDriver: {}", kubelet.value));
     f = match &eff.systemd_cgroup.source {
         Some(src) => f.evidence(src.clone(), format!("SystemdCgroup = {}", eff.systemd_cgroup.value)),
         None => f.evidence(config_path, format!(
@@ -164,7 +164,7 @@ pub(super) fn sandbox_image(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
         "containerd uses sandbox image {actual}, kubelet expects {}",
         expected.value
     ))
-    .evidence(expected.source.clone().unwrap_or_default(), format!("--pod-infra-container-image={}", expected.value));
+    .evidence(expected.origin.to_string(), format!("--pod-infra-container-image={}", expected.value));
     f = match &eff.sandbox_image.source {
         Some(src) => f.evidence(src.clone(), format!("sandbox image {}", eff.sandbox_image.value)),
         None => f.evidence(release_src, format!("no sandbox image in the tables this release reads: default {}", eff.sandbox_image.value)),
