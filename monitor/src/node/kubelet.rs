@@ -97,16 +97,19 @@ pub fn default_node_name(root: &HostRoot) -> String {
         .to_ascii_lowercase()
 }
 
-/// Flags whose values are secrets: a name with a word `token`, `password`, `secret`,
-/// `credential(s)` or `key` (`--token`, `--bootstrap-token`, `--certificate-key`), unless it
-/// names a file, a directory or a path (`--token-file`), or a switch (`--anonymous-auth`,
-/// `--authentication-token-webhook`: their values are booleans and modes, not secrets).
+/// Flags whose values are secrets: a name that ends in the word `token`, `password`, `secret`,
+/// `credential(s)` or `key` (`--token`, `--bootstrap-token`, `--registry-password`,
+/// `--certificate-key`). A name that goes on past that word names something else: a file or a
+/// place (`--token-file`, `--tls-private-key-file`), a switch or a mode
+/// (`--authentication-token-webhook`), a hash (`--discovery-token-ca-cert-hash`), a setting
+/// about keys (`key-model`): their values are no secrets, and treating them as secrets would
+/// blank ordinary words out of every report.
 pub fn is_sensitive_flag(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    let words: Vec<&str> = n.split(['-', '_', '.']).collect();
-    let secret_word = words.iter().any(|w| matches!(*w, "token" | "password" | "passwd" | "secret" | "credential" | "credentials" | "key"));
-    let names_a_place = matches!(words.last(), Some(&("file" | "dir" | "path" | "config" | "webhook" | "ttl")));
-    secret_word && !names_a_place
+    matches!(
+        n.rsplit(['-', '_', '.']).next(),
+        Some("token" | "password" | "passwd" | "secret" | "credential" | "credentials" | "key")
+    )
 }
 
 /// A command-line flag and where it was found.
@@ -560,7 +563,7 @@ fn flags_from_env_files(root: &HostRoot, sources: &mut Vec<PathBuf>, problems: &
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::node::systemd_unit::tests::host;
 
@@ -595,6 +598,9 @@ mod tests {
         assert!(!is_sensitive_flag("tls-private-key-file"));
         assert!(!is_sensitive_flag("container-runtime-endpoint"));
         assert!(!is_sensitive_flag("bootstrap-kubeconfig"));
+        assert!(is_sensitive_flag("certificate-key") && is_sensitive_flag("bootstrap_token"));
+        assert!(!is_sensitive_flag("key-model") && !is_sensitive_flag("discovery-token-ca-cert-hash"));
+        assert!(!is_sensitive_flag("authentication-token-webhook") && !is_sensitive_flag("token-ttl"));
     }
 
     // kubeadm's generated /var/lib/kubelet/config.yaml (abridged), with reservations patched in.
@@ -700,7 +706,7 @@ systemReserved:
     // spaces, fields in the order of its kubeletConfig struct) for an m5.large:
     // https://github.com/awslabs/amazon-eks-ami/blob/main/nodeadm/internal/kubelet/config.go
     // (defaultKubeletSubConfig, withDefaultReservedResources).
-    const NODEADM_CONFIG_JSON: &str = r#"{
+    pub(crate) const NODEADM_CONFIG_JSON: &str = r#"{
     "address": "0.0.0.0",
     "authentication": {
         "anonymous": {
@@ -763,7 +769,7 @@ systemReserved:
 
     // The unit nodeadm's AMI installs: ExecStart over several lines, `--config <path>`.
     // https://github.com/awslabs/amazon-eks-ami/blob/e9460f82cd7f3b96576f4a4caacdd4cea1901c8c/nodeadm/internal/install/kubelet.service
-    const NODEADM_UNIT: &str = "[Unit]\nDescription=Kubernetes Kubelet\nDocumentation=https://github.com/kubernetes/kubernetes\nAfter=containerd.service\nRequires=containerd.service\n\n[Service]\nSlice=runtime.slice\nExecStartPre=/sbin/iptables -P FORWARD ACCEPT -w 5\nExecStart=/usr/bin/kubelet \\\n    --config /etc/kubernetes/kubelet/config.json \\\n    --kubeconfig /var/lib/kubelet/kubeconfig \\\n    --container-runtime-endpoint unix:///run/containerd/containerd.sock \\\n    $KUBELET_ARGS \\\n    $KUBELET_EXTRA_ARGS\n\nRestart=on-failure\nRestartForceExitStatus=SIGPIPE\nRestartSec=5\nKillMode=process\nCPUAccounting=true\nMemoryAccounting=true\n\n[Install]\nWantedBy=multi-user.target\n";
+    pub(crate) const NODEADM_UNIT: &str = "[Unit]\nDescription=Kubernetes Kubelet\nDocumentation=https://github.com/kubernetes/kubernetes\nAfter=containerd.service\nRequires=containerd.service\n\n[Service]\nSlice=runtime.slice\nExecStartPre=/sbin/iptables -P FORWARD ACCEPT -w 5\nExecStart=/usr/bin/kubelet \\\n    --config /etc/kubernetes/kubelet/config.json \\\n    --kubeconfig /var/lib/kubelet/kubeconfig \\\n    --container-runtime-endpoint unix:///run/containerd/containerd.sock \\\n    $KUBELET_ARGS \\\n    $KUBELET_EXTRA_ARGS\n\nRestart=on-failure\nRestartForceExitStatus=SIGPIPE\nRestartSec=5\nKillMode=process\nCPUAccounting=true\nMemoryAccounting=true\n\n[Install]\nWantedBy=multi-user.target\n";
 
     /// The measured bug: on a nodeadm node (no kubelet process read) kubelet's configuration
     /// was not found, so the audit judged kubelet's defaults (cgroupfs, no reservation).
