@@ -192,14 +192,23 @@ async fn collect_files(root: &HostRoot, read_timeout: Duration) -> NodeSnapshot 
     facts.kubelet = Kubelet::load(root, &procs);
     facts.watched.extend(facts.kubelet.sources.iter().cloned());
 
-    // containerd's config: the running containerd's --config, else k0s's, else the default.
-    let running_config = procs
-        .iter()
-        .filter(|p| p.name() == "containerd")
-        .find_map(|p| kubelet::parse_args(&p.argv[1..], "").into_iter().find(|f| f.name == "config" || f.name == "c"))
-        .map(|f| PathBuf::from(f.value));
+    // containerd's config: the running containerd's --config, else its unit's, else k0s's, else
+    // the default.
+    let config_flag = |flags: Vec<kubelet::Flag>| {
+        flags.into_iter().rev().find(|f| f.name == "config" || f.name == "c").map(|f| Path::new("/").join(f.value))
+    };
+    let running_config =
+        procs.iter().filter(|p| p.name() == "containerd").find_map(|p| config_flag(kubelet::parse_args(&p.argv[1..], "")));
+    let unit_config = || {
+        let units = runtimes::RUNTIMES.iter().filter(|r| r.name == "containerd").flat_map(|r| r.units);
+        units.filter_map(|name| systemd_unit::ServiceUnit::load(root, name)).find_map(|unit| {
+            facts.watched.extend(unit.files.iter().cloned());
+            let command = unit.main_command()?;
+            config_flag(kubelet::parse_words(command.args.iter().map(|w| (w.text.as_str(), w.origin.as_str()))))
+        })
+    };
     let k0s_config = Path::new("/etc/k0s/containerd.toml");
-    facts.containerd_config_path = running_config.unwrap_or_else(|| {
+    facts.containerd_config_path = running_config.or_else(unit_config).unwrap_or_else(|| {
         if root.exists(k0s_config) { k0s_config.into() } else { PathBuf::from(containerd_config::DEFAULT_CONFIG) }
     });
     facts.containerd_config = ContainerdConfig::load(root, &facts.containerd_config_path);
@@ -272,4 +281,27 @@ fn containerd_release(facts: &NodeSnapshot) -> Option<KnownRelease> {
             Some(KnownRelease { release: Release::parse(&v)?, source: format!("{}: {}", b.path.display(), b.version_source.as_deref().unwrap_or(&v)) })
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::systemd_unit::tests::host;
+
+    /// containerd not running: its config is the one its unit names (containerd's own
+    /// containerd.service, with an override's `-c` form), not the default path.
+    #[tokio::test]
+    async fn containerd_config_named_by_its_unit() {
+        // https://github.com/containerd/containerd/blob/main/containerd.service (ExecStart line)
+        let unit = "[Service]\nExecStartPre=-/sbin/modprobe overlay\nExecStart=/usr/local/bin/containerd\n";
+        let dropin = "[Service]\nExecStart=\nExecStart=/usr/local/bin/containerd \\\n  -c /etc/containerd/node.toml\n";
+        let (_dir, root) = host(&[
+            ("/usr/lib/systemd/system/containerd.service", unit),
+            ("/etc/systemd/system/containerd.service.d/10-config.conf", dropin),
+            ("/etc/containerd/node.toml", "version = 2\n"),
+        ]);
+        let snapshot = collect_files(&root, Duration::from_millis(200)).await;
+        assert_eq!(snapshot.containerd_config_path, Path::new("/etc/containerd/node.toml"));
+        assert!(snapshot.watched.contains(&PathBuf::from("/etc/systemd/system/containerd.service.d/10-config.conf")));
+    }
 }

@@ -154,6 +154,8 @@ impl ServiceUnit {
             }
         }
         unit.files.extend(dropin_dirs);
+        // Where an administrator adds an override: its creation must be seen too.
+        unit.files.push(Path::new("/etc/systemd/system").join(format!("{name}.d")));
         let env = unit.environment(root, &settings);
         unit.exec_start = settings.exec_start.iter().filter_map(|c| unit.expand(c, &env)).collect();
         Some(unit)
