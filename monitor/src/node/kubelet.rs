@@ -368,6 +368,12 @@ impl Kubelet {
         parsed.map_err(|problem| self.problems.push(problem)).ok()
     }
 
+    /// Whether kubelet's configuration file is named but could not be read or parsed: then its
+    /// settings are unknown, not kubelet's defaults (kubelet itself would not start).
+    pub fn config_unread(&self) -> bool {
+        self.config_path.is_some() && self.config.is_none()
+    }
+
     /// Whether anything says this node runs kubelet (a process, flags or a config file).
     pub fn is_configured(&self) -> bool {
         self.running.is_some() || !self.flags.is_empty() || self.config_path.is_some()

@@ -131,8 +131,9 @@ impl NodeSnapshot {
         if let Some(v) = self.kubelet.static_pod_path() {
             return Some(PathBuf::from(v.value));
         }
-        let read = self.kubelet.config.is_some() || self.kubelet.running.is_some();
-        (!read).then(|| PathBuf::from(DEFAULT_STATIC_POD_PATH))
+        // Known to set none: its file was read, or it runs without one.
+        let known = self.kubelet.config.is_some() || (self.kubelet.running.is_some() && self.kubelet.config_path.is_none());
+        (!known).then(|| PathBuf::from(DEFAULT_STATIC_POD_PATH))
     }
 
     /// What attribution needs of kubelet's configuration (host paths, symlinks not resolved).

@@ -106,7 +106,9 @@ pub(super) fn containerd_schema(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
 }
 
 pub(super) fn cgroup_driver(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
-    if facts.kubelet.config.is_none() && facts.kubelet.flags.is_empty() {
+    // Unknown, not defaulted, when its file is unreadable (that is a finding of its own).
+    let unknown = facts.kubelet.config_unread() && facts.kubelet.flag("cgroup-driver").is_none();
+    if unknown || (facts.kubelet.config.is_none() && facts.kubelet.flags.is_empty()) {
         return;
     }
     let kubelet = facts.kubelet.cgroup_driver();

@@ -21,6 +21,9 @@ rule!(STATIC_POD_NO_MEMORY_REQUEST, "static-pod-memory-request-missing", Warning
 
 pub(super) fn memory_reservations(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
     let k = &facts.kubelet;
+    if k.config_unread() {
+        return; // its settings are unknown; the unreadable file is a finding of its own
+    }
     let subject = k.config_path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "kubelet".into());
     let system = k.reserved_memory(Reservation::System);
     let kube = k.reserved_memory(Reservation::Kube);

@@ -106,6 +106,10 @@ mod tests {
         assert!(rule_ids(&cgroupfs).await.contains(&CGROUP_DRIVER_MISMATCH.id));
         let unreserved = NODEADM_CONFIG_JSON.replace("\"memory\": \"574Mi\"", "\"pid\": \"1000\"");
         assert!(rule_ids(&unreserved).await.contains(&MEMORY_RESERVATION_MISSING.id));
+        // A file kubelet cannot parse says nothing of its settings: no judgement of defaults.
+        let broken = rule_ids("{\n    \"cgroupDriver\": \"systemd\",,\n}").await;
+        assert!(broken.contains(&CONFIG_UNPARSABLE.id), "{broken:?}");
+        assert!(!broken.contains(&CGROUP_DRIVER_MISMATCH.id) && !broken.contains(&MEMORY_RESERVATION_MISSING.id), "{broken:?}");
     }
 
     #[test]
