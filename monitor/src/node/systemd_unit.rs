@@ -39,8 +39,10 @@ pub const UNIT_PATH: [&str; 13] = [
     "/run/systemd/generator.late",
 ];
 
-/// Bounds against hostile trees: drop-ins and environment files read per unit, words kept per
-/// command line.
+/// Bounds against hostile trees: the size of a unit, drop-in or environment file (systemd's own
+/// line limit is 1 MiB; real ones are a few KiB), drop-ins and environment files read per unit,
+/// words kept per command line.
+const MAX_FILE_BYTES: u64 = 1 << 20;
 const MAX_DROPINS: usize = 256;
 const MAX_ENV_FILES: usize = 64;
 const MAX_WORDS: usize = 1 << 16;
@@ -142,7 +144,7 @@ impl ServiceUnit {
         let mut unit = ServiceUnit { name: name.to_string(), fragment: fragment.clone(), dropins: dropins.clone(), ..Default::default() };
         let mut settings = Settings::default();
         for path in fragment.iter().chain(&dropins) {
-            match root.read_text(path) {
+            match root.read_text_limited(path, MAX_FILE_BYTES) {
                 Ok(text) => {
                     let file = unit.add_file(path);
                     settings.apply(parse_unit(&text, file));
@@ -186,8 +188,8 @@ impl ServiceUnit {
                 continue; // systemd ignores a relative EnvironmentFile= path
             }
             let paths = if pattern.to_string_lossy().contains('*') { root.glob(pattern) } else { vec![pattern.to_path_buf()] };
-            for path in paths {
-                match root.read_text(&path) {
+            for path in paths.into_iter().take(MAX_ENV_FILES) {
+                match root.read_text_limited(&path, MAX_FILE_BYTES) {
                     Ok(text) => {
                         let file = self.add_file(&path);
                         env.extend(parse_env_file(&text, file));
@@ -223,7 +225,8 @@ impl ServiceUnit {
             if let Some(name) = text.strip_prefix('$').filter(|n| !n.starts_with(['{', '$'])) {
                 // An invalid name expands to nothing, as in systemd.
                 if let Some(value) = env.get(name).filter(|_| valid_env_name(name)) {
-                    for piece in split_words(value, Escapes::Plain, true).unwrap_or_default() {
+                    let room = MAX_WORDS.saturating_sub(argv.len());
+                    for piece in split_words(value, Escapes::Plain, true).unwrap_or_default().into_iter().take(room) {
                         let at = piece.first().map(|(_, p)| *p).unwrap_or(at);
                         argv.push(Word { text: text_of(&piece), origin: self.origin(at) });
                     }
