@@ -205,21 +205,23 @@ impl ConfigFile {
             line,
             message: super::parse_error::scrub(&message),
         };
-        // JSON as JSON (nodeadm, EKS), for its own error messages; YAML otherwise (kubelet's
-        // decoder takes both).
-        let parsed = if text.trim_start().starts_with('{') {
-            match serde_json::from_str::<serde_json::Value>(&text) {
-                Ok(json) => serde_yaml::to_value(json).map_err(|e| syntax(None, e.to_string())),
-                Err(err) => {
+        // Kubelet's decoder takes YAML, and JSON as its subset. A document that looks like JSON
+        // (nodeadm's, EKS's) is read as JSON first, so that its error is JSON's, then as YAML
+        // (a flow mapping `{a: b}` is YAML, not JSON).
+        let looks_json = text.trim_start().starts_with('{');
+        let json = looks_json.then(|| serde_json::from_str::<serde_json::Value>(&text));
+        let parsed = match json {
+            Some(Ok(json)) => serde_yaml::to_value(json).map_err(|e| syntax(None, e.to_string())),
+            _ => serde_yaml::from_str::<serde_yaml::Value>(&text).map_err(|yaml_err| match json {
+                Some(Err(err)) => {
                     let message = err.to_string();
-                    Err(syntax(Some(err.line()), message.split(" at line ").next().unwrap_or("invalid JSON").to_string()))
+                    syntax(Some(err.line()), message.split(" at line ").next().unwrap_or("invalid JSON").to_string())
                 }
-            }
-        } else {
-            serde_yaml::from_str::<serde_yaml::Value>(&text).map_err(|err| {
-                let message = err.to_string();
-                syntax(err.location().map(|l| l.line()), message.split(" at line ").next().unwrap_or("invalid YAML").to_string())
-            })
+                _ => {
+                    let message = yaml_err.to_string();
+                    syntax(yaml_err.location().map(|l| l.line()), message.split(" at line ").next().unwrap_or("invalid YAML").to_string())
+                }
+            }),
         };
         match parsed? {
             doc @ serde_yaml::Value::Mapping(_) => Ok(Self { path: path.to_path_buf(), text, doc }),
@@ -330,12 +332,12 @@ impl Kubelet {
         let mut command_known = true;
         if let Some(p) = &kubelet.running {
             kubelet.flags = parse_args(&p.argv[1..], &format!("/proc/{}/cmdline", p.pid));
-        } else if let Some(unit) = ServiceUnit::load(root, UNIT) {
-            kubelet.sources.extend(unit.files.iter().cloned());
-            kubelet.problems.extend(unit.problems.into_iter().map(KubeletProblem::from));
-            if let Some(command) = unit.exec_start.last() {
+        } else if let Some(mut unit) = ServiceUnit::load(root, UNIT) {
+            if let Some(command) = unit.main_command() {
                 kubelet.flags = parse_words(command.args.iter().map(|w| (w.text.as_str(), w.origin.as_str())));
             }
+            kubelet.sources.append(&mut unit.files);
+            kubelet.problems.extend(unit.problems.drain(..).map(KubeletProblem::from));
         } else {
             command_known = false;
             kubelet.flags = flags_from_env_files(root, &mut kubelet.sources, &mut kubelet.problems);
@@ -704,6 +706,8 @@ systemReserved:
         }
         assert!(ConfigFile::parse(Path::new("/c.yaml"), "- a\n".into()).is_err());
         assert!(ConfigFile::parse(Path::new("/c.yaml"), "".into()).is_ok());
+        let flow = ConfigFile::parse(Path::new("/c.yaml"), "{cgroupDriver: systemd}".into()).unwrap();
+        assert_eq!(flow.value(&["cgroupDriver"]).map(|v| v.value), Some("systemd".into()), "a YAML flow mapping is no JSON");
         let e = ConfigFile::parse(Path::new("/c.json"), "{\n  \"a\": 1,\n  \"b\" 2\n}".into()).unwrap_err();
         assert!(e.to_string().starts_with("/c.json:3:"), "{e}");
     }
