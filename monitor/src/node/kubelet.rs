@@ -529,7 +529,8 @@ pub fn parse_words<'a>(words: impl IntoIterator<Item = (&'a str, &'a str)>) -> V
             break;
         }
         let Some(body) = word.strip_prefix("--").or_else(|| word.strip_prefix('-')) else { continue };
-        if body.is_empty() || body.starts_with('-') {
+        // `---x`, `--_x` (`_` is `-`), `--=x`: no flag kubelet knows.
+        if body.is_empty() || body.starts_with(['-', '_', '=']) {
             continue;
         }
         let (name, value) = match body.split_once('=') {
@@ -596,7 +597,7 @@ pub(crate) mod tests {
             pairs(&[("register-node", "true"), ("node-ip", "true"), ("config", "/c"), ("oom-score-adj", "-999")])
         );
         assert_eq!(flags(&["--fail-swap-on=false", "--anonymous-auth", "false"]), pairs(&[("fail-swap-on", "false"), ("anonymous-auth", "true")]));
-        assert_eq!(flags(&["-", "---x", "positional"]), pairs(&[]));
+        assert_eq!(flags(&["-", "---x", "--_X_ARGS", "--=v", "positional"]), pairs(&[]));
     }
 
     #[test]

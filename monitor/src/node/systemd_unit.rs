@@ -141,26 +141,48 @@ impl ServiceUnit {
         if fragment.is_none() && dropins.is_empty() {
             return None;
         }
-        let mut unit = ServiceUnit { name: name.to_string(), fragment: fragment.clone(), dropins: dropins.clone(), ..Default::default() };
+        let texts = fragment.iter().chain(&dropins).map(|p| (p.clone(), root.read_text_limited(p, MAX_FILE_BYTES))).collect();
+        let read_env = |pattern: &Path| -> Vec<(PathBuf, Result<String, FileError>)> {
+            let paths = if pattern.to_string_lossy().contains('*') { root.glob(pattern) } else { vec![pattern.to_path_buf()] };
+            paths.into_iter().take(MAX_ENV_FILES).map(|p| {
+                let text = root.read_text_limited(&p, MAX_FILE_BYTES);
+                (p, text)
+            }).collect()
+        };
+        let mut unit = ServiceUnit::from_texts(name, texts, read_env);
+        unit.fragment = fragment;
+        unit.dropins = dropins;
+        unit.files.extend(dropin_dirs);
+        // Where an administrator adds an override: its creation must be seen too.
+        unit.files.push(Path::new("/etc/systemd/system").join(format!("{name}.d")));
+        Some(unit)
+    }
+
+    /// The unit made of its files' texts (unit file first, then the drop-ins in order) and a
+    /// reader of the environment files they name (a path, or a glob, to the files and their
+    /// texts): [`ServiceUnit::load`] without a host root.
+    pub fn from_texts(
+        name: &str,
+        files: Vec<(PathBuf, Result<String, FileError>)>,
+        mut read_env: impl FnMut(&Path) -> Vec<(PathBuf, Result<String, FileError>)>,
+    ) -> Self {
+        let mut unit = ServiceUnit { name: name.to_string(), ..Default::default() };
         let mut settings = Settings::default();
-        for path in fragment.iter().chain(&dropins) {
-            match root.read_text_limited(path, MAX_FILE_BYTES) {
+        for (path, text) in files {
+            match text {
                 Ok(text) => {
-                    let file = unit.add_file(path);
+                    let file = unit.add_file(&path);
                     settings.apply(parse_unit(&text, file));
                 }
                 Err(err) => {
-                    unit.files.push(path.clone());
+                    unit.files.push(path);
                     unit.problems.push(err);
                 }
             }
         }
-        unit.files.extend(dropin_dirs);
-        // Where an administrator adds an override: its creation must be seen too.
-        unit.files.push(Path::new("/etc/systemd/system").join(format!("{name}.d")));
-        let env = unit.environment(root, &settings);
+        let env = unit.environment(&settings, &mut read_env);
         unit.exec_start = settings.exec_start.iter().filter_map(|c| unit.expand(c, &env)).collect();
-        Some(unit)
+        unit
     }
 
     /// The command kubelet-like services run: the last `ExecStart=` (a service other than
@@ -180,16 +202,19 @@ impl ServiceUnit {
 
     /// The service's environment: `Environment=`, then the environment files, which override it
     /// (systemd.exec(5): "Settings from these files override settings made with Environment=").
-    fn environment(&mut self, root: &HostRoot, settings: &Settings) -> HashMap<String, Located> {
+    fn environment(
+        &mut self,
+        settings: &Settings,
+        read_env: &mut impl FnMut(&Path) -> Vec<(PathBuf, Result<String, FileError>)>,
+    ) -> HashMap<String, Located> {
         let mut env: HashMap<String, Located> = settings.environment.iter().cloned().collect();
         for (pattern, optional) in settings.environment_files.iter().take(MAX_ENV_FILES) {
             let pattern = Path::new(pattern);
             if !pattern.is_absolute() {
                 continue; // systemd ignores a relative EnvironmentFile= path
             }
-            let paths = if pattern.to_string_lossy().contains('*') { root.glob(pattern) } else { vec![pattern.to_path_buf()] };
-            for path in paths.into_iter().take(MAX_ENV_FILES) {
-                match root.read_text_limited(&path, MAX_FILE_BYTES) {
+            for (path, text) in read_env(pattern) {
+                match text {
                     Ok(text) => {
                         let file = self.add_file(&path);
                         env.extend(parse_env_file(&text, file));
