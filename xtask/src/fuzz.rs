@@ -44,8 +44,20 @@ const TARGETS: [(&str, Seeds); 12] = [
     ("events_decode", |_| false),
     ("kernel_btf", |_| false),
     ("containerd_config", |p| p.ends_with(".toml")),
-    ("kubelet_config", |p| p.ends_with("/var/lib/kubelet/config.yaml") || p.ends_with("kubelet-config.yaml") || p.ends_with("/var/lib/kubelet/kubelet.conf")),
-    ("kubelet_flags", |p| p.ends_with(".env") || p.contains("kubelet.service") || p.ends_with("/proc/1/cmdline") || p.ends_with("/etc/default/kubelet") || p.ends_with("/etc/sysconfig/kubelet")),
+    ("kubelet_config", |p| {
+        p.ends_with("/var/lib/kubelet/config.yaml")
+            || p.ends_with("kubelet-config.yaml")
+            || p.ends_with("/var/lib/kubelet/kubelet.conf")
+            || p.contains("/etc/kubernetes/kubelet/") // nodeadm's config.json and its config.json.d
+    }),
+    ("kubelet_flags", |p| {
+        p.ends_with(".env")
+            || p.contains("kubelet.service")
+            || p.ends_with("/proc/1/cmdline")
+            || p.ends_with("/etc/default/kubelet")
+            || p.ends_with("/etc/sysconfig/kubelet")
+            || p.ends_with("/etc/eks/kubelet/environment")
+    }),
     ("static_pods", |p| p.contains("/manifests/")),
     ("k0s_config", |p| p.contains("/manifests/") || p.ends_with("k0s.yaml")),
     ("cgroup_path", |_| false),

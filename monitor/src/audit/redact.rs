@@ -72,9 +72,9 @@ fn is_node_agent(name: &str) -> bool {
     name == "kubelet" || runtimes::is_node_daemon(name)
 }
 
-/// A value that is a switch or a mode, never a secret.
+/// A value that is a switch, a mode or a file's path, never a secret.
 fn is_switch(value: &str) -> bool {
-    matches!(value, "true" | "false") || value.parse::<f64>().is_ok()
+    matches!(value, "true" | "false") || value.parse::<f64>().is_ok() || value.starts_with('/')
 }
 
 /// The secrets of one command line: values of secret flags in both forms, `k0s worker
@@ -187,6 +187,24 @@ mod tests {
         // Switches and modes are no secrets (kOps' kubelet flags).
         let kubelet = argv("kubelet --anonymous-auth=false --authentication-token-webhook=true --authorization-mode=Webhook");
         assert!(argv_secrets(&kubelet).is_empty(), "{:?}", argv_secrets(&kubelet));
+    }
+
+    #[test]
+    fn kubelet_flags_from_units_are_secrets_in_both_forms() {
+        let words = ["--token", "s3cr3t-spaced", "--registry-password=s3cr3t-equals", "--anonymous-auth", "--v=2", "--key-model", "node", "--client-key=/etc/pki/k.pem"];
+        let mut snapshot = NodeSnapshot::default();
+        snapshot.kubelet.flags = kubelet::parse_words(words.iter().map(|w| (*w, "/etc/systemd/system/kubelet.service:9")));
+        let secrets = secrets_of(&snapshot);
+        assert!(secrets.contains(&"s3cr3t-spaced".to_string()) && secrets.contains(&"s3cr3t-equals".to_string()), "{secrets:?}");
+        assert_eq!(secrets.len(), 2, "switches, settings about keys and paths are no secrets: {secrets:?}");
+        let mut findings = vec![Finding::new(
+            &crate::findings::Rule { id: "r", severity: crate::findings::Severity::Info, title: "", description: "" },
+            "node",
+            "kubelet --token s3cr3t-spaced --registry-password=s3cr3t-equals on node node1",
+        )];
+        redact(&mut findings, &secrets);
+        assert_eq!(findings[0].title, "kubelet --token [REDACTED] --registry-password=[REDACTED] on node node1");
+        assert_eq!(findings[0].subject, "node");
     }
 
     #[test]

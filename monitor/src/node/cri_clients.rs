@@ -35,19 +35,15 @@ pub fn canonical_socket(path: &Path) -> PathBuf {
 /// caller) and its image endpoint when set apart.
 pub fn kubelet_clients(kubelet: &Kubelet, runtime_endpoint: &super::kubelet::Value) -> Vec<CriClient> {
     let mut out = Vec::new();
-    let mut push = |client, value: &str, source: Option<String>| {
-        let path = endpoint_path(value);
+    let mut push = |client, value: &super::kubelet::Value| {
+        let path = endpoint_path(&value.value);
         if path.starts_with('/') {
-            out.push(CriClient {
-                socket: canonical_socket(Path::new(path)),
-                client,
-                source: source.unwrap_or_else(|| "kubelet default".into()),
-            });
+            out.push(CriClient { socket: canonical_socket(Path::new(path)), client, source: value.origin.to_string() });
         }
     };
-    push("kubelet", &runtime_endpoint.value, runtime_endpoint.source.clone());
+    push("kubelet", runtime_endpoint);
     if let Some(images) = kubelet.image_endpoint() {
-        push("kubelet (images)", &images.value, images.source);
+        push("kubelet (images)", &images);
     }
     out
 }

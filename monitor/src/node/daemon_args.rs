@@ -7,19 +7,14 @@
 //! Only reads; values may be secrets, like kubelet's flags (shown through
 //! `kubelet::is_sensitive_flag`).
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-};
+use std::path::PathBuf;
 
 use super::{
     binaries::Process,
     host_root::HostRoot,
     kubelet::{self, Flag},
+    systemd_unit::ServiceUnit,
 };
-
-/// Env files and unit files larger than this are not read (they are a few hundred bytes).
-const MAX_UNIT_BYTES: u64 = 256 * 1024;
 
 /// A daemon's flags and the files they came from.
 #[derive(Debug, Clone, Default)]
@@ -51,88 +46,15 @@ impl DaemonArgs {
     }
 }
 
-/// What systemd would start for `unit`: the unit file (first found in the unit directories,
-/// `/etc` first), then its drop-ins in name order; an empty `ExecStart=` resets the list, the
-/// last `ExecStart=` starts the daemon.
+/// What systemd would start for `unit` (its unit file, drop-ins and environment, as
+/// [`ServiceUnit`] reads them), as flags.
 fn from_unit(root: &HostRoot, unit: &str) -> DaemonArgs {
-    let mut files: Vec<PathBuf> = kubelet::UNIT_DIRS.iter().map(|d| Path::new(d).join(unit)).filter(|p| root.exists(p)).take(1).collect();
-    let mut dropins: Vec<PathBuf> = kubelet::UNIT_DIRS
-        .iter()
-        .flat_map(|d| root.list_dir(&Path::new(d).join(format!("{unit}.d"))))
-        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
-        .collect();
-    dropins.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-    files.extend(dropins);
-    let mut args = DaemonArgs::default();
-    let mut env: HashMap<String, (String, String)> = HashMap::new();
-    let mut exec: Option<(String, String)> = None;
-    for path in files {
-        let Ok(text) = root.read_text_limited(&path, MAX_UNIT_BYTES) else { continue };
-        args.sources.push(path.clone());
-        for (line_no, line) in logical_lines(&text) {
-            let source = format!("{}:{line_no}", path.display());
-            let t = line.trim();
-            if let Some(assignments) = t.strip_prefix("Environment=") {
-                for a in kubelet::shell_words(assignments) {
-                    if let Some((k, v)) = a.split_once('=') {
-                        env.insert(k.to_string(), (v.to_string(), source.clone()));
-                    }
-                }
-            } else if let Some(file) = t.strip_prefix("EnvironmentFile=") {
-                let file = PathBuf::from(file.trim().trim_start_matches('-'));
-                if let Ok(text) = root.read_text_limited(&file, MAX_UNIT_BYTES) {
-                    args.sources.push(file.clone());
-                    for (k, v, line) in kubelet::parse_env_file(&text) {
-                        env.insert(k, (v, format!("{}:{line}", file.display())));
-                    }
-                }
-            } else if let Some(cmd) = t.strip_prefix("ExecStart=") {
-                exec = (!cmd.trim().is_empty()).then(|| (cmd.to_string(), source));
-            }
-        }
-    }
-    let Some((cmd, source)) = exec else { return args };
-    // systemd's prefixes (`-`, `@`, `+`, `!`) before the path.
-    let words = kubelet::shell_words(cmd.trim_start_matches(['-', '@', '+', '!', ':']));
-    // Literal words carry the ExecStart line; a `$VAR` / `${VAR}` expands to its value's words
-    // with the line that set it.
-    let mut literal: Vec<String> = Vec::new();
-    for word in words.into_iter().skip(1) {
-        let var = word.strip_prefix("${").and_then(|w| w.strip_suffix('}')).or_else(|| word.strip_prefix('$'));
-        match var {
-            Some(name) => {
-                args.flags.extend(kubelet::parse_args(&literal, &source));
-                literal.clear();
-                if let Some((value, set_at)) = env.get(name) {
-                    args.flags.extend(kubelet::parse_args(&kubelet::shell_words(value), set_at));
-                }
-            }
-            None => literal.push(word),
-        }
-    }
-    args.flags.extend(kubelet::parse_args(&literal, &source));
-    args
-}
-
-/// A unit file's lines with backslash continuations joined, each with its first line's number.
-fn logical_lines(text: &str) -> Vec<(usize, String)> {
-    let mut out: Vec<(usize, String)> = Vec::new();
-    let mut continued = false;
-    for (i, line) in text.lines().enumerate() {
-        let (body, continues) = match line.trim_end().strip_suffix('\\') {
-            Some(body) => (body, true),
-            None => (line, false),
-        };
-        match out.last_mut() {
-            Some((_, joined)) if continued => {
-                joined.push(' ');
-                joined.push_str(body.trim());
-            }
-            _ => out.push((i + 1, body.to_string())),
-        }
-        continued = continues;
-    }
-    out
+    let Some(mut unit) = ServiceUnit::load(root, unit) else { return DaemonArgs::default() };
+    let flags = unit
+        .main_command()
+        .map(|c| kubelet::parse_words(c.args.iter().map(|w| (w.text.as_str(), w.origin.as_str()))))
+        .unwrap_or_default();
+    DaemonArgs { flags, sources: std::mem::take(&mut unit.files) }
 }
 
 #[cfg(test)]

@@ -27,4 +27,5 @@ pub mod parse_error;
 pub mod runtimes;
 pub mod snapshot;
 pub mod static_pods;
+pub mod systemd_unit;
 pub mod watch;

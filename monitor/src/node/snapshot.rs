@@ -25,10 +25,11 @@ use super::{
     offline_images::{self, OfflineBundles},
     runtimes,
     static_pods::{self, ManifestError, StaticPod},
+    systemd_unit,
 };
 
-/// kubelet's `staticPodPath` when its configuration does not say (kubeadm's, and the default
-/// of most installers).
+/// Where the installers put static pods (kubeadm, Kubespray, kOps), assumed only when kubelet's
+/// configuration could not be read: kubelet itself has no default (`staticPodPath: ""`).
 pub const DEFAULT_STATIC_POD_PATH: &str = "/etc/kubernetes/manifests";
 
 /// How the snapshot gets its CRI answers.
@@ -119,13 +120,14 @@ impl NodeSnapshot {
     /// (or with `--container-runtime=docker`), containerd's socket since.
     pub fn kubelet_endpoint(&self) -> kubelet::Value {
         let endpoint = self.kubelet.runtime_endpoint();
-        if endpoint.source.is_some() {
+        if !endpoint.origin.is_default() {
             return endpoint;
         }
         let docker_flag = self.kubelet.flag("container-runtime").is_some_and(|f| f.value == "docker");
         let old_kubelet = self.installed("kubelet").iter().find_map(|b| b.version()).and_then(|v| Release::parse(&v)).is_some_and(|r| r.major == 1 && r.minor < 24);
         if docker_flag || old_kubelet {
-            return kubelet::Value { value: "unix:///var/run/dockershim.sock".into(), source: None };
+            let cite = "before 1.24: the built-in dockershim's socket";
+            return kubelet::Value { value: "unix:///var/run/dockershim.sock".into(), origin: kubelet::Origin::Default(cite) };
         }
         endpoint
     }
@@ -144,12 +146,18 @@ impl NodeSnapshot {
 
     /// kubelet's static pod directory (host path), on a Kubernetes node.
     pub fn static_pod_path(&self) -> Option<PathBuf> {
-        self.expects_kubelet().then(|| self.manifest_dir())
+        self.expects_kubelet().then(|| self.manifest_dir()).flatten()
     }
 
-    /// Where kubelet reads static pods from: its setting, else the default.
-    fn manifest_dir(&self) -> PathBuf {
-        self.kubelet.static_pod_path().map(|v| PathBuf::from(v.value)).unwrap_or_else(|| PathBuf::from(DEFAULT_STATIC_POD_PATH))
+    /// Where kubelet reads static pods from: its setting; none when its configuration was read
+    /// and sets none; the installers' directory when it could not be read.
+    fn manifest_dir(&self) -> Option<PathBuf> {
+        if let Some(v) = self.kubelet.static_pod_path() {
+            return Some(PathBuf::from(v.value));
+        }
+        // Known to set none: its file was read, or it runs without one.
+        let known = self.kubelet.config.is_some() || (self.kubelet.running.is_some() && self.kubelet.config_path.is_none());
+        (!known).then(|| PathBuf::from(DEFAULT_STATIC_POD_PATH))
     }
 
     /// What attribution needs of kubelet's configuration (host paths, symlinks not resolved).
@@ -234,14 +242,23 @@ async fn collect_files(root: &HostRoot, read_timeout: Duration) -> NodeSnapshot 
     facts.kubelet = Kubelet::load(root, &procs);
     facts.watched.extend(facts.kubelet.sources.iter().cloned());
 
-    // containerd's config: the running containerd's --config, else k0s's, else the default.
-    let running_config = procs
-        .iter()
-        .filter(|p| p.name() == "containerd")
-        .find_map(|p| kubelet::parse_args(&p.argv[1..], "").into_iter().find(|f| f.name == "config" || f.name == "c"))
-        .map(|f| PathBuf::from(f.value));
+    // containerd's config: the running containerd's --config, else its unit's, else k0s's, else
+    // the default.
+    let config_flag = |flags: Vec<kubelet::Flag>| {
+        flags.into_iter().rev().find(|f| f.name == "config" || f.name == "c").map(|f| Path::new("/").join(f.value))
+    };
+    let running_config =
+        procs.iter().filter(|p| p.name() == "containerd").find_map(|p| config_flag(kubelet::parse_args(&p.argv[1..], "")));
+    let unit_config = || {
+        let units = runtimes::RUNTIMES.iter().filter(|r| r.name == "containerd").flat_map(|r| r.units);
+        units.filter_map(|name| systemd_unit::ServiceUnit::load(root, name)).find_map(|unit| {
+            facts.watched.extend(unit.files.iter().cloned());
+            let command = unit.main_command()?;
+            config_flag(kubelet::parse_words(command.args.iter().map(|w| (w.text.as_str(), w.origin.as_str()))))
+        })
+    };
     let k0s_config = Path::new("/etc/k0s/containerd.toml");
-    facts.containerd_config_path = running_config.unwrap_or_else(|| {
+    facts.containerd_config_path = running_config.or_else(unit_config).unwrap_or_else(|| {
         if root.exists(k0s_config) { k0s_config.into() } else { PathBuf::from(containerd_config::DEFAULT_CONFIG) }
     });
     facts.containerd_config = ContainerdConfig::load(root, &facts.containerd_config_path);
@@ -270,7 +287,7 @@ async fn collect_files(root: &HostRoot, read_timeout: Duration) -> NodeSnapshot 
         Err(e) => facts.memory_problem = Some(e.to_string()),
     }
 
-    let (pods, problems) = static_pods::load_dir(root, &facts.manifest_dir());
+    let (pods, problems) = facts.manifest_dir().map(|dir| static_pods::load_dir(root, &dir)).unwrap_or_default();
     facts.watched.extend(pods.iter().map(|p| p.path.clone()));
     facts.static_pods = pods;
     facts.manifest_problems = problems;
@@ -286,7 +303,7 @@ async fn collect_files(root: &HostRoot, read_timeout: Duration) -> NodeSnapshot 
     }
     facts.watched.push(k0s.into());
 
-    for dir in kubelet::UNIT_DIRS {
+    for dir in systemd_unit::UNIT_PATH {
         for unit in runtimes::RUNTIMES.iter().flat_map(|r| r.units) {
             let path = Path::new(dir).join(unit);
             if root.exists(&path) {
@@ -324,4 +341,27 @@ fn candidate_sockets(facts: &NodeSnapshot) -> Vec<PathBuf> {
 /// The containerd release: the CRI answer of a containerd socket, else the installed binary.
 fn containerd_release(facts: &NodeSnapshot) -> Option<KnownRelease> {
     facts.runtime_release("containerd", "containerd")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::systemd_unit::tests::host;
+
+    /// containerd not running: its config is the one its unit names (containerd's own
+    /// containerd.service, with an override's `-c` form), not the default path.
+    #[tokio::test]
+    async fn containerd_config_named_by_its_unit() {
+        // https://github.com/containerd/containerd/blob/main/containerd.service (ExecStart line)
+        let unit = "[Service]\nExecStartPre=-/sbin/modprobe overlay\nExecStart=/usr/local/bin/containerd\n";
+        let dropin = "[Service]\nExecStart=\nExecStart=/usr/local/bin/containerd \\\n  -c /etc/containerd/node.toml\n";
+        let (_dir, root) = host(&[
+            ("/usr/lib/systemd/system/containerd.service", unit),
+            ("/etc/systemd/system/containerd.service.d/10-config.conf", dropin),
+            ("/etc/containerd/node.toml", "version = 2\n"),
+        ]);
+        let snapshot = collect_files(&root, Duration::from_millis(200)).await;
+        assert_eq!(snapshot.containerd_config_path, Path::new("/etc/containerd/node.toml"));
+        assert!(snapshot.watched.contains(&PathBuf::from("/etc/systemd/system/containerd.service.d/10-config.conf")));
+    }
 }

@@ -24,7 +24,7 @@ rule!(KUBELET_NOT_RUNNING, "kubelet-not-running", Critical, "kubelet is expected
 pub(super) fn runtime_endpoint(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
     let endpoint = facts.kubelet_endpoint();
     let socket_path = facts.kubelet_socket();
-    let source = endpoint.source.clone().unwrap_or_else(|| "kubelet default".into());
+    let source = endpoint.origin.to_string();
     let mut installed_runtimes: Vec<String> =
         runtimes::runtime_daemons().filter(|n| !facts.installed(n).is_empty()).map(str::to_string).collect();
     installed_runtimes.dedup();
@@ -134,7 +134,7 @@ pub(super) fn runtime_shims(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
             f = f.evidence(u.display().to_string(), "systemd unit");
         }
         let ep = facts.kubelet_endpoint();
-        f = f.evidence(ep.source.unwrap_or_else(|| "kubelet default".into()), format!("kubelet runtime endpoint {}", ep.value));
+        f = f.evidence(ep.origin.to_string(), format!("kubelet runtime endpoint {}", ep.value));
         if fronted.is_empty() {
             f = f.evidence("PATH", format!("no {runtime}"));
         }

@@ -186,10 +186,10 @@ pub fn kubelet_driver_source(facts: &NodeSnapshot, runtime: KubeletRuntime) -> K
         (Some(r), _) if r >= at(34) => Ok(format!("{version}: {DRIVER_FROM_CRI_GATE} is GA and always on")),
         (Some(r), _) if r < at(28) => Err(format!("{version} predates {DRIVER_FROM_CRI_GATE} (1.28)")),
         (_, Some(g)) if g.value.eq_ignore_ascii_case("false") => {
-            Err(format!("{DRIVER_FROM_CRI_GATE}=false at {}", g.source.as_deref().unwrap_or("kubelet's configuration")))
+            Err(format!("{DRIVER_FROM_CRI_GATE}=false at {}", g.origin))
         }
         (_, Some(g)) if g.value.eq_ignore_ascii_case("true") => {
-            Ok(format!("{DRIVER_FROM_CRI_GATE}=true at {}", g.source.as_deref().unwrap_or("kubelet's configuration")))
+            Ok(format!("{DRIVER_FROM_CRI_GATE}=true at {}", g.origin))
         }
         (Some(r), _) if r < at(31) => Err(format!("{version}: {DRIVER_FROM_CRI_GATE} is off by default before 1.31")),
         (Some(_), _) => Ok(format!("{version}: {DRIVER_FROM_CRI_GATE} is on by default since 1.31")),
@@ -253,10 +253,11 @@ pub(super) fn cgroup_driver(facts: &NodeSnapshot, runtime: KubeletRuntime, out: 
         KubeletRuntime::CriO => "CRI-O",
         KubeletRuntime::Docker { .. } => "dockerd",
     };
-    let kubelet_source = kubelet.source.clone().unwrap_or_else(|| "kubelet default".into());
-    let decided = match &kubelet.source {
-        Some(src) => format!("kubelet's {src}"),
-        None => format!("kubelet default {KUBELET_DEFAULT_CGROUP_DRIVER}"),
+    let kubelet_source = kubelet.origin.to_string();
+    let decided = if kubelet.origin.is_default() {
+        format!("kubelet default {KUBELET_DEFAULT_CGROUP_DRIVER}")
+    } else {
+        format!("kubelet's {}", kubelet.origin)
     };
     let mut f = Finding::new(&CGROUP_DRIVER_MISMATCH, runtime.subject(), format!(
         "{name} uses the {} cgroup driver, kubelet uses {}",
@@ -330,7 +331,7 @@ pub(super) fn sandbox_image(facts: &NodeSnapshot, runtime: KubeletRuntime, out: 
         "{name} uses sandbox image {}, kubelet expects {}",
         actual.value, expected.value
     ))
-    .evidence(expected.source.clone().unwrap_or_default(), format!("--pod-infra-container-image={}", expected.value));
+    .evidence(expected.origin.to_string(), format!("--pod-infra-container-image={}", expected.value));
     for (source, detail) in actual.evidence {
         f = f.evidence(source, detail);
     }
@@ -486,7 +487,7 @@ mod tests {
         let found = node.findings();
         assert_eq!(keys(&found), [("cgroup-driver-mismatch", "kubelet/cri-o")]);
         let ev = evidence(&found);
-        assert!(ev.contains("kubelet default | cgroupDriver: cgroupfs"), "{ev}");
+        assert!(ev.contains("default (kubelet SetDefaults_KubeletConfiguration, pkg/kubelet/apis/config/v1beta1/defaults.go) | cgroupDriver: cgroupfs"), "{ev}");
         assert!(ev.contains("decided by kubelet default cgroupfs"), "{ev}");
         assert!(ev.contains("default (crio 1.29.1) | cgroup_manager not set: default systemd"), "{ev}");
     }

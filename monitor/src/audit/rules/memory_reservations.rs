@@ -21,6 +21,9 @@ rule!(STATIC_POD_NO_MEMORY_REQUEST, "static-pod-memory-request-missing", Info,
 
 pub(super) fn memory_reservations(facts: &NodeSnapshot, out: &mut Vec<Finding>) {
     let k = &facts.kubelet;
+    if k.config_unread() {
+        return; // its settings are unknown; the unreadable file is a finding of its own
+    }
     let subject = k.config_path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "kubelet".into());
     let system = k.reserved_memory(Reservation::System);
     let kube = k.reserved_memory(Reservation::Kube);
@@ -55,7 +58,7 @@ pub(super) fn memory_reservations(facts: &NodeSnapshot, out: &mut Vec<Finding>) 
             Ok(Quantity::Bytes(b)) => reserved += b,
             _ => out.push(
                 Finding::new(&MEMORY_RESERVATION_IMPLAUSIBLE, &subject, format!("{name}.memory is not a memory quantity"))
-                    .evidence(v.source.clone().unwrap_or_default(), format!("{name}.memory: {}", v.value.chars().take(40).collect::<String>()))
+                    .evidence(v.origin.to_string(), format!("{name}.memory: {}", v.value.chars().take(40).collect::<String>()))
                     .remediation("Use a quantity such as 512Mi or 1Gi."),
             ),
         }
@@ -69,7 +72,7 @@ pub(super) fn memory_reservations(facts: &NodeSnapshot, out: &mut Vec<Finding>) 
             ));
             for (name, v) in [("systemReserved", &system), ("kubeReserved", &kube)] {
                 if let Some(v) = v {
-                    f = f.evidence(v.source.clone().unwrap_or_default(), format!("{name}.memory: {}", v.value));
+                    f = f.evidence(v.origin.to_string(), format!("{name}.memory: {}", v.value));
                 }
             }
             out.push(f.evidence("/proc/meminfo", format!("MemTotal {}", memory::human_bytes(total)))
@@ -78,7 +81,7 @@ pub(super) fn memory_reservations(facts: &NodeSnapshot, out: &mut Vec<Finding>) 
     match k.eviction_hard_memory() {
         EvictionHardMemory::Missing => out.push(
             Finding::new(&EVICTION_HARD_MISSING, &subject, "evictionHard is set without memory.available")
-                .evidence(k.flag("eviction-hard").map(|f| f.source.clone()).or_else(|| k.config.as_ref().map(|c| c.locate(&["evictionHard"]))).unwrap_or_default(), "evictionHard has no memory.available threshold")
+                .evidence(k.flag("eviction-hard").map(|f| f.source.clone()).or_else(|| k.locate_setting(&["evictionHard"])).unwrap_or_default(), "evictionHard has no memory.available threshold")
                 .remediation("Add `memory.available: 100Mi` (or a percentage) to evictionHard."),
         ),
         EvictionHardMemory::Set(v) => {
@@ -86,11 +89,11 @@ pub(super) fn memory_reservations(facts: &NodeSnapshot, out: &mut Vec<Finding>) 
             if zero {
                 out.push(
                     Finding::new(&EVICTION_HARD_MISSING, &subject, "the hard eviction threshold for memory is zero")
-                        .evidence(v.source.clone().unwrap_or_default(), format!("memory.available: {}", v.value))
+                        .evidence(v.origin.to_string(), format!("memory.available: {}", v.value))
                         .remediation("Set memory.available to at least 100Mi."),
                 );
             }
         }
-        EvictionHardMemory::Default => {}
+        EvictionHardMemory::Default(_) => {}
     }
 }

@@ -79,6 +79,45 @@ pub fn evaluate(facts: &NodeSnapshot) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::{
+        kubelet::tests::{NODEADM_CONFIG_JSON, NODEADM_UNIT},
+        snapshot::{self, CriSource, SnapshotOptions},
+        systemd_unit::tests::host,
+    };
+
+    // nodeadm's /etc/containerd/config.toml (sandbox image rendered):
+    // https://github.com/awslabs/amazon-eks-ami/blob/11ca068bff32897e1b875b4ea65439983940ed86/nodeadm/internal/containerd/config.template.toml
+    const NODEADM_CONTAINERD: &str = "version = 2\nroot = \"/var/lib/containerd\"\nstate = \"/run/containerd\"\n\n[grpc]\naddress = \"/run/containerd/containerd.sock\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\ndefault_runtime_name = \"runc\"\ndiscard_unpacked_layers = true\n\n[plugins.\"io.containerd.grpc.v1.cri\"]\nsandbox_image = \"602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.5\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d:/etc/docker/certs.d\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\nruntime_type = \"io.containerd.runc.v2\"\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\nSystemdCgroup = true\n\n[plugins.\"io.containerd.grpc.v1.cri\".cni]\nbin_dir = \"/opt/cni/bin\"\nconf_dir = \"/etc/cni/net.d\"\n";
+
+    async fn rule_ids(config_json: &str) -> Vec<&'static str> {
+        let (_dir, root) = host(&[
+            ("/etc/systemd/system/kubelet.service", NODEADM_UNIT),
+            ("/etc/kubernetes/kubelet/config.json", config_json),
+            ("/etc/containerd/config.toml", NODEADM_CONTAINERD),
+            ("/proc/meminfo", "MemTotal:        7869744 kB\n"),
+        ]);
+        let options = SnapshotOptions { cri: CriSource::Recorded(Default::default()), ..Default::default() };
+        let snapshot = snapshot::collect(&root, &options).await;
+        evaluate(&snapshot).iter().map(|f| f.rule).collect()
+    }
+
+    /// The measured false findings of a node laid out as the EKS AL2023 AMI does (kubelet's
+    /// JSON config named by `--config <path>` on a continued ExecStart line), and the same node
+    /// made wrong, where the rules must still fire.
+    #[tokio::test]
+    async fn nodeadm_node_is_judged_by_its_own_configuration() {
+        let healthy = rule_ids(NODEADM_CONFIG_JSON).await;
+        assert!(!healthy.contains(&CGROUP_DRIVER_MISMATCH.id), "{healthy:?}");
+        assert!(!healthy.contains(&MEMORY_RESERVATION_MISSING.id), "{healthy:?}");
+        let cgroupfs = NODEADM_CONFIG_JSON.replace("\"cgroupDriver\": \"systemd\"", "\"cgroupDriver\": \"cgroupfs\"");
+        assert!(rule_ids(&cgroupfs).await.contains(&CGROUP_DRIVER_MISMATCH.id));
+        let unreserved = NODEADM_CONFIG_JSON.replace("\"memory\": \"574Mi\"", "\"pid\": \"1000\"");
+        assert!(rule_ids(&unreserved).await.contains(&MEMORY_RESERVATION_MISSING.id));
+        // A file kubelet cannot parse says nothing of its settings: no judgement of defaults.
+        let broken = rule_ids("{\n    \"cgroupDriver\": \"systemd\",,\n}").await;
+        assert!(broken.contains(&CONFIG_UNPARSABLE.id), "{broken:?}");
+        assert!(!broken.contains(&CGROUP_DRIVER_MISMATCH.id) && !broken.contains(&MEMORY_RESERVATION_MISSING.id), "{broken:?}");
+    }
 
     #[test]
     fn catalogue_ids_are_unique_and_kebab_case() {
