@@ -391,7 +391,7 @@ fn successful_loopback_and_unwatched_unix_connects_are_filtered() {
 fn memcg_oom_kill_names_victim_and_its_memory_cgroup() {
     let capture = Capture::start();
     let tree = TestCgroup::v2("oom");
-    let memcg = TestCgroup::memory_v1("nrm-oom", 50 << 20);
+    let memcg = TestCgroup::memory("nrm-oom", 50 << 20);
     let memcg_id = fs::metadata(&memcg.path).expect("stat memcg").ino();
     // Allocates and touches 200 MB inside a 50 MB memory cgroup.
     let mut child = spawn_in(
