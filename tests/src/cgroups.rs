@@ -21,15 +21,16 @@ fn unique(prefix: &str) -> String {
 /// Mount point of the cgroup2 (unified) hierarchy: /sys/fs/cgroup on v2 nodes,
 /// /sys/fs/cgroup/unified on hybrid ones.
 pub fn cgroup2_mount() -> PathBuf {
+    cgroup2_mounted().expect("no cgroup2 hierarchy mounted: tests need one (v2 or hybrid)")
+}
+
+fn cgroup2_mounted() -> Option<PathBuf> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("read /proc/self/mountinfo");
-    mountinfo
-        .lines()
-        .find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mount = left.split_whitespace().nth(4)?;
-            (right.split_whitespace().next() == Some("cgroup2")).then(|| PathBuf::from(mount))
-        })
-        .expect("no cgroup2 hierarchy mounted: tests need one (v2 or hybrid)")
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mount = left.split_whitespace().nth(4)?;
+        (right.split_whitespace().next() == Some("cgroup2")).then(|| PathBuf::from(mount))
+    })
 }
 
 /// Mount point of the v1 memory controller, if it is on v1.
@@ -55,10 +56,11 @@ pub enum MemoryLayout {
 /// The memory controller's layout: v2 when the unified hierarchy's root lists it in
 /// `cgroup.controllers` (a controller bound to v1 is never listed there), else v1.
 pub fn memory_layout() -> MemoryLayout {
-    let v2 = cgroup2_mount();
-    let controllers = fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
-    if controllers.split_whitespace().any(|c| c == "memory") {
-        return MemoryLayout::V2(v2);
+    if let Some(v2) = cgroup2_mounted() {
+        let controllers = fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
+        if controllers.split_whitespace().any(|c| c == "memory") {
+            return MemoryLayout::V2(v2);
+        }
     }
     MemoryLayout::V1(memory_v1_mount().expect("the memory controller is on neither cgroup v2 nor v1"))
 }
@@ -117,6 +119,14 @@ impl TestCgroup {
         let file = if self.is_v2_memory() { "memory.current" } else { "memory.usage_in_bytes" };
         let text = fs::read_to_string(self.path.join(file)).unwrap_or_else(|e| panic!("read {file}: {e}"));
         text.trim().parse().unwrap_or_else(|e| panic!("{file}: {text:?}: {e}"))
+    }
+
+    /// What the kernel programs report, as `(cgroup_id, memcg_id)`, for a process spawned in
+    /// `[tree, self]` (in that order, by [`spawn_in`]): on v1 it stays in `tree` on the unified
+    /// hierarchy and its v1 memory cgroup is this one; on v2 this cgroup is both its cgroup and
+    /// its memory cgroup, and there is no v1 memory cgroup id (0).
+    pub fn ids_with(&self, tree: &TestCgroup) -> (u64, u64) {
+        if self.is_v2_memory() { (self.id(), 0) } else { (tree.id(), self.id()) }
     }
 
     /// The kernel's count of OOM kills in it (`oom_kill` of `memory.events` on v2, of
