@@ -3,10 +3,15 @@
 # kubelet cgroup driver: `node_run systemd`, `node_run cgroupfs`. What the test asserts is
 # printed between `=== BEGIN <section> ===` / `=== END <section> ===` markers.
 #
-# Layouts (kubelet's cm/cgroup_manager_linux.go names, runc's systemd driver for containers):
+# Layouts (kubernetes pkg/kubelet/cm/cgroup_manager_linux.go names the pod levels, the systemd
+# driver escaping the uid's `-` as `_`; containerd's CRI gives runc `<pod slice>:cri-containerd:<id>`
+# and runc's systemd driver makes it a scope; with cgroupfs it is `<pod parent>/<id>`):
 #   systemd:  kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid_>.slice/
 #             cri-containerd-<id>.scope; units in system.slice/<unit>.service
 #   cgroupfs: kubepods/burstable/pod<uid>/<id>; units still in system.slice (systemd runs them)
+# kubelet's logs (pkg/kubelet/kuberuntime: BuildContainerLogsDirectory, legacyLogSymlink):
+#   /var/log/pods/<namespace>_<pod>_<uid>/<container>/<restart count>.log and the link
+#   /var/log/containers/<pod>_<namespace>_<container>-<container id>.log to it.
 
 CG=/sys/fs/cgroup
 CONTROLLERS="+memory +cpu +pids"
