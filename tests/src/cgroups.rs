@@ -82,24 +82,24 @@ impl TestCgroup {
     /// memory controller: a v2 cgroup when the unified hierarchy has it (then joining it moves a
     /// process out of any other v2 cgroup: give it last to [`spawn_in`]), else a v1 one.
     pub fn memory(name: &str, limit_bytes: u64) -> Self {
-        let (path, layout) = match memory_layout() {
+        let layout = memory_layout();
+        let mount = match &layout {
             MemoryLayout::V2(mount) => {
                 // The root delegates the controller to its children (systemd does it at boot).
                 fs::write(mount.join("cgroup.subtree_control"), "+memory").expect("enable the memory controller");
-                (mount.join(unique(name)), MemoryLayout::V2(mount))
+                mount
             }
-            MemoryLayout::V1(mount) => (mount.join(unique(name)), MemoryLayout::V1(mount)),
+            MemoryLayout::V1(mount) => mount,
         };
+        let path = mount.join(unique(name));
         fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e} (tests need root)", path.display()));
-        let cgroup = Self { path };
         match layout {
-            MemoryLayout::V2(_) => {
-                fs::write(cgroup.path.join("memory.swap.max"), "0").expect("no swap");
-            }
+            MemoryLayout::V2(_) => fs::write(path.join("memory.swap.max"), "0").expect("no swap"),
             MemoryLayout::V1(_) => {
-                let _ = fs::write(cgroup.path.join("memory.swappiness"), "0");
+                let _ = fs::write(path.join("memory.swappiness"), "0");
             }
         }
+        let cgroup = Self { path };
         cgroup.set_memory_limit(limit_bytes);
         cgroup
     }
