@@ -46,7 +46,8 @@ impl Containerd {
         crate::cgroups::join_before_exec(&mut command, &crate::cgroups::unit_cgroup("containerd.service"));
         let child = command.spawn().expect("spawn containerd (apt-get install containerd)");
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("tokio");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Seconds here; under QEMU's emulation (tests/tests/v2_node_vm.rs) it takes longer.
+        let deadline = Instant::now() + Duration::from_secs(90);
         let channel = loop {
             if socket.exists()
                 && let Ok(channel) = runtime.block_on(monitor::node::cri::connect(&socket, Duration::from_secs(2)))
@@ -57,7 +58,7 @@ impl Containerd {
                 }
             }
             if Instant::now() > deadline {
-                panic!("containerd did not serve CRI on {}:\n{}", socket.display(), fs::read_to_string(dir.join("containerd.log")).unwrap_or_default());
+                panic!("containerd did not serve CRI on {} within 90s:\n{}", socket.display(), fs::read_to_string(dir.join("containerd.log")).unwrap_or_default());
             }
             std::thread::sleep(Duration::from_millis(100));
         };
@@ -129,7 +130,7 @@ impl Containerd {
             .arg(&tarball));
         // The CRI plugin learns about imported images from containerd's events.
         let mut images = k8s_cri::v1::image_service_client::ImageServiceClient::new(self.channel.clone());
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let found = self
                 .block_on(images.image_status(cri::ImageStatusRequest { image: Some(image_spec()), verbose: false }))

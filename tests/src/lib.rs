@@ -13,3 +13,4 @@ pub mod daemon;
 pub mod fixture_node;
 pub mod pod_template;
 pub mod prometheus;
+pub mod vm;

@@ -427,7 +427,7 @@ fn an_oom_report_without_its_kill_event_is_counted() {
     let kills = || value("node_runtime_monitor_events_total", &["kind=\"oom_kill\""]);
     let (unmatched_before, kills_before) = (unmatched(), kills());
 
-    let memcg = TestCgroup::memory_v1("nrm-oom-unmatched", 40 << 20);
+    let memcg = TestCgroup::memory("nrm-oom-unmatched", 40 << 20);
     let mut hog = spawn_in(
         Command::new(PYTHON).args(["-c", "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"]),
         &[&memcg],

@@ -4,7 +4,7 @@
 use std::{
     fs,
     net::TcpListener,
-    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
+    os::unix::fs::PermissionsExt as _,
     process::Command,
     time::Duration,
 };
@@ -391,8 +391,9 @@ fn successful_loopback_and_unwatched_unix_connects_are_filtered() {
 fn memcg_oom_kill_names_victim_and_its_memory_cgroup() {
     let capture = Capture::start();
     let tree = TestCgroup::v2("oom");
-    let memcg = TestCgroup::memory_v1("nrm-oom", 50 << 20);
-    let memcg_id = fs::metadata(&memcg.path).expect("stat memcg").ino();
+    let memcg = TestCgroup::memory("nrm-oom", 50 << 20);
+    // v1 (here): the victim's cgroup is `tree`, its memory cgroup `memcg`; pure v2: `memcg` is both.
+    let (cgroup_id, memcg_id) = memcg.ids_with(&tree);
     // Allocates and touches 200 MB inside a 50 MB memory cgroup.
     let mut child = spawn_in(
         Command::new(PYTHON).args(["-c", "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"]),
@@ -409,17 +410,20 @@ fn memcg_oom_kill_names_victim_and_its_memory_cgroup() {
     let ooms: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            Event::OomKill(o) if o.task.memcg_id == memcg_id => Some(o),
+            Event::OomKill(o) if o.task.memcg_id == memcg_id && o.task.cgroup_id == cgroup_id => Some(o),
             _ => None,
         })
         .collect();
     assert_eq!(ooms.len(), 1, "one OOM kill in that memory cgroup: {ooms:#?}");
     let oom = ooms[0];
     assert_eq!(oom.task.tgid, victim);
-    assert_eq!(oom.task.cgroup_id, tree.id());
     assert_eq!(oom.task.comm, "python3");
     assert!(oom.anon_rss_pages > 0 && oom.total_vm_pages > oom.anon_rss_pages, "{oom:#?}");
-    assert_eq!(oom.trigger_memcg_id, memcg_id, "the allocation that ran the OOM killer was in the same memcg");
+    assert_eq!(
+        (oom.trigger_cgroup_id, oom.trigger_memcg_id),
+        (cgroup_id, memcg_id),
+        "the allocation that ran the OOM killer was in the same memcg"
+    );
     assert_eq!(oom.constraint, OomConstraint::MemoryCgroup, "the kernel's report: a memory cgroup's limit ran out");
     assert_eq!(exits_of(&events, victim), vec![ExitStatus::Signaled { signal: 9, core_dumped: false }]);
     // The kernel sent the SIGKILL: the signal event says so.

@@ -34,7 +34,7 @@ fn oom_kill_shim_kill_and_segfault_are_three_different_causes() {
     let tree = TestCgroup::v2("kills");
 
     // 1. The OOM killer.
-    let memcg = TestCgroup::memory_v1("nrm-kill-oom", 40 << 20);
+    let memcg = TestCgroup::memory("nrm-kill-oom", 40 << 20);
     let mut hog = spawn_in(
         Command::new(PYTHON).args(["-c", "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"]),
         &[&tree, &memcg],

@@ -208,7 +208,7 @@ fn dashboards_and_alerts_work_against_a_real_prometheus_scraping_the_daemon() {
 
     // Host events: a memcg OOM kill, a SIGKILL, a binary that keeps failing to exec.
     let tree = TestCgroup::v2("prom-e2e");
-    let memcg = TestCgroup::memory_v1("nrm-prom-e2e-oom", 40 << 20);
+    let memcg = TestCgroup::memory("nrm-prom-e2e-oom", 40 << 20);
     let mut hog = spawn_in(
         Command::new("/usr/bin/python3").args(["-c", "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"]),
         &[&tree, &memcg],

@@ -125,7 +125,7 @@ fn a_host_service_that_keeps_failing_is_a_restart_loop_with_each_runs_exit() {
 fn an_oom_killed_workload_is_counted_as_an_oom_kill_and_a_sigkill_is_not() {
     let daemon = Daemon::start(&ARGS);
     let tree = TestCgroup::v2("oom-count");
-    let memcg = TestCgroup::memory_v1("nrm-scenario-oom", 40 << 20);
+    let memcg = TestCgroup::memory("nrm-scenario-oom", 40 << 20);
     let mut hog = spawn_in(
         Command::new(PYTHON).args(["-c", "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"]),
         &[&tree, &memcg],

@@ -32,7 +32,7 @@ pub const IMAGE_TARGETS: &[&str] = &["x86_64-unknown-linux-musl", "aarch64-unkno
 /// Debian packages the image build needs: qemu-user-static runs the arm64 binary on this host.
 const IMAGE_PACKAGES: &[&str] = &["qemu-user-static"];
 
-/// Where the stock Debian kernel's `vmlinuz` for `tests/tests/stock_kernel_vm.rs` is kept,
+/// Where the stock Debian kernel's `vmlinuz` for the VM tests (`tests/src/vm.rs`) is kept,
 /// under the target dir so that a cache of it carries it over.
 const STOCK_KERNEL_DIR: &str = "target/vm";
 
@@ -139,8 +139,9 @@ fn bpf_linker() -> anyhow::Result<()> {
     )
 }
 
-/// Debian's current stock kernel (the package `linux-image-amd64` depends on), for the test
-/// that runs the probes under a kernel that allows fexit. Only its `vmlinuz` is kept.
+/// Debian's current stock kernel (the package `linux-image-amd64` depends on), for the VM tests:
+/// the probes under a kernel that allows fexit, and a pure cgroup v2 node with the memory
+/// controller. Only its `vmlinuz` is kept.
 fn stock_kernel() -> anyhow::Result<()> {
     let dir = crate::workspace_root().join(STOCK_KERNEL_DIR);
     if dir.join("vmlinuz").exists() {
