@@ -578,3 +578,74 @@ fn an_ordinary_pods_container_that_keeps_failing_is_a_container_restart_loop() {
     );
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// kubelet's `besteffort` QoS cgroup given a memory limit: the pods' share of the node (its
+/// allocatable memory) is what runs out. The limit is lifted on drop.
+struct QosMemoryLimit {
+    path: std::path::PathBuf,
+    unlimited: &'static str,
+    file: &'static str,
+}
+
+impl QosMemoryLimit {
+    fn besteffort(limit_bytes: u64) -> Self {
+        use monitor_tests::cgroups::{MemoryLayout, memory_layout};
+        let (mount, file, unlimited) = match memory_layout() {
+            MemoryLayout::V2(mount) => (mount, "memory.max", "max"),
+            MemoryLayout::V1(mount) => (mount, "memory.limit_in_bytes", "-1"),
+        };
+        let path = mount.join("kubepods/besteffort");
+        fs::create_dir_all(&path).expect("kubepods/besteffort");
+        fs::write(path.join(file), limit_bytes.to_string()).expect("limit the QoS cgroup");
+        Self { path, unlimited, file }
+    }
+}
+
+impl Drop for QosMemoryLimit {
+    fn drop(&mut self) {
+        let _ = fs::write(self.path.join(self.file), self.unlimited);
+    }
+}
+
+#[test]
+fn a_static_pod_killed_when_the_pods_memory_ran_out_points_at_the_reservations() {
+    use monitor_tests::containerd::{Containerd, ContainerSpec, PodSpec};
+
+    let containerd = Containerd::start();
+    let node = KubesprayNode::new(&containerd);
+    let daemon = node.daemon();
+    // A static pod without a limit of its own, in a QoS level whose memory is capped (as
+    // kubelet caps its pods root at the node's allocatable memory): it grows until the pods'
+    // memory runs out, and the OOM killer takes it.
+    let _qos = QosMemoryLimit::besteffort(64 << 20);
+    let pod = PodSpec {
+        namespace: "kube-system".into(),
+        name: "kube-controller-manager-node1".into(),
+        uid: "7c1e5a9d2b3f4e6a8c0d1e2f3a4b5c6d".into(),
+        static_source: true,
+        qos: "besteffort",
+    };
+    let sandbox = containerd.run_pod(&pod);
+    for attempt in 0..3 {
+        let mut spec = ContainerSpec::new("kube-controller-manager", &["/bin/sh", "-c", "tail /dev/zero; exit 137"]);
+        spec.attempt = attempt;
+        let id = containerd.run_container(&sandbox, &pod, &spec);
+        assert_eq!(containerd.wait_exit(&id, Duration::from_secs(20)), 137, "attempt {attempt}:\n{}", containerd.log());
+        containerd.remove_container(&id);
+    }
+    let memory = wait_for_finding(&daemon, "memory-reservations-misconfigured", "node", WAIT);
+    assert_eq!(memory["severity"], "critical");
+    let evidence = memory["evidence"].to_string();
+    assert!(evidence.contains("kube-controller-manager-node1"), "{evidence}");
+    assert!(evidence.contains("kubelet's pods root /kubepods/besteffort reached its limit of 64Mi"), "{evidence}");
+    assert!(evidence.contains("audit memory-reservation-missing"), "joined with the audit: {evidence}");
+    let subject = "kube-system/kube-controller-manager-node1/kube-controller-manager";
+    let lp = wait_for_finding(&daemon, "static-pod-restart-loop", subject, WAIT);
+    assert!(lp["title"].as_str().unwrap_or("").contains("OOM killer"), "{lp:#}");
+    assert!(
+        !rules_and_subjects(&daemon).iter().any(|(r, _)| r == "memory-limit-oom-kill"),
+        "no limit of its own was hit: {:?}",
+        rules_and_subjects(&daemon)
+    );
+    assert_eq!(daemon.stop(), Some(0));
+}
