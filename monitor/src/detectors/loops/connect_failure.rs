@@ -42,6 +42,9 @@ impl LoopDetector {
             return None;
         }
         let address = connect.address.to_string();
+        if !self.failing_subjects.admit(&actor.key, &address, now, self.config.connect_window) {
+            return Some(super::exec_failure::folded_caller_finding(&CONNECT_FAILURE_LOOP, actor, "endpoints", &address, self.config.connect_window));
+        }
         let client = format!("{} (pid {})", connect.task.comm, connect.task.tgid);
         let errno = errno_name(connect.errno);
         let mut finding = Finding::new(

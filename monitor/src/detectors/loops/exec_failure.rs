@@ -62,6 +62,9 @@ impl LoopDetector {
         let caller = format!("{} (pid {}, parent pid {})", failed.task.comm, failed.task.tgid, failed.task.ppid);
         let errno = errno_name(failed.errno);
         let path = if failed.filename.is_empty() { "(an fd, execveat)".to_string() } else { failed.filename.clone() };
+        if !self.failing_subjects.admit(&actor.key, &path, now, self.config.exec_window) {
+            return Some(folded_caller_finding(&EXEC_FAILURE_LOOP, actor, "binaries", &path, self.config.exec_window));
+        }
         let why = match failed.errno {
             libc::ENOENT => "does not exist",
             libc::EACCES => "is not executable (permission denied)",
@@ -91,6 +94,25 @@ impl LoopDetector {
         });
         Some(finding)
     }
+}
+
+/// The one finding about a caller past [`super::window::MAX_SUBJECTS_PER_CALLER`] subjects of
+/// a failure loop: keyed by the caller, not by what it chose, with the latest subject as
+/// evidence.
+pub(super) fn folded_caller_finding(rule: &crate::findings::Rule, actor: &Actor, what: &str, latest: &str, window: std::time::Duration) -> Finding {
+    Finding::new(
+        rule,
+        format!("{}|_folded", actor.key),
+        format!(
+            "{} keeps failing on more than {} different {what} in {}: the rest are counted here",
+            actor.display,
+            super::window::MAX_SUBJECTS_PER_CALLER,
+            secs(window)
+        ),
+    )
+    .evidence("latest", latest.to_string())
+    .evidence("caller", actor.display.to_string())
+    .remediation("One caller failing on ever new paths or addresses is a misconfigured or hostile process: look at the caller itself (its command line and its logs).")
 }
 
 #[cfg(test)]
@@ -128,6 +150,28 @@ mod tests {
             assert!(h.feed(failed(i as u32), &host(), at).is_empty());
             assert!(h.feed(gone(i as u32), &host(), at).is_empty());
         }
+    }
+
+    #[test]
+    fn a_caller_choosing_new_paths_gets_a_few_findings_then_one_about_itself() {
+        let mut h = Harness::new();
+        let mut subjects = std::collections::BTreeSet::new();
+        for path in 0..40u32 {
+            for attempt in 0..3u32 {
+                let failed = Event::ExecFailed(ExecFailed {
+                    task: task(1000 + path * 3 + attempt, "attacker"),
+                    filename: format!("/tmp/x/{path}"),
+                    filename_truncated: false,
+                    errno: libc::EACCES,
+                    syscall: "execve",
+                });
+                for f in h.feed(failed, &host(), u64::from(path)) {
+                    subjects.insert(f.subject);
+                }
+            }
+        }
+        assert_eq!(subjects.len(), super::super::window::MAX_SUBJECTS_PER_CALLER + 1, "{subjects:?}");
+        assert!(subjects.iter().any(|s| s.ends_with("|_folded")), "{subjects:?}");
     }
 
     #[test]

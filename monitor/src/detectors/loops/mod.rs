@@ -35,7 +35,7 @@ pub use self::{
 pub(super) use self::window::secs;
 use self::{
     restart::RunHistory,
-    window::{Bounded, Occurrences},
+    window::{Bounded, CallerSubjects, Occurrences},
 };
 use super::{Actor, ActorKind, AuditContext, kills::Death};
 use crate::{
@@ -110,6 +110,8 @@ pub struct LoopDetector {
     /// execs a file of the same name, and counted when it exits or execs something else.
     tentative: HashMap<u32, Vec<(ExecFailed, Actor)>>,
     connect_failures: Bounded<Occurrences>,
+    /// The paths and addresses each caller has failure findings about (capped per caller).
+    failing_subjects: CallerSubjects,
 }
 
 impl Default for LoopDetector {
@@ -128,6 +130,7 @@ impl LoopDetector {
             exec_failures: Bounded::new(cap),
             tentative: HashMap::new(),
             connect_failures: Bounded::new(cap),
+            failing_subjects: CallerSubjects::new(cap),
         }
     }
 

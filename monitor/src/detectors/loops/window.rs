@@ -94,6 +94,45 @@ impl<V: Default> Bounded<V> {
     }
 }
 
+/// Distinct subjects one caller may have findings about at once (within the window): a
+/// caller that fails on a new path each time (a workload choosing them) gets one finding per
+/// path up to this, then one finding about itself that counts the rest.
+pub(super) const MAX_SUBJECTS_PER_CALLER: usize = 8;
+
+/// The subjects each caller has findings about, within the window.
+#[derive(Debug, Default)]
+pub(super) struct CallerSubjects {
+    by_caller: Bounded<VecDeque<(String, Instant)>>,
+}
+
+impl CallerSubjects {
+    pub(super) fn new(callers: usize) -> Self {
+        Self { by_caller: Bounded::new(callers) }
+    }
+
+    /// Whether `subject` may have a finding of its own for `caller` (it has one already, or
+    /// the caller is under the cap); `false`: fold it into the caller's finding.
+    pub(super) fn admit(&mut self, caller: &str, subject: &str, now: Instant, window: Duration) -> bool {
+        let seen = self.by_caller.entry(caller);
+        seen.retain(|(_, at)| now.saturating_duration_since(*at) <= window);
+        if let Some(entry) = seen.iter_mut().find(|(s, _)| s == subject) {
+            entry.1 = now;
+            return true;
+        }
+        if seen.len() < MAX_SUBJECTS_PER_CALLER {
+            seen.push_back((subject.to_string(), now));
+            return true;
+        }
+        false
+    }
+}
+
+impl<V: Default> Default for Bounded<V> {
+    fn default() -> Self {
+        Self::new(1024)
+    }
+}
+
 /// A duration as the titles and evidence say it: `5m`, `2.5s`, `900ms`.
 pub(in crate::detectors) fn secs(d: Duration) -> String {
     if d >= Duration::from_secs(120) {
