@@ -10,7 +10,7 @@ use crate::{
 
 /// Every rule with the stage that raises it (the `source` of its findings), in report order.
 pub fn rules() -> Vec<(Rule, Origin)> {
-    let audit = audit::rules::RULES.iter().map(|r| (*r, Origin::Audit));
+    let audit = audit::rules::RULES.iter().chain([&audit::NODE_READ_STALLED]).map(|r| (*r, Origin::Audit));
     let detectors = detectors::rules().into_iter().map(|r| (r, Origin::Detectors));
     audit.chain(detectors).chain([(health::previous_run::MONITOR_RESTARTED, Origin::Monitor)]).collect()
 }

@@ -107,6 +107,10 @@ pub struct RunArgs {
     /// The configuration audit re-runs this often (and whenever a file it read changes).
     #[arg(long, env = "NRM_AUDIT_INTERVAL_SECONDS", default_value_t = 300)]
     pub audit_interval_seconds: u64,
+    /// A read of the node's files and runtime sockets not done by then is reported
+    /// (`node-read-stalled`), in milliseconds; `/healthz` fails while one runs past twice that.
+    #[arg(long, env = "NRM_NODE_READ_DEADLINE_MS", default_value_t = 30_000)]
+    pub node_read_deadline_ms: u64,
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
@@ -170,6 +174,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     findings::metrics::register(&mut registry, &findings);
     let detector_metrics = DetectorMetrics::new(&mut registry);
     let probes_up = Arc::new(AtomicUsize::new(0));
+    // Each stage's progress, for /healthz.
+    let watchdog = crate::progress::Watchdog::default();
+    let read_deadline = std::time::Duration::from_millis(args.node_read_deadline_ms.max(1));
     let sources = SourceHealth::new(&mut registry);
     // How the previous run ended (restarts, an OOM kill of the monitor), before anything else.
     let (own_cgroup, parent_cgroup) = node::cgroupfs::own_oom_kills(&node::cgroupfs::Mounts::discover());
@@ -213,8 +220,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let ring = probes.take_events().context("events ring buffer")?;
         let metrics = probe_metrics.clone();
         let shutdown = shutdown_rx.clone();
+        let stage = watchdog.stage("ring buffer reader", std::time::Duration::from_secs(30));
         tasks.spawn(async move {
-            match probes::reader::run(ring, events_tx, metrics, shutdown).await {
+            match probes::reader::run(ring, events_tx, metrics, stage, shutdown).await {
                 Ok(n) => debug!("reader stopped after {n} records"),
                 Err(err) => error!("ring buffer reader failed: {err}"),
             }
@@ -226,10 +234,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // The node's configuration, read now and whenever it changes: the audit judges it,
     // attribution takes kubelet's hints from it.
     let interval = std::time::Duration::from_secs(args.audit_interval_seconds.max(1));
-    let node =
-        node::watch::spawn(HostRoot::new(&args.host_root), SnapshotOptions::default(), interval, shutdown_rx.clone());
+    let schedule = node::watch::ReadSchedule { interval, deadline: read_deadline };
+    let node = node::watch::spawn(
+        HostRoot::new(&args.host_root),
+        SnapshotOptions::default(),
+        schedule,
+        watchdog.stage("node reader", read_deadline * 2),
+        shutdown_rx.clone(),
+    );
     let sources_task = sources.follow_node(node.snapshots.clone());
-    let (audit_reports, audit_task) = audit::spawn(node.snapshots, findings.clone(), AuditMetrics::new(&mut registry));
+    let audit_stage = watchdog.stage("audit", std::time::Duration::from_secs(30));
+    let (audit_reports, audit_task) = audit::spawn(node.snapshots, findings.clone(), AuditMetrics::new(&mut registry), audit_stage);
 
     let (attributed_rx, attribution_task) =
         attribution::spawn(attribution_config(&args, node.kubelet), events_rx, &mut registry);
@@ -239,7 +254,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             let _ = task.await;
         });
     }
-    tasks.spawn(pipeline.run(attributed_rx));
+    tasks.spawn(pipeline.run(attributed_rx, watchdog.stage("pipeline", std::time::Duration::from_secs(30))));
     let quiet = std::time::Duration::from_secs(args.finding_quiet_seconds.max(1));
     tasks.spawn(findings.clone().close_quiet(Origin::Detectors, quiet, shutdown_rx.clone()));
     tasks.spawn(findings.clone().close_quiet(Origin::Monitor, quiet, shutdown_rx.clone()));
@@ -248,7 +263,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let registry = Arc::new(registry);
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     info!(address = %listener.local_addr().unwrap_or(args.listen), "serving /metrics, /findings, /healthz");
-    let state = AppState::new(registry, findings, probes_up, PROGRAMS.len());
+    let state = AppState { watchdog, ..AppState::new(registry, findings, probes_up, PROGRAMS.len()) };
     let server_shutdown = shutdown_rx.clone();
     tasks.spawn(async move {
         if let Err(err) = http::serve(listener, state, http::Limits::default(), http_metrics, server_shutdown).await {

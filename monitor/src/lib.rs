@@ -17,7 +17,8 @@
 //!
 //! `daemon` (`run`) and `check` are composition roots: they wire the stages and own no logic
 //! of their own; `catalogue` assembles every stage's rules; `health` is where any stage says
-//! whether its sources are up.
+//! whether its sources are up; `progress` is where a stage marks itself busy or beats, and
+//! `/healthz` fails on a stage that stopped making progress.
 pub mod attribution;
 pub mod audit;
 pub mod catalogue;
@@ -30,3 +31,4 @@ pub mod findings;
 pub mod health;
 pub mod node;
 pub mod probes;
+pub mod progress;

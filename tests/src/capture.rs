@@ -51,7 +51,8 @@ impl Capture {
         let (tx, mut rx) = mpsc::channel::<Record>(1 << 16);
         let metrics = ProbeMetrics::new(&mut Registry::default());
         runtime.spawn(async move {
-            let _ = monitor::probes::reader::run(ring, tx, metrics, stop_rx).await;
+            let stage = monitor::progress::Watchdog::default().stage("ring buffer reader", std::time::Duration::from_secs(30));
+            let _ = monitor::probes::reader::run(ring, tx, metrics, stage, stop_rx).await;
         });
         let sink = events.clone();
         runtime.spawn(async move {

@@ -60,7 +60,8 @@ impl Pipeline {
         let sink = seen.clone();
         let stage_metrics = metrics.clone();
         runtime.spawn(async move {
-            let _ = monitor::probes::reader::run(ring, tx, probe_metrics, stop_rx).await;
+            let stage = monitor::progress::Watchdog::default().stage("ring buffer reader", std::time::Duration::from_secs(30));
+            let _ = monitor::probes::reader::run(ring, tx, probe_metrics, stage, stop_rx).await;
         });
         runtime.spawn(async move {
             let (mut out, _handle) = attribution::spawn_with_metrics(config, rx, stage_metrics);

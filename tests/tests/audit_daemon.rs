@@ -31,8 +31,10 @@ async fn fixing_a_watched_file_closes_the_finding_and_its_series() {
     findings::metrics::register(&mut registry, &store);
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     // What the daemon does: the node reader's snapshots go to the audit stage.
-    let node = watch::spawn(HostRoot::new(&root), options, Duration::from_secs(3600), shutdown);
-    let (mut reports, audit_task) = audit::spawn(node.snapshots, store.clone(), metrics);
+    let watchdog = monitor::progress::Watchdog::default();
+    let schedule = watch::ReadSchedule { interval: Duration::from_secs(3600), deadline: Duration::from_secs(30) };
+    let node = watch::spawn(HostRoot::new(&root), options, schedule, watchdog.stage("node reader", Duration::from_secs(60)), shutdown);
+    let (mut reports, audit_task) = audit::spawn(node.snapshots, store.clone(), metrics, watchdog.stage("audit", Duration::from_secs(30)));
     // Reports seen by polling (a watch channel keeps only the latest, so at most as many as ran).
     let mut seen_reports = 0u32;
     let mut count_reports = || {

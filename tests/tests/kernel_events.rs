@@ -509,7 +509,8 @@ impl CountedCapture {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<monitor::events::Record>(1 << 16);
         let metrics = monitor::probes::metrics::ProbeMetrics::new(&mut prometheus_client::registry::Registry::default());
         runtime.spawn(async move {
-            let _ = monitor::probes::reader::run(ring, tx, metrics, stop_rx).await;
+            let stage = monitor::progress::Watchdog::default().stage("ring buffer reader", Duration::from_secs(30));
+            let _ = monitor::probes::reader::run(ring, tx, metrics, stage, stop_rx).await;
         });
         let sink = events.clone();
         runtime.spawn(async move {

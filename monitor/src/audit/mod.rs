@@ -21,7 +21,8 @@ use tokio::{sync::watch, task::JoinHandle};
 use tracing::info;
 
 use crate::{
-    findings::{Finding, Origin, store::FindingStore},
+    findings::{Finding, Origin, Rule, Severity, store::FindingStore},
+    progress::Stage,
     node::{
         host_root::HostRoot,
         snapshot::{self, NodeSnapshot, SnapshotOptions},
@@ -76,23 +77,53 @@ impl AuditMetrics {
     }
 }
 
+/// The audit about itself: the node reader missed its deadline.
+pub const NODE_READ_STALLED: Rule = Rule {
+    id: "node-read-stalled",
+    severity: Severity::Warning,
+    title: "the node's configuration could not be read in time",
+    description: "A read of the node's files and runtime sockets missed its deadline (a stuck mount, a socket that accepts but never answers): the audit's other findings are those of the last complete read, and changes since are not seen until a read completes.",
+};
+
 /// The latest audit; `None` until the first snapshot was judged.
 pub type Reports = watch::Receiver<Option<Arc<AuditReport>>>;
 
 /// The daemon's audit stage: judges every snapshot `node` publishes, puts the findings in the
 /// store (replacing the previous audit's: a finding not found again has closed), counts the
 /// run, and publishes the report for the detectors. It ends when the snapshots end.
-pub fn spawn(mut snapshots: Snapshots, store: FindingStore, metrics: AuditMetrics) -> (Reports, JoinHandle<()>) {
+///
+/// A stand-in for a read that missed its deadline keeps the last report's findings and adds
+/// [`NODE_READ_STALLED`]; the detectors keep the last report. Judging runs off the async
+/// workers, its stage busy meanwhile.
+pub fn spawn(mut snapshots: Snapshots, store: FindingStore, metrics: AuditMetrics, stage: Stage) -> (Reports, JoinHandle<()>) {
     let (tx, rx) = watch::channel(None);
     let task = tokio::spawn(async move {
+        let mut last: Vec<Finding> = Vec::new();
         loop {
             let snapshot = snapshots.borrow_and_update().clone();
             if let Some(snapshot) = snapshot {
-                let findings = judge(&snapshot);
-                metrics.runs.inc();
-                info!(findings = findings.len(), elapsed_ms = snapshot.elapsed.as_millis() as u64, "configuration audit done");
-                store.replace(Origin::Audit, findings.clone(), std::time::SystemTime::now());
-                tx.send_replace(Some(Arc::new(AuditReport { snapshot, findings })));
+                if let Some(why) = &snapshot.stalled {
+                    let mut findings = last.clone();
+                    findings.push(
+                        Finding::new(&NODE_READ_STALLED, "node", "the node's configuration could not be read in time")
+                            .evidence("node reader", why.clone())
+                            .remediation("Look for a stuck mount under the host root (NFS, FUSE) or a runtime socket that accepts but never answers (`ss -xlp`); the findings of the last complete read stand meanwhile."),
+                    );
+                    store.replace(Origin::Audit, findings, std::time::SystemTime::now());
+                } else {
+                    let busy = stage.busy();
+                    let judged = {
+                        let snapshot = snapshot.clone();
+                        tokio::task::spawn_blocking(move || judge(&snapshot)).await
+                    };
+                    drop(busy);
+                    let Ok(findings) = judged else { return };
+                    metrics.runs.inc();
+                    info!(findings = findings.len(), elapsed_ms = snapshot.elapsed.as_millis() as u64, "configuration audit done");
+                    store.replace(Origin::Audit, findings.clone(), std::time::SystemTime::now());
+                    last = findings.clone();
+                    tx.send_replace(Some(Arc::new(AuditReport { snapshot, findings })));
+                }
             }
             if snapshots.changed().await.is_err() {
                 return;

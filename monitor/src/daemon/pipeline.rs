@@ -46,10 +46,12 @@ impl Pipeline {
         }
     }
 
-    pub async fn run(mut self, mut events: mpsc::Receiver<Attributed>) {
+    /// Handles every batch of events until the stream ends; `stage` is busy during each.
+    pub async fn run(mut self, mut events: mpsc::Receiver<Attributed>, stage: crate::progress::Stage) {
         // As many events as wait (up to BATCH) per wake-up.
         let mut batch = Vec::with_capacity(BATCH);
         while events.recv_many(&mut batch, BATCH).await > 0 {
+            let _busy = stage.busy();
             self.handle_batch(&mut batch);
         }
     }

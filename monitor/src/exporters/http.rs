@@ -105,6 +105,8 @@ pub struct AppState {
     pub findings_json: Arc<Mutex<(u64, axum::body::Bytes)>>,
     /// `/metrics` as last encoded, and when.
     pub metrics_text: Arc<Mutex<Option<(std::time::Instant, axum::body::Bytes)>>>,
+    /// Whether each stage is still making progress; `/healthz` fails when one is not.
+    pub watchdog: crate::progress::Watchdog,
 }
 
 impl AppState {
@@ -116,6 +118,7 @@ impl AppState {
             probes_total,
             findings_json: Arc::new(Mutex::new((u64::MAX, axum::body::Bytes::new()))),
             metrics_text: Arc::new(Mutex::new(None)),
+            watchdog: crate::progress::Watchdog::default(),
         }
     }
 }
@@ -167,7 +170,12 @@ async fn findings(State(state): State<AppState>) -> Response {
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     let up = state.probes_up.load(std::sync::atomic::Ordering::Relaxed);
-    // Alive is alive: a degraded node (some probes down) still answers 200 and says so.
+    // A stage that stopped making progress fails the check (the kubelet's liveness probe
+    // restarts the monitor); a degraded node (some probes down) still answers 200 and says so.
+    let stalled = state.watchdog.stalled();
+    if !stalled.is_empty() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("stalled: {}\n", stalled.join("; ")));
+    }
     (StatusCode::OK, format!("ok: {up}/{} kernel programs attached\n", state.probes_total))
 }
 

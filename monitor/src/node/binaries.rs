@@ -48,15 +48,29 @@ impl Process {
     }
 }
 
-/// Processes from `<host-root>/proc/*/cmdline` (kernel threads, with an empty cmdline, left out).
-/// `None` when the host root has no process view (no `/proc` with numeric entries).
+/// Processes looked at, at most: a node runs a few hundred; a workload can fork many more.
+const MAX_PROCESSES: usize = 32 * 1024;
+
+/// Bytes of `/proc` one process view may read in all, apart from the node's files' budget: a
+/// workload's processes cannot crowd out kubelet's configuration.
+const PROCESS_VIEW_BUDGET: u64 = 16 * 1024 * 1024;
+
+/// The host's own processes from `<host-root>/proc/*/cmdline` (kernel threads, with an empty
+/// cmdline, left out; see [`is_host_process`] for who counts). `None` when the host root has no
+/// process view (no `/proc` with numeric entries).
 pub fn processes(root: &HostRoot) -> Option<Vec<Process>> {
-    let dir = std::fs::read_dir(root.root().join("proc")).ok()?;
+    let root = &root.with_read_budget(PROCESS_VIEW_BUDGET);
+    let proc = root.root().join("proc");
+    let dir = std::fs::read_dir(&proc).ok()?;
+    let pid1_mnt = std::fs::read_link(proc.join("1/ns/mnt")).ok();
     let mut out = Vec::new();
     let mut any = false;
-    for entry in dir.flatten() {
+    for entry in dir.flatten().take(MAX_PROCESSES) {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
         any = true;
+        if !is_host_process(root, pid, pid1_mnt.as_deref()) {
+            continue;
+        }
         let Ok(bytes) = root.read_bytes_limited(&Path::new("/proc").join(pid.to_string()).join("cmdline"), 64 * 1024)
         else {
             continue;
@@ -72,6 +86,37 @@ pub fn processes(root: &HostRoot) -> Option<Vec<Process>> {
     }
     out.sort_by_key(|p| p.pid);
     any.then_some(out)
+}
+
+/// Whether a process is the host's own, whose command line may say how the node is configured
+/// (which config file containerd reads, kubelet's flags): any workload can name a process
+/// `containerd` and give it a `--config` of its choosing. It must be run by root as the host
+/// sees it (the real uid in `status`; root in a user namespace is another uid here), in no pod's
+/// cgroup, and in PID 1's mount namespace where that can be read (reading another root
+/// process's namespace takes CAP_SYS_PTRACE, which the DaemonSet does not have; the uid and
+/// cgroup need none). What cannot be read is not held against it: a fixture node's `/proc`
+/// has command lines only.
+pub fn is_host_process(root: &HostRoot, pid: u32, pid1_mnt: Option<&Path>) -> bool {
+    let dir = root.root().join("proc").join(pid.to_string());
+    if let Ok(status) = root.read_text_limited(&Path::new("/proc").join(pid.to_string()).join("status"), 64 * 1024) {
+        let real_uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|v| v.split_whitespace().next());
+        if real_uid != Some("0") {
+            return false;
+        }
+    }
+    if let Ok(cgroups) = root.read_text_limited(&Path::new("/proc").join(pid.to_string()).join("cgroup"), 64 * 1024) {
+        let in_pod = cgroups.lines().filter_map(|l| l.splitn(3, ':').nth(2)).any(|path| {
+            matches!(super::cgroup_path::parse(path), super::cgroup_path::CgroupOwner::Container(_) | super::cgroup_path::CgroupOwner::Pod(_))
+        });
+        if in_pod {
+            return false;
+        }
+    }
+    match (pid1_mnt, std::fs::read_link(dir.join("ns/mnt"))) {
+        (Some(host), Ok(own)) => own == host,
+        (Some(_), Err(_)) => false,
+        (None, _) => true,
+    }
 }
 
 /// Where a copy was found.
@@ -272,6 +317,32 @@ mod tests {
         assert!(source.starts_with("version unknown: cannot open the file"), "{source}");
         assert_eq!(read_version(&root, "crictl", Path::new("/")).0, None);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_the_hosts_own_processes_say_how_the_node_is_configured() {
+        let dir = std::env::temp_dir().join(format!("nrm-host-processes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let host_ns = "mnt:[4026531841]";
+        let container = "0::/kubepods/burstable/pod5b9c2a7e-31d8-4f0c-9a6e-2b7d4c1f8e03/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        // pid, uid, cgroup, mount namespace: only 1 and 10 are the host's.
+        for (pid, uid, cgroup, ns) in [
+            (1, "0", "0::/init.scope", host_ns),
+            (10, "0", "0::/system.slice/containerd.service", host_ns),
+            (11, "1000", "0::/user.slice/user-1000.slice/session-3.scope", host_ns),
+            (12, "0", container, host_ns),
+            (13, "0", "0::/system.slice/containerd.service", "mnt:[4026532999]"),
+        ] {
+            let p = dir.join(format!("proc/{pid}"));
+            std::fs::create_dir_all(p.join("ns")).expect("mkdir");
+            std::fs::write(p.join("cmdline"), format!("/usr/bin/containerd\0--config\0/tmp/{pid}.toml\0")).expect("cmdline");
+            std::fs::write(p.join("status"), format!("Name:\tcontainerd\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")).expect("status");
+            std::fs::write(p.join("cgroup"), format!("{cgroup}\n")).expect("cgroup");
+            std::os::unix::fs::symlink(ns, p.join("ns/mnt")).expect("ns");
+        }
+        let pids: Vec<u32> = processes(&HostRoot::new(&dir)).expect("a process view").iter().map(|p| p.pid).collect();
+        assert_eq!(pids, [1, 10]);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

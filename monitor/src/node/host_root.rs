@@ -11,6 +11,10 @@
 //! This module only reads; it never writes to the host and never follows a path out of the root.
 
 use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     ffi::{CString, OsString},
     fs::File,
     io::Read,
@@ -40,6 +44,8 @@ pub enum FileError {
     TooLarge { path: PathBuf, limit: u64 },
     #[error("{path}: not UTF-8 text")]
     NotText { path: PathBuf },
+    #[error("{path}: not read: this read of the node already read its budget of {budget} bytes")]
+    OverBudget { path: PathBuf, budget: u64 },
 }
 
 impl FileError {
@@ -48,7 +54,8 @@ impl FileError {
         match self {
             FileError::Unreadable { path, .. }
             | FileError::TooLarge { path, .. }
-            | FileError::NotText { path } => path,
+            | FileError::NotText { path }
+            | FileError::OverBudget { path, .. } => path,
         }
     }
 
@@ -61,11 +68,20 @@ impl FileError {
 #[derive(Clone, Debug)]
 pub struct HostRoot {
     root: PathBuf,
+    /// Bytes that reads through this value (and its clones) may still take, and the budget.
+    budget: Option<(Arc<AtomicU64>, u64)>,
 }
 
 impl HostRoot {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self { root: root.into(), budget: None }
+    }
+
+    /// The same root whose reads (this value's and its clones') take at most `bytes` in all:
+    /// a node whose files a workload can grow (64 imports of 4 MiB) cannot make one read of
+    /// it take more. A read past the budget fails with [`FileError::OverBudget`].
+    pub fn with_read_budget(&self, bytes: u64) -> Self {
+        Self { root: self.root.clone(), budget: Some((Arc::new(AtomicU64::new(bytes)), bytes)) }
     }
 
     pub fn root(&self) -> &Path {
@@ -173,9 +189,17 @@ impl HostRoot {
             let what = if meta.is_dir() { "is a directory" } else { "is not a regular file" };
             return Err(unreadable(std::io::Error::other(what)));
         }
+        let remaining = self.budget.as_ref().map(|(left, _)| left.load(Ordering::Relaxed));
         let mut bytes = Vec::new();
-        file.take(limit + 1).read_to_end(&mut bytes).map_err(unreadable)?;
-        if bytes.len() as u64 > limit {
+        file.take(limit.min(remaining.unwrap_or(u64::MAX)).saturating_add(1)).read_to_end(&mut bytes).map_err(unreadable)?;
+        let read = bytes.len() as u64;
+        if let Some((left, budget)) = &self.budget {
+            let _ = left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| Some(l.saturating_sub(read)));
+            if remaining.is_some_and(|r| read > r) && read <= limit {
+                return Err(FileError::OverBudget { path: host_path.to_path_buf(), budget: *budget });
+            }
+        }
+        if read > limit {
             return Err(FileError::TooLarge { path: host_path.to_path_buf(), limit });
         }
         Ok(bytes)
@@ -461,6 +485,26 @@ mod tests {
         assert_eq!(root.read_text(Path::new("/var/inside")).unwrap(), "inside");
         assert_eq!(walk_open(&root_dir, Path::new("/chain0"), libc::O_RDONLY).unwrap_err().raw_os_error(), Some(libc::ELOOP));
         let _ = std::fs::remove_dir_all(base);
+    }
+
+    #[test]
+    fn reads_past_the_budget_fail_and_say_so() {
+        let dir = std::env::temp_dir().join(format!("nrm-hostroot-budget-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        for i in 0..4 {
+            std::fs::write(dir.join(format!("etc/{i}.toml")), vec![b'#'; 1000]).unwrap();
+        }
+        let root = HostRoot::new(&dir).with_read_budget(2500);
+        let clone = root.clone();
+        assert!(root.read_text(Path::new("/etc/0.toml")).is_ok());
+        assert!(clone.read_text(Path::new("/etc/1.toml")).is_ok(), "clones share the budget");
+        let err = root.read_text(Path::new("/etc/2.toml")).unwrap_err();
+        assert!(matches!(err, FileError::OverBudget { budget: 2500, .. }), "{err}");
+        assert!(err.to_string().contains("budget of 2500 bytes"), "{err}");
+        assert!(matches!(root.read_text(Path::new("/etc/3.toml")), Err(FileError::OverBudget { .. })));
+        assert!(HostRoot::new(&dir).read_text(Path::new("/etc/3.toml")).is_ok(), "a new read of the node starts afresh");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub struct NodeSnapshot {
     pub watched: Vec<PathBuf>,
     /// How long the read took.
     pub elapsed: Duration,
+    /// Set on the stand-in the reader publishes when a read missed its deadline (nothing else
+    /// is then known): why, and since when the last complete read is all there is.
+    pub stalled: Option<String>,
 }
 
 impl NodeSnapshot {
@@ -222,8 +225,13 @@ pub fn endpoint_path(endpoint: &str) -> &str {
 }
 
 /// Reads the node: its files, then its CRI sockets (or the recorded answer).
+/// Bytes one read of the node's files may take in all (its configuration is kilobytes; the
+/// process view has a budget of its own).
+pub const READ_BUDGET: u64 = 32 * 1024 * 1024;
+
 pub async fn collect(root: &HostRoot, options: &SnapshotOptions) -> NodeSnapshot {
     let started = Instant::now();
+    let root = &root.with_read_budget(READ_BUDGET);
     let mut snapshot = collect_files(root, options.read_timeout).await;
     snapshot.cri = match &options.cri {
         CriSource::Recorded(cri) => cri.clone(),

@@ -2,6 +2,11 @@
 //! whenever a file the last read looked at changes (an mtime poll every [`POLL`]: portable, no
 //! inotify), and publishes each on a watch channel, with kubelet's hints on another (sent only
 //! when they change). The audit judges each snapshot; attribution takes kubelet's hints.
+//!
+//! Each read runs on a thread of its own, off the async workers, with a deadline: a read held
+//! up by a stuck mount or a socket that never answers leaves its thread behind, and the reader
+//! publishes a stand-in saying so (`NodeSnapshot::stalled`), marks its stage busy until the read
+//! ends (`/healthz` says so past the limit), and starts no other read before that one ends.
 
 use std::{
     collections::HashMap,
@@ -11,12 +16,13 @@ use std::{
 };
 
 use tokio::{sync::watch, task::JoinHandle};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{
     host_root::HostRoot,
     snapshot::{self, KubeletHints, NodeSnapshot, SnapshotOptions},
 };
+use crate::progress::Stage;
 
 /// How often the files a snapshot read are polled for changes.
 pub const POLL: Duration = Duration::from_secs(2);
@@ -60,13 +66,41 @@ async fn wait_for_change(
     }
 }
 
+/// One read of the node on a thread of its own (with its own small runtime for the CRI calls),
+/// its result sent when done. A thread is never joined: one stuck in a read must not hold the
+/// reader, nor the process at exit.
+fn read_in_thread(root: &HostRoot, options: &SnapshotOptions) -> tokio::sync::oneshot::Receiver<NodeSnapshot> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (root, options) = (root.clone(), options.clone());
+    let spawned = std::thread::Builder::new().name("node-read".into()).spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        let snapshot = runtime.block_on(snapshot::collect(&root, &options));
+        let _ = tx.send(snapshot);
+    });
+    if let Err(err) = spawned {
+        tracing::error!("cannot start a thread to read the node: {err}");
+    }
+    rx
+}
+
+/// The reader's settings.
+#[derive(Clone, Debug)]
+pub struct ReadSchedule {
+    /// Read again this often, and whenever a file the last read looked at changes.
+    pub interval: Duration,
+    /// A read not done by then is reported as stalled.
+    pub deadline: Duration,
+}
+
 /// Starts the reader; it stops when `shutdown` turns true (or its sender is dropped).
 pub fn spawn(
     root: HostRoot,
     options: SnapshotOptions,
-    interval: Duration,
+    schedule: ReadSchedule,
+    stage: Stage,
     mut shutdown: watch::Receiver<bool>,
 ) -> NodeWatch {
+    let ReadSchedule { interval, deadline } = schedule;
     let (tx, snapshots) = watch::channel(None);
     let (hints_tx, kubelet) = watch::channel(KubeletHints::default());
     let task = tokio::spawn(async move {
@@ -77,7 +111,28 @@ pub fn spawn(
             // A file changed while it is read must count as changed: mtimes newer than the
             // start of the read make the next read come at once.
             let started = SystemTime::now();
-            let snapshot = Arc::new(snapshot::collect(&root, &options).await);
+            let busy = stage.busy();
+            let mut read = read_in_thread(&root, &options);
+            let done = tokio::select! {
+                done = tokio::time::timeout(deadline, &mut read) => done,
+                _ = shutdown.changed() => return,
+            };
+            let snapshot = match done {
+                Ok(Ok(snapshot)) => snapshot,
+                Ok(Err(_)) => return, // the thread could not run: logged
+                Err(_) => {
+                    let why = format!("reading the node's files and runtime sockets took longer than {deadline:?}");
+                    warn!("{why}: its findings stay those of the last complete read");
+                    tx.send_replace(Some(Arc::new(NodeSnapshot { stalled: Some(why), ..Default::default() })));
+                    // No other read before this one ends; the stage stays busy meanwhile.
+                    match tokio::select! { done = &mut read => done, _ = shutdown.changed() => return } {
+                        Ok(snapshot) => snapshot,
+                        Err(_) => return,
+                    }
+                }
+            };
+            drop(busy);
+            let snapshot = Arc::new(snapshot);
             info!(elapsed_ms = snapshot.elapsed.as_millis() as u64, watched = snapshot.watched.len(), "node configuration read");
             let seen = mtimes(&root, &snapshot.watched);
             let changed_while_read = !reread && seen.values().flatten().any(|t| *t >= started);

@@ -104,6 +104,7 @@ pub async fn run(
     ring: RingBuf<MapData>,
     out: mpsc::Sender<Record>,
     metrics: ProbeMetrics,
+    stage: crate::progress::Stage,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<u64> {
     // SAFETY: the ring buffer owns its map fd, which stays open and the same for as long as
@@ -139,6 +140,8 @@ pub async fn run(
         if !more || *shutdown.borrow() {
             break;
         }
+        // Every round, events or not (the drain tick wakes it): silence means it is stuck.
+        stage.beat();
     }
     Ok(drain.read)
 }

@@ -1,0 +1,182 @@
+//! The daemon beside workloads it does not trust: each attack is run for real, and the daemon
+//! keeps working, says what it could not do, and is not steered.
+
+use std::{
+    fs,
+    os::unix::net::UnixListener,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use monitor_tests::daemon::{Daemon, findings, http_get, wait_for_finding};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nrm-hostile-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Polls `/healthz` until its status and body satisfy `want`; returns the body.
+fn healthz_until(daemon: &Daemon, want: impl Fn(u16, &str) -> bool, limit: Duration) -> String {
+    let deadline = Instant::now() + limit;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Some((status, body)) = http_get(daemon.address, "/healthz") {
+            if want(status, &body) {
+                return body;
+            }
+            last = Some((status, body));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("/healthz never as expected within {limit:?}; last {last:?}\nlog:\n{}", daemon.log_text());
+}
+
+#[test]
+fn a_runtime_socket_that_never_answers_stalls_the_read_and_the_daemon_says_so() {
+    // A socket at containerd's path that accepts connections (the kernel queues them) and never
+    // answers: every CRI call on it waits for its timeout, and the read of the node takes
+    // longer than its deadline.
+    let root = scratch("stall");
+    fs::create_dir_all(root.join("run/containerd")).expect("run dir");
+    let listener = UnixListener::bind(root.join("run/containerd/containerd.sock")).expect("listen");
+    let root_arg = root.display().to_string();
+    let daemon = Daemon::start(&[
+        "--host-root",
+        &root_arg,
+        "--node-read-deadline-ms",
+        "150",
+        "--audit-interval-seconds",
+        "1",
+    ]);
+    let stalled = wait_for_finding(&daemon, "node-read-stalled", "node", WAIT);
+    assert_eq!(stalled["severity"], "warning");
+    assert!(stalled["evidence"].to_string().contains("took longer than 150ms"), "{stalled:#}");
+    // While a read runs past twice its deadline, the liveness check fails and says why.
+    let body = healthz_until(&daemon, |status, body| status == 503 && body.contains("node reader: busy for"), WAIT);
+    assert!(body.starts_with("stalled: "), "{body}");
+
+    // The socket gone, reads complete again: the finding closes, /healthz is 200.
+    drop(listener);
+    let _ = fs::remove_file(root.join("run/containerd/containerd.sock"));
+    let deadline = Instant::now() + WAIT;
+    while findings(&daemon).iter().any(|f| f["rule"] == "node-read-stalled") {
+        assert!(Instant::now() < deadline, "node-read-stalled never closed:\n{}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    healthz_until(&daemon, |status, _| status == 200, WAIT);
+    assert_eq!(daemon.stop(), Some(0));
+    let _ = fs::remove_dir_all(root);
+}
+
+/// Runs `script` with `sh` as an unprivileged user (nobody) in mount and user namespaces of
+/// its own, as a pod's process or a node user could; returns its pid.
+fn spawn_unprivileged(script: &str) -> std::process::Child {
+    Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--"])
+        .args(["unshare", "--user", "--map-root-user", "--mount", "--", "sh", "-c", script])
+        .spawn()
+        .expect("setpriv and unshare (util-linux)")
+}
+
+#[test]
+fn a_fake_containerd_in_its_own_namespace_cannot_steer_the_audit() {
+    // The measured attack: a process named containerd, run by an unprivileged user in a mount
+    // namespace of its own, whose --config names a FIFO on the host. The daemon took its
+    // command line as the node's containerd's and blocked on the FIFO.
+    let dir = scratch("fake-containerd");
+    let fifo = dir.join("config.toml");
+    let c = std::ffi::CString::new(fifo.to_str().expect("utf-8")).expect("path");
+    // SAFETY: mkfifo with a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0, "mkfifo");
+    // An interpreter under the name `containerd` (a link keeps its library path working).
+    let fake = dir.join("containerd");
+    std::os::unix::fs::symlink("/usr/bin/python3", &fake).expect("link");
+    let _ = Command::new("chmod").args(["755"]).arg(&dir).status();
+    let mut attacker =
+        spawn_unprivileged(&format!("exec {} -c 'import time; time.sleep(600)' --config {}", fake.display(), fifo.display()));
+    // Its command line is in /proc as planted, once setpriv, unshare and sh have exec'd it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let cmdline = fs::read(format!("/proc/{}/cmdline", attacker.id())).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.starts_with(&format!("{} -c", fake.display())) && text.contains("--config") {
+            break;
+        }
+        // unshare and setpriv exec in turn: wait for the last exec.
+        assert!(Instant::now() < deadline, "the attacker never ran: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // The process view the node's context comes from leaves it out (it is not the host's: another
+    // user, another mount namespace), though its name is the runtime's.
+    let host = monitor::node::host_root::HostRoot::new("/");
+    let view = monitor::node::binaries::processes(&host).expect("a process view");
+    assert!(view.iter().any(|p| p.pid == 1), "the host's own processes are there");
+    assert!(!view.iter().any(|p| p.pid == attacker.id()), "the attacker is taken for the host's containerd");
+
+    // `check` finishes (it hung forever) and never names the FIFO.
+    let started = Instant::now();
+    let out = Command::new(monitor_tests::daemon::binary()).args(["check", "--output", "json"]).output().expect("check");
+    assert!(started.elapsed() < Duration::from_secs(60), "check took {:?}", started.elapsed());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!report.contains(fifo.to_str().expect("utf-8")), "the attacker's config reached the audit:\n{report}");
+
+    // The daemon answers, its audit runs and names no FIFO, and it stops on SIGTERM.
+    let daemon = Daemon::start(&[]);
+    let deadline = Instant::now() + WAIT;
+    while !daemon.get("/metrics").unwrap_or_default().contains("node_runtime_monitor_audit_runs_total 1") {
+        assert!(Instant::now() < deadline, "no audit ran:\n{}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let all = daemon.get("/findings").unwrap_or_default();
+    assert!(!all.contains(fifo.to_str().expect("utf-8")), "{all}");
+    assert_eq!(daemon.stop(), Some(0));
+    let _ = attacker.kill();
+    let _ = attacker.wait();
+    let _ = fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_link_under_the_host_root_leads_nowhere_outside_it() {
+    // A workload that can write under the host root plants links at containerd's config: one
+    // climbing out with `..`, one naming a file beside the root in full, and one at the end
+    // of a chain longer than the 40 hops a resolver follows (the old resolver kept the 41st
+    // link as it was, and the open then followed it out). The file beside the root holds a
+    // registry password: it must never be read.
+    use monitor::{
+        audit::Audit,
+        node::{
+            cri_facts::CriFacts,
+            snapshot::{CriSource, SnapshotOptions},
+        },
+    };
+    let base = scratch("links");
+    let root = base.join("root");
+    fs::create_dir_all(root.join("etc/containerd")).expect("etc");
+    let outside = base.join("outside.toml");
+    fs::write(&outside, "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"x\".auth]\n  password = \"outside-the-root\"\n").expect("secret");
+    for i in 0..45 {
+        std::os::unix::fs::symlink(format!("/chain{}", i + 1), root.join(format!("chain{i}"))).expect("chain");
+    }
+    std::os::unix::fs::symlink(&outside, root.join("chain45")).expect("chain end");
+    let audit = |target: &Path| {
+        let _ = fs::remove_file(root.join("etc/containerd/config.toml"));
+        std::os::unix::fs::symlink(target, root.join("etc/containerd/config.toml")).expect("link");
+        let options = SnapshotOptions { cri: CriSource::Recorded(CriFacts::default()), ..Default::default() };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
+        rt.block_on(Audit::new(&root, options).run_once())
+    };
+    for target in [PathBuf::from("../../../outside.toml"), outside.clone(), PathBuf::from("/chain0")] {
+        let report = audit(&target);
+        let read: Vec<&str> = report.snapshot.containerd_config.files.iter().map(|f| f.text.as_str()).collect();
+        assert!(read.iter().all(|t| !t.contains("outside-the-root")), "{}: read the file outside the root", target.display());
+        let text = monitor::exporters::check_report::json(&report);
+        assert!(!text.contains("outside-the-root"), "{text}");
+    }
+    let _ = fs::remove_dir_all(base);
+}
