@@ -78,7 +78,7 @@ fn a_runtime_socket_that_never_answers_stalls_the_read_and_the_daemon_says_so() 
 fn spawn_unprivileged(script: &str) -> std::process::Child {
     Command::new("setpriv")
         .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--"])
-        .args(["unshare", "--user", "--map-root-user", "--mount", "--", "sh", "-c", script])
+        .args(["/usr/bin/unshare", "--user", "--map-root-user", "--mount", "--", "/bin/sh", "-c", script])
         .spawn()
         .expect("setpriv and unshare (util-linux)")
 }
@@ -179,4 +179,42 @@ fn a_link_under_the_host_root_leads_nowhere_outside_it() {
         assert!(!text.contains("outside-the-root"), "{text}");
     }
     let _ = fs::remove_dir_all(base);
+}
+
+#[test]
+fn thousands_of_distinct_failing_paths_from_one_caller_stay_a_few_findings() {
+    // nobody, in namespaces of its own, tries to execute 2000 different files it may not run,
+    // twice each: every path is a loop of its own (two failures make one here), so each would
+    // have opened a finding, a findings_open series and a log line.
+    let dir = scratch("flood");
+    for i in 0..2000 {
+        fs::write(dir.join(i.to_string()), "").expect("file");
+    }
+    let _ = Command::new("chmod").args(["-R", "a+rX"]).arg(&dir).status();
+    let daemon = Daemon::start(&["--repeated-failures", "2"]);
+    let script = format!("for i in $(seq 0 1999); do {d}/$i; {d}/$i; done 2>/dev/null; exit 0", d = dir.display());
+    let status = spawn_unprivileged(&script).wait().expect("flood");
+    assert!(status.success(), "{status}");
+    // The loops are reported as the events arrive: wait for the caller's folded finding.
+    let deadline = Instant::now() + WAIT;
+    let folded = loop {
+        let open = findings(&daemon);
+        if let Some(f) = open.iter().find(|f| f["rule"] == "exec-failure-loop" && f["subject"].as_str().is_some_and(|s| s.ends_with("|_folded"))) {
+            break f.clone();
+        }
+        assert!(Instant::now() < deadline, "no folded finding; open: {open:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(folded["title"].as_str().unwrap_or("").contains("more than 8 different binaries"), "{folded:#}");
+    std::thread::sleep(Duration::from_secs(2));
+    let loops: Vec<serde_json::Value> = findings(&daemon).into_iter().filter(|f| f["rule"] == "exec-failure-loop").collect();
+    assert!(loops.len() <= 9, "{} exec-failure-loop findings open: {loops:#?}", loops.len());
+    let count = folded["count"].as_u64().unwrap_or(0);
+    assert!(count >= 2, "the folded finding counts what it stands for: {folded:#}");
+    // The daemon's memory stays far under the DaemonSet's 128 MiB limit.
+    let status = fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).expect("status");
+    let rss_kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).expect("VmRSS");
+    assert!(rss_kib < 128 * 1024, "VmRSS {rss_kib} KiB");
+    assert_eq!(daemon.stop(), Some(0));
+    let _ = fs::remove_dir_all(dir);
 }

@@ -155,7 +155,7 @@ static_pod_killed_by_kubelet() { # driver
         sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CG/$cgroup" /usr/local/bin/kube-scheduler &
         victim=$!
         sleep 1
-        run_in system.slice/kubelet.service /usr/bin/kubelet -9 $victim
+        run_in system.slice/kubelet.service /usr/libexec/kubelet/kill -9 $victim
         wait $victim
         echo "SCHEDULER $1 $attempt $id exit $?"
         sleep 1
@@ -171,6 +171,8 @@ unit_oom() {
     echo 0 > "$dir/memory.swap.max"
     run_in system.slice/containerd.service /bin/dd if=/dev/zero of=/dev/null bs=256M count=1
     echo "CONTAINERD-UNIT exit $?"
+    # The real containerd of the CRI phase runs in this unit's cgroup too (as systemd starts it).
+    echo max > "$dir/memory.max"
 }
 
 # Removes kubelet's cgroups (leaves first), as on a node that never ran the other driver.
@@ -189,7 +191,7 @@ node_run() { # driver
     unit_oom
     stamp "$1-events-caused"
     wait_findings static-pod-restart-loop "kube-apiserver-$NODE/kube-apiserver" "kube-scheduler-$NODE/kube-scheduler" \
-        memory-reservations-misconfigured containerd.service
+        memory-limit-oom-kill containerd.service
     stamp "$1-findings-seen"
     section "findings-$1" wget -qO- "http://127.0.0.1:$PORT/findings"
     section "metrics-$1" wget -qO- "http://127.0.0.1:$PORT/metrics"

@@ -35,7 +35,7 @@ pub fn register(registry: &mut Registry, store: &FindingStore) {
     registry.register("findings_opened", "Findings opened, by rule and severity", store.opened.clone());
     registry.register(
         "findings_folded",
-        "Findings of the detectors folded into their rule's _folded finding past the cap of open findings per rule",
+        "Findings of the detectors folded past a cap: of open findings per rule (into the rule's _folded finding), or of subjects per caller (into the caller's)",
         store.folded.clone(),
     );
     registry.register_collector(Box::new(OpenFindings { store: store.clone() }));

@@ -81,6 +81,11 @@ impl Inner {
     /// Opens the finding, or refreshes it (content, last seen, count) when already open.
     fn upsert(&mut self, id: String, origin: Origin, finding: Finding, now: SystemTime, changes: &mut Changes) {
         self.generation += 1;
+        // A detector's own fold (a caller past its cap of subjects, `<caller>|_folded`) is
+        // counted as a fold like the store's.
+        if origin != Origin::Audit && finding.subject.ends_with(FOLDED_SUBJECT) {
+            changes.folded.push(finding.rule);
+        }
         match self.open.get_mut(&id) {
             Some(open) => {
                 open.finding = finding;
