@@ -55,7 +55,7 @@ pub fn parse(text: &str) -> Option<MemoryPressure> {
         let mut parsed = PsiLine::default();
         let mut seen = 0u8;
         for word in words {
-            let Some((key, value)) = word.split_once('=') else { return None };
+            let (key, value) = word.split_once('=')?;
             match key {
                 "avg10" => parsed.avg10 = percent(value)?,
                 "avg60" => parsed.avg60 = percent(value)?,
