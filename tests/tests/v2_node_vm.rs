@@ -14,6 +14,12 @@
 //!   the unit's `memory.max`. The daemon must name each owner (namespace/pod/container, static
 //!   pod; the unit), raise `static-pod-restart-loop` with the right cause, and count each kill
 //!   once in `kills_total`;
+//! - under the `systemd` driver, kube-controller-manager's container held at a low `memory.high`
+//!   without swap, a memory hog in it (writes to a tmpfs) throttled by the kernel: the daemon
+//!   exports the pod's PSI (`memory_pressure_stalled_seconds_total`) and raises
+//!   `control-plane-memory-pressure` with the figures, with no OOM kill; no kill of the run is
+//!   missing from the probes' count against the kernel's `memory.events`
+//!   (`oom_kills_missed_total` stays unserved);
 //! - `cri-pod-smoke`: Debian's containerd, runc's v2 shim and runc run a pod through the CRI
 //!   with kubelet's cgroupfs parent on v2, its container is OOM-killed at the `memory.max` runc
 //!   wrote, and the daemon counts it under the names only the CRI knows. (runc's systemd driver
@@ -108,6 +114,32 @@ fn check_driver(console: &monitor_tests::vm::Console, driver: &str) {
     for (labels, count) in &expected {
         assert_eq!(kills(&metrics, labels), Some(*count), "{driver}: kills_total{{{labels}}}:\n{metrics}");
     }
+    let memory_pressure = |scope_labels: &str| {
+        let series = format!("node_runtime_monitor_memory_pressure_stalled_seconds_total{{kind=\"full\",{scope_labels}}} ");
+        metrics.lines().find_map(|l| l.strip_prefix(&series)?.trim().parse::<f64>().ok())
+    };
+    assert!(memory_pressure(r#"scope="node",namespace="",pod="",service="""#).is_some(), "{driver}: the node's PSI:\n{metrics}");
+    // Every kill the kernel counted in the workloads' memory cgroups came through the probes.
+    assert!(!metrics.contains("oom_kills_missed_total{"), "{driver}: {metrics}");
+    let pressure_findings: Vec<&serde_json::Value> = open.iter().filter(|f| f["rule"] == "control-plane-memory-pressure").collect();
+    let controller_manager = format!("kube-system/kube-controller-manager-{NODE}");
+    if driver == "systemd" {
+        let hog = console.line("HOG systemd").unwrap_or_else(|| panic!("the memory hog did not finish:\n{report}"));
+        assert!(hog.ends_with("exit 0"), "stalled, never killed: {hog}");
+        let stalled = memory_pressure(&format!(r#"scope="pod",namespace="kube-system",pod="kube-controller-manager-{NODE}",service="""#));
+        assert!(stalled.is_some_and(|s| s > 1.0), "{driver}: the pod's full stall, seconds: {stalled:?}\n{metrics}");
+        let finding = pressure_findings.iter().find(|f| f["subject"] == controller_manager.as_str()).unwrap_or_else(|| panic!("no pressure finding: {open:#?}"));
+        assert_eq!(finding["severity"], "warning", "{finding:#}");
+        let title = finding["title"].as_str().unwrap_or_default();
+        assert!(title.contains(&format!("{controller_manager} (static pod) was fully stalled on memory")), "{finding:#}");
+        let evidence = finding["evidence"].to_string();
+        assert!(evidence.contains("full avg10=") && evidence.contains("avg60=") && evidence.contains(" s stalled in "), "{finding:#}");
+        eprintln!("{driver}: {title}\n{}", console.section("pressure-systemd").unwrap_or_default());
+    }
+    // None where nothing stalls: kube-scheduler sleeps. (kube-apiserver's OOM kills may stall
+    // it in reclaim first: that is pressure too, not asserted either way.)
+    let scheduler = format!("kube-system/kube-scheduler-{NODE}");
+    assert!(!pressure_findings.iter().any(|f| f["subject"] == scheduler.as_str()), "{driver}: {pressure_findings:#?}");
     let all_kills: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("node_runtime_monitor_kills_total{"))
