@@ -147,7 +147,7 @@ impl MemoryWatch {
     }
 
     /// One attributed event of `owner`; `oom_kill` when it is an OOM kill of its process.
-    pub fn note(&mut self, owner: &Owner, oom_kill: bool, now: Instant) {
+    pub fn note(&mut self, owner: &Arc<Owner>, oom_kill: bool, now: Instant) {
         let Some(path) = owner.cgroup_path.as_deref().filter(|p| safe_path(p)) else { return };
         let (kills, pressure) = match &owner.kind {
             OwnerKind::Container(c) => (true, c.pod.as_ref().filter(|p| !p.name.is_empty()).map(|pod| (parent(path), pod))),
@@ -186,10 +186,9 @@ impl MemoryWatch {
         if self.kills.len() >= self.config.max_cgroups {
             evict_oldest(&mut self.kills, |c| c.last_event);
         }
-        let owner = Arc::new(owner.clone());
         self.kills.insert(
             path.into(),
-            KillCheck { owner, probes: u64::from(oom_kill), baseline: None, reported: 0, pending: 0, last_event: now },
+            KillCheck { owner: owner.clone(), probes: u64::from(oom_kill), baseline: None, reported: 0, pending: 0, last_event: now },
         );
     }
 
@@ -372,7 +371,7 @@ mod tests {
 
     const POD: &str = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod2f7a5e1bd4c3089e6a1f0b7c5d9e8a41.slice";
 
-    fn container(static_pod: bool, id: &str) -> Owner {
+    fn container(static_pod: bool, id: &str) -> Arc<Owner> {
         let pod = PodRef { namespace: "kube-system".into(), name: "kube-apiserver-cp1".into(), uid: "2f7a".into(), static_pod, manifest: None };
         let kind = OwnerKind::Container(ContainerOwner {
             runtime: crate::node::cgroup_path::Runtime::Containerd,
@@ -382,7 +381,7 @@ mod tests {
             sandbox: false,
             attempt: None,
         });
-        Owner::new(kind, Some(format!("{POD}/cri-containerd-{id}.scope")))
+        Arc::new(Owner::new(kind, Some(format!("{POD}/cri-containerd-{id}.scope"))))
     }
 
     fn id(n: char) -> String {
@@ -471,7 +470,7 @@ mod tests {
             watch.note(&container(false, &id(n)), false, t0);
         }
         assert_eq!(watch.followed(), (2, 1));
-        let hostile = Owner::new(OwnerKind::HostService { unit: "x.service".into(), service: "x".into() }, Some("/system.slice/../../etc".into()));
+        let hostile = Arc::new(Owner::new(OwnerKind::HostService { unit: "x.service".into(), service: "x".into() }, Some("/system.slice/../../etc".into())));
         watch.note(&hostile, false, t0);
         assert_eq!(watch.followed(), (2, 1), "a path with .. is not followed");
         assert_eq!(parent("/a/b/c"), "/a/b");
