@@ -218,7 +218,7 @@ node_run() { # driver
     [ "$1" = systemd ] && static_pod_memory_pressure "$1"
     stamp "$1-events-caused"
     wait_findings static-pod-restart-loop "kube-apiserver-$NODE/kube-apiserver" "kube-scheduler-$NODE/kube-scheduler" \
-        memory-reservations-misconfigured containerd.service
+        memory-limit-oom-kill containerd.service
     stamp "$1-findings-seen"
     section "findings-$1" wget -qO- "http://127.0.0.1:$PORT/findings"
     section "metrics-$1" wget -qO- "http://127.0.0.1:$PORT/metrics"
