@@ -29,7 +29,7 @@
 //!
 //! Under QEMU's emulation (TCG, no KVM here) the VM boots in about 3 s (5 s with the root moved
 //! to a tmpfs), each daemon serves within about 3 s, containerd serves CRI within about 3 s; the
-//! whole VM runs about 60 s (the memory hog stalls about 5 s of it).
+//! whole VM runs about 80 s (the memory hog stalls about 5 s of it).
 
 use std::{path::Path, time::Duration};
 

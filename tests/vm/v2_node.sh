@@ -173,6 +173,9 @@ unit_oom() {
     echo 0 > "$dir/memory.swap.max"
     run_in system.slice/containerd.service /bin/dd if=/dev/zero of=/dev/null bs=256M count=1
     echo "CONTAINERD-UNIT exit $?"
+    # The real containerd of cri_run runs in this unit's cgroup (tests/src/containerd.rs): with
+    # its MemoryMax back to none.
+    echo max > "$dir/memory.max"
 }
 
 # kube-controller-manager's container held at its memory.high (kubelet's memory QoS and a
