@@ -56,6 +56,17 @@ pub fn lines(report: &AuditReport) -> Vec<String> {
     report.findings.iter().map(line).collect()
 }
 
+/// The evidence of a rule's findings, a `source | detail` line each.
+pub fn evidence_of(report: &AuditReport, rule: &str) -> String {
+    report
+        .findings
+        .iter()
+        .filter(|f| f.rule == rule)
+        .flat_map(|f| f.evidence.iter().map(|e| format!("{} | {}", e.source, e.detail)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The reviewed findings of a fixture node (`<name>.findings`, `#` comments allowed).
 pub fn expected(name: &str) -> Vec<String> {
     let path = fixtures_dir().join(format!("{name}.findings"));

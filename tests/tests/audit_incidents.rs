@@ -5,7 +5,7 @@
 //! `audit_containerd_live.rs`.
 
 use monitor::{audit::AuditReport, exporters::check_report as report};
-use monitor_tests::fixture_node::{self as fixture, audit};
+use monitor_tests::fixture_node::{self as fixture, audit, evidence_of};
 
 /// Audits a fixture node and asserts its findings are its record (`<name>.findings`), the exit
 /// code `check` gives, and that every finding has evidence and a remediation.
@@ -43,16 +43,6 @@ fn every_fixture_node_has_exactly_its_recorded_findings() {
         let report = audit(&name);
         fixture::assert_expected(&name, &report);
     }
-}
-
-fn evidence_of(report: &AuditReport, rule: &str) -> String {
-    report
-        .findings
-        .iter()
-        .filter(|f| f.rule == rule)
-        .flat_map(|f| f.evidence.iter().map(|e| format!("{} | {}", e.source, e.detail)))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use monitor_tests::fixture_node::evidence_of as evidence;
 use monitor::{
     audit::{Audit, AuditReport},
     node::{
@@ -63,16 +64,6 @@ fn runtime_findings(report: &AuditReport) -> Vec<(String, String)> {
         report.findings.iter().filter(|f| rules.contains(&f.rule)).map(|f| (f.rule.to_string(), f.subject.clone())).collect();
     out.sort();
     out
-}
-
-fn evidence(report: &AuditReport, rule: &str) -> String {
-    report
-        .findings
-        .iter()
-        .filter(|f| f.rule == rule)
-        .flat_map(|f| f.evidence.iter().map(|e| format!("{} | {}", e.source, e.detail)))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn mismatch(subject: &str) -> Vec<(String, String)> {
