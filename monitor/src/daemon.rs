@@ -21,11 +21,16 @@ use tokio::{
 };
 use tracing::{debug, error, info, warn};
 
-use self::pipeline::Pipeline;
+use self::pipeline::{MemoryReads, Pipeline};
 use crate::{
     attribution::{self, AttributionConfig},
     audit::{self, AuditMetrics},
-    detectors::{Detectors, loops::LoopConfig, metrics::DetectorMetrics},
+    detectors::{
+        Detectors,
+        loops::LoopConfig,
+        memory_cgroups::{MemoryWatch, MemoryWatchConfig},
+        metrics::DetectorMetrics,
+    },
     exporters::http::{self, AppState},
     findings::{self, Origin, store::FindingStore},
     health::{SourceHealth, previous_run::PreviousRun},
@@ -104,6 +109,17 @@ pub struct RunArgs {
     /// as it is, in milliseconds.
     #[arg(long, env = "NRM_ATTRIBUTION_HOLD_MS", default_value_t = 500)]
     pub attribution_hold_ms: u64,
+    /// The memory cgroups of the workloads seen (OOM kill counts, memory pressure) and the
+    /// node's memory pressure are read this often.
+    #[arg(long, env = "NRM_MEMORY_READ_SECONDS", default_value_t = 15)]
+    pub memory_read_seconds: u64,
+    /// A control-plane cgroup fully stalled on memory (PSI `full`) for this share of the
+    /// window, in percent, is a `control-plane-memory-pressure` finding.
+    #[arg(long, env = "NRM_MEMORY_PRESSURE_PERCENT", default_value_t = 10.0)]
+    pub memory_pressure_percent: f64,
+    /// The window of that share, in seconds.
+    #[arg(long, env = "NRM_MEMORY_PRESSURE_WINDOW_SECONDS", default_value_t = 60)]
+    pub memory_pressure_window_seconds: u64,
     /// The configuration audit re-runs this often (and whenever a file it read changes).
     #[arg(long, env = "NRM_AUDIT_INTERVAL_SECONDS", default_value_t = 300)]
     pub audit_interval_seconds: u64,
@@ -146,6 +162,20 @@ impl RunArgs {
             connect_failures: self.repeated_failures.max(1),
             connect_window: window,
             ..LoopConfig::default()
+        }
+    }
+
+    fn memory_reads(&self) -> MemoryReads {
+        let config = MemoryWatchConfig {
+            window: std::time::Duration::from_secs(self.memory_pressure_window_seconds.max(1)),
+            full_percent: self.memory_pressure_percent,
+            ..MemoryWatchConfig::default()
+        };
+        MemoryReads {
+            watch: MemoryWatch::new(config),
+            interval: std::time::Duration::from_secs(self.memory_read_seconds.max(1)),
+            mounts: node::cgroupfs::Mounts::discover(),
+            host: HostRoot::new(&self.host_root),
         }
     }
 
@@ -248,7 +278,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let (attributed_rx, attribution_task) =
         attribution::spawn(attribution_config(&args, node.kubelet), events_rx, &mut registry);
-    let pipeline = Pipeline::new(Detectors::new(args.loop_config()), audit_reports, findings.clone(), detector_metrics, args.log_events);
+    let pipeline = Pipeline::new(Detectors::new(args.loop_config()), audit_reports, findings.clone(), detector_metrics, args.log_events)
+        .with_memory_reads(args.memory_reads());
     for task in [node.task, audit_task, attribution_task, sources_task] {
         tasks.spawn(async move {
             let _ = task.await;

@@ -159,7 +159,9 @@ impl Initramfs {
             .arg(stock_kernel())
             .arg("-initrd")
             .arg(&image)
-            .args(["-append", "console=ttyS0 quiet panic=-1"])
+            // psi=1: the memory pressure tests read PSI, which a kernel built with
+            // CONFIG_PSI_DEFAULT_DISABLED (as distributions that fear its cost build it) keeps off.
+            .args(["-append", "console=ttyS0 quiet panic=-1 psi=1"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

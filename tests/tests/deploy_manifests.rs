@@ -326,6 +326,7 @@ fn promtool_unit_tests_of_the_rules_pass_and_cover_every_alert_both_ways() {
         "NodeRuntimeMonitorProbeDown",
         "NodeRuntimeMonitorEventsLost",
         "NodeRuntimeMonitorAttributionMisses",
+        "NodeRuntimeMonitorOOMKillsMissed",
         "NodeRuntimeMonitorDown",
         "NodeRuntimeMonitorSeriesFolded",
     ] {

@@ -3,12 +3,14 @@
 //! second. Three targets of the job:
 //! - the node's monitor, on the Kubespray node tree of incident 4 (`--host-root`) with a real
 //!   containerd's CRI socket in it, one kernel program disabled (`--disable-probe`);
-//! - a second monitor with a 4 KiB ring buffer, which loses events in an exec burst;
+//! - a second monitor with a 4 KiB ring buffer, which loses events in an exec burst, and its
+//!   `mark_victim` program off, so that the kernel counts an OOM kill its probes never deliver;
 //! - a port nothing listens on (a monitor that is down): port 1, which no test can be given by
 //!   `bind(0)` (below 1024) and nothing on a test host serves.
 //!
 //! Real events: a static kube-apiserver pod OOM-killed in containerd, a pod container killed
-//! twice by runc (kubelet's StopContainer), a host memcg OOM kill, a SIGKILL, a binary that keeps
+//! twice by runc (kubelet's StopContainer), a host memcg OOM kill, a unit's process OOM-killed at
+//! the unit's memory limit (missed by the second monitor), a SIGKILL, a binary that keeps
 //! failing to exec, and an exec burst in a cgroup shaped like a container that CRI does not know.
 //! Then:
 //! - every recording rule and every alert expression returns data, and every alert is active
@@ -30,7 +32,7 @@ use std::{
 };
 
 use monitor_tests::{
-    cgroups::{TestCgroup, cgroup2_mount, spawn_in},
+    cgroups::{MemoryLayout, TestCgroup, cgroup2_mount, memory_layout, spawn_in, unit_cgroup},
     containerd::{ContainerSpec, Containerd, PodSpec},
     daemon::Daemon,
     prometheus::{Prometheus, catalogue, encode, families},
@@ -40,7 +42,7 @@ use serde_json::Value;
 const WAIT: Duration = Duration::from_secs(120);
 const JOB: &str = "node-runtime-monitor";
 /// Every alert of the rule file and what makes it active here.
-const ALERTS: [&str; 9] = [
+const ALERTS: [&str; 10] = [
     "NodeRuntimeMonitorFindingCritical",         // the audit of the Kubespray node tree
     "NodeRuntimeMonitorFindingWarning",          // the exec-failure-loop (pending: `for` 15m)
     "NodeRuntimeMonitorStaticPodOOMKilled",      // kube-apiserver-node1 OOM-killed in containerd
@@ -48,10 +50,13 @@ const ALERTS: [&str; 9] = [
     "NodeRuntimeMonitorProbeDown",               // --disable-probe (pending: `for` 5m)
     "NodeRuntimeMonitorEventsLost",              // the 4 KiB ring buffer in an exec burst
     "NodeRuntimeMonitorAttributionMisses",       // execs in a container CRI does not know
+    "NodeRuntimeMonitorOOMKillsMissed",          // the lossy monitor without mark_victim
     "NodeRuntimeMonitorDown",                    // the target nothing listens on
     "NodeRuntimeMonitorSeriesFolded",            // one caller failing on 10 different paths
 ];
 const DISABLED_PROBE: &str = "inet_sock_set_state";
+/// Off on the lossy monitor: the OOM kills it misses.
+const MISSED_PROBE: &str = "mark_victim";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -134,6 +139,21 @@ fn unknown_container_cgroups(containers: u64) -> (TestCgroup, Vec<TestCgroup>) {
     (TestCgroup { path: pod }, containers)
 }
 
+/// The memory cgroup systemd gives unit `unit` with `MemoryMax=` (`/system.slice/<unit>`
+/// where the node keeps the memory controller), without swap.
+fn unit_memory_cgroup(unit: &str, limit_bytes: u64) -> TestCgroup {
+    let (mount, no_swap) = match memory_layout() {
+        MemoryLayout::V2(mount) => (mount, ("memory.swap.max", "0")),
+        MemoryLayout::V1(mount) => (mount, ("memory.swappiness", "0")),
+    };
+    let path = mount.join("system.slice").join(unit);
+    fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+    let _ = fs::write(path.join(no_swap.0), no_swap.1);
+    let cgroup = TestCgroup { path };
+    cgroup.set_memory_limit(limit_bytes);
+    cgroup
+}
+
 fn exec_burst(cgroup: &TestCgroup, execs: u32) {
     let script = format!("i=0; while [ $i -lt {execs} ]; do /bin/true; i=$((i+1)); done");
     let mut child = spawn_in(Command::new("/bin/sh").args(["-c", &script]), &[cgroup]);
@@ -169,7 +189,16 @@ fn dashboards_and_alerts_work_against_a_real_prometheus_scraping_the_daemon() {
     ]);
     let empty_root = std::env::temp_dir().join(format!("nrm-prom-e2e-empty-{}", std::process::id()));
     fs::create_dir_all(&empty_root).expect("empty root");
-    let lossy = Daemon::start(&["--host-root", empty_root.to_str().unwrap(), "--ring-buffer-bytes", "4096"]);
+    let lossy = Daemon::start(&[
+        "--host-root",
+        empty_root.to_str().unwrap(),
+        "--ring-buffer-bytes",
+        "4096",
+        "--disable-probe",
+        MISSED_PROBE,
+        "--memory-read-seconds",
+        "1",
+    ]);
     let down = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
     let instance = daemon.address.to_string();
     let rules = root().join("dashboards/prometheus-rules.yaml");
@@ -233,6 +262,19 @@ fn dashboards_and_alerts_work_against_a_real_prometheus_scraping_the_daemon() {
         &[&tree],
     );
     let _ = flooder.wait();
+
+    // A process of a unit OOM-killed at the unit's memory limit, seconds after it started there
+    // (both monitors follow the unit's memory cgroup by then): the lossy monitor, without
+    // mark_victim, hears nothing of the kill, and the kernel's count says it missed one.
+    let unit = format!("nrm-prom-e2e-missed-{}.service", std::process::id());
+    let unit_tree = TestCgroup { path: unit_cgroup(&unit) };
+    let unit_memory = unit_memory_cgroup(&unit, 40 << 20);
+    let mut unit_hog = spawn_in(
+        Command::new("/bin/sh").args(["-c", "sleep 3; exec /usr/bin/python3 -c 'b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n'"]),
+        &[&unit_tree, &unit_memory],
+    );
+    let _ = unit_hog.wait();
+    assert_eq!(unit_memory.oom_kills(), 1, "the unit's process was OOM-killed");
 
     // Execs in a container nobody knows, in bursts: the small ring buffer overflows, and
     // neither monitor can name the owner. Bursts go on (bounded) until Prometheus sees the
@@ -351,6 +393,15 @@ fn dashboards_and_alerts_work_against_a_real_prometheus_scraping_the_daemon() {
     alert("NodeRuntimeMonitorAttributionMisses", "pending", vec![]);
     alert("NodeRuntimeMonitorDown", "pending", vec![("instance", down.to_string())]);
     alert("NodeRuntimeMonitorSeriesFolded", "firing", vec![("instance", instance.clone())]);
+    let missed = alert("NodeRuntimeMonitorOOMKillsMissed", "firing", vec![("instance", lossy.address.to_string())]);
+    assert_eq!(missed["value"].as_str().map(|v| v.parse::<f64>().unwrap()), Some(1.0), "{missed:#}");
+    let lossy_metrics = lossy.get("/metrics").unwrap_or_default();
+    assert!(
+        lossy_metrics.contains(&format!(r#"node_runtime_monitor_oom_kills_missed_total{{namespace="",pod="",container="",service="{unit}"}} 1"#)),
+        "{lossy_metrics}"
+    );
+    // The node's monitor saw every kill the kernel counted.
+    assert!(!prometheus.alerts().iter().any(|a| a["labels"]["alertname"] == "NodeRuntimeMonitorOOMKillsMissed" && a["labels"]["instance"] == instance.as_str()));
     // The node's own monitor lost nothing: its 8 MiB ring buffer kept up.
     assert!(
         !prometheus.alerts().iter().any(|a| a["labels"]["alertname"] == "NodeRuntimeMonitorEventsLost" && a["labels"]["instance"] == instance.as_str()),
@@ -379,7 +430,7 @@ fn dashboards_and_alerts_work_against_a_real_prometheus_scraping_the_daemon() {
 
     // The catalogue against what the node's monitor serves after all this: every family with
     // its type and label names, and every family of the catalogue but the two nothing here
-    // causes (a CRI call of the attribution failing).
+    // causes (a CRI call of the attribution failing) and the lossy monitor's missed OOM kills.
     let served = families(&daemon.get("/metrics").expect("/metrics"));
     let catalogue = catalogue();
     for (name, got) in &served {
@@ -387,7 +438,11 @@ fn dashboards_and_alerts_work_against_a_real_prometheus_scraping_the_daemon() {
         assert_eq!((&got.kind, &got.labels), (&doc.kind, &doc.labels), "{name}: served vs docs/METRICS.md");
     }
     let unserved: Vec<&String> = catalogue.keys().filter(|name| !served.contains_key(*name)).collect();
-    assert_eq!(unserved, ["node_runtime_monitor_attribution_cri_errors"], "catalogue families not served");
+    assert_eq!(
+        unserved,
+        ["node_runtime_monitor_attribution_cri_errors", "node_runtime_monitor_oom_kills_missed"],
+        "catalogue families not served"
+    );
 
     drop(prometheus);
     assert_eq!(lossy.stop(), Some(0));

@@ -20,6 +20,7 @@ NS=kube-system
 # kubelet names a static pod's uid after a hash of its manifest (32 hex digits, no dashes).
 APISERVER_UID=2f7a5e1bd4c3089e6a1f0b7c5d9e8a41
 SCHEDULER_UID=8b1d0c6e2a4f97e35c0d1b2a6f8e7d13
+CONTROLLER_MANAGER_UID=c4e9a1f07b2d6e8a3f5c1d0b9e7a2c64
 PORT=9750
 
 stamp() { echo "T $1 $(cut -d' ' -f1 /proc/uptime)"; }
@@ -81,7 +82,8 @@ start_daemon() { # driver [name of this run]
     sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CG/system.slice/node-runtime-monitor.service" \
         /usr/bin/node-runtime-monitor run \
         --listen "127.0.0.1:$PORT" --state-dir "/run/nrm-$run" --host-root / \
-        --attribution-hold-ms 10000 --audit-interval-seconds 3600 > "/tmp/daemon-$run.log" 2>&1 &
+        --attribution-hold-ms 10000 --audit-interval-seconds 3600 \
+        --memory-read-seconds 1 --memory-pressure-window-seconds 3 > "/tmp/daemon-$run.log" 2>&1 &
     DAEMON=$!
     i=0
     while ! wget -qO- "http://127.0.0.1:$PORT/healthz" > /dev/null 2>&1; do
@@ -155,7 +157,7 @@ static_pod_killed_by_kubelet() { # driver
         sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CG/$cgroup" /usr/local/bin/kube-scheduler &
         victim=$!
         sleep 1
-        run_in system.slice/kubelet.service /usr/libexec/kubelet/kill -9 $victim
+        run_in system.slice/kubelet.service /usr/bin/kubelet -9 $victim
         wait $victim
         echo "SCHEDULER $1 $attempt $id exit $?"
         sleep 1
@@ -171,8 +173,35 @@ unit_oom() {
     echo 0 > "$dir/memory.swap.max"
     run_in system.slice/containerd.service /bin/dd if=/dev/zero of=/dev/null bs=256M count=1
     echo "CONTAINERD-UNIT exit $?"
-    # The real containerd of the CRI phase runs in this unit's cgroup too (as systemd starts it).
+    # The real containerd of cri_run runs in this unit's cgroup (tests/src/containerd.rs): with
+    # its MemoryMax back to none.
     echo max > "$dir/memory.max"
+}
+
+# kube-controller-manager's container held at its memory.high (kubelet's memory QoS and a
+# unit's MemoryHigh= write it), without swap: each write of a memory hog to a tmpfs (memory
+# that cannot be reclaimed) returns over the limit and the kernel throttles it, a full stall
+# on memory, never an OOM kill. Once the daemon reports the pressure the limit is lifted and
+# the hog finishes by itself.
+static_pod_memory_pressure() { # driver
+    pod="kube-controller-manager-$NODE"
+    id=$(new_id)
+    kubelet_logs $NS "$pod" $CONTROLLER_MANAGER_UID kube-controller-manager "$id" 0
+    cgroup=$(container_cgroup "$1" $CONTROLLER_MANAGER_UID "$id")
+    dir=$(cgroup_make "$cgroup")
+    echo 16M > "$dir/memory.high"
+    echo 0 > "$dir/memory.swap.max"
+    stamp "$1-pressure-start"
+    sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$CG/$cgroup" /bin/dd if=/dev/zero of=/tmp/hog-fill bs=1M count=48 2>/dev/null &
+    hog=$!
+    wait_findings control-plane-memory-pressure "kube-system/$pod"
+    stamp "$1-pressure-seen"
+    section "pressure-$1" cat "${dir%/*}/memory.pressure"
+    echo max > "$dir/memory.high"
+    wait $hog
+    echo "HOG $1 exit $?"
+    rm -f /tmp/hog-fill
+    rmdir "$dir"
 }
 
 # Removes kubelet's cgroups (leaves first), as on a node that never ran the other driver.
@@ -189,6 +218,7 @@ node_run() { # driver
     static_pod_oom_loop "$1"
     static_pod_killed_by_kubelet "$1"
     unit_oom
+    [ "$1" = systemd ] && static_pod_memory_pressure "$1"
     stamp "$1-events-caused"
     wait_findings static-pod-restart-loop "kube-apiserver-$NODE/kube-apiserver" "kube-scheduler-$NODE/kube-scheduler" \
         memory-limit-oom-kill containerd.service

@@ -9,12 +9,31 @@
 //! [`sweep_interval`](crate::attribution::owner_series::sweep_interval)), so a churn of pods
 //! does not fold every new one until a restart. It does not decide what a kill is (that is
 //! [`kills`](super::kills)) nor name owners (attribution).
+//!
+//! The memory cgroups' ([`memory_cgroups`](super::memory_cgroups)):
+//! `oom_kills_missed_total{namespace,pod,container,service}` (capped and expiring the same way)
+//! and `memory_pressure_stalled_seconds_total{kind,scope,namespace,pod,service}`, the kernel's
+//! PSI totals of the node and of the pods and units followed (at most
+//! [`MemoryWatchConfig::max_cgroups`](super::memory_cgroups::MemoryWatchConfig) of them, each
+//! gone with its cgroup), as read at the latest read.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use prometheus_client::{encoding::EncodeLabelSet, registry::Registry};
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    metrics::counter::ConstCounter,
+    registry::Registry,
+};
 
-use super::kills::Death;
+use super::{
+    kills::Death,
+    memory_cgroups::{MissedKills, PressureScope},
+};
+use crate::node::memory_pressure::MemoryPressure;
 use crate::attribution::{
     OwnerLabelValues,
     owner_series::{CappedSeries, DEFAULT_SERIES_TTL, FoldLabels, OTHER_NAMESPACE},
@@ -55,9 +74,68 @@ impl FoldLabels for KillLabels {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MissedLabels {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub service: String,
+}
+
+impl FoldLabels for MissedLabels {
+    fn fold(self) -> Self {
+        Self { namespace: OTHER_NAMESPACE.into(), pod: String::new(), container: String::new(), service: String::new() }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PressureLabels {
+    /// `some` or `full`.
+    kind: &'static str,
+    /// `node`, `pod`, `service`.
+    scope: &'static str,
+    namespace: String,
+    pod: String,
+    service: String,
+}
+
+/// The PSI totals of the latest read, encoded at scrape time.
+#[derive(Clone, Debug, Default)]
+struct PressureTotals(Arc<Mutex<Vec<(PressureScope, MemoryPressure)>>>);
+
+impl Collector for PressureTotals {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(totals) = self.0.lock() else { return Ok(()) };
+        if totals.is_empty() {
+            return Ok(());
+        }
+        let mut family = encoder.encode_descriptor(
+            "memory_pressure_stalled_seconds",
+            "Time stalled on memory as the kernel's PSI counts it (some: at least one task, full: all at once), of the node and of the pods and node daemons followed",
+            None,
+            ConstCounter::new(0.0f64).metric_type(),
+        )?;
+        for (scope, pressure) in totals.iter() {
+            for (kind, line) in [("some", &pressure.some), ("full", &pressure.full)] {
+                let labels = PressureLabels {
+                    kind,
+                    scope: scope.scope,
+                    namespace: scope.namespace.clone(),
+                    pod: scope.pod.clone(),
+                    service: scope.service.clone(),
+                };
+                ConstCounter::new(line.total_us as f64 / 1e6).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct DetectorMetrics {
     kills: CappedSeries<KillLabels>,
+    oom_kills_missed: CappedSeries<MissedLabels>,
+    pressure: PressureTotals,
     /// Kill series not moved for this long are removed.
     ttl: Duration,
 }
@@ -70,6 +148,8 @@ impl DetectorMetrics {
     fn with_limits(registry: &mut Registry, max_series: usize, ttl: Duration) -> Self {
         let metrics = Self {
             kills: CappedSeries::new(max_series),
+            oom_kills_missed: CappedSeries::new(max_series),
+            pressure: PressureTotals::default(),
             ttl,
         };
         registry.register(
@@ -82,7 +162,30 @@ impl DetectorMetrics {
             "Kill counts folded into namespace=\"_other\" because the series cap was reached",
             metrics.kills.folded().clone(),
         );
+        registry.register(
+            "oom_kills_missed",
+            "OOM kills the kernel counted in a workload's memory cgroup (memory.events, memory.oom_control) that the probes did not deliver",
+            metrics.oom_kills_missed.expiring_on_scrape(ttl),
+        );
+        registry.register_collector(Box::new(metrics.pressure.clone()));
         metrics
+    }
+
+    /// Counts kills the kernel saw and the probes did not.
+    pub fn record_missed(&self, missed: &MissedKills) {
+        let owner = missed.owner.labels();
+        let labels = MissedLabels { namespace: owner.namespace, pod: owner.pod, container: owner.container, service: owner.service };
+        self.oom_kills_missed.expire_if_due(self.ttl);
+        for _ in 0..missed.missed.min(1 << 16) {
+            self.oom_kills_missed.inc(labels.clone());
+        }
+    }
+
+    /// The PSI totals read now: the series exported until the next read.
+    pub fn set_pressure(&self, pressure: Vec<(PressureScope, MemoryPressure)>) {
+        if let Ok(mut totals) = self.pressure.0.lock() {
+            *totals = pressure;
+        }
     }
 
     /// Counts `death` if it was a kill; `static_pod` when its owner is a static pod's container.

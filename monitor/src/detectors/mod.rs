@@ -8,10 +8,13 @@
 //!   same binary, repeated failed connects to runtime sockets and the API server.
 //! - [`control_plane_oom`]: OOM kills of control-plane pods and node daemons, by the limit the
 //!   kernel killed at: the node's (joined with the audit's reservation findings) or their own.
+//! - [`memory_cgroups`]: the kernel's own counts of the workloads' memory cgroups, read
+//!   periodically: OOM kills the probes missed, memory pressure of the control plane.
 
 pub mod control_plane_oom;
 pub mod kills;
 pub mod loops;
+pub mod memory_cgroups;
 pub mod metrics;
 
 use std::{
@@ -111,6 +114,7 @@ pub fn rules() -> Vec<Rule> {
     let mut all = loops::RULES.to_vec();
     all.push(control_plane_oom::MEMORY_RESERVATIONS);
     all.push(control_plane_oom::MEMORY_LIMIT_OOM_KILL);
+    all.push(memory_cgroups::CONTROL_PLANE_MEMORY_PRESSURE);
     all
 }
 

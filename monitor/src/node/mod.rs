@@ -22,6 +22,7 @@ pub mod host_root;
 pub mod k0s;
 pub mod kubelet;
 pub mod memory;
+pub mod memory_pressure;
 pub mod offline_images;
 pub mod parse_error;
 pub mod runtimes;

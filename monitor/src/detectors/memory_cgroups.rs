@@ -1,0 +1,479 @@
+//! The memory cgroups of the node's workloads as the kernel counts them: OOM kills the probes
+//! missed (the kernel's `oom_kill` count of a cgroup against the kills the probes delivered for
+//! it) and memory pressure (PSI) of pods, node daemons and the node, with a finding when a
+//! control-plane static pod, kubelet or the runtime is stalled on memory, before any OOM kill.
+//!
+//! [`MemoryWatch`] is fed the attributed events ([`MemoryWatch::note`]: which cgroups own
+//! workloads, which OOM kills the probes saw) and, every read interval, what the node reader
+//! read of the cgroups it asked for ([`MemoryWatch::targets`], [`MemoryWatch::observe`]); it
+//! does no I/O. Kernel counts are cumulative since each cgroup was created: the first read of
+//! a cgroup is its baseline (less the kills the probes already saw in it), later reads compare
+//! deltas; a kill the kernel counted and the probes did not is reported once it is still
+//! missing at the next read (an event may be in flight during one read). Cgroups are dropped
+//! when they are gone, and capped ([`MemoryWatchConfig::max_cgroups`], oldest first).
+
+use std::{
+    collections::VecDeque,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use foldhash::{HashMap, HashMapExt as _};
+
+use crate::{
+    attribution::{Owner, OwnerKind},
+    findings::{Finding, Rule, Severity},
+    node::{memory_pressure::MemoryPressure, runtimes},
+};
+
+pub const CONTROL_PLANE_MEMORY_PRESSURE: Rule = Rule {
+    id: "control-plane-memory-pressure",
+    severity: Severity::Warning,
+    title: "A control-plane static pod, kubelet or the container runtime is stalled on memory",
+    description: "The kernel's memory pressure (PSI `full`: every task of the cgroup stalled on memory at once) of a control-plane static pod, kubelet's or the runtime's unit stayed above the threshold for the whole window: it is reclaiming at its memory.high or memory.max, or the node is, and an OOM kill is next. Evidence: avg10/avg60 and the seconds stalled in the window.",
+};
+
+/// Settings of [`MemoryWatch`].
+#[derive(Clone, Debug)]
+pub struct MemoryWatchConfig {
+    /// Most cgroups followed (each: one series per PSI kind, one missed-kill check).
+    pub max_cgroups: usize,
+    /// Pressure must hold over this long to be a finding.
+    pub window: Duration,
+    /// Share of the window (percent) a cgroup must be fully stalled.
+    pub full_percent: f64,
+    /// A cgroup of a workload that is not part of the control plane is forgotten after this
+    /// long without an event.
+    pub ttl: Duration,
+}
+
+impl Default for MemoryWatchConfig {
+    fn default() -> Self {
+        Self {
+            max_cgroups: 512,
+            window: Duration::from_secs(60),
+            full_percent: 10.0,
+            ttl: crate::attribution::owner_series::DEFAULT_SERIES_TTL,
+        }
+    }
+}
+
+/// What a pressure series is of: `node`, a `pod` (its cgroup), a host `service` (its unit).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PressureScope {
+    pub scope: &'static str,
+    pub namespace: String,
+    pub pod: String,
+    pub service: String,
+}
+
+impl PressureScope {
+    pub fn node() -> Self {
+        Self { scope: "node", namespace: String::new(), pod: String::new(), service: String::new() }
+    }
+}
+
+/// A cgroup the node reader is asked to read: its path in the hierarchy (`/kubepods/...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub path: Arc<str>,
+    /// Read its OOM kill count.
+    pub oom_kills: bool,
+    /// Read its memory pressure.
+    pub pressure: bool,
+}
+
+/// What was read of a target; both `None` when the cgroup is gone.
+#[derive(Clone, Debug, Default)]
+pub struct Reading {
+    pub path: Arc<str>,
+    pub oom_kills: Option<u64>,
+    pub pressure: Option<MemoryPressure>,
+}
+
+/// OOM kills the kernel counted in a cgroup and the probes did not deliver.
+#[derive(Clone, Debug)]
+pub struct MissedKills {
+    pub owner: Arc<Owner>,
+    pub path: Arc<str>,
+    /// Newly missed.
+    pub missed: u64,
+    /// The kernel's count since the baseline, and the probes'.
+    pub kernel: u64,
+    pub probes: u64,
+}
+
+/// What a read brings: missed kills, the pressure series now, findings.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub missed: Vec<MissedKills>,
+    pub pressure: Vec<(PressureScope, MemoryPressure)>,
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Debug)]
+struct KillCheck {
+    owner: Arc<Owner>,
+    probes: u64,
+    /// The kernel's count at the first read, less the kills the probes had seen then.
+    baseline: Option<u64>,
+    reported: u64,
+    /// Excess at the previous read (not yet reported: the event may have been in flight).
+    pending: u64,
+    last_event: Instant,
+}
+
+#[derive(Debug)]
+struct PressureCgroup {
+    scope: PressureScope,
+    /// The finding's subject: `namespace/pod` or the unit.
+    subject: String,
+    display: String,
+    control_plane: bool,
+    samples: VecDeque<(Instant, MemoryPressure)>,
+    last_event: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct MemoryWatch {
+    config: MemoryWatchConfig,
+    kills: HashMap<Arc<str>, KillCheck>,
+    pressure: HashMap<Arc<str>, PressureCgroup>,
+}
+
+impl MemoryWatch {
+    pub fn new(config: MemoryWatchConfig) -> Self {
+        Self { config, kills: HashMap::new(), pressure: HashMap::new() }
+    }
+
+    /// One attributed event of `owner`; `oom_kill` when it is an OOM kill of its process.
+    pub fn note(&mut self, owner: &Arc<Owner>, oom_kill: bool, now: Instant) {
+        let Some(path) = owner.cgroup_path.as_deref().filter(|p| safe_path(p)) else { return };
+        let (kills, pressure) = match &owner.kind {
+            OwnerKind::Container(c) => (true, c.pod.as_ref().filter(|p| !p.name.is_empty()).map(|pod| (parent(path), pod))),
+            OwnerKind::Pod(pod) if !pod.name.is_empty() => (true, Some((path, pod))),
+            OwnerKind::HostService { unit, .. } => {
+                self.follow_pressure(path, now, || PressureCgroup {
+                    scope: PressureScope { scope: "service", namespace: String::new(), pod: String::new(), service: unit.clone() },
+                    subject: unit.clone(),
+                    display: format!("host service {unit}"),
+                    control_plane: runtimes::is_node_unit(unit),
+                    samples: VecDeque::new(),
+                    last_event: now,
+                });
+                (true, None)
+            }
+            _ => (false, None),
+        };
+        if let Some((pod_path, pod)) = pressure {
+            self.follow_pressure(pod_path, now, || PressureCgroup {
+                scope: PressureScope { scope: "pod", namespace: pod.namespace.clone(), pod: pod.name.clone(), service: String::new() },
+                subject: format!("{}/{}", pod.namespace, pod.name),
+                display: format!("{}/{}{}", pod.namespace, pod.name, if pod.static_pod { " (static pod)" } else { "" }),
+                control_plane: pod.static_pod,
+                samples: VecDeque::new(),
+                last_event: now,
+            });
+        }
+        if !kills {
+            return;
+        }
+        if let Some(check) = self.kills.get_mut(path) {
+            check.last_event = now;
+            check.probes += u64::from(oom_kill);
+            return;
+        }
+        if self.kills.len() >= self.config.max_cgroups {
+            evict_oldest(&mut self.kills, |c| c.last_event);
+        }
+        self.kills.insert(
+            path.into(),
+            KillCheck { owner: owner.clone(), probes: u64::from(oom_kill), baseline: None, reported: 0, pending: 0, last_event: now },
+        );
+    }
+
+    fn follow_pressure(&mut self, path: &str, now: Instant, make: impl FnOnce() -> PressureCgroup) {
+        if let Some(followed) = self.pressure.get_mut(path) {
+            followed.last_event = now;
+            return;
+        }
+        if self.pressure.len() >= self.config.max_cgroups {
+            evict_oldest(&mut self.pressure, |p| p.last_event);
+        }
+        self.pressure.insert(path.into(), make());
+    }
+
+    /// The cgroups to read now (each once).
+    pub fn targets(&self) -> Vec<Target> {
+        let mut targets: Vec<Target> =
+            self.kills.keys().map(|path| Target { path: path.clone(), oom_kills: true, pressure: false }).collect();
+        for path in self.pressure.keys() {
+            match targets.iter_mut().find(|t| t.path == *path) {
+                Some(target) => target.pressure = true,
+                None => targets.push(Target { path: path.clone(), oom_kills: false, pressure: true }),
+            }
+        }
+        targets
+    }
+
+    /// What was read at `now` of the [`Self::targets`] and of the node (`None`: no PSI).
+    pub fn observe(&mut self, readings: &[Reading], node: Option<MemoryPressure>, now: Instant) -> Observed {
+        let mut observed = Observed::default();
+        if let Some(node) = node {
+            observed.pressure.push((PressureScope::node(), node));
+        }
+        for reading in readings {
+            let gone = reading.oom_kills.is_none() && reading.pressure.is_none();
+            if let Some(check) = self.kills.get_mut(&reading.path) {
+                match reading.oom_kills {
+                    Some(count) => observed.missed.extend(check.compare(&reading.path, count)),
+                    None if gone => {
+                        self.kills.remove(&reading.path);
+                    }
+                    None => {}
+                }
+            }
+            if let Some(followed) = self.pressure.get_mut(&reading.path) {
+                match reading.pressure {
+                    Some(pressure) => {
+                        followed.samples.push_back((now, pressure));
+                        observed.pressure.push((followed.scope.clone(), pressure));
+                        observed.findings.extend(followed.judge(&self.config, now));
+                    }
+                    None if gone => {
+                        self.pressure.remove(&reading.path);
+                    }
+                    None => {}
+                }
+            }
+        }
+        // Workloads outside the control plane are forgotten when quiet; the control plane's
+        // are followed while their cgroups exist.
+        let ttl = self.config.ttl;
+        self.kills.retain(|_, c| now.saturating_duration_since(c.last_event) < ttl || control_plane_owner(&c.owner));
+        self.pressure.retain(|_, p| now.saturating_duration_since(p.last_event) < ttl || p.control_plane);
+        observed
+    }
+
+    /// Cgroups followed (kill checks, pressure), for tests and the daemon's logs.
+    pub fn followed(&self) -> (usize, usize) {
+        (self.kills.len(), self.pressure.len())
+    }
+}
+
+/// A static pod's container or pod, or a node daemon's unit.
+fn control_plane_owner(owner: &Owner) -> bool {
+    match &owner.kind {
+        OwnerKind::HostService { unit, .. } => runtimes::is_node_unit(unit),
+        _ => owner.pod().is_some_and(|p| p.static_pod),
+    }
+}
+
+impl KillCheck {
+    fn compare(&mut self, path: &Arc<str>, count: u64) -> Option<MissedKills> {
+        let Some(baseline) = self.baseline else {
+            self.baseline = Some(count.saturating_sub(self.probes));
+            return None;
+        };
+        let kernel = count.saturating_sub(baseline);
+        let excess = kernel.saturating_sub(self.probes).saturating_sub(self.reported);
+        // Still missing since the previous read: not an event in flight.
+        let missed = excess.min(self.pending);
+        self.pending = excess - missed;
+        if missed == 0 {
+            return None;
+        }
+        self.reported += missed;
+        Some(MissedKills { owner: self.owner.clone(), path: path.clone(), missed, kernel, probes: self.probes })
+    }
+}
+
+impl PressureCgroup {
+    /// A finding when the cgroup of a control-plane owner was fully stalled for at least
+    /// `full_percent` of a whole window.
+    fn judge(&mut self, config: &MemoryWatchConfig, now: Instant) -> Option<Finding> {
+        // Keep one sample at or before the window's start, none older.
+        while self.samples.len() > 2 && self.samples[1].0 + config.window <= now {
+            self.samples.pop_front();
+        }
+        if !self.control_plane {
+            return None;
+        }
+        let (&(first_at, first), &(_, last)) = (self.samples.front()?, self.samples.back()?);
+        let span = now.saturating_duration_since(first_at);
+        if span < config.window || span.is_zero() {
+            return None;
+        }
+        let stalled = Duration::from_micros(last.full.total_us.saturating_sub(first.full.total_us));
+        let share = 100.0 * stalled.as_secs_f64() / span.as_secs_f64();
+        if share < config.full_percent {
+            return None;
+        }
+        let finding = Finding::new(
+            &CONTROL_PLANE_MEMORY_PRESSURE,
+            &self.subject,
+            format!(
+                "{} was fully stalled on memory {:.1} s of the last {:.0} s ({share:.0}%): it is reclaiming at its limit or the node is",
+                self.display,
+                stalled.as_secs_f64(),
+                span.as_secs_f64()
+            ),
+        )
+        .evidence(
+            "kernel: memory.pressure (PSI)",
+            format!(
+                "full avg10={:.2} avg60={:.2} avg300={:.2} total={}us; some avg10={:.2} avg60={:.2} total={}us",
+                last.full.avg10, last.full.avg60, last.full.avg300, last.full.total_us, last.some.avg10, last.some.avg60, last.some.total_us
+            ),
+        )
+        .evidence(
+            "kernel: memory.pressure (PSI) over the window",
+            format!(
+                "full: {:.1} s stalled in {:.1} s; some: {:.1} s stalled",
+                stalled.as_secs_f64(),
+                span.as_secs_f64(),
+                Duration::from_micros(last.some.total_us.saturating_sub(first.some.total_us)).as_secs_f64()
+            ),
+        )
+        .remediation(
+            "Give it memory before the OOM killer does: raise the container's or unit's memory limit (memory.high/memory.max: the static pod's resources, the unit's MemoryHigh/MemoryMax), or reserve memory for the node's machinery (kubelet's systemReserved/kubeReserved) and find what else fills the node.",
+        );
+        Some(finding)
+    }
+}
+
+/// The parent cgroup (a container's pod): `/a/b/c` -> `/a/b`.
+fn parent(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(at) => &path[..at],
+    }
+}
+
+/// A path in the hierarchy as the kernel names them: absolute, without `..`.
+fn safe_path(path: &str) -> bool {
+    path.starts_with('/') && path != "/" && !path.split('/').any(|part| part == "..")
+}
+
+fn evict_oldest<V>(map: &mut HashMap<Arc<str>, V>, last: impl Fn(&V) -> Instant) {
+    if let Some(oldest) = map.iter().min_by_key(|(_, v)| last(v)).map(|(k, _)| k.clone()) {
+        map.remove(&oldest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        attribution::{ContainerOwner, PodRef},
+        node::{cgroup_path::ContainerId, memory_pressure::parse},
+    };
+
+    const POD: &str = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod2f7a5e1bd4c3089e6a1f0b7c5d9e8a41.slice";
+
+    fn container(static_pod: bool, id: &str) -> Arc<Owner> {
+        let pod = PodRef { namespace: "kube-system".into(), name: "kube-apiserver-cp1".into(), uid: "2f7a".into(), static_pod, manifest: None };
+        let kind = OwnerKind::Container(ContainerOwner {
+            runtime: crate::node::cgroup_path::Runtime::Containerd,
+            id: ContainerId::parse_hex(id).expect("id"),
+            name: Some("kube-apiserver".into()),
+            pod: Some(pod),
+            sandbox: false,
+            attempt: None,
+        });
+        Arc::new(Owner::new(kind, Some(format!("{POD}/cri-containerd-{id}.scope"))))
+    }
+
+    fn id(n: char) -> String {
+        std::iter::repeat_n(n, 64).collect()
+    }
+
+    fn psi(full_total_us: u64, full_avg10: f64) -> MemoryPressure {
+        let text = format!(
+            "some avg10={full_avg10:.2} avg60=1.00 avg300=0.50 total={}\nfull avg10={full_avg10:.2} avg60=1.00 avg300=0.50 total={full_total_us}\n",
+            full_total_us + 1000
+        );
+        parse(&text).expect("psi")
+    }
+
+    fn reading(path: &str, kills: Option<u64>, pressure: Option<MemoryPressure>) -> Reading {
+        Reading { path: path.into(), oom_kills: kills, pressure }
+    }
+
+    #[test]
+    fn a_kill_the_probes_missed_is_counted_once_and_one_in_flight_is_not() {
+        let t0 = Instant::now();
+        let mut watch = MemoryWatch::new(MemoryWatchConfig::default());
+        let owner = container(true, &id('a'));
+        let path = owner.cgroup_path.clone().expect("path");
+        // Its first event is an OOM kill the probes saw: the kernel's count already has it.
+        watch.note(&owner, true, t0);
+        let targets = watch.targets();
+        assert!(targets.iter().any(|t| *t.path == *path && t.oom_kills && !t.pressure));
+        assert!(targets.iter().any(|t| &*t.path == POD && t.pressure), "{targets:?}");
+        let read = |kills| [reading(&path, Some(kills), None)];
+        // Two kills before the monitor followed it, one it saw: the baseline.
+        assert!(watch.observe(&read(3), None, t0).missed.is_empty());
+        // One more kill, its event in flight at this read: not missed yet.
+        assert!(watch.observe(&read(4), None, t0).missed.is_empty());
+        watch.note(&owner, true, t0);
+        assert!(watch.observe(&read(4), None, t0).missed.is_empty(), "the event came");
+        // A kill the probes never deliver: missing at two reads, counted once.
+        assert!(watch.observe(&read(5), None, t0).missed.is_empty());
+        let missed = watch.observe(&read(5), None, t0).missed;
+        assert_eq!(missed.len(), 1);
+        assert_eq!((missed[0].missed, missed[0].kernel, missed[0].probes), (1, 3, 2));
+        assert!(watch.observe(&read(5), None, t0).missed.is_empty(), "reported once");
+        // The cgroup is gone: forgotten.
+        watch.observe(&[reading(&path, None, None)], None, t0);
+        assert_eq!(watch.followed().0, 0);
+    }
+
+    #[test]
+    fn sustained_full_stall_of_a_static_pod_is_a_finding_and_a_short_one_or_a_pods_is_not() {
+        let config = MemoryWatchConfig { window: Duration::from_secs(10), full_percent: 10.0, ..Default::default() };
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        for static_pod in [true, false] {
+            let mut watch = MemoryWatch::new(config.clone());
+            watch.note(&container(static_pod, &id('b')), false, t0);
+            let mut found = Vec::new();
+            // 5 s of 10 fully stalled, read every 5 s.
+            for (s, total) in [(0, 0), (5, 2_500_000), (10, 5_000_000)] {
+                let observed = watch.observe(&[reading(POD, None, Some(psi(total, 50.0)))], Some(psi(0, 0.0)), at(s));
+                assert_eq!(observed.pressure.len(), 2, "node and pod");
+                found = observed.findings;
+            }
+            if !static_pod {
+                assert!(found.is_empty(), "not the control plane: {found:?}");
+                continue;
+            }
+            let finding = found.first().expect("a finding after a whole window");
+            assert_eq!((finding.rule, finding.subject.as_str()), ("control-plane-memory-pressure", "kube-system/kube-apiserver-cp1"));
+            assert!(finding.title.contains("5.0 s of the last 10 s (50%)"), "{}", finding.title);
+            assert!(finding.evidence[0].detail.contains("full avg10=50.00 avg60=1.00"), "{:?}", finding.evidence);
+        }
+        // Stalled only briefly: below the share over the window.
+        let mut watch = MemoryWatch::new(config);
+        watch.note(&container(true, &id('c')), false, t0);
+        for (s, total) in [(0, 0), (5, 500_000), (10, 600_000), (15, 700_000)] {
+            let observed = watch.observe(&[reading(POD, None, Some(psi(total, 5.0)))], None, at(s));
+            assert!(observed.findings.is_empty(), "{:?}", observed.findings);
+        }
+    }
+
+    #[test]
+    fn followed_cgroups_are_capped_and_paths_checked() {
+        let t0 = Instant::now();
+        let mut watch = MemoryWatch::new(MemoryWatchConfig { max_cgroups: 2, ..Default::default() });
+        for n in ['1', '2', '3'] {
+            watch.note(&container(false, &id(n)), false, t0);
+        }
+        assert_eq!(watch.followed(), (2, 1));
+        let hostile = Arc::new(Owner::new(OwnerKind::HostService { unit: "x.service".into(), service: "x".into() }, Some("/system.slice/../../etc".into())));
+        watch.note(&hostile, false, t0);
+        assert_eq!(watch.followed(), (2, 1), "a path with .. is not followed");
+        assert_eq!(parent("/a/b/c"), "/a/b");
+        assert_eq!(parent("/a"), "/");
+    }
+}

@@ -1,0 +1,172 @@
+//! Memory cgroups as the kernel counts them: pressure stall information (PSI: the node's
+//! `/proc/pressure/memory`, a cgroup's `memory.pressure`) and the OOM kills in a cgroup
+//! (`memory.events.local`, else `memory.events` on v2; `memory.oom_control` on v1).
+//!
+//! PSI text (Documentation/accounting/psi.rst), one line per kind, `full` absent from a kernel
+//! older than 5.x for the node's CPU file only (memory always has it):
+//!
+//! ```text
+//! some avg10=0.00 avg60=0.00 avg300=0.00 total=3286328
+//! full avg10=0.00 avg60=0.00 avg300=0.00 total=1178545
+//! ```
+//!
+//! `avg*` are percentages of wall time stalled over 10 s, 60 s, 300 s; `total` is the
+//! cumulative stall time in microseconds since the cgroup was created (the node's: since boot).
+//! Files are read bounded (a workload can mount anything at a cgroup's path), and a text that
+//! does not parse is `None`, never a panic.
+
+use std::path::Path;
+
+use super::host_root::HostRoot;
+
+/// More than any kernel writes in these files (two lines of ~70 bytes; memory.events ~200).
+const MAX_FILE_BYTES: u64 = 4096;
+
+/// The node's memory PSI, as a host path.
+pub const NODE_PRESSURE: &str = "/proc/pressure/memory";
+
+/// One PSI line: averages in percent of wall time, the total stall in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct PsiLine {
+    pub avg10: f64,
+    pub avg60: f64,
+    pub avg300: f64,
+    pub total_us: u64,
+}
+
+/// A memory PSI file: `some` (at least one task stalled on memory) and `full` (every
+/// non-idle task stalled at once: the cgroup did no work).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MemoryPressure {
+    pub some: PsiLine,
+    pub full: PsiLine,
+}
+
+/// Parses the text of a memory PSI file; `None` unless both lines are there and well formed.
+pub fn parse(text: &str) -> Option<MemoryPressure> {
+    let (mut some, mut full) = (None, None);
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        let slot = match words.next() {
+            Some("some") => &mut some,
+            Some("full") => &mut full,
+            _ => continue,
+        };
+        let mut parsed = PsiLine::default();
+        let mut seen = 0u8;
+        for word in words {
+            let (key, value) = word.split_once('=')?;
+            match key {
+                "avg10" => parsed.avg10 = percent(value)?,
+                "avg60" => parsed.avg60 = percent(value)?,
+                "avg300" => parsed.avg300 = percent(value)?,
+                "total" => parsed.total_us = value.parse().ok()?,
+                _ => continue,
+            }
+            seen += 1;
+        }
+        if seen != 4 {
+            return None;
+        }
+        *slot = Some(parsed);
+    }
+    Some(MemoryPressure { some: some?, full: full? })
+}
+
+fn percent(value: &str) -> Option<f64> {
+    value.parse::<f64>().ok().filter(|p| p.is_finite() && (0.0..=100.0).contains(p))
+}
+
+/// The node's memory pressure (`<host-root>/proc/pressure/memory`); `None` on a kernel without
+/// PSI (`CONFIG_PSI=n`, or `psi=0` on its command line).
+pub fn read_node(host: &HostRoot) -> Option<MemoryPressure> {
+    parse(&host.read_text_limited(Path::new(NODE_PRESSURE), MAX_FILE_BYTES).ok()?)
+}
+
+/// A cgroup v2 directory's memory pressure (`memory.pressure`: a core file of every v2
+/// cgroup, with or without the memory controller). `dir` is a path of the monitor's own mount
+/// namespace (the hierarchy's mount point joined with the cgroup's path).
+pub fn read_cgroup(dir: &Path) -> Option<MemoryPressure> {
+    parse(&read_small(&dir.join("memory.pressure"))?)
+}
+
+/// The kernel's count of OOM kills of processes of this memory cgroup itself: `oom_kill` of
+/// `memory.events.local` (v2, kernel >= 5.2), else of `memory.events` (v2, which also counts
+/// descendants: the same for a leaf such as a container's), else of `memory.oom_control` (v1).
+pub fn oom_kills(dir: &Path) -> Option<u64> {
+    ["memory.events.local", "memory.events", "memory.oom_control"]
+        .iter()
+        .find_map(|file| read_small(&dir.join(file)))
+        .and_then(|text| parse_oom_kill(&text))
+}
+
+/// `oom_kill <n>` of a `memory.events` or `memory.oom_control` text.
+pub fn parse_oom_kill(text: &str) -> Option<u64> {
+    text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok())
+}
+
+/// A kernel file of the monitor's own view (a cgroup mount), read bounded, without following
+/// a FIFO or a device a workload could have mounted there.
+fn read_small(path: &Path) -> Option<String> {
+    HostRoot::new("/").read_text_limited(path, MAX_FILE_BYTES).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/proc/pressure/memory` of this machine (Linux 6.18) as read, and a stalled cgroup's in
+    /// the same format (Documentation/accounting/psi.rst) with figures typed for the test.
+    #[test]
+    fn parses_the_kernels_psi_text() {
+        let node = "some avg10=0.00 avg60=0.00 avg300=0.00 total=3286328\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=1178545\n";
+        let p = parse(node).expect("psi");
+        assert_eq!((p.some.total_us, p.full.total_us), (3_286_328, 1_178_545));
+        let stalled = "some avg10=93.12 avg60=61.40 avg300=17.85 total=48211370\nfull avg10=88.07 avg60=57.93 avg300=16.70 total=45632311\n";
+        let p = parse(stalled).expect("psi");
+        assert_eq!((p.full.avg10, p.full.avg60, p.full.avg300), (88.07, 57.93, 16.70));
+        assert_eq!(p.some.total_us, 48_211_370);
+    }
+
+    #[test]
+    fn hostile_or_partial_texts_are_none() {
+        for text in [
+            "",
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=1\n",
+            "some avg10=x avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=1\n",
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=-1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=1\n",
+            "some avg10=NaN avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=1\n",
+            "some avg10=1e9 avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=1\n",
+            "some total\nfull total\n",
+            "\u{0}\u{ff}garbage",
+        ] {
+            assert_eq!(parse(text), None, "{text:?}");
+        }
+    }
+
+    /// `memory.events` (v2) and `memory.oom_control` (v1) in the kernel's format
+    /// (Documentation/admin-guide/cgroup-v2.rst, mm/memcontrol.c), counts typed for the test.
+    #[test]
+    fn oom_kill_counts_of_v2_and_v1() {
+        let v2 = "low 0\nhigh 0\nmax 412\noom 3\noom_kill 3\noom_group_kill 0\n";
+        assert_eq!(parse_oom_kill(v2), Some(3));
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        assert_eq!(parse_oom_kill(v1), Some(2));
+        assert_eq!(parse_oom_kill("oom_kill x\n"), None);
+        let dir = std::env::temp_dir().join(format!("nrm-oom-kills-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("memory.events"), "oom 9\noom_kill 9\n").expect("write");
+        std::fs::write(dir.join("memory.events.local"), "oom 1\noom_kill 1\n").expect("write");
+        assert_eq!(oom_kills(&dir), Some(1), "the cgroup's own count first");
+        std::fs::remove_file(dir.join("memory.events.local")).expect("rm");
+        assert_eq!(oom_kills(&dir), Some(9));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// This machine's kernel keeps PSI: the node's file reads through the host root.
+    #[test]
+    fn the_nodes_pressure_is_read_here() {
+        let p = read_node(&HostRoot::new("/")).expect("this kernel's PSI parses");
+        assert!(p.some.total_us >= p.full.total_us);
+    }
+}
