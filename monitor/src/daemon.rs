@@ -166,7 +166,11 @@ impl RunArgs {
     }
 
     fn memory_reads(&self) -> MemoryReads {
+        let mounts = node::cgroupfs::Mounts::discover();
+        // Cgroups created from now on are compared from zero: see MemoryWatchConfig::born_after.
+        let born_after = mounts.memory_v1.as_ref().or(mounts.v2.as_ref()).and_then(|m| node::memory_pressure::newest_cgroup_id(m));
         let config = MemoryWatchConfig {
+            born_after,
             window: std::time::Duration::from_secs(self.memory_pressure_window_seconds.max(1)),
             full_percent: self.memory_pressure_percent,
             ..MemoryWatchConfig::default()
@@ -174,7 +178,7 @@ impl RunArgs {
         MemoryReads {
             watch: MemoryWatch::new(config),
             interval: std::time::Duration::from_secs(self.memory_read_seconds.max(1)),
-            mounts: node::cgroupfs::Mounts::discover(),
+            mounts,
             host: HostRoot::new(&self.host_root),
         }
     }

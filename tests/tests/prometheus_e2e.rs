@@ -263,14 +263,15 @@ fn dashboards_and_alerts_work_against_a_real_prometheus_scraping_the_daemon() {
     );
     let _ = flooder.wait();
 
-    // A process of a unit OOM-killed at the unit's memory limit, seconds after it started there
-    // (both monitors follow the unit's memory cgroup by then): the lossy monitor, without
-    // mark_victim, hears nothing of the kill, and the kernel's count says it missed one.
+    // A process of a new unit OOM-killed at the unit's memory limit as soon as it starts, before
+    // a monitor may have heard of the unit's cgroup (its first events can be lost in the small
+    // ring buffer): the lossy monitor, without mark_victim, hears nothing of the kill, and the
+    // kernel's count, from the cgroup's creation, says it missed one.
     let unit = format!("nrm-prom-e2e-missed-{}.service", std::process::id());
     let unit_tree = TestCgroup { path: unit_cgroup(&unit) };
     let unit_memory = unit_memory_cgroup(&unit, 40 << 20);
     let mut unit_hog = spawn_in(
-        Command::new("/bin/sh").args(["-c", "sleep 3; exec /usr/bin/python3 -c 'b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n'"]),
+        Command::new("/bin/sh").args(["-c", "exec /usr/bin/python3 -c 'b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n'"]),
         &[&unit_tree, &unit_memory],
     );
     let _ = unit_hog.wait();

@@ -185,6 +185,7 @@ fn read_target(target: &Target, mounts: &Mounts) -> Reading {
     let memory = mounts.memory_v1.as_ref().or(mounts.v2.as_ref());
     Reading {
         path: target.path.clone(),
+        id: memory.filter(|_| target.oom_kills).and_then(|m| memory_pressure::cgroup_id(&m.join(relative))),
         oom_kills: memory.filter(|_| target.oom_kills).and_then(|m| memory_pressure::oom_kills(&m.join(relative))),
         pressure: mounts.v2.as_ref().filter(|_| target.pressure).and_then(|m| memory_pressure::read_cgroup(&m.join(relative))),
     }

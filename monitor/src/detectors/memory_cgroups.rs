@@ -6,11 +6,14 @@
 //! [`MemoryWatch`] is fed the attributed events ([`MemoryWatch::note`]: which cgroups own
 //! workloads, which OOM kills the probes saw) and, every read interval, what the node reader
 //! read of the cgroups it asked for ([`MemoryWatch::targets`], [`MemoryWatch::observe`]); it
-//! does no I/O. Kernel counts are cumulative since each cgroup was created: the first read of
-//! a cgroup is its baseline (less the kills the probes already saw in it), later reads compare
-//! deltas; a kill the kernel counted and the probes did not is reported once it is still
-//! missing at the next read (an event may be in flight during one read). Cgroups are dropped
-//! when they are gone, and capped ([`MemoryWatchConfig::max_cgroups`], oldest first).
+//! does no I/O. Kernel counts are cumulative since each cgroup was created. A cgroup created
+//! after the monitor started (its kernfs id above [`MemoryWatchConfig::born_after`]: the kernel
+//! hands out cgroup ids in increasing order) is compared from zero, so a kill in its first
+//! seconds, before the monitor heard of the cgroup, is not lost; an older cgroup's first read is
+//! its baseline (less the kills the probes already saw in it). Later reads compare deltas; a
+//! kill the kernel counted and the probes did not is reported once it is still missing at the
+//! next read (an event may be in flight during one read). Cgroups are dropped when they are
+//! gone, and capped ([`MemoryWatchConfig::max_cgroups`], oldest first).
 
 use std::{
     collections::VecDeque,
@@ -45,6 +48,10 @@ pub struct MemoryWatchConfig {
     /// A cgroup of a workload that is not part of the control plane is forgotten after this
     /// long without an event.
     pub ttl: Duration,
+    /// The newest cgroup id of the memory hierarchy when the monitor started: a cgroup with a
+    /// higher id was created since, and every kill the kernel counted in it is the monitor's
+    /// to account for. `None`: unknown, every cgroup's first read is its baseline.
+    pub born_after: Option<u64>,
 }
 
 impl Default for MemoryWatchConfig {
@@ -54,6 +61,7 @@ impl Default for MemoryWatchConfig {
             window: Duration::from_secs(60),
             full_percent: 10.0,
             ttl: crate::attribution::owner_series::DEFAULT_SERIES_TTL,
+            born_after: None,
         }
     }
 }
@@ -83,10 +91,12 @@ pub struct Target {
     pub pressure: bool,
 }
 
-/// What was read of a target; both `None` when the cgroup is gone.
+/// What was read of a target; both counts `None` when the cgroup is gone.
 #[derive(Clone, Debug, Default)]
 pub struct Reading {
     pub path: Arc<str>,
+    /// The kernfs id (inode number) of its memory cgroup directory.
+    pub id: Option<u64>,
     pub oom_kills: Option<u64>,
     pub pressure: Option<MemoryPressure>,
 }
@@ -115,8 +125,11 @@ pub struct Observed {
 struct KillCheck {
     owner: Arc<Owner>,
     probes: u64,
-    /// The kernel's count at the first read, less the kills the probes had seen then.
+    /// The kernel's count at the first read, less the kills the probes had seen then (zero
+    /// for a cgroup born after the monitor started).
     baseline: Option<u64>,
+    /// The cgroup's kernfs id, once read.
+    id: Option<u64>,
     reported: u64,
     /// Excess at the previous read (not yet reported: the event may have been in flight).
     pending: u64,
@@ -183,12 +196,14 @@ impl MemoryWatch {
             check.probes += u64::from(oom_kill);
             return;
         }
-        if self.kills.len() >= self.config.max_cgroups {
-            evict_oldest(&mut self.kills, |c| c.last_event);
+        if self.kills.len() >= self.config.max_cgroups
+            && let Some(evicted) = evict_oldest(&mut self.kills, |c| c.last_event)
+        {
+            self.forget(&evicted);
         }
         self.kills.insert(
             path.into(),
-            KillCheck { owner: owner.clone(), probes: u64::from(oom_kill), baseline: None, reported: 0, pending: 0, last_event: now },
+            KillCheck { owner: owner.clone(), probes: u64::from(oom_kill), baseline: None, id: None, reported: 0, pending: 0, last_event: now },
         );
     }
 
@@ -226,7 +241,11 @@ impl MemoryWatch {
             let gone = reading.oom_kills.is_none() && reading.pressure.is_none();
             if let Some(check) = self.kills.get_mut(&reading.path) {
                 match reading.oom_kills {
-                    Some(count) => observed.missed.extend(check.compare(&reading.path, count)),
+                    Some(count) => {
+                        let born = matches!((reading.id, self.config.born_after), (Some(id), Some(after)) if id > after);
+                        check.id = check.id.or(reading.id);
+                        observed.missed.extend(check.compare(&reading.path, count, born));
+                    }
                     None if gone => {
                         self.kills.remove(&reading.path);
                     }
@@ -250,9 +269,27 @@ impl MemoryWatch {
         // Workloads outside the control plane are forgotten when quiet; the control plane's
         // are followed while their cgroups exist.
         let ttl = self.config.ttl;
-        self.kills.retain(|_, c| now.saturating_duration_since(c.last_event) < ttl || control_plane_owner(&c.owner));
+        let forgotten: Vec<KillCheck> = self
+            .kills
+            .extract_if(|_, c| now.saturating_duration_since(c.last_event) >= ttl && !control_plane_owner(&c.owner))
+            .map(|(_, check)| check)
+            .collect();
+        for check in forgotten {
+            self.forget(&check);
+        }
         self.pressure.retain(|_, p| now.saturating_duration_since(p.last_event) < ttl || p.control_plane);
         observed
+    }
+
+    /// A kill check dropped while its cgroup lives: what the probes saw of it is forgotten, so
+    /// were it followed again it must not count from zero (its delivered kills would look
+    /// missed). Cgroups up to its id are no longer taken as new; one never read leaves no id,
+    /// and then no cgroup is.
+    fn forget(&mut self, check: &KillCheck) {
+        self.config.born_after = match (self.config.born_after, check.id) {
+            (Some(after), Some(id)) => Some(after.max(id)),
+            _ => None,
+        };
     }
 
     /// Cgroups followed (kill checks, pressure), for tests and the daemon's logs.
@@ -270,10 +307,15 @@ fn control_plane_owner(owner: &Owner) -> bool {
 }
 
 impl KillCheck {
-    fn compare(&mut self, path: &Arc<str>, count: u64) -> Option<MissedKills> {
-        let Some(baseline) = self.baseline else {
-            self.baseline = Some(count.saturating_sub(self.probes));
-            return None;
+    /// The kernel's `count` now; `born`: the cgroup was created after the monitor started.
+    fn compare(&mut self, path: &Arc<str>, count: u64, born: bool) -> Option<MissedKills> {
+        let baseline = match self.baseline {
+            Some(baseline) => baseline,
+            None if born => *self.baseline.insert(0),
+            None => {
+                self.baseline = Some(count.saturating_sub(self.probes));
+                return None;
+            }
         };
         let kernel = count.saturating_sub(baseline);
         let excess = kernel.saturating_sub(self.probes).saturating_sub(self.reported);
@@ -355,10 +397,9 @@ fn safe_path(path: &str) -> bool {
     path.starts_with('/') && path != "/" && !path.split('/').any(|part| part == "..")
 }
 
-fn evict_oldest<V>(map: &mut HashMap<Arc<str>, V>, last: impl Fn(&V) -> Instant) {
-    if let Some(oldest) = map.iter().min_by_key(|(_, v)| last(v)).map(|(k, _)| k.clone()) {
-        map.remove(&oldest);
-    }
+fn evict_oldest<V>(map: &mut HashMap<Arc<str>, V>, last: impl Fn(&V) -> Instant) -> Option<V> {
+    let oldest = map.iter().min_by_key(|(_, v)| last(v)).map(|(k, _)| k.clone())?;
+    map.remove(&oldest)
 }
 
 #[cfg(test)]
@@ -397,7 +438,7 @@ mod tests {
     }
 
     fn reading(path: &str, kills: Option<u64>, pressure: Option<MemoryPressure>) -> Reading {
-        Reading { path: path.into(), oom_kills: kills, pressure }
+        Reading { path: path.into(), id: None, oom_kills: kills, pressure }
     }
 
     #[test]
@@ -427,6 +468,46 @@ mod tests {
         // The cgroup is gone: forgotten.
         watch.observe(&[reading(&path, None, None)], None, t0);
         assert_eq!(watch.followed().0, 0);
+    }
+
+    #[test]
+    fn a_cgroup_born_after_the_start_counts_from_zero_unless_it_was_forgotten() {
+        let t0 = Instant::now();
+        let config = MemoryWatchConfig { born_after: Some(100), ttl: Duration::from_secs(60), ..Default::default() };
+        let owner = container(false, &id('d'));
+        let path = owner.cgroup_path.clone().expect("path");
+        let read = |id, kills| [Reading { path: path.as_str().into(), id: Some(id), oom_kills: Some(kills), pressure: None }];
+        // Created after the start (id 101), killed before its first event reached the watch,
+        // the kill never delivered: missed, at the second read.
+        let mut watch = MemoryWatch::new(config.clone());
+        watch.note(&owner, false, t0);
+        assert!(watch.observe(&read(101, 1), None, t0).missed.is_empty(), "may be in flight");
+        let missed = watch.observe(&read(101, 1), None, t0).missed;
+        assert_eq!((missed.len(), missed[0].kernel, missed[0].probes), (1, 1, 0));
+        // The same with the kill delivered: nothing missed.
+        let mut watch = MemoryWatch::new(config.clone());
+        watch.note(&owner, true, t0);
+        for _ in 0..3 {
+            assert!(watch.observe(&read(101, 1), None, t0).missed.is_empty());
+        }
+        // Older than the start (id 99): its kills before the first read are history.
+        let mut watch = MemoryWatch::new(config.clone());
+        watch.note(&owner, false, t0);
+        for _ in 0..3 {
+            assert!(watch.observe(&read(99, 4), None, t0).missed.is_empty());
+        }
+        // Followed, killed (delivered), forgotten when quiet, followed again: the delivered kill
+        // is not taken for a missed one.
+        let mut watch = MemoryWatch::new(config);
+        watch.note(&owner, true, t0);
+        assert!(watch.observe(&read(101, 1), None, t0).missed.is_empty());
+        let later = t0 + Duration::from_secs(120);
+        watch.observe(&[], None, later);
+        assert_eq!(watch.followed().0, 0, "forgotten when quiet");
+        watch.note(&owner, false, later);
+        for _ in 0..3 {
+            assert!(watch.observe(&read(101, 1), None, later).missed.is_empty());
+        }
     }
 
     #[test]

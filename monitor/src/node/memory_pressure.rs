@@ -100,6 +100,41 @@ pub fn oom_kills(dir: &Path) -> Option<u64> {
         .and_then(|text| parse_oom_kill(&text))
 }
 
+/// Most directories [`newest_cgroup_id`] walks: far more cgroups than a node has.
+const MAX_CGROUP_DIRS: usize = 100_000;
+
+/// The kernfs id (inode number) of the cgroup directory `dir`.
+pub fn cgroup_id(dir: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir()).map(|m| m.ino())
+}
+
+/// The highest cgroup id in the hierarchy mounted at `mount`. The kernel numbers the nodes of
+/// a cgroup hierarchy (kernfs) in increasing order, so a cgroup created later has a higher id.
+/// `None` when the hierarchy cannot be read or has more than [`MAX_CGROUP_DIRS`] directories.
+pub fn newest_cgroup_id(mount: &Path) -> Option<u64> {
+    let mut newest = cgroup_id(mount)?;
+    let mut pending = vec![mount.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+            // Cgroup directories only: a cgroup mount holds no links.
+            let Ok(kind) = entry.file_type() else { continue };
+            if !kind.is_dir() {
+                continue;
+            }
+            seen += 1;
+            if seen > MAX_CGROUP_DIRS {
+                return None;
+            }
+            use std::os::unix::fs::DirEntryExt as _;
+            newest = newest.max(entry.ino());
+            pending.push(entry.path());
+        }
+    }
+    Some(newest)
+}
+
 /// `oom_kill <n>` of a `memory.events` or `memory.oom_control` text.
 pub fn parse_oom_kill(text: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok())
@@ -117,6 +152,21 @@ mod tests {
 
     /// `/proc/pressure/memory` of this machine (Linux 6.18) as read, and a stalled cgroup's in
     /// the same format (Documentation/accounting/psi.rst) with figures typed for the test.
+    /// A cgroup made after the walk has a higher id than every cgroup before it (this
+    /// machine's memory hierarchy: v1's, else the unified one).
+    #[test]
+    fn a_new_cgroup_has_a_higher_id_than_the_newest_before_it() {
+        let mounts = crate::node::cgroupfs::Mounts::discover();
+        let mount = mounts.memory_v1.as_ref().or(mounts.v2.as_ref()).expect("a memory hierarchy");
+        let newest = newest_cgroup_id(mount).expect("walk");
+        let dir = mount.join(format!("nrm-unit-cgroup-id-{}", std::process::id()));
+        std::fs::create_dir(&dir).expect("mkdir cgroup (run as root)");
+        let id = cgroup_id(&dir);
+        std::fs::remove_dir(&dir).expect("rmdir cgroup");
+        assert!(id.expect("id") > newest, "{id:?} after {newest}");
+        assert_eq!(cgroup_id(&dir), None, "gone");
+    }
+
     #[test]
     fn parses_the_kernels_psi_text() {
         let node = "some avg10=0.00 avg60=0.00 avg300=0.00 total=3286328\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=1178545\n";
