@@ -44,7 +44,8 @@ const MAX_STATE_BYTES: u64 = 64 * 1024;
 struct State {
     /// Starts recorded in this state directory.
     starts: u64,
-    /// The last run stopped cleanly (SIGTERM/SIGINT, every program detached).
+    /// The last run stopped on its own (SIGTERM/SIGINT, or an error it logged), every program
+    /// detached.
     clean_stop: bool,
     /// Unix seconds of the last start.
     started_at: u64,
@@ -173,7 +174,9 @@ impl PreviousRun {
         }
     }
 
-    /// Marks the run as stopped cleanly (called after every program is detached).
+    /// Marks the run as stopped on its own (called after every program is detached): on a stop
+    /// signal, or on an error the daemon logs and exits with (it was neither killed nor did it
+    /// crash: there is nothing to report at the next start).
     pub fn record_clean_stop(&self) {
         let Some(mut state) = read_state(&self.state_dir) else { return };
         state.clean_stop = true;
