@@ -235,6 +235,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             });
         } else {
+            // The kernel counters' families stay, at 0, for the alerts over them.
+            registry.register_collector(Box::new(KernelStatsCollector::unloaded()));
             drop(events_tx);
         }
 
