@@ -147,10 +147,18 @@ static TCP_CONNECTS_SEQ: Array<u64> = Array::with_max_entries(1, 0);
 /// which takes them away.
 ///
 /// LRU: outcomes of SYN_SENTs no connect() waits on (TCP Fast Open's sendto, kernel sockets,
-/// sockets that connected before the programs were loaded) land here too and are never taken,
-/// so only eviction bounds it. An evicted outcome that a non-blocking connect's return needed
-/// makes that connect wait in `TCP_CONNECTS` for an outcome already past: it is evicted from
-/// there in its turn, and counted lost then.
+/// sockets that connected before the programs were loaded, a connect evicted from
+/// `TCP_CONNECTS`) land here too and are never taken, so only eviction bounds it. Such an
+/// outcome belongs to an attempt that is over: every new SYN_SENT of a socket removes its
+/// entry, so a socket later carved from the same memory is never given it. An evicted outcome
+/// that a non-blocking connect's return needed makes that connect wait in `TCP_CONNECTS` for an
+/// outcome already past: it is evicted from there in its turn, and counted lost then.
+///
+/// The connect's return and its outcome may run at once on two CPUs: the return looks here,
+/// finds nothing and files the connect in `TCP_CONNECTS`, while the outcome looks there, finds
+/// nothing and files itself here. So each side files first, then (past a full barrier) looks
+/// at the other's table again: at least one of them sees the other, and `take_outcome` makes
+/// sure the connect is reported once.
 #[map]
 static EARLY_OUTCOMES: LruHashMap<u64, i32> = LruHashMap::with_max_entries(1024, 0);
 
@@ -159,6 +167,36 @@ static SCRATCH_EVENT: PerCpuArray<WaitingConnect> = PerCpuArray::with_max_entrie
 
 #[map]
 static SCRATCH_PATH: PerCpuArray<WatchedSocket> = PerCpuArray::with_max_entries(1, 0);
+
+/// A word of this CPU's own for [`full_barrier`]'s atomic operation.
+#[map]
+static BARRIER: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// A full memory barrier: an atomic fetch-and-add (fully ordered, as the kernel's BPF atomics
+/// with a fetch are), on a word no other CPU touches. Between filing an entry in one table and
+/// looking at the other: without it a CPU may look before its own insert is seen by the other.
+#[inline(always)]
+fn full_barrier() {
+    let Some(word) = BARRIER.get_ptr_mut(0) else { return };
+    let mut zero: u64 = 0;
+    unsafe {
+        core::arch::asm!(
+            "{zero} = atomic_fetch_add((u64 *)({word} + 0), {zero})",
+            zero = inout(reg) zero,
+            word = in(reg) word,
+            options(nostack),
+        );
+    }
+    let _ = zero;
+}
+
+/// The outcome of the connect of `skaddr` filed early, taken away (`None` when there is none).
+#[inline(always)]
+fn take_early_outcome(skaddr: u64) -> Option<i32> {
+    let early = unsafe { EARLY_OUTCOMES.get(&skaddr) }.copied()?;
+    // Taken by whoever removes it: the return and the outcome may both find it.
+    EARLY_OUTCOMES.remove(&skaddr).ok().map(|_| early)
+}
 
 /// Unix socket paths whose successful connects are reported.
 #[map]
@@ -311,6 +349,11 @@ fn tcp_state_change(
         return 0;
     }
     if connecting {
+        // A new attempt of this socket: an outcome filed for it earlier is an older attempt's
+        // (of a socket whose memory this one took), never this one's, which comes later.
+        if unsafe { EARLY_OUTCOMES.get(&skaddr) }.is_some() {
+            let _ = EARLY_OUTCOMES.remove(&skaddr);
+        }
         // In the caller's context: remember which socket it is, and where to, if the caller
         // is in connect() (not in TCP Fast Open's sendto, not a kernel socket's worker).
         if !in_connect() {
@@ -350,7 +393,16 @@ fn tcp_state_change(
             return 0;
         }
     }
-    let _ = EARLY_OUTCOMES.insert(&skaddr, &result, 0);
+    if EARLY_OUTCOMES.insert(&skaddr, &result, 0).is_err() {
+        return 0;
+    }
+    // The connect's return may have filed it meanwhile, on another CPU (see EARLY_OUTCOMES).
+    full_barrier();
+    if let Some(waiting) = TCP_CONNECTS.get_ptr_mut(&skaddr)
+        && let Some(result) = take_early_outcome(skaddr)
+    {
+        take_outcome(program, skaddr, waiting, result);
+    }
     0
 }
 
@@ -466,15 +518,7 @@ fn tcp_connect(program: ProgramId, pending: &PendingConnect, ret: i32) -> u32 {
         return report_inet(program, family, port, peer, ret, 0);
     }
     // Non-blocking: the outcome, if it came already, else wait for it.
-    let early = if pending.done != 0 {
-        Some(pending.outcome)
-    } else {
-        let early = unsafe { EARLY_OUTCOMES.get(&pending.skaddr) }.copied();
-        if early.is_some() {
-            let _ = EARLY_OUTCOMES.remove(&pending.skaddr);
-        }
-        early
-    };
+    let early = if pending.done != 0 { Some(pending.outcome) } else { take_early_outcome(pending.skaddr) };
     match early {
         Some(result) => report_inet(program, family, port, peer, result, CONNECT_ASYNC),
         None => {
@@ -485,6 +529,13 @@ fn tcp_connect(program: ProgramId, pending: &PendingConnect, ret: i32) -> u32 {
             let waiting = unsafe { &mut *waiting };
             fill_inet(&mut waiting.event, family, port, peer, 0, CONNECT_ASYNC);
             wait_for_outcome(program, pending.skaddr, waiting);
+            // The outcome may have been filed meanwhile, on another CPU (see EARLY_OUTCOMES).
+            full_barrier();
+            if let Some(filed) = TCP_CONNECTS.get_ptr_mut(&pending.skaddr)
+                && let Some(result) = take_early_outcome(pending.skaddr)
+            {
+                take_outcome(program, pending.skaddr, filed, result);
+            }
             0
         }
     }

@@ -198,6 +198,9 @@ impl RunArgs {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(version = env!("CARGO_PKG_VERSION"), host_root = %args.host_root.display(), "starting node-runtime-monitor");
+    // The port first: a daemon that cannot serve stops before it records a start, so the next
+    // start still judges the run before this one (and no program is loaded for nothing).
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let mut registry = Registry::with_prefix("node_runtime_monitor");
     register_build_info(&mut registry);
     let probe_metrics = ProbeMetrics::new(&mut registry);
@@ -220,103 +223,111 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         findings.record(Origin::Monitor, finding, std::time::SystemTime::now());
     }
 
-    // Probes: a failure here leaves the daemon running degraded (metrics, audit, health).
-    let mut probes = match Probes::load(&args.probe_options()) {
-        Ok(probes) => {
-            probe_metrics.set_status(&probes.status);
-            probes_up.store(probes.attached(), std::sync::atomic::Ordering::Relaxed);
-            info!("{}/{} kernel programs attached", probes.attached(), PROGRAMS.len());
-            probes.report_sources(&sources);
-            Some(probes)
-        }
-        Err(err) => {
-            error!("kernel probes unavailable, running without them: {err}");
-            probe_metrics.set_all_down();
-            Probes::report_no_sources(&sources);
-            None
-        }
-    };
+    // From here every exit is recorded as a stop of the monitor's own: a stop signal, or an
+    // error it logs (not a kill or a crash), once every program is detached (the block's
+    // values, the probes among them, are dropped when it ends).
+    let outcome: anyhow::Result<()> = async {
+        // Probes: a failure here leaves the daemon running degraded (metrics, audit, health).
+        let mut probes = match Probes::load(&args.probe_options()) {
+            Ok(probes) => {
+                probe_metrics.set_status(&probes.status);
+                probes_up.store(probes.attached(), std::sync::atomic::Ordering::Relaxed);
+                info!("{}/{} kernel programs attached", probes.attached(), PROGRAMS.len());
+                probes.report_sources(&sources);
+                Some(probes)
+            }
+            Err(err) => {
+                error!("kernel probes unavailable, running without them: {err}");
+                probe_metrics.set_all_down();
+                Probes::report_no_sources(&sources);
+                None
+            }
+        };
 
-    // Parsing the kernel's BTF (twice: ours and aya's) took megabytes that are free now: give
-    // them back to the system rather than keep them in the heap for the daemon's lifetime.
-    // SAFETY: malloc_trim only releases free memory of the allocator (glibc's; the static
-    // musl build of the image has none).
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::malloc_trim(0)
-    };
+        // Parsing the kernel's BTF (twice: ours and aya's) took megabytes that are free now: give
+        // them back to the system rather than keep them in the heap for the daemon's lifetime.
+        // SAFETY: malloc_trim only releases free memory of the allocator (glibc's; the static
+        // musl build of the image has none).
+        #[cfg(target_env = "gnu")]
+        unsafe {
+            libc::malloc_trim(0)
+        };
 
-    let (events_tx, events_rx) = mpsc::channel(args.event_queue.max(1));
-    let mut tasks = tokio::task::JoinSet::new();
-    if let Some(probes) = probes.as_mut() {
-        let stats = probes.take_stats().context("kernel statistics map")?;
-        registry.register_collector(Box::new(KernelStatsCollector::new(stats)));
-        let ring = probes.take_events().context("events ring buffer")?;
-        let metrics = probe_metrics.clone();
-        let shutdown = shutdown_rx.clone();
-        let stage = watchdog.stage("ring buffer reader", std::time::Duration::from_secs(30));
+        let (events_tx, events_rx) = mpsc::channel(args.event_queue.max(1));
+        let mut tasks = tokio::task::JoinSet::new();
+        if let Some(probes) = probes.as_mut() {
+            let stats = probes.take_stats().context("kernel statistics map")?;
+            registry.register_collector(Box::new(KernelStatsCollector::new(stats)));
+            let ring = probes.take_events().context("events ring buffer")?;
+            let metrics = probe_metrics.clone();
+            let shutdown = shutdown_rx.clone();
+            let stage = watchdog.stage("ring buffer reader", std::time::Duration::from_secs(30));
+            tasks.spawn(async move {
+                match probes::reader::run(ring, events_tx, metrics, stage, shutdown).await {
+                    Ok(n) => debug!("reader stopped after {n} records"),
+                    Err(err) => error!("ring buffer reader failed: {err}"),
+                }
+            });
+        } else {
+            // The kernel counters' families stay, at 0, for the alerts over them.
+            registry.register_collector(Box::new(KernelStatsCollector::unloaded()));
+            drop(events_tx);
+        }
+
+        // The node's configuration, read now and whenever it changes: the audit judges it,
+        // attribution takes kubelet's hints from it.
+        let interval = std::time::Duration::from_secs(args.audit_interval_seconds.max(1));
+        let schedule = node::watch::ReadSchedule { interval, deadline: read_deadline };
+        let node = node::watch::spawn(
+            HostRoot::new(&args.host_root),
+            SnapshotOptions::default(),
+            schedule,
+            watchdog.stage("node reader", read_deadline * 2),
+            shutdown_rx.clone(),
+        );
+        let sources_task = sources.follow_node(node.snapshots.clone());
+        let audit_stage = watchdog.stage("audit", std::time::Duration::from_secs(30));
+        let (audit_reports, audit_task) = audit::spawn(node.snapshots, findings.clone(), AuditMetrics::new(&mut registry), audit_stage);
+
+        let (attributed_rx, attribution_task) =
+            attribution::spawn(attribution_config(&args, node.kubelet), events_rx, &mut registry);
+        let pipeline = Pipeline::new(Detectors::new(args.loop_config()), audit_reports, findings.clone(), detector_metrics, args.log_events)
+            .with_memory_reads(args.memory_reads());
+        for task in [node.task, audit_task, attribution_task, sources_task] {
+            tasks.spawn(async move {
+                let _ = task.await;
+            });
+        }
+        tasks.spawn(pipeline.run(attributed_rx, watchdog.stage("pipeline", std::time::Duration::from_secs(30))));
+        let quiet = std::time::Duration::from_secs(args.finding_quiet_seconds.max(1));
+        tasks.spawn(findings.clone().close_quiet(Origin::Detectors, quiet, shutdown_rx.clone()));
+        tasks.spawn(findings.clone().close_quiet(Origin::Monitor, quiet, shutdown_rx.clone()));
+
+        let http_metrics = http::HttpMetrics::new(&mut registry);
+        let registry = Arc::new(registry);
+        info!(address = %listener.local_addr().unwrap_or(args.listen), "serving /metrics, /findings, /healthz");
+        let state = AppState { watchdog, ..AppState::new(registry, findings, probes_up, PROGRAMS.len()) };
+        let server_shutdown = shutdown_rx.clone();
         tasks.spawn(async move {
-            match probes::reader::run(ring, events_tx, metrics, stage, shutdown).await {
-                Ok(n) => debug!("reader stopped after {n} records"),
-                Err(err) => error!("ring buffer reader failed: {err}"),
+            if let Err(err) = http::serve(listener, state, http::Limits::default(), http_metrics, server_shutdown).await {
+                error!("HTTP server failed: {err}");
             }
         });
-    } else {
-        drop(events_tx);
-    }
 
-    // The node's configuration, read now and whenever it changes: the audit judges it,
-    // attribution takes kubelet's hints from it.
-    let interval = std::time::Duration::from_secs(args.audit_interval_seconds.max(1));
-    let schedule = node::watch::ReadSchedule { interval, deadline: read_deadline };
-    let node = node::watch::spawn(
-        HostRoot::new(&args.host_root),
-        SnapshotOptions::default(),
-        schedule,
-        watchdog.stage("node reader", read_deadline * 2),
-        shutdown_rx.clone(),
-    );
-    let sources_task = sources.follow_node(node.snapshots.clone());
-    let audit_stage = watchdog.stage("audit", std::time::Duration::from_secs(30));
-    let (audit_reports, audit_task) = audit::spawn(node.snapshots, findings.clone(), AuditMetrics::new(&mut registry), audit_stage);
-
-    let (attributed_rx, attribution_task) =
-        attribution::spawn(attribution_config(&args, node.kubelet), events_rx, &mut registry);
-    let pipeline = Pipeline::new(Detectors::new(args.loop_config()), audit_reports, findings.clone(), detector_metrics, args.log_events)
-        .with_memory_reads(args.memory_reads());
-    for task in [node.task, audit_task, attribution_task, sources_task] {
-        tasks.spawn(async move {
-            let _ = task.await;
-        });
-    }
-    tasks.spawn(pipeline.run(attributed_rx, watchdog.stage("pipeline", std::time::Duration::from_secs(30))));
-    let quiet = std::time::Duration::from_secs(args.finding_quiet_seconds.max(1));
-    tasks.spawn(findings.clone().close_quiet(Origin::Detectors, quiet, shutdown_rx.clone()));
-    tasks.spawn(findings.clone().close_quiet(Origin::Monitor, quiet, shutdown_rx.clone()));
-
-    let http_metrics = http::HttpMetrics::new(&mut registry);
-    let registry = Arc::new(registry);
-    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
-    info!(address = %listener.local_addr().unwrap_or(args.listen), "serving /metrics, /findings, /healthz");
-    let state = AppState { watchdog, ..AppState::new(registry, findings, probes_up, PROGRAMS.len()) };
-    let server_shutdown = shutdown_rx.clone();
-    tasks.spawn(async move {
-        if let Err(err) = http::serve(listener, state, http::Limits::default(), http_metrics, server_shutdown).await {
-            error!("HTTP server failed: {err}");
+        wait_for_stop_signal().await?;
+        info!("stopping: detaching kernel programs");
+        let _ = shutdown_tx.send(true);
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(std::time::Duration::from_secs(5), drain).await.is_err() {
+            warn!("some tasks did not stop within 5s");
         }
-    });
-
-    wait_for_stop_signal().await?;
-    info!("stopping: detaching kernel programs");
-    let _ = shutdown_tx.send(true);
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(std::time::Duration::from_secs(5), drain).await.is_err() {
-        warn!("some tasks did not stop within 5s");
+        drop(probes);
+        Ok(())
     }
-    drop(probes);
+    .await;
     previous_run.record_clean_stop();
     info!("stopped");
-    Ok(())
+    outcome
 }
 
 async fn wait_for_stop_signal() -> anyhow::Result<()> {

@@ -101,7 +101,15 @@ fn without_privileges_the_daemon_runs_degraded_and_says_why() {
     for spec in PROGRAMS {
         let up = metric_value(&metrics, "node_runtime_monitor_probe_up", &[&format!("program=\"{}\"", spec.name)]);
         assert_eq!(up, Some(0.0), "{} reported down", spec.name);
+        // The kernel counters' families are there without the programs (alerts see 0, not
+        // "no data").
+        for family in ["emitted", "lost", "filtered"] {
+            let name = format!("node_runtime_monitor_kernel_events_{family}_total");
+            let value = metric_value(&metrics, &name, &[&format!("program=\"{}\"", spec.name)]);
+            assert_eq!(value, Some(0.0), "{name} of {}:\n{metrics}", spec.name);
+        }
     }
+    assert_eq!(metric_value(&metrics, "node_runtime_monitor_kernel_stats_read_errors_total", &[]), Some(0.0));
     let log = daemon.log_text();
     assert!(log.contains("kernel probes unavailable, running without them"), "{log}");
     assert!(daemon.get("/healthz").is_some_and(|h| h.contains(&format!("0/{}", PROGRAMS.len()))));

@@ -611,3 +611,56 @@ print(port)
         assert_eq!(connect.task.uid, 4242);
     }
 }
+
+/// An outcome no connect waits for any more (its connect was evicted from a full table, then
+/// it was refused) is never given to a later socket carved from the same memory. Each round:
+/// `a` waits in a table of one slot, `b` evicts it (a counted loss), both are refused; `a` is
+/// closed and `c`, made right after (the kernel reuses the freed socket's memory first), is a
+/// non-blocking connect that later succeeds (a loopback success: filtered). So no failure is
+/// ever reported for `c`'s address; before the fix, `c` took `a`'s refusal at its return.
+#[test]
+fn an_outcome_of_an_evicted_connect_is_not_given_to_the_next_socket() {
+    let capture = CountedCapture::start(ProbeOptions { connect_table_entries: 1, ..ProbeOptions::default() });
+    let tree = TestCgroup::v2("connect-orphan");
+    let script = r#"
+import socket, errno, select
+ROUNDS = 8
+def wait(s, want):
+    select.select([], [s], [], 10)
+    assert s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == want
+for _ in range(ROUNDS):
+    l1 = socket.socket(); l1.bind(("127.0.0.1", 0)); l1.listen(0)
+    f1 = socket.create_connection(l1.getsockname())  # fills the accept queue: SYNs are dropped
+    a = socket.socket(); a.setblocking(False)
+    assert a.connect_ex(l1.getsockname()) == errno.EINPROGRESS
+    b = socket.socket(); b.setblocking(False)
+    assert b.connect_ex(l1.getsockname()) == errno.EINPROGRESS  # evicts a's entry
+    l1.close(); f1.close()  # the retransmitted SYNs are refused
+    wait(a, errno.ECONNREFUSED); wait(b, errno.ECONNREFUSED)
+    l2 = socket.socket(); l2.bind(("127.0.0.1", 0)); l2.listen(0)
+    f2 = socket.create_connection(l2.getsockname())
+    print(l2.getsockname()[1], flush=True)
+    a.close()
+    c = socket.socket(); c.setblocking(False)
+    assert c.connect_ex(l2.getsockname()) == errno.EINPROGRESS
+    l2.accept()[0].close()  # room: the retransmitted SYN is accepted
+    wait(c, 0)
+    for s in (b, c, f2, l2): s.close()
+"#;
+    let child = spawn_in(Command::new(PYTHON).args(["-c", script]).stdout(std::process::Stdio::piped()), &[&tree]);
+    let output = child.wait_with_output().expect("wait");
+    assert!(output.status.success(), "the client script failed");
+    let ports: Vec<u16> = String::from_utf8_lossy(&output.stdout).lines().map(|l| l.trim().parse().expect("port printed")).collect();
+    assert_eq!(ports.len(), 8);
+    std::thread::sleep(Duration::from_millis(500));
+    let id = tree.id();
+    let connects = connects_in(&capture.events(), id);
+    let misjoined: Vec<_> = connects
+        .iter()
+        .filter(|c| matches!(&c.address, SocketAddress::Inet { port, .. } if ports.contains(port)) && c.errno != 0)
+        .collect();
+    assert!(misjoined.is_empty(), "connects given another socket's outcome: {misjoined:#?}");
+    // b's refusals are reported (a's were counted lost).
+    let refused = connects.iter().filter(|c| c.errno == libc::ECONNREFUSED && c.asynchronous).count();
+    assert!(refused >= 1, "{connects:#?}");
+}

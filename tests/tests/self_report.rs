@@ -106,3 +106,45 @@ fn restarts_and_an_oom_kill_of_the_previous_run_are_reported() {
     assert_eq!(daemon.stop(), Some(0));
     let _ = fs::remove_dir_all(&state);
 }
+
+/// A start that cannot listen (its port taken) exits with the reason and leaves the state file
+/// as the run before it left it: the next start reports nothing after a clean stop, and still
+/// reports a kill of the run before.
+#[test]
+fn a_start_that_cannot_listen_leaves_the_previous_run_as_it_was() {
+    let state = std::env::temp_dir().join(format!("nrm-self-report-bind-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&state);
+    let state_arg = state.to_str().expect("utf-8 path");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("occupy a port");
+    let port_taken = || {
+        let out = Command::new(binary())
+            .args(["run", "--listen", &taken.local_addr().expect("address").to_string(), "--state-dir", state_arg])
+            .env("NRM_LOG", "info")
+            .output()
+            .expect("run the daemon");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "the daemon must not run without its port:\n{stderr}");
+        assert!(stderr.contains("cannot listen on"), "{stderr}");
+    };
+
+    let daemon = Daemon::start(&["--state-dir", state_arg]);
+    assert_eq!(daemon.stop(), Some(0));
+    port_taken();
+    let daemon = Daemon::start(&["--state-dir", state_arg]);
+    assert!(monitor_findings(&daemon).is_empty(), "a clean stop, then a start that could not listen: {:#?}", findings(&daemon));
+    assert_eq!(metric(&daemon, "node_runtime_monitor_self_restarts_total"), Some(1.0));
+
+    // Killed, then a start that cannot listen: the kill is still reported at the next start.
+    let mut daemon = daemon;
+    let _ = daemon.child.kill();
+    let _ = daemon.child.wait();
+    drop(daemon);
+    port_taken();
+    let daemon = Daemon::start(&["--state-dir", state_arg]);
+    let found = monitor_findings(&daemon);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0]["title"], "The monitor's previous run was killed or crashed");
+    assert_eq!(metric(&daemon, "node_runtime_monitor_self_restarts_total"), Some(2.0));
+    assert_eq!(daemon.stop(), Some(0));
+    let _ = fs::remove_dir_all(&state);
+}

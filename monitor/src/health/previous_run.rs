@@ -6,11 +6,15 @@
 //! the pod's, for a restarted container) means the kernel OOM-killed it.
 //!
 //! It writes only under the state directory, never to the host; a state file it cannot
-//! read or parse is treated as a first start.
+//! read or parse is treated as a first start. The file is replaced whole (a temporary file of a
+//! name no one else uses, synced, renamed over it): another monitor sharing the directory, or
+//! a link planted there, can make a write fail, never make it write elsewhere.
 
 use std::{
-    io::Write as _,
+    io::{Read as _, Write as _},
+    os::unix::fs::OpenOptionsExt as _,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
     time::SystemTime,
 };
 
@@ -32,13 +36,16 @@ pub const MONITOR_RESTARTED: Rule = Rule {
 
 /// The state file's name in the state directory.
 const STATE_FILE: &str = "previous-run.json";
+/// A state file is a few hundred bytes; anything larger is not one.
+const MAX_STATE_BYTES: u64 = 64 * 1024;
 
 /// What the state file keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct State {
     /// Starts recorded in this state directory.
     starts: u64,
-    /// The last run stopped cleanly (SIGTERM/SIGINT, every program detached).
+    /// The last run stopped on its own (SIGTERM/SIGINT, or an error it logged), every program
+    /// detached.
     clean_stop: bool,
     /// Unix seconds of the last start.
     started_at: u64,
@@ -74,18 +81,48 @@ fn now_secs() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// Opens a file of the state directory without following a link at its name, nor blocking on
+/// a FIFO put there.
+fn open_state_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)
+}
+
 fn read_state(dir: &Path) -> Option<State> {
-    let text = std::fs::read_to_string(dir.join(STATE_FILE)).ok()?;
+    let file = open_state_file(&dir.join(STATE_FILE)).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(MAX_STATE_BYTES).read_to_string(&mut text).ok()?;
     serde_json::from_str(&text).ok()
 }
 
+/// Writes the state file whole: a new temporary file (its name unique to this process and
+/// write, created exclusively, so a link or file already there is never followed nor shared),
+/// synced, then renamed over the state file, and the directory synced.
 fn write_state(dir: &Path, state: &State) -> std::io::Result<()> {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(serde_json::to_string(state).map_err(std::io::Error::other)?.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, dir.join(STATE_FILE))
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let tmp = dir.join(format!(
+        ".{STATE_FILE}.{}.{}.{nanos:08x}.tmp",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    ));
+    // create_new is O_CREAT|O_EXCL: it fails on anything at that name, a link included.
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        file.write_all(serde_json::to_string(state).map_err(std::io::Error::other)?.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, dir.join(STATE_FILE))
+    };
+    let written = write();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    // The rename itself outlives a crash only once the directory is synced.
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// How the previous run ended, from its state and the OOM kill counts now.
@@ -137,7 +174,9 @@ impl PreviousRun {
         }
     }
 
-    /// Marks the run as stopped cleanly (called after every program is detached).
+    /// Marks the run as stopped on its own (called after every program is detached): on a stop
+    /// signal, or on an error the daemon logs and exits with (it was neither killed nor did it
+    /// crash: there is nothing to report at the next start).
     pub fn record_clean_stop(&self) {
         let Some(mut state) = read_state(&self.state_dir) else { return };
         state.clean_stop = true;
@@ -216,6 +255,66 @@ mod tests {
         // A garbled state file is a first start, never a panic.
         std::fs::write(dir.join(STATE_FILE), "{not json").expect("write");
         assert_eq!(PreviousRun::record_start(&dir, None, None).end, PreviousEnd::FirstStart);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Links planted in the state directory (at the name a temporary file had, or at the state
+    /// file itself) are never written through, and a FIFO at the state file does not block.
+    #[test]
+    fn planted_links_and_fifos_are_not_followed() {
+        let base = std::env::temp_dir().join(format!("nrm-previous-run-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (dir, victim) = (base.join("state"), base.join("victim"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(&victim, "untouched").expect("victim");
+        // The fixed temporary name earlier versions used, and the state file: both links.
+        std::os::unix::fs::symlink(&victim, dir.join(format!("{STATE_FILE}.tmp"))).expect("symlink");
+        let first = PreviousRun::record_start(&dir, None, None);
+        assert_eq!(first.end, PreviousEnd::FirstStart);
+        first.record_clean_stop();
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "untouched");
+        assert_eq!(PreviousRun::record_start(&dir, None, None).end, PreviousEnd::Clean, "the state was written");
+        // A link at the state file is not read through (it is replaced, the victim kept).
+        std::fs::write(&victim, serde_json::to_string(&State { clean_stop: true, starts: 9, ..State::default() }).expect("json"))
+            .expect("victim");
+        std::fs::remove_file(dir.join(STATE_FILE)).expect("rm");
+        std::os::unix::fs::symlink(&victim, dir.join(STATE_FILE)).expect("symlink");
+        assert_eq!(PreviousRun::record_start(&dir, None, None).restarts, 0, "the link was not read");
+        assert!(std::fs::symlink_metadata(&victim).is_ok_and(|m| m.is_file()));
+        assert!(std::fs::read_to_string(&victim).expect("victim").contains("\"starts\":9"));
+        // A FIFO at the state file: a first start, at once.
+        std::fs::remove_file(dir.join(STATE_FILE)).expect("rm");
+        let fifo = std::ffi::CString::new(dir.join(STATE_FILE).as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: mkfifo(3) on a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert_eq!(PreviousRun::record_start(&dir, None, None).end, PreviousEnd::FirstStart);
+        // No temporary file is left behind.
+        let left: Vec<_> = std::fs::read_dir(&dir).expect("ls").filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+        assert!(left.iter().all(|n| !n.to_string_lossy().ends_with(".tmp") || n == format!("{STATE_FILE}.tmp").as_str()), "{left:?}");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// Writers sharing the directory (two monitors) never mix their files: every write lands
+    /// whole.
+    #[test]
+    fn concurrent_writers_each_write_whole_files() {
+        let dir = std::env::temp_dir().join(format!("nrm-previous-run-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let threads: Vec<_> = (0..8u64)
+            .map(|n| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let state = State { starts: n * 1000 + i, started_at: u64::MAX - i, ..State::default() };
+                        write_state(&dir, &state).expect("every write succeeds");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("writer");
+        }
+        assert!(read_state(&dir).is_some(), "the state file parses");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

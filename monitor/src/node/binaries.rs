@@ -175,7 +175,10 @@ pub fn find(root: &HostRoot) -> Vec<Binary> {
             let path = Path::new(dir).join(name);
             let resolved = root.resolve_host_path(&path);
             let Ok(meta) = root.metadata(&path) else { continue };
-            if !meta.is_file() || !seen.insert(resolved) {
+            // Once per file and name: a file reached again through a linked directory
+            // (`/bin -> usr/bin`) is the same copy, but a link to a multi-call binary
+            // (`/usr/local/bin/ctr -> k3s`) is another program than the file's own name.
+            if !meta.is_file() || !seen.insert((resolved, name)) {
                 continue;
             }
             out.push(Binary { name: name.into(), path, location: Location::Path, version: None, version_source: None });
@@ -252,17 +255,30 @@ pub fn read_version(root: &HostRoot, name: &str, host_path: &Path) -> (Option<St
         Err(e) => return (None, format!("version unknown: cannot open the file: {e}")),
     };
     match buildinfo::read(file) {
-        Ok(info) => match info.version() {
-            Some(stamp) => {
-                let source = format!("{name} {} (Go build info: {})", stamp.version, stamp.source);
+        Ok(info) => match info.embedded_version(name) {
+            Some(Ok(stamp)) => {
+                let program = info.path.as_deref().unwrap_or("another program");
+                let source = format!("{name} {} (Go build info of {program}, a multi-call binary: {})", stamp.version, stamp.source);
                 (Some(stamp.version), source)
             }
-            None => {
-                let trimpath = if info.setting("-trimpath") == Some("true") { ", built with -trimpath, which keeps -ldflags out of it" } else { "" };
-                (None, format!("version unknown: its Go build info ({}{trimpath}) has no -X ...Version setting and no module version", info.go_version))
-            }
+            Some(Err(why)) => (None, format!("version unknown: {why}")),
+            None => read_own_version(name, &info),
         },
         Err(e) => (None, format!("version unknown: {e}")),
+    }
+}
+
+/// The version a Go binary stamped for itself.
+fn read_own_version(name: &str, info: &buildinfo::BuildInfo) -> (Option<String>, String) {
+    match info.version() {
+        Some(stamp) => {
+            let source = format!("{name} {} (Go build info: {})", stamp.version, stamp.source);
+            (Some(stamp.version), source)
+        }
+        None => {
+            let trimpath = if info.setting("-trimpath") == Some("true") { ", built with -trimpath, which keeps -ldflags out of it" } else { "" };
+            (None, format!("version unknown: its Go build info ({}{trimpath}) has no -X ...Version setting and no module version", info.go_version))
+        }
     }
 }
 
@@ -366,5 +382,68 @@ mod tests {
         let p = Process { pid: 1, argv: vec!["/usr/bin/kubelet".into(), "--v=2".into()] };
         assert_eq!(p.name(), "kubelet");
         assert_eq!(Process { pid: 2, argv: vec![] }.name(), "");
+    }
+
+    /// A k3s node as k3s's installer lays it out: `/usr/local/bin/k3s`, and `kubectl`, `crictl`,
+    /// `ctr` linked to it (install.sh `create_symlinks`: `ln -sf k3s /usr/local/bin/${cmd}`).
+    /// The binary's build info is what k3s-io/k3s `scripts/build` stamps (main package
+    /// `./cmd/server`, VERSIONFLAGS with `-w -s`), the values of the form `scripts/version.sh`
+    /// derives from go.mod (k3s's forks of containerd and cri-tools); an illustrative release.
+    /// Each link is its own program with the version of what k3s runs under that name; the
+    /// k3s release is k3s's only.
+    #[test]
+    fn a_k3s_multi_call_binary_and_its_links() {
+        use crate::node::buildinfo::tests::{Elf, Format, elf, modinfo};
+        let dir = std::env::temp_dir().join(format!("nrm-binaries-k3s-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("usr/local/bin")).expect("mkdir");
+        let k3s_ldflags = |crictl: bool| {
+            let mut flags = vec![
+                "-X github.com/k3s-io/k3s/pkg/version.Version=v1.33.1+k3s1",
+                "-X github.com/k3s-io/k3s/pkg/version.GitCommit=99d91538",
+                "-X k8s.io/client-go/pkg/version.gitVersion=v1.33.1+k3s1",
+                "-X k8s.io/component-base/version.gitVersion=v1.33.1+k3s1",
+                "-X k8s.io/component-base/version.gitTreeState=clean",
+            ];
+            if crictl {
+                flags.push("-X sigs.k8s.io/cri-tools/pkg/version.Version=v1.33.0-k3s1");
+            }
+            flags.extend([
+                "-X github.com/containerd/containerd/v2/version.Version=v2.0.5-k3s1",
+                "-X github.com/containerd/containerd/v2/version.Package=github.com/k3s-io/containerd/v2",
+                "-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=v1.7.1-k3s1",
+                "-X github.com/Mirantis/cri-dockerd/cmd/version.Version=v0.3.15-k3s1",
+                "-w -s",
+            ]);
+            flags.join(" ")
+        };
+        let binary = |crictl: bool| {
+            let info = modinfo("github.com/k3s-io/k3s/cmd/server", Some(("github.com/k3s-io/k3s", "(devel)")), &[("-ldflags", &k3s_ldflags(crictl))]);
+            elf(&Elf::amd64("go1.24.2", info, Format::Inline))
+        };
+        std::fs::write(dir.join("usr/local/bin/k3s"), binary(true)).expect("k3s");
+        for cmd in ["kubectl", "crictl", "ctr"] {
+            std::os::unix::fs::symlink("k3s", dir.join("usr/local/bin").join(cmd)).expect("link");
+        }
+        let root = HostRoot::new(&dir);
+        let mut found = find(&root);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(read_versions(&root, &mut found, Duration::from_secs(5)));
+        let of = |name: &str| found.iter().find(|b| b.name == name).unwrap_or_else(|| panic!("{name}: {found:?}"));
+        assert_eq!(of("k3s").version().as_deref(), Some("v1.33.1+k3s1"));
+        assert_eq!(of("ctr").version().as_deref(), Some("v2.0.5-k3s1"), "{:?}", of("ctr"));
+        assert_eq!(of("ctr").path, Path::new("/usr/local/bin/ctr"));
+        assert_eq!(
+            of("ctr").version_source.as_deref(),
+            Some("ctr v2.0.5-k3s1 (Go build info of github.com/k3s-io/k3s/cmd/server, a multi-call binary: -X github.com/containerd/containerd/v2/version.Version)")
+        );
+        assert_eq!(of("crictl").version().as_deref(), Some("v1.33.0-k3s1"));
+        assert!(found.iter().all(|b| b.name != "kubelet"), "kubelet runs inside k3s, with no file of its own: {found:?}");
+        // A build that stamps no crictl version: unknown, and why; never k3s's release.
+        std::fs::write(dir.join("usr/local/bin/k3s"), binary(false)).expect("k3s");
+        let (version, source) = read_version(&root, "crictl", Path::new("/usr/local/bin/crictl"));
+        assert_eq!(version, None);
+        assert!(source.starts_with("version unknown: the file is github.com/k3s-io/k3s/cmd/server, a program that runs crictl in itself"), "{source}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -209,6 +209,36 @@ impl BuildInfo {
         Some(Stamp { version, source: Source::Module { path: module.path.clone() } })
     }
 
+    /// The main package's name: the last element of its path (a major-version suffix `/v2`
+    /// skipped): `containerd` for `github.com/containerd/containerd/v2/cmd/containerd`,
+    /// `server` for k3s's `github.com/k3s-io/k3s/cmd/server`.
+    fn main_package_name(&self) -> Option<&str> {
+        let mut elements = self.path.as_deref()?.rsplit('/');
+        let last = elements.next()?;
+        let is_major = |e: &str| e.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+        if is_major(last) { elements.next() } else { Some(last) }
+    }
+
+    /// The version of the component `name` when this file is another program that embeds it
+    /// (a multi-call binary reached under that name through a link: k3s's `containerd`, `ctr`,
+    /// `crictl`, `kubectl`): the stamp of the embedded component, or why it is unknown (the
+    /// program's own version is never the component's). `None` when the file is the component
+    /// itself, or `name` is not a component programs embed: [`BuildInfo::version`] applies.
+    pub fn embedded_version(&self, name: &str) -> Option<Result<Stamp, String>> {
+        let (_, variables) = EMBEDDED_STAMPS.iter().find(|(component, _)| *component == name)?;
+        let program = self.main_package_name()?;
+        if program == name {
+            return None;
+        }
+        let path = self.path.as_deref().unwrap_or(program);
+        let assignments = self.ldflags_x();
+        let stamped = variables.iter().find_map(|wanted| {
+            let (variable, value) = assignments.iter().find(|(variable, _)| variable == wanted)?;
+            Some(Stamp { version: version_in(value)?, source: Source::Ldflags { variable: variable.clone() } })
+        });
+        Some(stamped.ok_or_else(|| format!("the file is {path}, a program that runs {name} in itself (a multi-call binary), and its Go build info stamps no version of {name}")))
+    }
+
     /// 0: an exact version name in the binary's own packages; 1: an exact name elsewhere; 2: a
     /// name ending in `Version` in its own packages; none: not a version variable.
     fn rank(&self, variable: &str) -> Option<u8> {
@@ -235,6 +265,19 @@ impl BuildInfo {
             }
     }
 }
+
+/// Where a program that embeds another stamps the embedded one's version, by the name the
+/// embedded one is called under. k3s builds one binary (`./cmd/server`) and links `containerd`,
+/// `ctr`, `crictl` and `kubectl` to it, stamping `-X` the versions of the containerd and
+/// cri-tools modules it embeds and its Kubernetes release (k3s-io/k3s `scripts/build`,
+/// VERSIONFLAGS; `scripts/version.sh`); kubelet runs inside `k3s agent`, with no file of its own.
+const EMBEDDED_STAMPS: &[(&str, &[&str])] = &[
+    ("containerd", &["github.com/containerd/containerd/v2/version.Version", "github.com/containerd/containerd/version.Version"]),
+    ("ctr", &["github.com/containerd/containerd/v2/version.Version", "github.com/containerd/containerd/version.Version"]),
+    ("crictl", &["sigs.k8s.io/cri-tools/pkg/version.Version"]),
+    ("kubectl", &["k8s.io/component-base/version.gitVersion"]),
+    ("kubelet", &["k8s.io/component-base/version.gitVersion"]),
+];
 
 /// The repository part of a package path: three elements on the usual forges
 /// (`github.com/docker/docker`), two elsewhere (`k8s.io/kubernetes`).
@@ -601,7 +644,7 @@ fn uvarint(bytes: &[u8]) -> Option<(u64, usize)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::{
         io::Cursor,
         path::{Path, PathBuf},

@@ -205,20 +205,30 @@ impl HostRoot {
         Ok(bytes)
     }
 
-    /// Entries of a host directory (host paths), sorted; empty if it does not exist. At most
-    /// [`MAX_DIR_ENTRIES`] are listed.
+    /// Entries of a host directory (host paths), sorted; empty if it cannot be listed. At most
+    /// [`MAX_DIR_ENTRIES`] are listed (see [`HostRoot::read_dir`] to tell why a listing is
+    /// empty or short).
     pub fn list_dir(&self, host_dir: &Path) -> Vec<PathBuf> {
-        let Ok(dir) = self.open(host_dir, libc::O_RDONLY | libc::O_DIRECTORY) else {
-            return Vec::new();
-        };
+        self.read_dir(host_dir).map(|listing| listing.paths).unwrap_or_default()
+    }
+
+    /// Entries of a host directory (host paths), sorted, at most [`MAX_DIR_ENTRIES`] of them;
+    /// an error when it cannot be listed (not there, not a directory, a link loop...).
+    pub fn read_dir(&self, host_dir: &Path) -> Result<DirListing, FileError> {
+        let unreadable = |source| FileError::Unreadable { path: host_dir.to_path_buf(), source };
+        let dir = self.open(host_dir, libc::O_RDONLY | libc::O_DIRECTORY).map_err(unreadable)?;
         // The directory the walk opened, by its descriptor: not the name, which may be swapped.
-        let Ok(entries) = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd())) else {
-            return Vec::new();
-        };
-        let mut out: Vec<PathBuf> =
-            entries.filter_map(|e| e.ok()).take(MAX_DIR_ENTRIES).map(|e| host_dir.join(e.file_name())).collect();
-        out.sort();
-        out
+        let entries = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd())).map_err(unreadable)?;
+        let mut listing = DirListing::default();
+        for entry in entries {
+            if listing.paths.len() == MAX_DIR_ENTRIES {
+                listing.truncated = true;
+                break;
+            }
+            listing.paths.push(host_dir.join(entry.map_err(unreadable)?.file_name()));
+        }
+        listing.paths.sort();
+        Ok(listing)
     }
 
     /// Host files matching a pattern whose last component may hold `*` wildcards
@@ -234,6 +244,15 @@ impl HostRoot {
             .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| wildcard_match(name, n)))
             .collect()
     }
+}
+
+/// A directory's entries as [`HostRoot::read_dir`] lists them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirListing {
+    /// Host paths, sorted.
+    pub paths: Vec<PathBuf>,
+    /// The directory holds more than [`MAX_DIR_ENTRIES`] entries: some are not listed.
+    pub truncated: bool,
 }
 
 /// The name [`HostRoot::resolve_host_path`] gives a path it cannot resolve.
@@ -517,6 +536,7 @@ mod tests {
         }
         let root = HostRoot::new(&dir);
         assert_eq!(root.list_dir(Path::new("/etc/kubernetes/manifests")).len(), MAX_DIR_ENTRIES);
+        assert!(root.read_dir(Path::new("/etc/kubernetes/manifests")).is_ok_and(|l| l.truncated));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use super::{
     parse_error::scrub,
-    host_root::{FileError, HostRoot},
+    host_root::{FileError, HostRoot, MAX_DIR_ENTRIES},
 };
 
 /// Manifests larger than this are refused (kubelet's own pods are a few KiB).
@@ -70,7 +70,7 @@ pub enum ManifestError {
     File(#[from] FileError),
     #[error("{path}:{line}: not a pod manifest: {message}", path = path.display(), line = line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()))]
     Parse { path: PathBuf, line: Option<usize>, message: String },
-    #[error("{path}: more than {MAX_MANIFESTS} files, the rest were not read", path = path.display())]
+    #[error("{path}: more than {MAX_MANIFESTS} files (or {MAX_DIR_ENTRIES} entries), the rest were not read", path = path.display())]
     TooMany { path: PathBuf },
 }
 
@@ -89,24 +89,32 @@ pub fn is_manifest_name(name: &str) -> bool {
     !name.starts_with('.')
 }
 
-/// Reads every manifest in the host directory `dir` the way kubelet picks them: regular files
-/// (or links to them) whose names do not start with a dot, in name order, at most
-/// [`MAX_MANIFESTS`]. A directory that does not exist holds no pods (a node without static
-/// pods); pods and errors name host paths.
+/// Reads every manifest in the host directory `dir` the way kubelet picks them: every entry
+/// whose name does not start with a dot, in name order, at most [`MAX_MANIFESTS`]; kubelet
+/// does not recurse into subdirectories. A directory that does not exist holds no pods (a node
+/// without static pods); one that cannot be listed, or an entry that is not a regular file (a
+/// FIFO, a socket, a link to nothing), is an error: kubelet skips what it cannot read, and
+/// the operator must hear of it. Pods and errors name host paths.
 pub fn load_dir(root: &HostRoot, dir: &Path) -> (Vec<StaticPod>, Vec<ManifestError>) {
     let mut pods = Vec::new();
     let mut errors = Vec::new();
-    let mut paths: Vec<PathBuf> = root
-        .list_dir(dir)
+    let listing = match root.read_dir(dir) {
+        Ok(listing) => listing,
+        Err(err) if err.is_not_found() => return (pods, errors),
+        Err(err) => return (pods, vec![err.into()]),
+    };
+    let mut paths: Vec<PathBuf> = listing
+        .paths
         .into_iter()
         .filter(|p| p.file_name().is_some_and(|n| is_manifest_name(&n.to_string_lossy())))
-        .filter(|p| root.metadata(p).is_ok_and(|m| m.is_file()))
+        .filter(|p| !root.metadata(p).is_ok_and(|m| m.is_dir()))
         .collect();
-    if paths.len() > MAX_MANIFESTS {
+    if listing.truncated || paths.len() > MAX_MANIFESTS {
         errors.push(ManifestError::TooMany { path: dir.to_path_buf() });
         paths.truncate(MAX_MANIFESTS);
     }
     for path in paths {
+        // A non-regular file is refused here, unread and unblocked ("is not a regular file").
         match root.read_text_limited(&path, MAX_MANIFEST_BYTES) {
             Ok(text) => match parse(&text, &path) {
                 Ok(mut found) => pods.append(&mut found),
@@ -337,6 +345,51 @@ status: {}
         // A node without static pods has no manifest directory: nothing to report.
         let (pods, errors) = load_dir(&host, Path::new("/etc/kubernetes/absent"));
         assert!(pods.is_empty() && errors.is_empty());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// What a workload or a mistake can put in the directory, or make of it, is reported,
+    /// never dropped: a FIFO (not read, not blocked on), a link to nothing, a manifest path that
+    /// is not a directory or loops, more entries than are listed. Subdirectories are skipped,
+    /// as kubelet skips them.
+    #[test]
+    fn what_cannot_be_read_is_an_error_never_dropped() {
+        let root = std::env::temp_dir().join(format!("nrm-static-pods-hostile-{}", std::process::id()));
+        let dir = root.join("etc/kubernetes/manifests");
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(dir.join("subdir")).expect("temp dir");
+        std::fs::write(dir.join("kube-apiserver.yaml"), APISERVER).expect("write");
+        let fifo = std::ffi::CString::new(dir.join("etcd.yaml").as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: mkfifo(3) on a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        std::os::unix::fs::symlink("/srv/gone.yaml", dir.join("scheduler.yaml")).expect("symlink");
+        let host = HostRoot::new(&root);
+        let (pods, errors) = load_dir(&host, Path::new("/etc/kubernetes/manifests"));
+        assert_eq!(pods.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["kube-apiserver"]);
+        let paths: Vec<_> = errors.iter().map(|e| e.path().display().to_string()).collect();
+        assert_eq!(paths, ["/etc/kubernetes/manifests/etcd.yaml", "/etc/kubernetes/manifests/scheduler.yaml"], "{errors:?}");
+        assert!(errors[0].to_string().contains("not a regular file"), "{}", errors[0]);
+
+        // kubelet's staticPodPath is a file, or a link loop: the directory cannot be listed.
+        std::fs::write(root.join("etc/kubernetes/file"), "").expect("write");
+        std::os::unix::fs::symlink("/etc/kubernetes/loop", root.join("etc/kubernetes/loop")).expect("symlink");
+        for unlisted in ["/etc/kubernetes/file", "/etc/kubernetes/loop"] {
+            let (pods, errors) = load_dir(&host, Path::new(unlisted));
+            assert!(pods.is_empty(), "{pods:?}");
+            assert_eq!(errors.len(), 1, "{unlisted}: {errors:?}");
+            assert!(matches!(&errors[0], ManifestError::File(FileError::Unreadable { path, .. }) if path == Path::new(unlisted)), "{errors:?}");
+        }
+
+        // More entries than are listed (dot files kubelet skips): the manifests past the cap
+        // may be among those not listed, which is said.
+        let crowded = root.join("etc/kubernetes/crowded");
+        std::fs::create_dir_all(&crowded).expect("mkdir");
+        for i in 0..MAX_DIR_ENTRIES + 1 {
+            std::fs::write(crowded.join(format!(".{i}")), "").expect("write");
+        }
+        std::fs::write(crowded.join("kube-apiserver.yaml"), APISERVER).expect("write");
+        let (_, errors) = load_dir(&host, Path::new("/etc/kubernetes/crowded"));
+        assert!(errors.iter().any(|e| matches!(e, ManifestError::TooMany { .. })), "{errors:?}");
         let _ = std::fs::remove_dir_all(&root);
     }
 }

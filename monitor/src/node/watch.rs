@@ -1,7 +1,14 @@
 //! The node, kept current: a task reads a [`NodeSnapshot`] now, then again every interval and
-//! whenever a file the last read looked at changes (an mtime poll every [`POLL`]: portable, no
-//! inotify), and publishes each on a watch channel, with kubelet's hints on another (sent only
-//! when they change). The audit judges each snapshot; attribution takes kubelet's hints.
+//! whenever a file the last read looked at changes (a poll every [`POLL`] of each file's
+//! identity: portable, no inotify), and publishes each on a watch channel, with kubelet's hints
+//! on another (sent only when they change). The audit judges each snapshot; attribution takes
+//! kubelet's hints.
+//!
+//! A change is judged against each file as it was *before* the read that looked at it (its
+//! [`Identity`]: device, inode, size, modification and change times), never after: a file
+//! replaced while it is read, by a rename keeping an old mtime (`mv`, `cp -p`, `tar x`) as much
+//! as by a write, differs from what was read and makes the next read come. A file a read looks
+//! at for the first time has no identity from before: one more read follows at the next poll.
 //!
 //! Each read runs on a thread of its own, off the async workers, with a deadline: a read held
 //! up by a stuck mount or a socket that never answers leaves its thread behind, and the reader
@@ -10,9 +17,10 @@
 
 use std::{
     collections::HashMap,
+    os::unix::fs::MetadataExt as _,
     path::PathBuf,
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use tokio::{sync::watch, task::JoinHandle};
@@ -38,16 +46,46 @@ pub struct NodeWatch {
     pub task: JoinHandle<()>,
 }
 
-fn mtimes(root: &HostRoot, paths: &[PathBuf]) -> HashMap<PathBuf, Option<SystemTime>> {
-    paths.iter().map(|p| (p.clone(), root.metadata(p).and_then(|m| m.modified()).ok())).collect()
+/// Which file is at a path, and as of when: a rename puts another inode there, a write changes
+/// the size or the times (the change time cannot be set back by anyone, the mtime can).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
 }
 
-/// Waits until `interval` has passed or a watched file changed (true), or until shutdown
-/// (false).
+/// Each path's identity, `None` for one that cannot be looked at (absent).
+type Identities = HashMap<PathBuf, Option<Identity>>;
+
+fn identities(root: &HostRoot, paths: &[PathBuf]) -> Identities {
+    let identity = |m: std::fs::Metadata| Identity {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+        ctime: (m.ctime(), m.ctime_nsec()),
+    };
+    paths.iter().map(|p| (p.clone(), root.metadata(p).ok().map(identity))).collect()
+}
+
+/// What the waits after a read compare with: the paths the read looked at, as they were before
+/// it began (`before`, taken of the previous read's paths). `complete` is false when the read
+/// looked at a path `before` does not have.
+fn seen_by_read(before: &Identities, watched: &[PathBuf]) -> (Identities, bool) {
+    let seen: Identities = watched.iter().filter_map(|p| Some((p.clone(), before.get(p)?.clone()))).collect();
+    let complete = seen.len() == watched.len();
+    (seen, complete)
+}
+
+/// Waits until `interval` has passed or a watched file differs from `seen` (true), or until
+/// shutdown (false). Without a complete `seen`, the first poll says changed.
 async fn wait_for_change(
     root: &HostRoot,
     watched: &[PathBuf],
-    seen: &HashMap<PathBuf, Option<SystemTime>>,
+    (seen, complete): &(Identities, bool),
     interval: Duration,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
@@ -60,7 +98,7 @@ async fn wait_for_change(
         if *shutdown.borrow() {
             return false;
         }
-        if tokio::time::Instant::now() >= deadline || mtimes(root, watched) != *seen {
+        if !complete || tokio::time::Instant::now() >= deadline || identities(root, watched) != *seen {
             return true;
         }
     }
@@ -104,13 +142,10 @@ pub fn spawn(
     let (tx, snapshots) = watch::channel(None);
     let (hints_tx, kubelet) = watch::channel(KubeletHints::default());
     let task = tokio::spawn(async move {
-        // At most one immediate re-read in a row (a file whose mtime is in the future, or one
-        // written all the time, must not keep the reader busy).
-        let mut reread = false;
+        // The paths the last read looked at: their identities are taken before each read.
+        let mut watched: Vec<PathBuf> = Vec::new();
         loop {
-            // A file changed while it is read must count as changed: mtimes newer than the
-            // start of the read make the next read come at once.
-            let started = SystemTime::now();
+            let before = identities(&root, &watched);
             let busy = stage.busy();
             let mut read = read_in_thread(&root, &options);
             let done = tokio::select! {
@@ -134,17 +169,52 @@ pub fn spawn(
             drop(busy);
             let snapshot = Arc::new(snapshot);
             info!(elapsed_ms = snapshot.elapsed.as_millis() as u64, watched = snapshot.watched.len(), "node configuration read");
-            let seen = mtimes(&root, &snapshot.watched);
-            let changed_while_read = !reread && seen.values().flatten().any(|t| *t >= started);
-            reread = changed_while_read;
-            let watched = snapshot.watched.clone();
+            watched = snapshot.watched.clone();
+            let seen = seen_by_read(&before, &watched);
             let hints = snapshot.kubelet_hints();
             hints_tx.send_if_modified(|current| std::mem::replace(current, hints.clone()) != hints);
             tx.send_replace(Some(snapshot));
-            if !changed_while_read && !wait_for_change(&root, &watched, &seen, interval, &mut shutdown).await {
+            if !wait_for_change(&root, &watched, &seen, interval, &mut shutdown).await {
                 return;
             }
         }
     });
     NodeWatch { snapshots, kubelet, task }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file replaced after it was read by one with an older mtime (a rename, as `mv` and
+    /// `cp -p` leave it) differs from what the read saw; a path new to the read is not known
+    /// from before it.
+    #[test]
+    fn a_replacement_during_the_read_is_a_change() {
+        let dir = std::env::temp_dir().join(format!("nrm-watch-identity-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("etc")).expect("mkdir");
+        std::fs::write(dir.join("etc/a.yaml"), "a: 1\n").expect("write");
+        let root = HostRoot::new(&dir);
+        let a = PathBuf::from("/etc/a.yaml");
+        let before = identities(&root, std::slice::from_ref(&a));
+        // The read happens; then, before it ends, the file is replaced by a rename of a file
+        // of the same size whose mtime is an hour old.
+        let replacement = dir.join("etc/.a.yaml.new");
+        std::fs::write(&replacement, "a: 2\n").expect("write");
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options().write(true).open(&replacement).expect("open").set_modified(old).expect("mtime");
+        std::fs::rename(&replacement, dir.join("etc/a.yaml")).expect("rename");
+        let (seen, complete) = seen_by_read(&before, std::slice::from_ref(&a));
+        assert!(complete);
+        assert_ne!(identities(&root, std::slice::from_ref(&a)), seen, "the replacement must count as a change");
+        // Nothing changed since: the same.
+        let (seen, _) = seen_by_read(&identities(&root, std::slice::from_ref(&a)), std::slice::from_ref(&a));
+        assert_eq!(identities(&root, std::slice::from_ref(&a)), seen);
+        // A path the read looked at for the first time.
+        let b = PathBuf::from("/etc/b.yaml");
+        let (_, complete) = seen_by_read(&before, &[a, b]);
+        assert!(!complete);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -118,27 +118,38 @@ pub fn register_build_info(registry: &mut Registry) {
     registry.register("build", "Version of the monitor and release of the kernel it runs on", info);
 }
 
-/// Reads the kernel-side per-program counters at scrape time.
+/// Reads the kernel-side per-program counters at scrape time. Registered whether the programs
+/// loaded or not: without them ([`KernelStatsCollector::unloaded`]) every program's counters
+/// are 0 (nothing was emitted, lost or filtered; `probe_up` says they are down), so the
+/// families are always there and the alerts over them see values, not "no data".
 pub struct KernelStatsCollector {
-    stats: Mutex<PerCpuArray<MapData, ProgramStats>>,
+    stats: Option<Mutex<PerCpuArray<MapData, ProgramStats>>>,
     /// Scrapes that could not read the map (exported too, so a broken read is visible).
     read_errors: AtomicU64,
 }
 
 impl std::fmt::Debug for KernelStatsCollector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KernelStatsCollector").finish_non_exhaustive()
+        f.debug_struct("KernelStatsCollector").field("loaded", &self.stats.is_some()).finish_non_exhaustive()
     }
 }
 
 impl KernelStatsCollector {
     pub fn new(stats: PerCpuArray<MapData, ProgramStats>) -> Self {
-        Self { stats: Mutex::new(stats), read_errors: AtomicU64::new(0) }
+        Self { stats: Some(Mutex::new(stats)), read_errors: AtomicU64::new(0) }
+    }
+
+    /// The counters of programs that were never loaded: 0 for each.
+    pub fn unloaded() -> Self {
+        Self { stats: None, read_errors: AtomicU64::new(0) }
     }
 
     /// Sum over CPUs of each program's counters, in [`PROGRAMS`] order.
     pub fn read(&self) -> Vec<(ProgramId, &'static str, ProgramStats)> {
-        let Ok(stats) = self.stats.lock() else { return Vec::new() };
+        let Some(stats) = &self.stats else {
+            return PROGRAMS.iter().map(|spec| (spec.id, spec.name, ProgramStats::default())).collect();
+        };
+        let Ok(stats) = stats.lock() else { return Vec::new() };
         PROGRAMS
             .iter()
             .filter_map(|spec| {
@@ -197,5 +208,26 @@ impl Collector for KernelStatsCollector {
         )?;
         errors.encode(family)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Programs that never loaded still have their families, at 0 for each program.
+    #[test]
+    fn unloaded_programs_export_zero_counters() {
+        let mut registry = Registry::with_prefix("node_runtime_monitor");
+        registry.register_collector(Box::new(KernelStatsCollector::unloaded()));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        for family in ["kernel_events_emitted", "kernel_events_lost", "kernel_events_filtered"] {
+            for spec in PROGRAMS {
+                let series = format!("node_runtime_monitor_{family}_total{{program=\"{}\"}} 0", spec.name);
+                assert!(text.contains(&series), "{series} missing:\n{text}");
+            }
+        }
+        assert!(text.contains("node_runtime_monitor_kernel_stats_read_errors_total 0"), "{text}");
     }
 }
