@@ -2,7 +2,8 @@
 //! command (a CA, the server's and a scraper's), the daemon started with `--web.config.file`
 //! (the exporter-toolkit format, its paths relative to the file), the real Prometheus scraping
 //! it over HTTPS with a client certificate and basic auth, and `curl` for what must be refused.
-//! A configuration the daemon does not implement stops it at start, naming the key.
+//! A renewed certificate is served without a restart. A configuration the daemon does not
+//! implement stops it at start, naming the key.
 
 use std::{
     path::{Path, PathBuf},
@@ -204,7 +205,28 @@ fn tls_without_client_certificates_serves_any_client_that_trusts_the_certificate
     let untrusting = Command::new("curl").args(["-sS", "--max-time", "5"]).arg(format!("https://{}/healthz", daemon.address)).output().expect("curl");
     assert!(!untrusting.status.success());
     assert_eq!(http_get(daemon.address, "/metrics"), None);
+
+    // A renewed certificate (as a Secret's update or cert-manager writes it) is served at the
+    // next handshake, without a restart.
+    assert!(served_subject(&pki, &daemon).contains("CN = server"), "{}", served_subject(&pki, &daemon));
+    pki.leaf("renewed", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+    std::fs::copy(pki.path("renewed.key"), pki.path("server.key")).expect("key");
+    std::fs::copy(pki.path("renewed.pem"), pki.path("server.pem")).expect("cert");
+    assert!(served_subject(&pki, &daemon).contains("CN = renewed"), "{}", served_subject(&pki, &daemon));
+    assert_eq!(curl(&pki, &daemon, "/healthz", &[]).status, 200);
     assert_eq!(daemon.stop(), Some(0));
+}
+
+/// The subject of the certificate the daemon presents, as `openssl s_client` prints it.
+fn served_subject(pki: &Pki, daemon: &Daemon) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &daemon.address.to_string(), "-CAfile"])
+        .arg(pki.path("ca.pem"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines().find(|l| l.starts_with("subject=")).unwrap_or("no subject").to_string()
 }
 
 /// Runs the daemon with `--web.config.file=config` and returns its exit code and log; it must
