@@ -239,6 +239,8 @@ struct Open {
 struct Connections {
     next_id: u64,
     open: VecDeque<Open>,
+    /// Open connections per address, kept with `open` (an accept must stay cheap under a flood).
+    held: HashMap<IpAddr, usize>,
 }
 
 /// What admitting a connection takes.
@@ -261,20 +263,35 @@ impl Connections {
     /// What admitting a connection from `peer` takes: past its own cap, one of its own idle
     /// connections; past the total cap, an idle one of the address holding the most.
     fn admission(&self, peer: IpAddr, limits: &Limits) -> Admission {
-        let mut held: HashMap<IpAddr, usize> = HashMap::new();
-        for open in &self.open {
-            *held.entry(open.peer).or_default() += 1;
-        }
         let found = |index: Option<usize>| index.map_or(Admission::Refuse, Admission::Evict);
-        if held.get(&peer).copied().unwrap_or(0) >= limits.max_connections_per_peer.max(1) {
+        if self.held.get(&peer).copied().unwrap_or(0) >= limits.max_connections_per_peer.max(1) {
             return found(self.oldest_idle(peer));
         }
         if self.open.len() < limits.max_connections.max(1) {
             return Admission::Room;
         }
-        let mut peers: Vec<(IpAddr, usize)> = held.into_iter().collect();
+        let mut peers: Vec<(IpAddr, usize)> = self.held.iter().map(|(peer, count)| (*peer, *count)).collect();
         peers.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
         found(peers.iter().find_map(|(p, _)| self.oldest_idle(*p)))
+    }
+
+    /// Forgets the connection at `index` (closed, or to be closed); its close sender.
+    fn remove_at(&mut self, index: usize) -> Option<oneshot::Sender<()>> {
+        let open = self.open.remove(index)?;
+        if let Some(count) = self.held.get_mut(&open.peer) {
+            *count -= 1;
+            if *count == 0 {
+                self.held.remove(&open.peer);
+            }
+        }
+        Some(open.close)
+    }
+
+    /// Forgets the connection `id`, which ended.
+    fn remove(&mut self, id: u64) {
+        if let Some(index) = self.open.iter().position(|open| open.id == id) {
+            self.remove_at(index);
+        }
     }
 
     /// Admits a connection from `peer`, closing an idle one if a cap says so: its id and its
@@ -283,8 +300,8 @@ impl Connections {
         match self.admission(peer, limits) {
             Admission::Room => {}
             Admission::Evict(index) => {
-                if let Some(evicted) = self.open.remove(index) {
-                    let _ = evicted.close.send(());
+                if let Some(close) = self.remove_at(index) {
+                    let _ = close.send(());
                     metrics.evicted.inc();
                 }
             }
@@ -297,6 +314,7 @@ impl Connections {
         self.next_id += 1;
         let in_progress = Arc::new(AtomicUsize::new(0));
         self.open.push_back(Open { id, peer, in_progress: in_progress.clone(), close });
+        *self.held.entry(peer).or_default() += 1;
         Some((id, in_progress))
     }
 }
@@ -380,7 +398,7 @@ pub async fn serve(
             }
             metrics.open.dec();
             if let Ok(mut connections) = connections.lock() {
-                connections.open.retain(|open| open.id != id);
+                connections.remove(id);
             }
         });
     }
@@ -440,6 +458,10 @@ mod tests {
         }
         assert_eq!(connections.open.len(), 5);
         assert_eq!(connections.open[0].peer, IpAddr::from([10, 0, 0, 1]), "the scrape is kept");
+        assert_eq!(connections.held, HashMap::from([(IpAddr::from([10, 0, 0, 1]), 1), (IpAddr::from([10, 0, 0, 66]), 4)]));
+        let id = connections.open[0].id;
+        connections.remove(id);
+        assert_eq!(connections.held, HashMap::from([(IpAddr::from([10, 0, 0, 66]), 4)]));
     }
 
     #[test]
