@@ -31,7 +31,10 @@ use crate::{
         memory_cgroups::{MemoryWatch, MemoryWatchConfig},
         metrics::DetectorMetrics,
     },
-    exporters::http::{self, AppState},
+    exporters::{
+        http::{self, AppState},
+        web_config::WebConfig,
+    },
     findings::{self, Origin, store::FindingStore},
     health::{SourceHealth, previous_run::PreviousRun},
     node::{
@@ -50,6 +53,16 @@ pub struct RunArgs {
     /// Address of the HTTP server (/metrics, /findings, /healthz).
     #[arg(long, env = "NRM_LISTEN", default_value = "0.0.0.0:9750")]
     pub listen: SocketAddr,
+    /// Web configuration file (YAML) for TLS and authentication of the HTTP server, in the
+    /// format of every Prometheus exporter (prometheus/exporter-toolkit, docs/web-configuration.md):
+    /// `tls_server_config` (cert_file, key_file, client_auth_type NoClientCert,
+    /// VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file,
+    /// min_version/max_version TLS12/TLS13), `basic_auth_users` (user: bcrypt hash; /healthz
+    /// needs none), `http_server_config.headers`. Relative paths are the file's directory's;
+    /// an unknown or unsupported key stops the daemon at start. Without it: plain HTTP, no
+    /// authentication.
+    #[arg(long = "web.config.file", env = "NRM_WEB_CONFIG_FILE", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
     /// Root of the node's filesystem (a DaemonSet mounts the host at e.g. /host).
     #[arg(long, env = "NRM_HOST_ROOT", default_value = "/")]
     pub host_root: PathBuf,
@@ -198,6 +211,11 @@ impl RunArgs {
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(version = env!("CARGO_PKG_VERSION"), host_root = %args.host_root.display(), "starting node-runtime-monitor");
+    // A web configuration that does not load stops the daemon before it does anything.
+    let web = match &args.web_config_file {
+        Some(path) => WebConfig::load(path)?,
+        None => WebConfig::default(),
+    };
     // The port first: a daemon that cannot serve stops before it records a start, so the next
     // start still judges the run before this one (and no program is loaded for nothing).
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -305,11 +323,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
         let http_metrics = http::HttpMetrics::new(&mut registry);
         let registry = Arc::new(registry);
-        info!(address = %listener.local_addr().unwrap_or(args.listen), "serving /metrics, /findings, /healthz");
+        info!(address = %listener.local_addr().unwrap_or(args.listen), tls = web.tls.is_some(), basic_auth = web.basic_auth.is_some(), "serving /metrics, /findings, /healthz");
         let state = AppState { watchdog, ..AppState::new(registry, findings, probes_up, PROGRAMS.len()) };
         let server_shutdown = shutdown_rx.clone();
         tasks.spawn(async move {
-            if let Err(err) = http::serve(listener, state, http::Limits::default(), http_metrics, server_shutdown).await {
+            if let Err(err) = http::serve(listener, state, http::Limits::default(), web, http_metrics, server_shutdown).await {
                 error!("HTTP server failed: {err}");
             }
         });

@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon: load and attach the kernel probes, serve /metrics, /findings, /healthz.
-    Run(daemon::RunArgs),
+    Run(Box<daemon::RunArgs>),
     /// Audit this node's runtime configuration once and print a report.
     ///
     /// Exit code: 0 healthy, 1 warnings, 2 critical findings, 3 the check itself failed.
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => {
             daemon::init_logging(&args.log_format);
-            match runtime.block_on(daemon::run(args)) {
+            match runtime.block_on(daemon::run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!("{err:#}");

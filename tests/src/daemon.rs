@@ -40,7 +40,13 @@ impl Daemon {
     ///
     /// The daemon listens on `127.0.0.1:0` and its address is read from its log: no port is
     /// chosen here and released for it, so none can be taken by another test in between.
-    pub fn start_with(mut cmd: Command, args: &[&str]) -> Self {
+    pub fn start_with(cmd: Command, args: &[&str]) -> Self {
+        Self::start_until(cmd, args, |daemon| daemon.get("/healthz").is_some())
+    }
+
+    /// Starts the daemon through `cmd` and waits until it logs its address and `serving` says
+    /// so (for a daemon that serves TLS, which [`Daemon::get`] does not speak).
+    pub fn start_until(mut cmd: Command, args: &[&str], serving: impl Fn(&Daemon) -> bool) -> Self {
         let log = std::env::temp_dir().join(format!(
             "nrm-daemon-{}-{}.log",
             std::process::id(),
@@ -75,7 +81,7 @@ impl Daemon {
             {
                 daemon.address = address;
             }
-            if daemon.address != unbound && daemon.get("/healthz").is_some() {
+            if daemon.address != unbound && serving(&daemon) {
                 return daemon;
             }
             if let Ok(Some(status)) = daemon.child.try_wait() {
@@ -238,9 +244,14 @@ fn strip_ansi(text: &str) -> String {
 
 /// A minimal HTTP/1.1 GET (no client library needed for loopback tests).
 pub fn http_get(address: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_get_with(address, path, "")
+}
+
+/// [`http_get`] with `headers` (each line ending in `\r\n`) added to the request.
+pub fn http_get_with(address: SocketAddr, path: &str, headers: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n").ok()?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).ok()?;
     let text = String::from_utf8_lossy(&response).into_owned();

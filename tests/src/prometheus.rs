@@ -32,6 +32,12 @@ impl Prometheus {
     /// address=...`): no port is chosen here and released for it, so none can be taken by
     /// another test in between.
     pub fn start(job: &str, targets: &[SocketAddr], rule_files: &[&Path]) -> Self {
+        Self::start_scraping(job, targets, "", rule_files)
+    }
+
+    /// [`Prometheus::start`], with `scrape_settings` added to the job's scrape config (YAML
+    /// keys at the job's level, e.g. `scheme: https` and its `tls_config`, `basic_auth`).
+    pub fn start_scraping(job: &str, targets: &[SocketAddr], scrape_settings: &str, rule_files: &[&Path]) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "nrm-prometheus-{}-{}",
             std::process::id(),
@@ -44,9 +50,10 @@ impl Prometheus {
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
              rule_files: [{}]\n\
-             scrape_configs:\n  - job_name: '{job}'\n    static_configs:\n      - targets: [{}]\n",
+             scrape_configs:\n  - job_name: '{job}'\n    static_configs:\n      - targets: [{}]\n{}",
             rules.join(", "),
-            targets.join(", ")
+            targets.join(", "),
+            scrape_settings.lines().map(|l| format!("    {l}\n")).collect::<String>()
         );
         std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus.yml");
         let log = std::fs::File::create(dir.join("prometheus.log")).expect("prometheus log");

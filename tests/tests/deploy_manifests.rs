@@ -1,8 +1,8 @@
 //! The cluster manifests (`deploy/`), the Prometheus rules and the image's build pins, checked
 //! with real tools, offline:
 //! - The kustomizations: the base (`deploy/`, the same as `deploy/base/`) and the overlays
-//!   `deploy/overlays/prometheus-operator` and `deploy/overlays/hardened`, each rendered by the
-//!   real `kubectl kustomize` (kustomize v5; the `kubectl` on PATH, else a pinned kubectl wheel
+//!   `deploy/overlays/prometheus-operator`, `deploy/overlays/hardened` and `deploy/overlays/tls`,
+//!   each rendered by the real `kubectl kustomize` (kustomize v5; the `kubectl` on PATH, else a pinned kubectl wheel
 //!   from PyPI) in a new network namespace; every rendered object of the Kubernetes API is
 //!   validated like the files are, and the objects each install holds are listed.
 //! - Kubernetes objects of the core API with `kubernetes-validate` (PyPI, pinned in
@@ -459,6 +459,8 @@ fn the_readme_lists_every_alert_of_the_rule_file_with_its_severity() {
 const BASE: &str = "deploy";
 const PROMETHEUS_OPERATOR: &str = "deploy/overlays/prometheus-operator";
 const HARDENED: &str = "deploy/overlays/hardened";
+/// The monitor's own TLS and basic auth (`--web.config.file` from a Secret the operator creates).
+const TLS: &str = "deploy/overlays/tls";
 
 /// The kubectl wheel used when no kubectl with kustomize v5 is on PATH (this machine's kind
 /// does not promise one, and Debian's kubernetes-client is 1.20: kustomize v2, which knows
@@ -608,6 +610,7 @@ fn kubectl_kustomize_renders_the_base_and_each_overlay_and_kubernetes_validate_a
         ("deploy/base", expected(&[&base])),
         (PROMETHEUS_OPERATOR, expected(&[&base, &operator])),
         (HARDENED, expected(&[&base, &operator, &hardened])),
+        (TLS, expected(&[&base, &operator])),
     ] {
         let docs = render(install);
         assert_eq!(kinds_and_names(&docs), objects, "{install}: the objects it installs");
