@@ -1,11 +1,11 @@
 //! The HTTP server: `/metrics` (OpenMetrics text), `/findings` (JSON), `/healthz`.
 //!
 //! It serves on the pod network beside workloads it does not trust, so every resource a client
-//! can hold is bounded: at most [`Limits::max_connections`] connections, and at most
-//! [`Limits::max_connections_per_peer`] from one address; past either cap a new connection
-//! evicts an idle one (the oldest of the address that holds the most), never one with a request
-//! in progress, and is refused when every candidate is busy, so neither idle nor slow clients can
-//! lock a scraper out or cut its scrape. Request headers (and the TLS handshake) must arrive
+//! can hold is bounded: at most [`Limits::max_connections`] connections; past the cap a new
+//! connection evicts an idle one (the oldest of the address that holds the most), never one with
+//! a request in progress, and is refused when every candidate is busy, so neither idle nor slow
+//! clients can lock a scraper out or cut its scrape. There is no cap per address: behind a proxy
+//! (the hardened deployment's kube-rbac-proxy) every client is one address. Request headers (and the TLS handshake) must arrive
 //! within [`Limits::header_timeout`], a connection lives at most [`Limits::max_lifetime`], at
 //! most [`Limits::max_concurrent_requests`] requests are worked on at once (the others wait,
 //! bounded by the request timeout), a request's head must fit 16 KiB and 32 headers, bodies are
@@ -73,8 +73,6 @@ const METRICS_MAX_AGE: Duration = Duration::from_secs(1);
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub max_connections: usize,
-    /// Connections from one address (an IPv4-mapped IPv6 address is its IPv4 one).
-    pub max_connections_per_peer: usize,
     pub header_timeout: Duration,
     pub max_lifetime: Duration,
     pub max_concurrent_requests: usize,
@@ -84,8 +82,6 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 256,
-            // A scraper holds one or two; a proxy in front (kube-rbac-proxy) pools a few.
-            max_connections_per_peer: 32,
             header_timeout: Duration::from_secs(5),
             max_lifetime: Duration::from_secs(120),
             max_concurrent_requests: 8,
@@ -246,7 +242,7 @@ struct Connections {
 /// What admitting a connection takes.
 #[derive(Debug, PartialEq, Eq)]
 enum Admission {
-    /// Room under both caps.
+    /// Room under the cap.
     Room,
     /// Closing the connection at this index makes room.
     Evict(usize),
@@ -260,19 +256,15 @@ impl Connections {
         self.open.iter().position(|o| o.peer == peer && o.in_progress.load(Ordering::Acquire) == 0)
     }
 
-    /// What admitting a connection from `peer` takes: past its own cap, one of its own idle
-    /// connections; past the total cap, an idle one of the address holding the most.
-    fn admission(&self, peer: IpAddr, limits: &Limits) -> Admission {
-        let found = |index: Option<usize>| index.map_or(Admission::Refuse, Admission::Evict);
-        if self.held.get(&peer).copied().unwrap_or(0) >= limits.max_connections_per_peer.max(1) {
-            return found(self.oldest_idle(peer));
-        }
+    /// What admitting a connection takes: past the cap, an idle one of the address holding the
+    /// most (a flood gives way before a scraper's one or two).
+    fn admission(&self, limits: &Limits) -> Admission {
         if self.open.len() < limits.max_connections.max(1) {
             return Admission::Room;
         }
         let mut peers: Vec<(IpAddr, usize)> = self.held.iter().map(|(peer, count)| (*peer, *count)).collect();
         peers.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
-        found(peers.iter().find_map(|(p, _)| self.oldest_idle(*p)))
+        peers.iter().find_map(|(p, _)| self.oldest_idle(*p)).map_or(Admission::Refuse, Admission::Evict)
     }
 
     /// Forgets the connection at `index` (closed, or to be closed); its close sender.
@@ -297,7 +289,7 @@ impl Connections {
     /// Admits a connection from `peer`, closing an idle one if a cap says so: its id and its
     /// count of requests in progress, or None when it is refused.
     fn admit(&mut self, peer: IpAddr, limits: &Limits, close: oneshot::Sender<()>, metrics: &HttpMetrics) -> Option<(u64, Arc<AtomicUsize>)> {
-        match self.admission(peer, limits) {
+        match self.admission(limits) {
             Admission::Room => {}
             Admission::Evict(index) => {
                 if let Some(close) = self.remove_at(index) {
@@ -449,24 +441,25 @@ mod tests {
 
     #[test]
     fn a_crowd_from_one_address_evicts_its_own_idle_connections_only() {
-        let limits = Limits { max_connections: 8, max_connections_per_peer: 4, ..Limits::default() };
+        let limits = Limits { max_connections: 8, ..Limits::default() };
         let mut connections = Connections::default();
         let (_, scrape) = connection(&mut connections, [10, 0, 0, 1], &limits).unwrap();
+        connection(&mut connections, [10, 0, 0, 1], &limits).unwrap();
         scrape.fetch_add(1, Ordering::AcqRel);
         for _ in 0..100 {
             assert!(connection(&mut connections, [10, 0, 0, 66], &limits).is_some());
         }
-        assert_eq!(connections.open.len(), 5);
+        assert_eq!(connections.open.len(), 8);
         assert_eq!(connections.open[0].peer, IpAddr::from([10, 0, 0, 1]), "the scrape is kept");
-        assert_eq!(connections.held, HashMap::from([(IpAddr::from([10, 0, 0, 1]), 1), (IpAddr::from([10, 0, 0, 66]), 4)]));
+        assert_eq!(connections.held, HashMap::from([(IpAddr::from([10, 0, 0, 1]), 2), (IpAddr::from([10, 0, 0, 66]), 6)]));
         let id = connections.open[0].id;
         connections.remove(id);
-        assert_eq!(connections.held, HashMap::from([(IpAddr::from([10, 0, 0, 66]), 4)]));
+        assert_eq!(connections.held, HashMap::from([(IpAddr::from([10, 0, 0, 1]), 1), (IpAddr::from([10, 0, 0, 66]), 6)]));
     }
 
     #[test]
     fn past_the_total_cap_the_address_holding_the_most_gives_way_and_a_busy_connection_never_does() {
-        let limits = Limits { max_connections: 4, max_connections_per_peer: 3, ..Limits::default() };
+        let limits = Limits { max_connections: 4, ..Limits::default() };
         let mut connections = Connections::default();
         let (_, scrape) = connection(&mut connections, [10, 0, 0, 1], &limits).unwrap();
         for _ in 0..3 {
