@@ -116,12 +116,16 @@ fn build(arch: &Arch, target: &Path) -> anyhow::Result<String> {
     eprintln!("xtask: building {} {VERSION} for {} (release, static)", oci::NAME, arch.target);
     let started = Instant::now();
     let linker = format!("CARGO_TARGET_{}_LINKER", arch.target.to_uppercase().replace('-', "_"));
+    let target_env = arch.target.replace('-', "_");
     status(
         cargo()
             .args(["build", "--release", "--locked", "--package", "monitor", "--bin", oci::NAME])
             .args(["--target", arch.target])
             // rustc finds its rust-lld in the toolchain; the linker flavour follows the name.
             .env(linker, "rust-lld")
+            // ring's C and assembly: clang cross-compiles (cc-rs passes --target) for both.
+            .env(format!("CC_{target_env}"), setup::IMAGE_CC)
+            .env(format!("AR_{target_env}"), setup::IMAGE_AR)
             // The image's daemon must embed the kernel programs, whatever this shell says.
             .env_remove("AYA_BUILD_SKIP"),
     )?;

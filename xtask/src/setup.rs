@@ -25,12 +25,17 @@ const TEST_PACKAGES: &[&str] =
     &["containerd", "runc", "prometheus", "bpftrace", "bpftool", "busybox-static", "stress-ng", "util-linux", "curl", "python3", "qemu-system-x86"];
 
 /// Rust targets of the release image (`cargo xtask image`): static musl binaries for amd64 and
-/// arm64. Both link with the toolchain's own rust-lld and musl (self-contained): no C cross
-/// toolchain is needed.
+/// arm64. Both link with the toolchain's own rust-lld and musl (self-contained); the C and
+/// assembly of `ring` (rustls' cryptography) are compiled by clang, which targets both.
 pub const IMAGE_TARGETS: &[&str] = &["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"];
 
-/// Debian packages the image build needs: qemu-user-static runs the arm64 binary on this host.
-const IMAGE_PACKAGES: &[&str] = &["qemu-user-static"];
+/// Debian packages the image build needs: qemu-user-static runs the arm64 binary on this host;
+/// clang (of the LLVM the eBPF build uses) compiles `ring` for each target, llvm-ar archives it.
+const IMAGE_PACKAGES: &[&str] = &["qemu-user-static", "clang-22"];
+
+/// The C compiler and archiver of the image's targets (from [`IMAGE_PACKAGES`]).
+pub const IMAGE_CC: &str = "/usr/lib/llvm-22/bin/clang";
+pub const IMAGE_AR: &str = "/usr/lib/llvm-22/bin/llvm-ar";
 
 /// Where the stock Debian kernel's `vmlinuz` for the VM tests (`tests/src/vm.rs`) is kept,
 /// under the target dir so that a cache of it carries it over.
