@@ -133,11 +133,23 @@ impl HostRoot {
 
     /// Opens a host path inside the root (`flags` as for open(2); `O_CLOEXEC` is added).
     pub fn open(&self, host_path: &Path, flags: libc::c_int) -> std::io::Result<File> {
-        let root = open_dir_path(&self.root)?;
-        let relative: PathBuf = walk_parts(host_path).into_iter().collect();
-        match openat2_in_root(&root, &relative, flags) {
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => walk_open(&root, host_path, flags),
+        match self.open_resolving(host_path, flags, Resolution::Kernel) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                self.open_resolving(host_path, flags, Resolution::Walk)
+            }
             result => result,
+        }
+    }
+
+    /// [`Self::open`] resolving the path one given way, whatever the kernel supports: for the
+    /// `host_root` fuzz target, which checks that both ways agree. Everything else calls
+    /// [`Self::open`].
+    #[doc(hidden)]
+    pub fn open_resolving(&self, host_path: &Path, flags: libc::c_int, resolution: Resolution) -> std::io::Result<File> {
+        let root = open_dir_path(&self.root)?;
+        match resolution {
+            Resolution::Kernel => openat2_in_root(&root, &walk_parts(host_path).into_iter().collect::<PathBuf>(), flags),
+            Resolution::Walk => walk_open(&root, host_path, flags),
         }
     }
 
@@ -234,6 +246,17 @@ impl HostRoot {
             .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| wildcard_match(name, n)))
             .collect()
     }
+}
+
+/// How [`HostRoot::open_resolving`] resolves a path inside the root.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// `openat2(RESOLVE_IN_ROOT)`: what [`HostRoot::open`] uses.
+    Kernel,
+    /// The `O_NOFOLLOW` walk [`HostRoot::open`] falls back to where the kernel (or a seccomp
+    /// profile) refuses `openat2`.
+    Walk,
 }
 
 /// The name [`HostRoot::resolve_host_path`] gives a path it cannot resolve.
