@@ -353,6 +353,10 @@ fn walk_open(root: &File, host_path: &Path, flags: libc::c_int) -> std::io::Resu
                 dirs.truncate(1);
             }
             let mut rest: std::collections::VecDeque<OsString> = walk_parts(&target).into();
+            // As the kernel reads `dir/` (and `dir/.`): what the link names must be a directory.
+            if [&b"/"[..], b"/."].iter().any(|end| target.as_os_str().as_bytes().ends_with(end)) {
+                rest.push_back(".".into());
+            }
             rest.extend(queue.drain(..));
             queue = rest;
             continue;
@@ -507,6 +511,16 @@ mod tests {
         assert_eq!(outside(walk_open(&root_dir, Path::new("/var/inside"), libc::O_RDONLY)).as_deref(), Some("inside"));
         assert_eq!(root.read_text(Path::new("/var/inside")).unwrap(), "inside");
         assert_eq!(walk_open(&root_dir, Path::new("/chain0"), libc::O_RDONLY).unwrap_err().raw_os_error(), Some(libc::ELOOP));
+        // Found by the `host_root` fuzz target: a link to `file/` names a directory, which a
+        // file is not (ENOTDIR both ways); one to `dir/` reaches the directory.
+        std::os::unix::fs::symlink("run/inside/", root.root().join("slashed")).unwrap();
+        std::os::unix::fs::symlink("/run/.", root.root().join("slashed-dir")).unwrap();
+        for resolution in [Resolution::Kernel, Resolution::Walk] {
+            let err = root.open_resolving(Path::new("/slashed"), libc::O_PATH, resolution).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR), "{resolution:?}");
+            let dir = root.open_resolving(Path::new("/slashed-dir"), libc::O_PATH, resolution).unwrap();
+            assert!(dir.metadata().unwrap().is_dir(), "{resolution:?}");
+        }
         let _ = std::fs::remove_dir_all(base);
     }
 
