@@ -335,6 +335,10 @@ fn walk_open(root: &File, host_path: &Path, flags: libc::c_int) -> std::io::Resu
             }
             continue;
         }
+        // Only after a link's `dir/`: what came before was held as a directory, or refused.
+        if part == "." {
+            continue;
+        }
         let here = dirs.last().expect("the root is never popped");
         let last = queue.is_empty();
         let name = Path::new(&part);
@@ -520,6 +524,9 @@ mod tests {
             assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR), "{resolution:?}");
             let dir = root.open_resolving(Path::new("/slashed-dir"), libc::O_PATH, resolution).unwrap();
             assert!(dir.metadata().unwrap().is_dir(), "{resolution:?}");
+            let up = root.open_resolving(Path::new("/slashed-dir/.."), libc::O_PATH, resolution).unwrap();
+            let ino = |f: &File| std::os::unix::fs::MetadataExt::ino(&f.metadata().unwrap());
+            assert_eq!(ino(&up), ino(&root_dir), "{resolution:?}: `..` of /run is the root");
         }
         let _ = std::fs::remove_dir_all(base);
     }
