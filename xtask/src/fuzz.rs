@@ -1,5 +1,7 @@
-//! `fuzz`: the cargo-fuzz targets of `fuzz/` (one per parser), each run for a bounded time with
-//! AddressSanitizer, seeded from the test fixtures. A crash, a hang (`-timeout`) or an
+//! `fuzz`: the cargo-fuzz targets of `fuzz/` (one per parser, and three on properties of whole
+//! stages: `pipeline`, attribution, detectors and the findings store on event sequences;
+//! `host_root`, the host root on symlink trees; `redaction`, no secret shown), each run for a
+//! bounded time with AddressSanitizer, seeded from the test fixtures. A crash, a hang (`-timeout`) or an
 //! allocation beyond `-rss_limit_mb` fails the run; the input is kept in
 //! `fuzz/artifacts/<target>/` (replay it with `cargo +1.98.0 fuzz run <target> <file>`).
 //!
@@ -40,7 +42,7 @@ const AUDIT_NODE_FILES: [&str; 8] = [
 type Seeds = fn(&str) -> bool;
 
 /// Every target, with the fixture files that seed it.
-const TARGETS: [(&str, Seeds); 12] = [
+const TARGETS: [(&str, Seeds); 15] = [
     ("events_decode", |_| false),
     ("kernel_btf", |_| false),
     ("containerd_config", |p| p.ends_with(".toml")),
@@ -65,6 +67,9 @@ const TARGETS: [(&str, Seeds); 12] = [
     ("node_lines", |p| p.ends_with("/proc/meminfo")),
     ("audit_node", |_| false),
     ("go_buildinfo", |p| p.contains("/bin/") || p.contains("/sbin/") || p.contains("/var/cache/nodeup/")),
+    ("redaction", |_| false),
+    ("host_root", |_| false),
+    ("pipeline", |_| false),
 ];
 
 pub struct Options {

@@ -239,6 +239,11 @@ impl Stage {
         // then runs one tight loop instead of a select per event.
         let mut batch = Vec::with_capacity(BATCH);
         loop {
+            // Checked before waiting: the flush below may have released the last held event,
+            // and nothing else would wake the stage before the next series sweep.
+            if !records_open && self.held.is_empty() {
+                break;
+            }
             let deadline = self.held.front().map(|h| h.deadline);
             tokio::select! {
                 taken = records.recv_many(&mut batch, BATCH), if records_open => {
@@ -260,9 +265,6 @@ impl Stage {
                 }
                 _ = sleep_until(deadline) => self.release().await,
                 _ = expiry.tick() => self.metrics.expire_owner_series(self.ttl),
-            }
-            if !records_open && self.held.is_empty() {
-                break;
             }
             if !records_open {
                 // Flush: nothing more will come; wait only for what is held.
@@ -434,6 +436,38 @@ mod tests {
                 filename_truncated: false,
             }),
         }
+    }
+
+    /// Found by the `pipeline` fuzz target: when the input closes while an event waits for its
+    /// owner, the stage ends as soon as that event leaves, not at the next series sweep (30 s).
+    #[tokio::test]
+    async fn ends_once_the_last_held_event_leaves() {
+        let (records_tx, records_rx) = mpsc::channel(4);
+        // No resolver: the event leaves at its deadline.
+        let (_answers_tx, answers_rx) = mpsc::unbounded_channel();
+        let (requests_tx, _requests_rx) = mpsc::unbounded_channel();
+        let (out_tx, mut out) = mpsc::channel(4);
+        let stage = Stage {
+            hold: Duration::from_millis(100),
+            ttl: owner_series::DEFAULT_SERIES_TTL,
+            owners: HashMap::new(),
+            asked: HashSet::new(),
+            held: VecDeque::new(),
+            metrics: AttributionMetrics::unregistered(100),
+            requests: requests_tx,
+            out: out_tx,
+        };
+        let handle = tokio::spawn(stage.run(records_rx, answers_rx));
+        // The stage takes its sweep's first (immediate) tick; the next is 30 s away.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        records_tx.send(exec(42, 7)).await.expect("send");
+        drop(records_tx);
+        let got = out.recv().await.expect("the held event");
+        assert_eq!(got.record.event.task().pid, 7);
+        tokio::time::timeout(Duration::from_secs(5), handle)
+            .await
+            .expect("the stage ends with its input")
+            .expect("stage");
     }
 
     /// kubelet's staticPodPath and node name, as the audit reads them, reach the resolver: a

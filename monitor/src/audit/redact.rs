@@ -51,7 +51,7 @@ pub fn secrets_of(snapshot: &NodeSnapshot) -> Vec<String> {
         }
     }
     for flag in &snapshot.kubelet.flags {
-        if kubelet::is_sensitive_flag(&flag.name) && !is_switch(&flag.value) {
+        if kubelet::is_sensitive_flag(&flag.name) && is_secret_value(&flag.name, &flag.value) {
             out.push(flag.value.clone());
         }
     }
@@ -72,9 +72,13 @@ fn is_node_agent(name: &str) -> bool {
     name == "kubelet" || runtimes::is_node_daemon(name)
 }
 
-/// A value that is a switch, a mode or a file's path, never a secret.
-fn is_switch(value: &str) -> bool {
-    matches!(value, "true" | "false") || value.parse::<f64>().is_ok() || value.starts_with('/')
+/// Whether the value of a secret flag is the secret itself: not a switch (`--anonymous-auth=false`),
+/// nor the file a key flag names (`--client-key=/etc/pki/k.pem`). A token, password or secret
+/// flag's value is always one, a number or a `/...` word included: base64 starts with `/` one
+/// time in 64.
+fn is_secret_value(flag: &str, value: &str) -> bool {
+    let names_a_file = flag.to_ascii_lowercase().ends_with("key") && value.starts_with('/');
+    !matches!(value, "true" | "false") && !names_a_file
 }
 
 /// The secrets of one command line: values of secret flags in both forms, `k0s worker
@@ -82,23 +86,31 @@ fn is_switch(value: &str) -> bool {
 pub fn argv_secrets(argv: &[String]) -> Vec<String> {
     let mut out: Vec<String> = kubelet::parse_args(argv.get(1..).unwrap_or_default(), "")
         .into_iter()
-        .filter(|f| kubelet::is_sensitive_flag(&f.name) && !is_switch(&f.value))
+        .filter(|f| kubelet::is_sensitive_flag(&f.name) && is_secret_value(&f.name, &f.value))
         .map(|f| f.value)
         .collect();
+    // A secret flag is never a switch: in the spaced form the next word is its value whatever it
+    // starts with (pflag and Go's `flag` take it; `parse_args` reads a dashed word as a flag).
+    out.extend(argv.get(1..).unwrap_or_default().windows(2).filter_map(|pair| {
+        let flag = pair[0].strip_prefix("--").or_else(|| pair[0].strip_prefix('-'))?;
+        let value = &pair[1];
+        (value.starts_with('-') && !flag.contains('=') && kubelet::is_sensitive_flag(flag) && is_secret_value(flag, value))
+            .then(|| value.clone())
+    }));
     let name = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a)).unwrap_or("");
     if name == "k0s"
         && let Some(pos) = argv.iter().position(|a| a == "worker" || a == "controller")
-        // The token is the first word after the subcommand that is neither a flag nor a flag's
-        // file or directory (`k0s worker --labels=a=b <token>`, not `--token-file <path>`).
-        && let Some(token) = argv[pos + 1..].iter().enumerate().find_map(|(i, word)| {
+    {
+        // The token is the one argument after the subcommand; which other words are flags'
+        // values (`--labels a=b <token>`) only k0s's own flag table says, so every word that is
+        // neither a flag nor a flag's file or directory (`--token-file <path>`) is taken.
+        out.extend(argv[pos + 1..].iter().enumerate().filter_map(|(i, word)| {
             let after_path_flag = i > 0 && {
                 let previous = &argv[pos + i];
                 previous.starts_with('-') && !previous.contains('=') && ["file", "dir", "path", "config"].iter().any(|s| previous.ends_with(s))
             };
-            (!word.starts_with('-') && !after_path_flag).then_some(word)
-        })
-    {
-        out.push(token.clone());
+            (!word.starts_with('-') && !after_path_flag).then(|| word.clone())
+        }));
     }
     out.extend(argv.iter().flat_map(|a| a.split(['=', ' '])).filter(|w| is_bootstrap_token(w)).map(str::to_string));
     out
@@ -184,9 +196,27 @@ mod tests {
         assert_eq!(argv_shown(&k0s_file), k0s_file, "a file path is no secret");
         let k0s_late = argv("k0s worker --labels=a=b H4sIAAAAAAAC_tokenblob");
         assert_eq!(argv_shown(&k0s_late).join(" "), "k0s worker --labels=a=b [REDACTED]");
+        // Found by the `redaction` fuzz target: a flag's value in the spaced form comes before
+        // the token; both are taken (the token must not be missed).
+        let k0s_spaced = argv("k0s controller --labels a=b --v=2 A5s3cr3tToken");
+        assert_eq!(argv_shown(&k0s_spaced).join(" "), "k0s controller --labels [REDACTED] --v=2 [REDACTED]");
         // Switches and modes are no secrets (kOps' kubelet flags).
         let kubelet = argv("kubelet --anonymous-auth=false --authentication-token-webhook=true --authorization-mode=Webhook");
         assert!(argv_secrets(&kubelet).is_empty(), "{:?}", argv_secrets(&kubelet));
+    }
+
+    /// Found by the `redaction` fuzz target: a token is a secret whatever it looks like (base64
+    /// may start with `/`, a password may be all digits); only a key flag's `/...` names a file.
+    #[test]
+    fn tokens_that_look_like_paths_or_numbers_are_secrets() {
+        let line = argv("kubelet -token=/PAAAAAAAAAAA --registry-password 31415926535 --client-key=/etc/pki/k.pem");
+        assert_eq!(
+            argv_shown(&line).join(" "),
+            "kubelet -token=[REDACTED] --registry-password [REDACTED] --client-key=/etc/pki/k.pem"
+        );
+        // A value that starts with a dash (base64url may) is still the flag's value.
+        let dashed = argv("kubeadm join 10.0.0.1:6443 --v=2 -token -st_Pppp0");
+        assert_eq!(argv_shown(&dashed).join(" "), "kubeadm join 10.0.0.1:6443 --v=2 -token [REDACTED]");
     }
 
     #[test]

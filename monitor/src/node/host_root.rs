@@ -133,11 +133,23 @@ impl HostRoot {
 
     /// Opens a host path inside the root (`flags` as for open(2); `O_CLOEXEC` is added).
     pub fn open(&self, host_path: &Path, flags: libc::c_int) -> std::io::Result<File> {
-        let root = open_dir_path(&self.root)?;
-        let relative: PathBuf = walk_parts(host_path).into_iter().collect();
-        match openat2_in_root(&root, &relative, flags) {
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => walk_open(&root, host_path, flags),
+        match self.open_resolving(host_path, flags, Resolution::Kernel) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                self.open_resolving(host_path, flags, Resolution::Walk)
+            }
             result => result,
+        }
+    }
+
+    /// [`Self::open`] resolving the path one given way, whatever the kernel supports: for the
+    /// `host_root` fuzz target, which checks that both ways agree. Everything else calls
+    /// [`Self::open`].
+    #[doc(hidden)]
+    pub fn open_resolving(&self, host_path: &Path, flags: libc::c_int, resolution: Resolution) -> std::io::Result<File> {
+        let root = open_dir_path(&self.root)?;
+        match resolution {
+            Resolution::Kernel => openat2_in_root(&root, &walk_parts(host_path).into_iter().collect::<PathBuf>(), flags),
+            Resolution::Walk => walk_open(&root, host_path, flags),
         }
     }
 
@@ -255,6 +267,17 @@ pub struct DirListing {
     pub truncated: bool,
 }
 
+/// How [`HostRoot::open_resolving`] resolves a path inside the root.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// `openat2(RESOLVE_IN_ROOT)`: what [`HostRoot::open`] uses.
+    Kernel,
+    /// The `O_NOFOLLOW` walk [`HostRoot::open`] falls back to where the kernel (or a seccomp
+    /// profile) refuses `openat2`.
+    Walk,
+}
+
 /// The name [`HostRoot::resolve_host_path`] gives a path it cannot resolve.
 const UNRESOLVABLE: &str = "/.unresolvable-link";
 
@@ -331,6 +354,10 @@ fn walk_open(root: &File, host_path: &Path, flags: libc::c_int) -> std::io::Resu
             }
             continue;
         }
+        // Only after a link's `dir/`: what came before was held as a directory, or refused.
+        if part == "." {
+            continue;
+        }
         let here = dirs.last().expect("the root is never popped");
         let last = queue.is_empty();
         let name = Path::new(&part);
@@ -349,6 +376,10 @@ fn walk_open(root: &File, host_path: &Path, flags: libc::c_int) -> std::io::Resu
                 dirs.truncate(1);
             }
             let mut rest: std::collections::VecDeque<OsString> = walk_parts(&target).into();
+            // As the kernel reads `dir/` (and `dir/.`): what the link names must be a directory.
+            if [&b"/"[..], b"/."].iter().any(|end| target.as_os_str().as_bytes().ends_with(end)) {
+                rest.push_back(".".into());
+            }
             rest.extend(queue.drain(..));
             queue = rest;
             continue;
@@ -503,6 +534,19 @@ mod tests {
         assert_eq!(outside(walk_open(&root_dir, Path::new("/var/inside"), libc::O_RDONLY)).as_deref(), Some("inside"));
         assert_eq!(root.read_text(Path::new("/var/inside")).unwrap(), "inside");
         assert_eq!(walk_open(&root_dir, Path::new("/chain0"), libc::O_RDONLY).unwrap_err().raw_os_error(), Some(libc::ELOOP));
+        // Found by the `host_root` fuzz target: a link to `file/` names a directory, which a
+        // file is not (ENOTDIR both ways); one to `dir/` reaches the directory.
+        std::os::unix::fs::symlink("run/inside/", root.root().join("slashed")).unwrap();
+        std::os::unix::fs::symlink("/run/.", root.root().join("slashed-dir")).unwrap();
+        for resolution in [Resolution::Kernel, Resolution::Walk] {
+            let err = root.open_resolving(Path::new("/slashed"), libc::O_PATH, resolution).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::ENOTDIR), "{resolution:?}");
+            let dir = root.open_resolving(Path::new("/slashed-dir"), libc::O_PATH, resolution).unwrap();
+            assert!(dir.metadata().unwrap().is_dir(), "{resolution:?}");
+            let up = root.open_resolving(Path::new("/slashed-dir/.."), libc::O_PATH, resolution).unwrap();
+            let ino = |f: &File| std::os::unix::fs::MetadataExt::ino(&f.metadata().unwrap());
+            assert_eq!(ino(&up), ino(&root_dir), "{resolution:?}: `..` of /run is the root");
+        }
         let _ = std::fs::remove_dir_all(base);
     }
 

@@ -6,9 +6,9 @@
 /// pair of `"`, `` ` `` or `'` replaced by `…`. An opening `"` or `` ` `` that is never closed
 /// drops the rest (the value may run to the end); an unpaired `'` is an apostrophe and stays.
 pub fn scrub(message: &str) -> String {
-    let first = message.lines().next().unwrap_or("");
+    let first = without_unquoted_key(message.lines().next().unwrap_or(""));
     let mut out = String::new();
-    let mut rest = first;
+    let mut rest = first.as_str();
     while let Some(at) = rest.find(['"', '`', '\'']) {
         let quote = rest[at..].chars().next().unwrap_or('"');
         out.push_str(&rest[..at]);
@@ -33,6 +33,16 @@ pub fn scrub(message: &str) -> String {
     }
     out.push_str(rest);
     out.chars().take(200).collect()
+}
+
+/// serde_yaml's message that quotes nothing: a duplicate key as it stands (a number, a bool,
+/// a line whose broken indentation made a key of a value). The key is dropped, the position kept.
+fn without_unquoted_key(line: &str) -> String {
+    const DUPLICATE: &str = "duplicate entry with key ";
+    let Some(at) = line.find(DUPLICATE) else { return line.to_string() };
+    let after = &line[at + DUPLICATE.len()..];
+    let position = after.find(" at line ").map(|i| &after[i..]).unwrap_or("");
+    format!("{}{DUPLICATE}…{position}", &line[..at])
 }
 
 /// Where `quote` closes in `text`, skipping backslash-escaped ones (`"ab\"cd"`).
@@ -63,6 +73,8 @@ mod tests {
             ("invalid type: string \"ab\\\"s3cret\", expected bool", "invalid type: string \"…\", expected bool"),
             ("kubelet can't parse this", "kubelet can't parse this"),
             ("first line \"a\"\nsecond line s3cret", "first line \"…\""),
+            // Found by the `redaction` fuzz target: serde_yaml does not quote a duplicate key.
+            ("spec: duplicate entry with key -3999s3cret at line 2 column 3", "spec: duplicate entry with key … at line 2 column 3"),
         ] {
             let got = scrub(message);
             assert_eq!(got, want, "{message}");

@@ -138,7 +138,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<StaticPod>, ManifestError> {
     let pods = match kind {
         "Pod" => vec![doc],
         "List" | "PodList" => doc.items,
-        other => return Err(parse_error(Some(1), format!("kind {other:?}, not Pod"))),
+        // Not echoed either: what stands in `kind` is the file's to choose.
+        other => return Err(parse_error(Some(1), format!("kind {}, not Pod", scrub(&format!("{other:?}"))))),
     };
     pods.into_iter()
         .map(|pod| {
@@ -318,6 +319,9 @@ status: {}
         let ManifestError::Parse { line, .. } = &err else { panic!("{err}") };
         assert!(line.is_some(), "{err}");
         assert!(!err.to_string().contains("secret-xyz") && err.to_string().starts_with("/m/p.yaml:"), "{err}");
+        // Found by the `redaction` fuzz target: nor does a kind that is not Pod.
+        let err = parse("kind: 'hAWWPWAK'\n", Path::new("/m/p.yaml")).unwrap_err().to_string();
+        assert_eq!(err, "/m/p.yaml:1: not a pod manifest: kind \"…\", not Pod");
     }
 
     #[test]
