@@ -50,7 +50,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Fuzz every parser (or one target) for a bounded time each; a crash fails the run.
+    /// Fuzz every target of fuzz/ (or one) for a bounded time each: the parsers, the event
+    /// pipeline, HostRoot's resolver, redaction; a crash fails the run.
     Fuzz {
         /// Seconds per target.
         #[arg(long, default_value_t = 60)]
@@ -58,6 +59,7 @@ enum Command {
         /// Only write the seeds (target/fuzz/seeds/<target>/).
         #[arg(long)]
         seed: bool,
+        /// One target (e.g. pipeline, host_root, redaction, containerd_config); all when absent.
         target: Option<String>,
     },
     #[command(about = "Render deploy/overlays/prometheus-operator/prometheusrule.yaml from dashboards/prometheus-rules.yaml")] Package,
