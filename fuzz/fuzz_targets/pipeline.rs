@@ -101,22 +101,9 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     RT.get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime"))
 }
 
-fn bytes_of<T>(value: &T) -> Vec<u8> {
-    // SAFETY: T is a repr(C) monitor-common struct of integers and byte arrays.
-    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
-}
-
-fn zeroed<T>() -> T {
-    // SAFETY: only monitor-common's plain-old-data structs, for which all-zero is valid.
-    unsafe { std::mem::zeroed() }
-}
-
-/// Copies `src` into `dst`; its length.
-fn fill(dst: &mut [u8], src: &[u8]) -> u32 {
-    let n = src.len().min(dst.len());
-    dst[..n].copy_from_slice(&src[..n]);
-    n as u32
-}
+#[path = "../shared/record_bytes.rs"]
+mod record_bytes;
+use record_bytes::{bytes_of, fill, zeroed};
 
 const COMMS: [&str; 10] =
     ["kubelet", "containerd", "containerd-shim", "runc", "etcd", "kube-apiserver", "crictl", "sh", "nodeup", "systemd"];

@@ -8,21 +8,9 @@ use std::path::Path;
 
 use monitor_common as raw;
 
-fn bytes_of<T>(value: &T) -> Vec<u8> {
-    // SAFETY: T is a repr(C) monitor-common struct of integers and byte arrays.
-    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
-}
-
-fn zeroed<T>() -> T {
-    // SAFETY: only used for monitor-common's plain-old-data structs, for which all-zero is valid.
-    unsafe { std::mem::zeroed() }
-}
-
-fn fill(dst: &mut [u8], src: &[u8]) -> u32 {
-    let n = src.len().min(dst.len());
-    dst[..n].copy_from_slice(&src[..n]);
-    n as u32
-}
+#[path = "../shared/record_bytes.rs"]
+mod record_bytes;
+use record_bytes::{bytes_of, fill, zeroed};
 
 fn header(kind: raw::EventKind, comm: &[u8]) -> raw::EventHeader {
     let mut task: raw::TaskInfo = zeroed();
