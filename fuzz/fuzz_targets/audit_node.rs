@@ -17,6 +17,9 @@ use monitor::{
     },
 };
 
+#[path = "../shared/scratch.rs"]
+mod scratch;
+
 /// Host files, in the order of the input's parts.
 const FILES: [&str; 8] = [
     "etc/containerd/config.toml",
@@ -32,10 +35,7 @@ const FILES: [&str; 8] = [
 fn root() -> &'static PathBuf {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
-        let root = std::env::var_os("NRM_FUZZ_SCRATCH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join(format!("nrm-fuzz-audit-{}", std::process::id())));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = scratch::fresh("audit");
         for file in FILES {
             std::fs::create_dir_all(root.join(file).parent().unwrap()).expect("scratch host root");
         }

@@ -23,6 +23,9 @@ use libfuzzer_sys::{
 };
 use monitor::node::host_root::{HostRoot, Resolution};
 
+#[path = "../shared/scratch.rs"]
+mod scratch;
+
 /// The scratch directory: `root/` (rebuilt for every input) and `outside/` beside it.
 struct Scratch {
     root: PathBuf,
@@ -36,10 +39,7 @@ struct Scratch {
 fn scratch() -> &'static Scratch {
     static SCRATCH: OnceLock<Scratch> = OnceLock::new();
     SCRATCH.get_or_init(|| {
-        let base = std::env::var_os("NRM_FUZZ_SCRATCH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join(format!("nrm-fuzz-host-root-{}", std::process::id())));
-        let _ = std::fs::remove_dir_all(&base);
+        let base = scratch::fresh("host-root");
         std::fs::create_dir_all(base.join("outside/dir")).expect("scratch");
         let secret = base.join("outside/secret");
         std::fs::write(&secret, "outside").expect("scratch");

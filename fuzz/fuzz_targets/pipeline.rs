@@ -64,10 +64,7 @@ struct Node {
 fn node() -> &'static Node {
     static NODE: OnceLock<Node> = OnceLock::new();
     NODE.get_or_init(|| {
-        let root = std::env::var_os("NRM_FUZZ_SCRATCH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| std::env::temp_dir().join(format!("nrm-fuzz-pipeline-{}", std::process::id())));
-        let _ = std::fs::remove_dir_all(&root);
+        let root = scratch::fresh("pipeline");
         let cgroups = root.join("cgroup");
         let dirs = [
             cgroups.join(format!("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD_UID}.slice/cri-containerd-{CONTAINER_ID}.scope")),
@@ -101,6 +98,8 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     RT.get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime"))
 }
 
+#[path = "../shared/scratch.rs"]
+mod scratch;
 #[path = "../shared/record_bytes.rs"]
 mod record_bytes;
 use record_bytes::{bytes_of, fill, zeroed};
