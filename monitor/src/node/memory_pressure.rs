@@ -15,7 +15,10 @@
 //! Files are read bounded (a workload can mount anything at a cgroup's path), and a text that
 //! does not parse is `None`, never a panic.
 
-use std::path::Path;
+use std::{
+    os::unix::fs::{DirEntryExt as _, MetadataExt as _},
+    path::Path,
+};
 
 use super::host_root::HostRoot;
 
@@ -105,7 +108,6 @@ const MAX_CGROUP_DIRS: usize = 100_000;
 
 /// The kernfs id (inode number) of the cgroup directory `dir`.
 pub fn cgroup_id(dir: &Path) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt as _;
     std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir()).map(|m| m.ino())
 }
 
@@ -127,7 +129,6 @@ pub fn newest_cgroup_id(mount: &Path) -> Option<u64> {
             if seen > MAX_CGROUP_DIRS {
                 return None;
             }
-            use std::os::unix::fs::DirEntryExt as _;
             newest = newest.max(entry.ino());
             pending.push(entry.path());
         }
