@@ -79,10 +79,15 @@ impl LoopDetector {
         if actor.kind == ActorKind::HostProcess && !is_node_daemon(filename) {
             return;
         }
+        // The runtime's bootstrap in the container's cgroup before the command runs (runc up
+        // to 1.1 re-execs itself from a memfd as `/dev/fd/N`, then exits 0) is no run.
+        if actor.kind == ActorKind::Container && is_exec_of_open_file(filename) {
+            return;
+        }
         let key = Self::run_key(actor, filename);
         let history = self.histories.entry(&key);
         if actor.kind == ActorKind::Container {
-            // A container's run starts with the first exec in a new container instance.
+            // A container's run starts with the first exec of its command in a new instance.
             if *history.last_instance == *actor.instance {
                 return;
             }
@@ -119,7 +124,14 @@ impl LoopDetector {
         let key = self.running.remove(&tgid)?;
         let config = self.config.clone();
         let history = self.histories.get_mut(&key)?;
-        let run = history.runs.iter_mut().rev().find(|r| r.tgid == tgid && r.ended.is_none())?;
+        let at = history.runs.iter().rposition(|r| r.tgid == tgid && r.ended.is_none())?;
+        // A process that moved to another owner since its exec ended no run of the owner it
+        // started in: runc's init, exec'd in the runtime's cgroup, exits in the container's.
+        if Self::run_key(actor, &history.runs[at].exec) != key {
+            history.runs.remove(at);
+            return None;
+        }
+        let run = &mut history.runs[at];
         run.ended = Some((now, death.clone()));
 
         let (threshold, window) = match actor.kind {
@@ -141,6 +153,19 @@ impl LoopDetector {
         let recent: Vec<&Run> = history.runs.iter().filter(is_recent).collect();
         Some(restart_finding(actor, &recent, window, facts))
     }
+}
+
+/// An exec of an open file descriptor (`fexecve`: the kernel names it `/dev/fd/N`, glibc
+/// without `execveat` `/proc/self/fd/N`) or of the caller's own binary (`/proc/self/exe`): how
+/// runtimes start their code inside a container. A container's command is a path in its image.
+fn is_exec_of_open_file(filename: &str) -> bool {
+    if filename.starts_with("/dev/fd/") {
+        return true;
+    }
+    let Some(rest) = filename.strip_prefix("/proc/") else { return false };
+    let (process, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    let own = process == "self" || process == "thread-self" || (!process.is_empty() && process.bytes().all(|b| b.is_ascii_digit()));
+    own && (rest == "exe" || rest.starts_with("fd/"))
 }
 
 fn restart_finding(actor: &Actor, runs: &[&Run], window: Duration, facts: &AuditContext) -> Finding {
@@ -395,6 +420,76 @@ mod tests {
         for tgid in 2..20 {
             h.feed(exec(tgid, "/bin/sh"), &actor, 1);
             assert!(h.feed(exit(tgid, ExitStatus::Exited { code: 1 }), &actor, 1).is_empty());
+        }
+    }
+
+    /// runc up to 1.1: `runc init` re-execs itself from a memfd (`/dev/fd/6`), sometimes
+    /// after runc has moved it into the container's cgroup; it exits 0 once the container's
+    /// init is set up, and that init then execs the command. Each run is the command's exit.
+    #[test]
+    fn the_runtimes_bootstrap_in_the_container_is_not_its_run() {
+        let mut h = Harness::new();
+        let mut findings = Vec::new();
+        for run in 0..3u32 {
+            let actor = Actor { control_plane: false, ..pod(&format!("c{run}")) };
+            let (bootstrap, init) = (600 + run * 2, 601 + run * 2);
+            let at = run as u64 * 10;
+            h.feed(exec(bootstrap, "/dev/fd/6"), &actor, at);
+            assert!(h.feed(exit(bootstrap, ExitStatus::Exited { code: 0 }), &actor, at).is_empty());
+            h.feed(exec(init, "/bin/sh"), &actor, at + 1);
+            findings = h.feed(exit(init, ExitStatus::Exited { code: 3 }), &actor, at + 1);
+        }
+        assert_eq!(findings.len(), 1, "three runs of the command");
+        assert_eq!(findings[0].evidence.len(), 3);
+        for line in &findings[0].evidence {
+            assert!(line.detail.starts_with("/bin/sh pid ") && line.detail.contains("exited with code 3"), "{line:?}");
+        }
+    }
+
+    /// runc's init exec'd while still in the runtime's cgroup (a run of its unit) and moved
+    /// into the container before it exits 0: no run of the unit, none of the container.
+    #[test]
+    fn a_process_that_moved_into_a_container_ends_no_run_of_its_unit() {
+        let mut h = Harness::new();
+        let containerd = Actor {
+            key: "service:containerd.service".into(),
+            display: "host service containerd.service".into(),
+            kind: ActorKind::HostService,
+            instance: "".into(),
+            control_plane: false,
+        };
+        let mut findings = Vec::new();
+        for run in 0..3u32 {
+            let actor = Actor { control_plane: false, ..pod(&format!("c{run}")) };
+            let (bootstrap, init) = (700 + run * 2, 701 + run * 2);
+            let at = run as u64 * 10;
+            h.feed(exec(bootstrap, "/usr/sbin/runc"), &containerd, at);
+            assert!(h.feed(exit(bootstrap, ExitStatus::Exited { code: 0 }), &actor, at).is_empty());
+            h.feed(exec(init, "/bin/sh"), &actor, at + 1);
+            findings.extend(h.feed(exit(init, ExitStatus::Exited { code: 3 }), &actor, at + 1));
+        }
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        assert_eq!(findings[0].evidence.len(), 3);
+        for line in &findings[0].evidence {
+            assert!(line.detail.starts_with("/bin/sh pid ") && line.detail.contains("exited with code 3"), "{line:?}");
+        }
+        // The unit's failures still count when they end in the unit.
+        for run in 0..3u32 {
+            h.feed(exec(800 + run, "/usr/sbin/runc"), &containerd, 40 + run as u64);
+            findings = h.feed(exit(800 + run, ExitStatus::Exited { code: 1 }), &containerd, 40 + run as u64);
+        }
+        assert_eq!(findings.len(), 1);
+        assert_eq!(findings[0].rule, "host-service-restart-loop");
+        assert_eq!(findings[0].evidence.len(), 3);
+    }
+
+    #[test]
+    fn execs_of_open_files_and_of_the_own_binary_are_told_from_paths_in_the_image() {
+        for runtime in ["/dev/fd/6", "/dev/fd/12", "/proc/self/exe", "/proc/self/fd/5", "/proc/thread-self/fd/3", "/proc/4242/fd/7", "/proc/4242/exe"] {
+            assert!(super::is_exec_of_open_file(runtime), "{runtime}");
+        }
+        for command in ["/bin/sh", "/proc", "/proc/self", "/proc/self/cwd/app", "/proc/x1/fd/3", "/proc//fd/3", "/dev/fdisk", "/app/dev/fd/6"] {
+            assert!(!super::is_exec_of_open_file(command), "{command}");
         }
     }
 
