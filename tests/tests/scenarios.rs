@@ -558,24 +558,30 @@ fn an_ordinary_pods_container_that_keeps_failing_is_a_container_restart_loop() {
         qos: "burstable",
     };
     let sandbox = containerd.run_pod(&pod);
+    // Exited containers stay in the CRI until kubelet's garbage collection, so they are
+    // removed at the end, not at once (each lives a few ms, its cgroup as long).
+    let mut exited = Vec::new();
     for attempt in 0..3 {
         let mut spec = ContainerSpec::new("checkout", &["/bin/sh", "-c", "exit 3"]);
         spec.attempt = attempt;
         let id = containerd.run_container(&sandbox, &pod, &spec);
         assert_eq!(containerd.wait_exit(&id, Duration::from_secs(20)), 3, "attempt {attempt}:\n{}", containerd.log());
-        containerd.remove_container(&id);
+        exited.push(id);
     }
     let subject = "shop/checkout-7d9f8b6c5-x2x4q/checkout";
     let lp = wait_for_finding(&daemon, "container-restart-loop", subject, WAIT);
     assert_eq!(lp["severity"], "warning", "an application's pod, not the node: {lp:#}");
     let evidence = lp["evidence"].to_string();
-    assert!(evidence.matches("exited with code 3").count() >= 3, "each run's exit, from the kernel: {evidence}");
+    assert!(evidence.matches("exited with code 3").count() >= 3, "each run's exit, from the kernel: {evidence}\n{}", daemon.log_text());
     assert!(lp["remediation"].as_str().unwrap_or("").contains("fails by itself"), "{lp:#}");
     assert!(
         !rules_and_subjects(&daemon).iter().any(|(r, _)| r == "static-pod-restart-loop" || r == "memory-reservations-misconfigured"),
         "{:?}",
         rules_and_subjects(&daemon)
     );
+    for id in &exited {
+        containerd.remove_container(id);
+    }
     assert_eq!(daemon.stop(), Some(0));
 }
 

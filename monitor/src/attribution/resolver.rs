@@ -3,7 +3,7 @@
 //! For each key it finds the cgroup's path (v2 id, else v1 memory cgroup id; walks run in
 //! `spawn_blocking`), parses it, and for containers names the pod: from the CRI (one
 //! `ListPodSandbox` + `ListContainers` refreshes every container at once, at most every
-//! [`MIN_LIST_INTERVAL`]), else from kubelet's log layout and static pod manifests. It checks
+//! [`MIN_LIST_INTERVAL`]: a key that finds the list too fresh is asked again), else from kubelet's log layout and static pod manifests. It checks
 //! known cgroups periodically and reports removed ones so the stage forgets them.
 
 use std::{
@@ -140,8 +140,11 @@ impl Resolver {
 
     /// The owner of `key`, and whether it is final.
     async fn resolve(&mut self, key: CgroupKey) -> (Owner, bool) {
-        let v2_path = lookup(&mut self.v2, key.cgroup_id).await;
-        let memcg_path = lookup(&mut self.memcg, key.memcg_id).await;
+        // A cgroup read before keeps its paths once it is gone: a container that exited while
+        // its owner was asked again (CRI had not listed it yet) is still that container.
+        let (known_v2, known_memcg) = self.known.get(&key).cloned().unwrap_or_default();
+        let v2_path = lookup(&mut self.v2, key.cgroup_id).await.or(known_v2);
+        let memcg_path = lookup(&mut self.memcg, key.memcg_id).await.or(known_memcg);
         if v2_path.is_none() && memcg_path.is_none() {
             return (Owner::unknown(UnknownReason::CgroupGone), true);
         }
@@ -232,11 +235,10 @@ impl Resolver {
         let Some((socket, api)) = self.cri.clone() else {
             return;
         };
-        if let Some(at) = self.last_list {
-            let since = at.elapsed();
-            if since < MIN_LIST_INTERVAL {
-                tokio::time::sleep(MIN_LIST_INTERVAL - since).await;
-            }
+        if self.last_list.is_some_and(|at| at.elapsed() < MIN_LIST_INTERVAL) {
+            // Listed a moment ago: the key is asked again at the next retry rather than holding
+            // up the keys behind it, whose cgroups a crashing container removes within ms.
+            return;
         }
         self.last_list = Some(Instant::now());
         let Some(held) = self.host_root.socket(&socket) else {
@@ -441,6 +443,35 @@ fn cgroup_runtime_of_socket(socket: &std::path::Path) -> cgroup_path::Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A container asked again (CRI had not listed it) after it exited and its cgroup was
+    /// removed is still that container, not an owner whose cgroup is gone.
+    #[tokio::test]
+    async fn a_container_gone_between_two_asks_keeps_its_cgroup() {
+        use std::os::unix::fs::MetadataExt as _;
+        let root = std::env::temp_dir().join(format!("nrm-resolver-gone-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let id = "8d1f0e5c3b7a49e2a6c4d8f0b2e4a6c8d0f2b4e6a8c0d2f4b6e8a0c2d4f6b8e0";
+        let container = root.join(format!("cgroup/kubepods/burstable/pod6a4ce4a0-ba47-11ea-b2a7-0cc47ac5979e/{id}"));
+        std::fs::create_dir_all(&container).expect("mkdir");
+        let config = AttributionConfig {
+            cri_sockets: vec![root.join("no-such.sock")],
+            host_root: root.clone(),
+            mounts: Some(Mounts { v2: Some(root.join("cgroup")), memory_v1: None }),
+            ..AttributionConfig::default()
+        };
+        let mut resolver = Resolver::new(&config, AttributionMetrics::unregistered(100));
+        let key = CgroupKey { cgroup_id: std::fs::metadata(&container).expect("stat").ino(), memcg_id: 0 };
+        let (first, _) = resolver.resolve(key).await;
+        assert_eq!(first.container().map(|c| c.id.as_str().to_string()).as_deref(), Some(id), "{first:?}");
+        std::fs::remove_dir(&container).expect("rmdir");
+        let (again, _) = resolver.resolve(key).await;
+        assert_eq!(again.container().map(|c| c.id.as_str().to_string()).as_deref(), Some(id), "{again:?}");
+        // A cgroup never read is gone, not guessed.
+        let (never, settled) = resolver.resolve(CgroupKey { cgroup_id: u64::MAX - 3, memcg_id: 0 }).await;
+        assert!(matches!(never.kind, OwnerKind::Unknown { .. }) && settled, "{never:?}");
+        let _ = std::fs::remove_dir_all(&root);
+    }
 
     #[test]
     fn a_bare_id_is_named_by_the_socket_that_knows_it() {
