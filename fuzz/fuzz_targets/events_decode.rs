@@ -46,6 +46,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = e.constraint.to_string();
             size_of::<raw::OomReportEvent>()
         }
+        Event::CgroupCreated(e) => {
+            assert!(chars(&e.path) <= raw::CGROUP_PATH_LEN);
+            size_of::<raw::CgroupMkdirEvent>()
+        }
         Event::Connect(e) => {
             if let SocketAddress::Unix { path, .. } = &e.address {
                 assert!(chars(path) <= raw::UNIX_PATH_LEN);

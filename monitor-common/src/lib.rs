@@ -17,6 +17,9 @@ pub const OOM_REPORT_LEN: usize = 128;
 /// Bytes kept of an executable's file name (`mm->exe_file`'s dentry name): the longest
 /// runtime binary name (`containerd-shim-runc-v2`) fits.
 pub const EXE_NAME_LEN: usize = 32;
+/// Bytes of a created cgroup's path carried in an event (a systemd container scope under
+/// kubelet's slices takes about 200); longer paths are cut and flagged.
+pub const CGROUP_PATH_LEN: usize = 512;
 
 /// Stable ids of the event kinds; the first `u32` of every event.
 #[repr(u32)]
@@ -29,6 +32,7 @@ pub enum EventKind {
     Connect = 5,
     Signal = 6,
     OomReport = 7,
+    CgroupMkdir = 8,
 }
 
 impl EventKind {
@@ -41,6 +45,7 @@ impl EventKind {
             5 => Self::Connect,
             6 => Self::Signal,
             7 => Self::OomReport,
+            8 => Self::CgroupMkdir,
             _ => return None,
         })
     }
@@ -69,9 +74,11 @@ pub enum ProgramId {
     Signal = 7,
     /// `printk:console` (the OOM killer's own "Killed process" line: the kill's constraint).
     OomReport = 8,
+    /// `cgroup:cgroup_mkdir` (a cgroup's path when it is created, before any process is in it).
+    CgroupMkdir = 9,
 }
 
-pub const PROGRAM_COUNT: usize = 9;
+pub const PROGRAM_COUNT: usize = 10;
 
 impl ProgramId {
     pub const ALL: [ProgramId; PROGRAM_COUNT] = [
@@ -84,6 +91,7 @@ impl ProgramId {
         Self::TcpState,
         Self::Signal,
         Self::OomReport,
+        Self::CgroupMkdir,
     ];
 }
 
@@ -235,6 +243,29 @@ pub struct OomReportEvent {
     pub _pad: u32,
     pub line: [u8; OOM_REPORT_LEN],
 }
+
+/// A cgroup created (`cgroup:cgroup_mkdir`) in the unified hierarchy or in the v1 hierarchy of
+/// the memory controller: its id (the kernfs id of its directory, as events carry it) and its
+/// path from the hierarchy's root. A process moved into it and gone within milliseconds (a
+/// container that fails at once) is then still named by its path, which user space could not
+/// read any more. `header.task` is the task that created it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CgroupMkdirEvent {
+    pub header: EventHeader,
+    /// The hierarchy's id (`/proc/cgroups`): 0 for the unified (v2) one.
+    pub hierarchy: u32,
+    /// `CGROUP_PATH_TRUNCATED`.
+    pub flags: u32,
+    pub id: u64,
+    /// Bytes of `path` in use (without the NUL).
+    pub path_len: u32,
+    pub _pad: u32,
+    pub path: [u8; CGROUP_PATH_LEN],
+}
+
+/// The path did not fit in `CgroupMkdirEvent::path`.
+pub const CGROUP_PATH_TRUNCATED: u32 = 1;
 
 pub const AF_UNIX: u16 = 1;
 pub const AF_INET: u16 = 2;
@@ -433,6 +464,9 @@ pub struct ProbeConfig {
     /// programs' `TCP_CONNECTS_ORDER`, which user space loads with that many entries; by default
     /// [`CONNECT_TABLE_ENTRIES`]). Past it, the oldest waiting one is evicted and counted lost.
     pub connect_table_entries: u32,
+    /// The id of the v1 hierarchy of the memory controller (`/proc/cgroups`), 0 when memory is
+    /// on the unified hierarchy: created cgroups are reported in these two only.
+    pub memory_hierarchy: u32,
 }
 
 impl ProbeConfig {
@@ -442,6 +476,7 @@ impl ProbeConfig {
         exit_has_group_dead: 0,
         connect_syscall_nr: 0,
         connect_table_entries: CONNECT_TABLE_ENTRIES,
+        memory_hierarchy: 0,
     };
 }
 

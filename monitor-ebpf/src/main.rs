@@ -13,6 +13,7 @@
 // RUSTC_BOOTSTRAP (build-std), as aya-ebpf's own assembly needs.
 #![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
+mod cgroup;
 mod connect;
 mod exec;
 mod exit;
@@ -90,6 +91,12 @@ pub(crate) fn connect_syscall_nr() -> u32 {
 pub(crate) fn connect_table_entries() -> u32 {
     let entries = CONFIG.load().connect_table_entries;
     if entries == 0 { 1 } else { entries }
+}
+
+/// The v1 hierarchy of the memory controller (0: memory is on the unified one).
+#[inline(always)]
+pub(crate) fn memory_hierarchy() -> u32 {
+    CONFIG.load().memory_hierarchy
 }
 
 #[inline(always)]

@@ -202,6 +202,7 @@ impl RunArgs {
             report_loopback_success: self.report_loopback_connects,
             disabled: self.disabled_probes.clone(),
             btf_path: Some(self.btf.clone()),
+            memory_hierarchy: node::cgroupfs::memory_hierarchy_id(),
             ..ProbeOptions::default()
         };
         options.watched_sockets.extend(self.watch_sockets.iter().cloned());

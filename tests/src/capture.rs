@@ -23,7 +23,8 @@ pub struct Capture {
 impl Capture {
     /// Loads and attaches every program; panics with the reason when that is impossible.
     pub fn start() -> Self {
-        Self::with_options(ProbeOptions::default())
+        // As the daemon does: cgroups created in the memory controller's v1 hierarchy too.
+        Self::with_options(ProbeOptions { memory_hierarchy: monitor::node::cgroupfs::memory_hierarchy_id(), ..ProbeOptions::default() })
     }
 
     pub fn with_options(options: ProbeOptions) -> Self {

@@ -434,6 +434,47 @@ fn memcg_oom_kill_names_victim_and_its_memory_cgroup() {
     assert!(kill.is_some_and(|k| k.from_kernel), "OOM SIGKILL marked as from the kernel: {kill:#?}");
 }
 
+/// A cgroup created in the unified hierarchy or in the memory controller's is reported with its
+/// id and its path from the hierarchy's root (what attribution needs once it is gone); one
+/// created in another v1 hierarchy is filtered.
+#[test]
+fn created_cgroups_are_reported_with_their_paths_in_the_hierarchies_events_name() {
+    let capture = Capture::start();
+    let unified = TestCgroup::v2("mkdir-v2");
+    let memory = TestCgroup::memory("mkdir-memory", 64 << 20);
+    let other = monitor_tests::cgroups::memory_v1_mount().map(|_| {
+        let dir = std::path::Path::new("/sys/fs/cgroup/pids").join(format!("nrm-mkdir-pids-{}", std::process::id()));
+        fs::create_dir(&dir).expect("mkdir in the pids hierarchy");
+        dir
+    });
+    let name = |dir: &std::path::Path| format!("/{}", dir.file_name().unwrap().to_string_lossy());
+    let created = |events: &[Event], path: &str| -> Vec<monitor::events::CgroupCreated> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::CgroupCreated(c) if c.path == path => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let events = capture.wait_until(WAIT, "both cgroups created", |events| {
+        !created(events, &name(&unified.path)).is_empty() && !created(events, &name(&memory.path)).is_empty()
+    });
+    let v2 = created(&events, &name(&unified.path));
+    assert_eq!(v2.len(), 1, "{v2:#?}");
+    assert_eq!((v2[0].hierarchy, v2[0].id, v2[0].path_truncated), (0, unified.id(), false), "{v2:#?}");
+    assert_eq!(v2[0].task.tgid, std::process::id(), "created by this test");
+    let memory_hierarchy = monitor::node::cgroupfs::memory_hierarchy_id();
+    let mem = created(&events, &name(&memory.path));
+    assert_eq!(mem.len(), 1, "{mem:#?}");
+    assert_eq!((mem[0].hierarchy, mem[0].id), (memory_hierarchy, memory.id()), "{mem:#?}");
+    if let Some(dir) = other {
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(created(&capture.events(), &name(&dir)).is_empty(), "the pids hierarchy is not reported");
+        let _ = fs::remove_dir(&dir);
+    }
+}
+
 /// A blocking connect whose outcome came out of the caller's context (the refusal of a SYN
 /// retransmitted by a kernel timer) leaves nothing behind: the next socket, which the kernel
 /// may well carve from the same memory, gets no stale outcome. Here the next connects are

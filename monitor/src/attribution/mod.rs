@@ -143,6 +143,16 @@ pub fn spawn_with_metrics(
     (out_rx, handle)
 }
 
+/// What the stage asks of the resolver, in the events' order.
+#[derive(Debug)]
+pub(crate) enum Request {
+    /// The owner of a cgroup.
+    Owner(CgroupKey),
+    /// A cgroup created in `hierarchy` (0: the unified one, else the memory controller's v1
+    /// one) at `path`: asked about later, it may be gone from the filesystem.
+    Created { hierarchy: u32, id: u64, path: String },
+}
+
 /// What the resolver says about a cgroup.
 #[derive(Debug)]
 pub(crate) enum Answer {
@@ -183,7 +193,7 @@ struct Stage {
     asked: HashSet<CgroupKey>,
     held: VecDeque<Held>,
     metrics: AttributionMetrics,
-    requests: mpsc::UnboundedSender<CgroupKey>,
+    requests: mpsc::UnboundedSender<Request>,
     out: mpsc::Sender<Attributed>,
 }
 
@@ -286,13 +296,20 @@ impl Stage {
     /// The event, attributed, when it can leave now: its owners are settled and nothing is
     /// held before it. Else it is held (and its cgroups asked of the resolver).
     fn accept(&mut self, record: Record) -> Option<Attributed> {
+        // Taught to the resolver before the events of processes in it; no detector needs it.
+        if let Event::CgroupCreated(created) = record.event {
+            if !created.path_truncated {
+                let _ = self.requests.send(Request::Created { hierarchy: created.hierarchy, id: created.id, path: created.path });
+            }
+            return None;
+        }
         let keys = Keys::of(&record.event);
         let mut ready = true;
         for key in keys.iter() {
             if !self.complete(&key) {
                 ready = false;
                 if self.asked.insert(key) {
-                    let _ = self.requests.send(key);
+                    let _ = self.requests.send(Request::Owner(key));
                 }
             }
         }

@@ -16,7 +16,7 @@ use std::{
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use super::{Answer, AttributionConfig, CgroupKey, ContainerOwner, Owner, OwnerKind, PodRef, UnknownReason, kubelet_files, metrics::AttributionMetrics};
+use super::{Answer, AttributionConfig, Request, CgroupKey, ContainerOwner, Owner, OwnerKind, PodRef, UnknownReason, kubelet_files, metrics::AttributionMetrics};
 use crate::node::{
     cgroup_path::{self, CgroupOwner, ContainerCgroup},
     kubelet, runtimes,
@@ -91,17 +91,21 @@ impl Resolver {
         }
     }
 
-    pub(crate) async fn run(mut self, mut requests: mpsc::UnboundedReceiver<CgroupKey>, answers: mpsc::UnboundedSender<Answer>) {
+    pub(crate) async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>, answers: mpsc::UnboundedSender<Answer>) {
         let mut sweep = tokio::time::interval(self.sweep_interval);
         let mut retry = tokio::time::interval(MIN_LIST_INTERVAL);
         let mut retries: Vec<(CgroupKey, Instant)> = Vec::new();
         loop {
             tokio::select! {
-                key = requests.recv() => {
-                    let Some(key) = key else { break };
-                    let mut batch = vec![key];
-                    while let Ok(key) = requests.try_recv() {
-                        batch.push(key);
+                request = requests.recv() => {
+                    let Some(request) = request else { break };
+                    // Cgroups created are learnt first: the keys asked with them may be theirs.
+                    let mut batch = Vec::new();
+                    for request in std::iter::once(request).chain(std::iter::from_fn(|| requests.try_recv().ok())) {
+                        match request {
+                            Request::Owner(key) => batch.push(key),
+                            Request::Created { hierarchy, id, path } => self.learn(hierarchy, id, &path),
+                        }
                     }
                     batch.sort();
                     batch.dedup();
@@ -135,6 +139,15 @@ impl Resolver {
                     }
                 }
             }
+        }
+    }
+
+    /// A cgroup created at `path` in `hierarchy` (0: the unified one; else the memory
+    /// controller's, the only v1 one the probes report).
+    fn learn(&mut self, hierarchy: u32, id: u64, path: &str) {
+        let index = if hierarchy == 0 { self.v2.as_mut() } else { self.memcg.as_mut() };
+        if let Some(index) = index {
+            index.learn(id, path);
         }
     }
 

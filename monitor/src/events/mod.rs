@@ -193,6 +193,21 @@ pub struct OomReport {
     pub constraint: OomConstraint,
 }
 
+/// A cgroup created, as the kernel named it then: attribution learns the paths of cgroups
+/// that may be gone by the time their processes' events are looked up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CgroupCreated {
+    /// The task that created it.
+    pub task: Task,
+    /// The hierarchy's id: 0 for the unified (v2) one, else the memory controller's v1 one.
+    pub hierarchy: u32,
+    /// Its id, as events carry it (`cgroup_id`, `memcg_id`).
+    pub id: u64,
+    /// From the hierarchy's root: `/kubepods/burstable/pod<uid>/<id>`.
+    pub path: String,
+    pub path_truncated: bool,
+}
+
 impl OomReport {
     /// Reads "<prefix>: Killed process <pid> (..." (older kernels said "Kill process <pid>
     /// (...) score ... or sacrifice child"). `None` for other lines of those prefixes (e.g.
@@ -272,6 +287,7 @@ pub enum Event {
     Connect(Connect),
     Signal(Box<Signal>),
     OomReport(OomReport),
+    CgroupCreated(CgroupCreated),
 }
 
 /// The kinds of events, for metrics labels and filters.
@@ -284,11 +300,12 @@ pub enum Kind {
     Connect,
     Signal,
     OomReport,
+    CgroupMkdir,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] =
-        [Kind::Exec, Kind::ExecFailed, Kind::Exit, Kind::OomKill, Kind::Connect, Kind::Signal, Kind::OomReport];
+    pub const ALL: [Kind; 8] =
+        [Kind::Exec, Kind::ExecFailed, Kind::Exit, Kind::OomKill, Kind::Connect, Kind::Signal, Kind::OomReport, Kind::CgroupMkdir];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -299,6 +316,7 @@ impl Kind {
             Kind::Connect => "connect",
             Kind::Signal => "signal",
             Kind::OomReport => "oom_report",
+            Kind::CgroupMkdir => "cgroup_mkdir",
         }
     }
 }
@@ -313,6 +331,7 @@ impl Event {
             Event::Connect(_) => Kind::Connect,
             Event::Signal(_) => Kind::Signal,
             Event::OomReport(_) => Kind::OomReport,
+            Event::CgroupCreated(_) => Kind::CgroupMkdir,
         }
     }
 
@@ -326,6 +345,7 @@ impl Event {
             Event::Connect(e) => &e.task,
             Event::Signal(e) => &e.task,
             Event::OomReport(e) => &e.task,
+            Event::CgroupCreated(e) => &e.task,
         }
     }
 }
@@ -424,6 +444,16 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
             let line = bounded_string(&e.line, e.line_len);
             let (constraint, victim_pid) = OomReport::parse_line(&line).ok_or(DecodeError::NotAnOomReport(line))?;
             Event::OomReport(OomReport { task, victim_pid, constraint })
+        }
+        raw::EventKind::CgroupMkdir => {
+            let e: raw::CgroupMkdirEvent = read(bytes, "cgroup creation event")?;
+            Event::CgroupCreated(CgroupCreated {
+                task,
+                hierarchy: e.hierarchy,
+                id: e.id,
+                path: bounded_string(&e.path, e.path_len),
+                path_truncated: e.flags & raw::CGROUP_PATH_TRUNCATED != 0,
+            })
         }
         raw::EventKind::Connect => {
             let e: raw::ConnectEvent = read(bytes, "connect event")?;
@@ -554,6 +584,27 @@ mod tests {
         assert_eq!(exit.lifetime, Duration::from_secs(1));
         assert_eq!(exit.task.comm, "crictl");
         assert_eq!(exit.task.tgid, 41);
+    }
+
+    #[test]
+    fn decodes_a_created_cgroup_and_bounds_its_path() {
+        let mut raw = raw::CgroupMkdirEvent {
+            header: header(raw::EventKind::CgroupMkdir),
+            hierarchy: 4,
+            flags: 0,
+            id: 60062,
+            path_len: 24,
+            _pad: 0,
+            path: [0; raw::CGROUP_PATH_LEN],
+        };
+        raw.path[..24].copy_from_slice(b"/kubepods/besteffort/pod");
+        let Event::CgroupCreated(created) = decode(&bytes_of(&raw)).unwrap().event else { panic!() };
+        assert_eq!((created.hierarchy, created.id, created.path.as_str()), (4, 60062, "/kubepods/besteffort/pod"));
+        assert!(!created.path_truncated);
+        raw.path_len = 100_000;
+        raw.flags = raw::CGROUP_PATH_TRUNCATED;
+        let Event::CgroupCreated(created) = decode(&bytes_of(&raw)).unwrap().event else { panic!() };
+        assert!(created.path_truncated && created.path.len() <= raw::CGROUP_PATH_LEN);
     }
 
     #[test]

@@ -163,6 +163,24 @@ fn unescape_mount(text: &str) -> String {
     out
 }
 
+/// The id of the v1 hierarchy the memory controller is bound to, from `/proc/cgroups`
+/// (`memory <hierarchy> <cgroups> <enabled>`); 0 when it is on the unified hierarchy, or unknown.
+pub fn memory_hierarchy_id() -> u32 {
+    fs::read_to_string("/proc/cgroups").map(|text| parse_memory_hierarchy(&text)).unwrap_or(0)
+}
+
+fn parse_memory_hierarchy(text: &str) -> u32 {
+    text.lines()
+        .find_map(|line| {
+            let mut fields = line.split_whitespace();
+            (fields.next() == Some("memory")).then(|| fields.next()?.parse().ok()).flatten()
+        })
+        .unwrap_or(0)
+}
+
+/// The kernfs id (inode number) of every hierarchy's root directory.
+const ROOT_CGROUP_ID: u64 = 1;
+
 /// inode -> cgroup path (relative to the mount, starting with `/`) for one hierarchy.
 #[derive(Debug)]
 pub struct CgroupIndex {
@@ -172,11 +190,26 @@ pub struct CgroupIndex {
     /// A miss rescans the tree at most this often.
     pub min_rescan: Duration,
     walks: u64,
+    /// The mount is the hierarchy's root (not a subtree, as in a cgroup namespace): paths the
+    /// kernel gives from the root are paths in the mount.
+    whole_hierarchy: bool,
 }
 
 impl CgroupIndex {
     pub fn new(mount: impl Into<PathBuf>) -> Self {
-        Self { mount: mount.into(), paths: HashMap::new(), last_walk: None, min_rescan: Duration::from_millis(50), walks: 0 }
+        let mount = mount.into();
+        let whole_hierarchy = fs::metadata(&mount).is_ok_and(|m| m.ino() == ROOT_CGROUP_ID);
+        Self { mount, paths: HashMap::new(), last_walk: None, min_rescan: Duration::from_millis(50), walks: 0, whole_hierarchy }
+    }
+
+    /// Cgroup `id` was created at `path` (from the hierarchy's root), as the kernel said. Kept
+    /// even once the directory is gone; ignored where the mount is not the whole hierarchy,
+    /// for paths that are not plain absolute ones, and past [`MAX_WALK_DIRS`] entries.
+    pub fn learn(&mut self, id: u64, path: &str) {
+        let plain = path.starts_with('/') && !path.split('/').any(|part| part == ".." || part == ".");
+        if self.whole_hierarchy && id != 0 && plain && self.paths.len() < MAX_WALK_DIRS {
+            self.paths.insert(id, path.to_string());
+        }
     }
 
     pub fn mount(&self) -> &Path {
@@ -189,17 +222,17 @@ impl CgroupIndex {
     }
 
     /// The path of cgroup `id`, walking the tree again on a miss (blocking until `min_rescan`
-    /// after the previous walk). A cached path whose directory is gone is forgotten.
+    /// after the previous walk). A cached path whose directory is gone is forgotten, and
+    /// returned this once unless the walk finds the cgroup renamed: ids are never reused.
     pub fn lookup(&mut self, id: u64) -> Option<String> {
         if id == 0 {
             return None;
         }
-        if let Some(path) = self.paths.get(&id) {
-            if self.still_there(id, path) {
-                return Some(path.clone());
-            }
-            self.paths.remove(&id);
-        }
+        let last = match self.paths.get(&id) {
+            Some(path) if self.still_there(id, path) => return Some(path.clone()),
+            Some(_) => self.paths.remove(&id),
+            None => None,
+        };
         // Walks are spaced by `min_rescan`: wait for the next one rather than report a miss
         // for a cgroup created just after the last walk.
         if let Some(since) = self.last_walk.map(|at| at.elapsed())
@@ -207,7 +240,7 @@ impl CgroupIndex {
                 std::thread::sleep(self.min_rescan - since);
             }
         self.walk();
-        self.paths.get(&id).cloned()
+        self.paths.get(&id).cloned().or(last)
     }
 
     /// The cached path only (no walk).
@@ -347,5 +380,37 @@ mod tests {
         assert_eq!(index.cached(ino), None);
         assert_eq!(index.lookup(0), None);
         let _ = fs::remove_dir_all(&root);
+    }
+
+    /// A cgroup removed between two walks is still named by the path the kernel gave when it
+    /// was created, once; only where the mount is the whole hierarchy, and only plain paths.
+    #[test]
+    fn a_cgroup_learnt_at_its_creation_keeps_its_path_once_gone() {
+        let root = std::env::temp_dir().join(format!("nrm-cgroup-learn-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(&root).expect("mkdir");
+        let mut index = CgroupIndex::new(&root);
+        assert!(!index.whole_hierarchy, "a temporary directory is no hierarchy's root");
+        index.learn(7_000_001, "/kubepods/burstable/pod1/abc");
+        assert_eq!(index.cached(7_000_001), None, "not learnt where the mount is a subtree");
+        index.whole_hierarchy = true;
+        index.learn(7_000_001, "/kubepods/burstable/pod1/abc");
+        index.learn(7_000_002, "/kubepods/../etc");
+        index.learn(7_000_003, "relative");
+        assert_eq!(index.cached(7_000_002), None);
+        assert_eq!(index.cached(7_000_003), None);
+        assert_eq!(index.lookup(7_000_001).as_deref(), Some("/kubepods/burstable/pod1/abc"), "gone, but it was there");
+        assert_eq!(index.lookup(7_000_001), None, "forgotten after that");
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn the_memory_controllers_hierarchy_is_read_from_proc_cgroups() {
+        let v1 = "#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpuset\t3\t13\t1\nmemory\t4\t193\t1\npids\t8\t13\t1\n";
+        assert_eq!(parse_memory_hierarchy(v1), 4);
+        let v2 = "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t0\t88\t1\n";
+        assert_eq!(parse_memory_hierarchy(v2), 0);
+        assert_eq!(parse_memory_hierarchy("memory x\n"), 0);
+        assert_eq!(parse_memory_hierarchy(""), 0);
     }
 }

@@ -75,6 +75,9 @@ pub struct ProgramSpec {
     pub fast: Option<(&'static str, Hook)>,
     /// What it observes, for logs and `--help`-like listings.
     pub observes: &'static str,
+    /// The fields its classic tracepoint's record must have where the program reads them, as
+    /// the tracepoint's `format` file writes them; checked before attaching.
+    pub record: &'static [&'static str],
 }
 
 impl ProgramSpec {
@@ -94,16 +97,17 @@ impl ProgramSpec {
 /// and fexit (which costs no other syscall anything) is used where the kernel allows it. A hook
 /// that fires often (every exec, every exit, every TCP state change) is a BTF tracepoint where
 /// there is BTF: the kernel then builds no tracepoint record for it.
-pub const PROGRAMS: [ProgramSpec; 9] = [
-    ProgramSpec { id: ProgramId::Exec, name: "sched_process_exec", hook: Hook::TracePoint("sched", "sched_process_exec"), fast: Some(("tp_btf_sched_process_exec", Hook::BtfTracePoint("sched_process_exec"))), observes: "successful execs" },
-    ProgramSpec { id: ProgramId::ExecveExit, name: "sys_exit_execve", hook: Hook::TracePoint("syscalls", "sys_exit_execve"), fast: Some(("fexit_sys_execve", Hook::SyscallReturn("execve"))), observes: "failed execves" },
-    ProgramSpec { id: ProgramId::ExecveatExit, name: "sys_exit_execveat", hook: Hook::TracePoint("syscalls", "sys_exit_execveat"), fast: Some(("fexit_sys_execveat", Hook::SyscallReturn("execveat"))), observes: "failed execveats" },
-    ProgramSpec { id: ProgramId::Exit, name: "sched_process_exit", hook: Hook::TracePoint("sched", "sched_process_exit"), fast: Some(("tp_btf_sched_process_exit", Hook::BtfTracePoint("sched_process_exit"))), observes: "process exits" },
-    ProgramSpec { id: ProgramId::OomVictim, name: "mark_victim", hook: Hook::BtfTracePoint("mark_victim"), fast: None, observes: "OOM kills" },
-    ProgramSpec { id: ProgramId::OomReport, name: "printk_console", hook: Hook::TracePoint("printk", "console"), fast: None, observes: "whether an OOM kill was at a memory cgroup's limit or the node's" },
-    ProgramSpec { id: ProgramId::ConnectExit, name: "sys_exit_connect", hook: Hook::TracePoint("syscalls", "sys_exit_connect"), fast: Some(("fexit_sys_connect", Hook::SyscallReturn("connect"))), observes: "connects and their results" },
-    ProgramSpec { id: ProgramId::TcpState, name: "inet_sock_set_state", hook: Hook::TracePoint("sock", "inet_sock_set_state"), fast: Some(("tp_btf_inet_sock_set_state", Hook::BtfTracePoint("inet_sock_set_state"))), observes: "non-blocking TCP connect outcomes" },
-    ProgramSpec { id: ProgramId::Signal, name: "signal_generate", hook: Hook::BtfTracePoint("signal_generate"), fast: None, observes: "fatal signals and their senders" },
+pub const PROGRAMS: [ProgramSpec; 10] = [
+    ProgramSpec { id: ProgramId::Exec, name: "sched_process_exec", hook: Hook::TracePoint("sched", "sched_process_exec"), fast: Some(("tp_btf_sched_process_exec", Hook::BtfTracePoint("sched_process_exec"))), observes: "successful execs", record: &[] },
+    ProgramSpec { id: ProgramId::ExecveExit, name: "sys_exit_execve", hook: Hook::TracePoint("syscalls", "sys_exit_execve"), fast: Some(("fexit_sys_execve", Hook::SyscallReturn("execve"))), observes: "failed execves", record: &[] },
+    ProgramSpec { id: ProgramId::ExecveatExit, name: "sys_exit_execveat", hook: Hook::TracePoint("syscalls", "sys_exit_execveat"), fast: Some(("fexit_sys_execveat", Hook::SyscallReturn("execveat"))), observes: "failed execveats", record: &[] },
+    ProgramSpec { id: ProgramId::Exit, name: "sched_process_exit", hook: Hook::TracePoint("sched", "sched_process_exit"), fast: Some(("tp_btf_sched_process_exit", Hook::BtfTracePoint("sched_process_exit"))), observes: "process exits", record: &[] },
+    ProgramSpec { id: ProgramId::OomVictim, name: "mark_victim", hook: Hook::BtfTracePoint("mark_victim"), fast: None, observes: "OOM kills", record: &[] },
+    ProgramSpec { id: ProgramId::OomReport, name: "printk_console", hook: Hook::TracePoint("printk", "console"), fast: None, observes: "whether an OOM kill was at a memory cgroup's limit or the node's", record: &["field:__data_loc char[] msg;\toffset:8;"] },
+    ProgramSpec { id: ProgramId::ConnectExit, name: "sys_exit_connect", hook: Hook::TracePoint("syscalls", "sys_exit_connect"), fast: Some(("fexit_sys_connect", Hook::SyscallReturn("connect"))), observes: "connects and their results", record: &[] },
+    ProgramSpec { id: ProgramId::TcpState, name: "inet_sock_set_state", hook: Hook::TracePoint("sock", "inet_sock_set_state"), fast: Some(("tp_btf_inet_sock_set_state", Hook::BtfTracePoint("inet_sock_set_state"))), observes: "non-blocking TCP connect outcomes", record: &[] },
+    ProgramSpec { id: ProgramId::Signal, name: "signal_generate", hook: Hook::BtfTracePoint("signal_generate"), fast: None, observes: "fatal signals and their senders", record: &[] },
+    ProgramSpec { id: ProgramId::CgroupMkdir, name: "cgroup_mkdir", hook: Hook::TracePoint("cgroup", "cgroup_mkdir"), fast: None, observes: "cgroups created and their paths (who owns a process whose cgroup is gone when it is looked up)", record: &["field:int root;\toffset:8;", "field:u64 id;\toffset:16;", "field:__data_loc char[] path;\toffset:24;"] },
 ];
 
 /// How this architecture passes syscalls their arguments: its syscall functions are
@@ -152,6 +156,9 @@ pub struct ProbeOptions {
     /// table costs less kernel memory (about 250 bytes a connect) and lets a test overflow it
     /// with few connects.
     pub connect_table_entries: u32,
+    /// The memory controller's v1 hierarchy id (`/proc/cgroups`), 0 when memory is on the
+    /// unified hierarchy: created cgroups are reported in these two hierarchies.
+    pub memory_hierarchy: u32,
 }
 
 impl Default for ProbeOptions {
@@ -164,6 +171,7 @@ impl Default for ProbeOptions {
             disabled: Vec::new(),
             btf_path: None,
             connect_table_entries: CONNECT_TABLE_ENTRIES,
+            memory_hierarchy: 0,
         }
     }
 }
@@ -303,6 +311,7 @@ impl Probes {
             exit_has_group_dead: exit_has_group_dead as u32,
             connect_syscall_nr: SYSCALL_ABI.map_or(0, |abi| abi.connect),
             connect_table_entries: options.connect_table_entries.max(1),
+            memory_hierarchy: options.memory_hierarchy,
         };
         let aya_btf = Btf::parse_file(&btf_path, aya::Endianness::default()).ok();
 
@@ -327,6 +336,8 @@ impl Probes {
         for spec in PROGRAMS {
             let (hook, error) = if options.disabled.iter().any(|d| d == spec.name) {
                 (spec.preferred_hook(), Some("disabled by configuration".to_string()))
+            } else if let Some(why) = tracefs.as_ref().ok().and_then(|t| record_mismatch(&spec, &t.path)) {
+                (spec.hook, Some(why))
             } else {
                 attach_best(&mut ebpf, &spec, aya_btf.as_ref())
             };
@@ -366,6 +377,20 @@ impl Probes {
         sources.set("tracefs", false, "no kernel programs");
         sources.set("kernel_btf", false, "no kernel programs");
     }
+}
+
+/// Why `spec`'s program must not read its classic tracepoint's record: a field it reads at a
+/// fixed offset is not there (an older kernel's layout). `None` when the format cannot be read
+/// (attaching then fails on its own).
+fn record_mismatch(spec: &ProgramSpec, tracefs: &std::path::Path) -> Option<String> {
+    let Hook::TracePoint(category, name) = spec.hook else { return None };
+    if spec.record.is_empty() {
+        return None;
+    }
+    let path = tracefs.join("events").join(category).join(name).join("format");
+    let format = std::fs::read_to_string(&path).ok()?;
+    let missing = spec.record.iter().find(|field| !format.contains(*field))?;
+    Some(format!("{} has no `{}`: this kernel's record differs from what the program reads", path.display(), missing.replace('\t', " ")))
 }
 
 /// Attaches `spec`'s faster twin where it has one and the kernel allows it, else `spec` to its
@@ -425,4 +450,30 @@ fn attach(ebpf: &mut Ebpf, program: &str, hook: Hook, btf: Option<&Btf>) -> Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Linux 5.4's `cgroup_mkdir` record had `int id` at 12: the program, which reads a u64 id at
+    /// 16 and the path at 24, is not attached there.
+    #[test]
+    fn a_tracepoint_record_laid_out_otherwise_keeps_its_program_detached() {
+        let tracefs = std::env::temp_dir().join(format!("nrm-tracefs-{}", std::process::id()));
+        let dir = tracefs.join("events/cgroup/cgroup_mkdir");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let spec = PROGRAMS.iter().find(|p| p.name == "cgroup_mkdir").expect("cgroup_mkdir");
+        let current = "\tfield:int root;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:int level;\toffset:12;\tsize:4;\tsigned:1;\n\tfield:u64 id;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:__data_loc char[] path;\toffset:24;\tsize:4;\tsigned:0;\n";
+        std::fs::write(dir.join("format"), current).expect("write");
+        assert_eq!(record_mismatch(spec, &tracefs), None);
+        let linux_5_4 = "\tfield:int root;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:int id;\toffset:12;\tsize:4;\tsigned:1;\n\tfield:int level;\toffset:16;\tsize:4;\tsigned:1;\n\tfield:__data_loc char[] path;\toffset:20;\tsize:4;\tsigned:0;\n";
+        std::fs::write(dir.join("format"), linux_5_4).expect("write");
+        let why = record_mismatch(spec, &tracefs).expect("refused");
+        assert!(why.contains("field:u64 id; offset:16;"), "{why}");
+        // Unreadable: left to the attach, which reports its own error.
+        std::fs::remove_file(dir.join("format")).expect("rm");
+        assert_eq!(record_mismatch(spec, &tracefs), None);
+        let _ = std::fs::remove_dir_all(&tracefs);
+    }
 }
