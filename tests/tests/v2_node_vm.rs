@@ -19,8 +19,8 @@
 //!   without swap, a memory hog in it (writes to a tmpfs) throttled by the kernel: the daemon
 //!   exports the pod's PSI (`memory_pressure_stalled_seconds_total`) and raises
 //!   `control-plane-memory-pressure` with the figures, with no OOM kill; no kill of the run is
-//!   missing from the probes' count against the kernel's `memory.events`
-//!   (`oom_kills_missed_total` stays unserved);
+//!   missing from the probes' count against the kernel's `memory.events` and its node-wide
+//!   `/proc/vmstat` (`oom_kills_missed_total` stays unserved);
 //! - `cri-pod-smoke`: Debian's containerd, runc's v2 shim and runc run a pod through the CRI
 //!   with kubelet's cgroupfs parent on v2, its container is OOM-killed at the `memory.max` runc
 //!   wrote, and the daemon counts it under the names only the CRI knows. (runc's systemd driver
@@ -126,7 +126,8 @@ fn check_driver(console: &monitor_tests::vm::Console, driver: &str) {
         metrics.lines().find_map(|l| l.strip_prefix(&series)?.trim().parse::<f64>().ok())
     };
     assert!(memory_pressure(r#"scope="node",namespace="",pod="",service="""#).is_some(), "{driver}: the node's PSI:\n{metrics}");
-    // Every kill the kernel counted in the workloads' memory cgroups came through the probes.
+    // Every kill the kernel counted, in the workloads' memory cgroups and on the node, came
+    // through the probes.
     assert!(!metrics.contains("oom_kills_missed_total{"), "{driver}: {metrics}");
     let pressure_findings: Vec<&serde_json::Value> = open.iter().filter(|f| f["rule"] == "control-plane-memory-pressure").collect();
     let controller_manager = format!("kube-system/kube-controller-manager-{NODE}");

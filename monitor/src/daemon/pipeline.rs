@@ -13,19 +13,20 @@ use crate::{
     attribution::{Attributed, Owner, OwnerKind},
     detectors::{
         Actor, AuditContext, Detectors,
-        memory_cgroups::{MemoryWatch, Reading, Target},
+        memory_cgroups::{MemoryWatch, MissedIn, NodeReading, Reading, Target},
         metrics::DetectorMetrics,
     },
     events::Event,
     audit::Reports,
     findings::{Origin, store::FindingStore},
-    node::{cgroupfs::Mounts, host_root::HostRoot, memory_pressure::{self, MemoryPressure}},
+    node::{cgroupfs::Mounts, host_root::HostRoot, memory_pressure},
 };
 
 /// Most events taken from the queue at once.
 pub const BATCH: usize = 256;
 
-/// The periodic read of the workloads' memory cgroups and of the node's memory pressure.
+/// The periodic read of the workloads' memory cgroups and of the node's memory pressure and
+/// OOM kill count.
 pub struct MemoryReads {
     pub watch: MemoryWatch,
     pub interval: Duration,
@@ -35,7 +36,7 @@ pub struct MemoryReads {
     pub host: HostRoot,
 }
 
-type ReadTask = JoinHandle<(Vec<Reading>, Option<MemoryPressure>)>;
+type ReadTask = JoinHandle<(Vec<Reading>, NodeReading)>;
 
 pub struct Pipeline {
     detectors: Detectors,
@@ -103,20 +104,30 @@ impl Pipeline {
         }
     }
 
-    /// What a read of the memory cgroups found: missed kills counted and logged, pressure
-    /// series, findings.
-    fn memory_read(&mut self, readings: &[Reading], node: Option<MemoryPressure>) {
+    /// What a read of the memory cgroups and the node found: missed kills counted and logged,
+    /// pressure series, findings.
+    fn memory_read(&mut self, readings: &[Reading], node: NodeReading) {
         let Some(memory) = self.memory.as_mut() else { return };
         let observed = memory.watch.observe(readings, node, Instant::now());
         for missed in &observed.missed {
-            warn!(
-                owner = %missed.owner.display(),
-                cgroup = %missed.path,
-                kernel = missed.kernel,
-                probes = missed.probes,
-                "the kernel counted {} OOM kill(s) the probes did not deliver",
-                missed.missed
-            );
+            match &missed.missed_in {
+                MissedIn::Cgroup { owner, path } => warn!(
+                    owner = %owner.display(),
+                    cgroup = %path,
+                    kernel = missed.kernel,
+                    probes = missed.probes,
+                    "the kernel counted {} OOM kill(s) the probes did not deliver",
+                    missed.missed
+                ),
+                MissedIn::UnfollowedCgroups { in_followed_cgroups } => warn!(
+                    kernel = missed.kernel,
+                    probes = missed.probes,
+                    in_followed_cgroups,
+                    "the kernel's node-wide count ({} oom_kill) has {} OOM kill(s) the probes did not deliver, whose cgroups the monitor did not follow",
+                    memory_pressure::VMSTAT,
+                    missed.missed
+                ),
+            }
             self.detector_metrics.record_missed(missed);
         }
         self.detector_metrics.set_pressure(observed.pressure);
@@ -168,13 +179,16 @@ impl Pipeline {
     }
 }
 
-/// Reads the targets' files and the node's pressure on a blocking thread.
+/// Reads the node's OOM kill count, the targets' files and the node's pressure on a blocking
+/// thread.
 fn start_read(memory: &MemoryReads) -> ReadTask {
     let targets = memory.watch.targets();
     let (mounts, host) = (memory.mounts.clone(), memory.host.clone());
     tokio::task::spawn_blocking(move || {
+        // Before the targets: see MemoryWatch::observe.
+        let oom_kills = memory_pressure::read_node_oom_kills();
         let readings = targets.iter().map(|target| read_target(target, &mounts)).collect();
-        (readings, memory_pressure::read_node(&host))
+        (readings, NodeReading { pressure: memory_pressure::read_node(&host), oom_kills })
     })
 }
 

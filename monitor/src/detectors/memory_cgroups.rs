@@ -14,6 +14,14 @@
 //! kill the kernel counted and the probes did not is reported once it is still missing at the
 //! next read (an event may be in flight during one read). Cgroups are dropped when they are
 //! gone, and capped ([`MemoryWatchConfig::max_cgroups`], oldest first).
+//!
+//! Only cgroups heard of through events are followed: when every event of a cgroup is lost (a
+//! ring buffer overflowing), its kills would go unseen. The node-wide check covers them: the
+//! kernel's count of every OOM kill on the node (`/proc/vmstat` `oom_kill`, since the first read)
+//! against every OOM kill event the probes delivered, of any owner, and the kills the cgroups'
+//! checks already account for (reported, or missing once and due at the next read). What is left
+//! was missed in cgroups the watch did not follow, and is reported the same way, owner unknown.
+//! So every missed kill is reported once: by its cgroup's check, else by the node's.
 
 use std::{
     collections::VecDeque,
@@ -101,11 +109,30 @@ pub struct Reading {
     pub pressure: Option<MemoryPressure>,
 }
 
-/// OOM kills the kernel counted in a cgroup and the probes did not deliver.
+/// What was read of the node.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NodeReading {
+    /// Its memory pressure; `None`: no PSI.
+    pub pressure: Option<MemoryPressure>,
+    /// The kernel's count of OOM kills on the node (`/proc/vmstat` `oom_kill`); `None`: a
+    /// kernel before 4.13 has none, and there is no node-wide check.
+    pub oom_kills: Option<u64>,
+}
+
+/// Where OOM kills were missed.
+#[derive(Clone, Debug)]
+pub enum MissedIn {
+    /// A followed memory cgroup, by its own count.
+    Cgroup { owner: Arc<Owner>, path: Arc<str> },
+    /// Cgroups the watch did not follow (whose, unknown), by the kernel's node-wide count.
+    /// `in_followed_cgroups`: the kills the cgroups' checks account for, left out of it.
+    UnfollowedCgroups { in_followed_cgroups: u64 },
+}
+
+/// OOM kills the kernel counted and the probes did not deliver.
 #[derive(Clone, Debug)]
 pub struct MissedKills {
-    pub owner: Arc<Owner>,
-    pub path: Arc<str>,
+    pub missed_in: MissedIn,
     /// Newly missed.
     pub missed: u64,
     /// The kernel's count since the baseline, and the probes'.
@@ -121,6 +148,28 @@ pub struct Observed {
     pub findings: Vec<Finding>,
 }
 
+/// The kills a check reported missed, and those missing at the previous read: a kill still
+/// missing at the next read is missed; one missing at a single read may have had its event in
+/// flight.
+#[derive(Debug, Default)]
+struct MissTally {
+    reported: u64,
+    /// Missing at the previous read, not yet reported.
+    pending: u64,
+}
+
+impl MissTally {
+    /// `unaccounted`: the kills the kernel counted and the probes did not deliver, now (those
+    /// reported included). The newly missed: missing now and at the previous read.
+    fn settle(&mut self, unaccounted: u64) -> u64 {
+        let excess = unaccounted.saturating_sub(self.reported);
+        let missed = excess.min(self.pending);
+        self.pending = excess - missed;
+        self.reported += missed;
+        missed
+    }
+}
+
 #[derive(Debug)]
 struct KillCheck {
     owner: Arc<Owner>,
@@ -130,10 +179,57 @@ struct KillCheck {
     baseline: Option<u64>,
     /// The cgroup's kernfs id, once read.
     id: Option<u64>,
-    reported: u64,
-    /// Excess at the previous read (not yet reported: the event may have been in flight).
-    pending: u64,
+    /// Also counts the kills the node-wide check reported before this check's first read
+    /// ([`NodeKillCheck::claim`]).
+    tally: MissTally,
     last_event: Instant,
+}
+
+/// The node-wide check: the kernel's count of every OOM kill on the node against the OOM kill
+/// events the probes delivered and the kills the cgroups' checks account for.
+#[derive(Debug, Default)]
+struct NodeKillCheck {
+    /// The kernel's count at the first read. A kill in flight then is counted by the kernel
+    /// before it and by the probes after: it can only hide a miss, never make one up.
+    baseline: Option<u64>,
+    /// OOM kill events delivered since the baseline, of any owner.
+    probes: u64,
+    /// What the cgroups' checks accounted for at the baseline (see
+    /// [`MemoryWatch::accounted_in_cgroups`]): only what they account for since is left out.
+    in_cgroups_at_baseline: u64,
+    /// Reported here and not yet claimed by a cgroup's check.
+    unclaimed: u64,
+    tally: MissTally,
+}
+
+impl NodeKillCheck {
+    /// The kernel's node-wide `count` now, and what the cgroups' checks account for now.
+    fn compare(&mut self, count: u64, accounted_in_cgroups: u64) -> Option<MissedKills> {
+        let Some(baseline) = self.baseline else {
+            self.baseline = Some(count);
+            self.probes = 0;
+            self.in_cgroups_at_baseline = accounted_in_cgroups;
+            return None;
+        };
+        let kernel = count.saturating_sub(baseline);
+        let in_followed_cgroups = accounted_in_cgroups.saturating_sub(self.in_cgroups_at_baseline);
+        let missed = self.tally.settle(kernel.saturating_sub(self.probes).saturating_sub(in_followed_cgroups));
+        if missed == 0 {
+            return None;
+        }
+        self.unclaimed += missed;
+        Some(MissedKills { missed_in: MissedIn::UnfollowedCgroups { in_followed_cgroups }, missed, kernel, probes: self.probes })
+    }
+
+    /// A cgroup born after the start, first read with `kills` the probes did not deliver: some
+    /// may be kills this check already reported, before the cgroup was followed. As many as
+    /// were reported and not claimed are taken as those (counted once, here), the rest are the
+    /// cgroup's to report.
+    fn claim(&mut self, kills: u64) -> u64 {
+        let claimed = kills.min(self.unclaimed);
+        self.unclaimed -= claimed;
+        claimed
+    }
 }
 
 #[derive(Debug)]
@@ -151,16 +247,21 @@ struct PressureCgroup {
 pub struct MemoryWatch {
     config: MemoryWatchConfig,
     kills: HashMap<Arc<str>, KillCheck>,
+    /// Kills the cgroups' checks reported missed, those of checks since dropped included.
+    reported_in_cgroups: u64,
+    node_kills: NodeKillCheck,
     pressure: HashMap<Arc<str>, PressureCgroup>,
 }
 
 impl MemoryWatch {
     pub fn new(config: MemoryWatchConfig) -> Self {
-        Self { config, kills: HashMap::new(), pressure: HashMap::new() }
+        Self { config, kills: HashMap::new(), reported_in_cgroups: 0, node_kills: NodeKillCheck::default(), pressure: HashMap::new() }
     }
 
     /// One attributed event of `owner`; `oom_kill` when it is an OOM kill of its process.
     pub fn note(&mut self, owner: &Arc<Owner>, oom_kill: bool, now: Instant) {
+        // Every kill the probes delivered, whoever the owner: the node-wide check's count.
+        self.node_kills.probes += u64::from(oom_kill);
         let Some(path) = owner.cgroup_path.as_deref().filter(|p| safe_path(p)) else { return };
         let (kills, pressure) = match &owner.kind {
             OwnerKind::Container(c) => (true, c.pod.as_ref().filter(|p| !p.name.is_empty()).map(|pod| (parent(path), pod))),
@@ -203,7 +304,7 @@ impl MemoryWatch {
         }
         self.kills.insert(
             path.into(),
-            KillCheck { owner: owner.clone(), probes: u64::from(oom_kill), baseline: None, id: None, reported: 0, pending: 0, last_event: now },
+            KillCheck { owner: owner.clone(), probes: u64::from(oom_kill), baseline: None, id: None, tally: MissTally::default(), last_event: now },
         );
     }
 
@@ -231,11 +332,13 @@ impl MemoryWatch {
         targets
     }
 
-    /// What was read at `now` of the [`Self::targets`] and of the node (`None`: no PSI).
-    pub fn observe(&mut self, readings: &[Reading], node: Option<MemoryPressure>, now: Instant) -> Observed {
+    /// What was read at `now` of the [`Self::targets`] and of the node. The node's OOM kill
+    /// count must have been read before the targets': a kill it counts is then in the counts
+    /// of the cgroups read after, and their checks account for it no later than the node's.
+    pub fn observe(&mut self, readings: &[Reading], node: NodeReading, now: Instant) -> Observed {
         let mut observed = Observed::default();
-        if let Some(node) = node {
-            observed.pressure.push((PressureScope::node(), node));
+        if let Some(pressure) = node.pressure {
+            observed.pressure.push((PressureScope::node(), pressure));
         }
         for reading in readings {
             let gone = reading.oom_kills.is_none() && reading.pressure.is_none();
@@ -244,7 +347,9 @@ impl MemoryWatch {
                     Some(count) => {
                         let born = matches!((reading.id, self.config.born_after), (Some(id), Some(after)) if id > after);
                         check.id = check.id.or(reading.id);
-                        observed.missed.extend(check.compare(&reading.path, count, born));
+                        let missed = check.compare(&reading.path, count, born, &mut self.node_kills);
+                        self.reported_in_cgroups += missed.as_ref().map_or(0, |m| m.missed);
+                        observed.missed.extend(missed);
                     }
                     None if gone => {
                         self.kills.remove(&reading.path);
@@ -278,7 +383,19 @@ impl MemoryWatch {
             self.forget(&check);
         }
         self.pressure.retain(|_, p| now.saturating_duration_since(p.last_event) < ttl || p.control_plane);
+        // After the cgroups' checks: a kill one of them reports or found missing now is theirs.
+        if let Some(count) = node.oom_kills {
+            let accounted = self.accounted_in_cgroups();
+            observed.missed.extend(self.node_kills.compare(count, accounted));
+        }
         observed
+    }
+
+    /// The kills the cgroups' checks account for: reported, or missing at this read and due at
+    /// the next. A check dropped with one pending (its cgroup gone) no longer accounts for it,
+    /// and the node-wide check reports it.
+    fn accounted_in_cgroups(&self) -> u64 {
+        self.reported_in_cgroups + self.kills.values().map(|c| c.tally.pending).sum::<u64>()
     }
 
     /// A kill check dropped while its cgroup lives: what the probes saw of it is forgotten, so
@@ -308,25 +425,26 @@ fn control_plane_owner(owner: &Owner) -> bool {
 
 impl KillCheck {
     /// The kernel's `count` now; `born`: the cgroup was created after the monitor started.
-    fn compare(&mut self, path: &Arc<str>, count: u64, born: bool) -> Option<MissedKills> {
+    fn compare(&mut self, path: &Arc<str>, count: u64, born: bool, node_kills: &mut NodeKillCheck) -> Option<MissedKills> {
         let baseline = match self.baseline {
             Some(baseline) => baseline,
-            None if born => *self.baseline.insert(0),
+            None if born => {
+                // Its kills before it was followed may be the node-wide check's already.
+                self.tally.reported = node_kills.claim(count.saturating_sub(self.probes));
+                *self.baseline.insert(0)
+            }
             None => {
                 self.baseline = Some(count.saturating_sub(self.probes));
                 return None;
             }
         };
         let kernel = count.saturating_sub(baseline);
-        let excess = kernel.saturating_sub(self.probes).saturating_sub(self.reported);
-        // Still missing since the previous read: not an event in flight.
-        let missed = excess.min(self.pending);
-        self.pending = excess - missed;
+        let missed = self.tally.settle(kernel.saturating_sub(self.probes));
         if missed == 0 {
             return None;
         }
-        self.reported += missed;
-        Some(MissedKills { owner: self.owner.clone(), path: path.clone(), missed, kernel, probes: self.probes })
+        let missed_in = MissedIn::Cgroup { owner: self.owner.clone(), path: path.clone() };
+        Some(MissedKills { missed_in, missed, kernel, probes: self.probes })
     }
 }
 
@@ -454,19 +572,19 @@ mod tests {
         assert!(targets.iter().any(|t| &*t.path == POD && t.pressure), "{targets:?}");
         let read = |kills| [reading(&path, Some(kills), None)];
         // Two kills before the monitor followed it, one it saw: the baseline.
-        assert!(watch.observe(&read(3), None, t0).missed.is_empty());
+        assert!(watch.observe(&read(3), NodeReading::default(), t0).missed.is_empty());
         // One more kill, its event in flight at this read: not missed yet.
-        assert!(watch.observe(&read(4), None, t0).missed.is_empty());
+        assert!(watch.observe(&read(4), NodeReading::default(), t0).missed.is_empty());
         watch.note(&owner, true, t0);
-        assert!(watch.observe(&read(4), None, t0).missed.is_empty(), "the event came");
+        assert!(watch.observe(&read(4), NodeReading::default(), t0).missed.is_empty(), "the event came");
         // A kill the probes never deliver: missing at two reads, counted once.
-        assert!(watch.observe(&read(5), None, t0).missed.is_empty());
-        let missed = watch.observe(&read(5), None, t0).missed;
+        assert!(watch.observe(&read(5), NodeReading::default(), t0).missed.is_empty());
+        let missed = watch.observe(&read(5), NodeReading::default(), t0).missed;
         assert_eq!(missed.len(), 1);
         assert_eq!((missed[0].missed, missed[0].kernel, missed[0].probes), (1, 3, 2));
-        assert!(watch.observe(&read(5), None, t0).missed.is_empty(), "reported once");
+        assert!(watch.observe(&read(5), NodeReading::default(), t0).missed.is_empty(), "reported once");
         // The cgroup is gone: forgotten.
-        watch.observe(&[reading(&path, None, None)], None, t0);
+        watch.observe(&[reading(&path, None, None)], NodeReading::default(), t0);
         assert_eq!(watch.followed().0, 0);
     }
 
@@ -481,32 +599,143 @@ mod tests {
         // the kill never delivered: missed, at the second read.
         let mut watch = MemoryWatch::new(config.clone());
         watch.note(&owner, false, t0);
-        assert!(watch.observe(&read(101, 1), None, t0).missed.is_empty(), "may be in flight");
-        let missed = watch.observe(&read(101, 1), None, t0).missed;
+        assert!(watch.observe(&read(101, 1), NodeReading::default(), t0).missed.is_empty(), "may be in flight");
+        let missed = watch.observe(&read(101, 1), NodeReading::default(), t0).missed;
         assert_eq!((missed.len(), missed[0].kernel, missed[0].probes), (1, 1, 0));
         // The same with the kill delivered: nothing missed.
         let mut watch = MemoryWatch::new(config.clone());
         watch.note(&owner, true, t0);
         for _ in 0..3 {
-            assert!(watch.observe(&read(101, 1), None, t0).missed.is_empty());
+            assert!(watch.observe(&read(101, 1), NodeReading::default(), t0).missed.is_empty());
         }
         // Older than the start (id 99): its kills before the first read are history.
         let mut watch = MemoryWatch::new(config.clone());
         watch.note(&owner, false, t0);
         for _ in 0..3 {
-            assert!(watch.observe(&read(99, 4), None, t0).missed.is_empty());
+            assert!(watch.observe(&read(99, 4), NodeReading::default(), t0).missed.is_empty());
         }
         // Followed, killed (delivered), forgotten when quiet, followed again: the delivered kill
         // is not taken for a missed one.
         let mut watch = MemoryWatch::new(config);
         watch.note(&owner, true, t0);
-        assert!(watch.observe(&read(101, 1), None, t0).missed.is_empty());
+        assert!(watch.observe(&read(101, 1), NodeReading::default(), t0).missed.is_empty());
         let later = t0 + Duration::from_secs(120);
-        watch.observe(&[], None, later);
+        watch.observe(&[], NodeReading::default(), later);
         assert_eq!(watch.followed().0, 0, "forgotten when quiet");
         watch.note(&owner, false, later);
         for _ in 0..3 {
-            assert!(watch.observe(&read(101, 1), None, later).missed.is_empty());
+            assert!(watch.observe(&read(101, 1), NodeReading::default(), later).missed.is_empty());
+        }
+    }
+
+    /// The node's OOM kill count, read.
+    fn node(kills: u64) -> NodeReading {
+        NodeReading { pressure: None, oom_kills: Some(kills) }
+    }
+
+    /// The kills missed in `observed`: (at node level, in cgroups).
+    fn missed(observed: &Observed) -> (u64, u64) {
+        observed.missed.iter().fold((0, 0), |(node, cgroups), m| match m.missed_in {
+            MissedIn::UnfollowedCgroups { .. } => (node + m.missed, cgroups),
+            MissedIn::Cgroup { .. } => (node, cgroups + m.missed),
+        })
+    }
+
+    #[test]
+    fn a_kill_missed_in_a_cgroup_not_followed_is_counted_once_by_the_node_count() {
+        let t0 = Instant::now();
+        let mut watch = MemoryWatch::new(MemoryWatchConfig::default());
+        // The first read is the baseline: the node's kills before it are history.
+        assert!(watch.observe(&[], node(370), t0).missed.is_empty());
+        // A kill whose every event was lost: missing at one read (may be in flight), then missed.
+        assert!(watch.observe(&[], node(371), t0).missed.is_empty(), "may be in flight");
+        let observed = watch.observe(&[], node(371), t0);
+        assert_eq!(observed.missed.len(), 1);
+        let missed = &observed.missed[0];
+        assert!(matches!(missed.missed_in, MissedIn::UnfollowedCgroups { in_followed_cgroups: 0 }), "{missed:?}");
+        assert_eq!((missed.missed, missed.kernel, missed.probes), (1, 1, 0));
+        assert!(watch.observe(&[], node(371), t0).missed.is_empty(), "reported once");
+        // No count (a kernel before 4.13): no node-wide check, nothing reported.
+        assert!(watch.observe(&[], NodeReading::default(), t0).missed.is_empty());
+    }
+
+    #[test]
+    fn kills_the_probes_delivered_are_not_missed_whoever_the_owner_and_one_in_flight_is_not() {
+        let t0 = Instant::now();
+        let mut watch = MemoryWatch::new(MemoryWatchConfig::default());
+        // Delivered before the baseline, which counts it already: the probes' count restarts then.
+        let host = Arc::new(Owner::new(OwnerKind::Host, None));
+        watch.note(&host, true, t0);
+        assert!(watch.observe(&[], node(10), t0).missed.is_empty());
+        // Two kills delivered: one of a process outside any cgroup the watch knows (no path),
+        // one of a container.
+        watch.note(&host, true, t0);
+        watch.note(&container(false, &id('e')), true, t0);
+        for _ in 0..3 {
+            assert_eq!(missed(&watch.observe(&[], node(12), t0)), (0, 0));
+        }
+        // A kill counted at one read whose event comes before the next: in flight, not missed.
+        assert!(watch.observe(&[], node(13), t0).missed.is_empty());
+        watch.note(&host, true, t0);
+        for _ in 0..3 {
+            assert_eq!(missed(&watch.observe(&[], node(13), t0)), (0, 0));
+        }
+    }
+
+    #[test]
+    fn a_kill_missed_in_a_followed_cgroup_is_counted_by_its_check_not_again_by_the_nodes() {
+        let t0 = Instant::now();
+        let owner = container(false, &id('f'));
+        let path = owner.cgroup_path.clone().expect("path");
+        let read = |kills| [reading(&path, Some(kills), None)];
+        let mut watch = MemoryWatch::new(MemoryWatchConfig::default());
+        watch.note(&owner, false, t0);
+        assert!(watch.observe(&read(0), node(50), t0).missed.is_empty(), "both baselines");
+        // One kill missed in it: the cgroup's check reports it, the node's does not.
+        let mut total = (0, 0);
+        for _ in 0..4 {
+            let (node, cgroups) = missed(&watch.observe(&read(1), node(51), t0));
+            total = (total.0 + node, total.1 + cgroups);
+        }
+        assert_eq!(total, (0, 1));
+        // Another, and the cgroup is gone before its check reports it: the node's does.
+        assert!(watch.observe(&read(2), node(52), t0).missed.is_empty());
+        let mut total = missed(&watch.observe(&[reading(&path, None, None)], node(52), t0));
+        assert_eq!(watch.followed().0, 0, "gone");
+        for _ in 0..3 {
+            let (node, cgroups) = missed(&watch.observe(&[], node(52), t0));
+            total = (total.0 + node, total.1 + cgroups);
+        }
+        assert_eq!(total, (1, 0));
+    }
+
+    #[test]
+    fn a_cgroup_followed_late_does_not_count_again_what_the_node_count_found() {
+        let t0 = Instant::now();
+        let config = MemoryWatchConfig { born_after: Some(100), ..Default::default() };
+        let owner = container(false, &id('7'));
+        let path = owner.cgroup_path.clone().expect("path");
+        let read = |kills| [Reading { path: path.as_str().into(), id: Some(101), oom_kills: Some(kills), pressure: None }];
+        // The kill's events lost; an event of its cgroup (created after the start) comes one
+        // read later: its check takes the kill over from the node's, which had it pending.
+        let mut watch = MemoryWatch::new(config.clone());
+        assert!(watch.observe(&[], node(7), t0).missed.is_empty());
+        assert!(watch.observe(&[], node(8), t0).missed.is_empty(), "pending");
+        watch.note(&owner, false, t0);
+        let mut total = (0, 0);
+        for _ in 0..3 {
+            let (node, cgroups) = missed(&watch.observe(&read(1), node(8), t0));
+            total = (total.0 + node, total.1 + cgroups);
+        }
+        assert_eq!(total, (0, 1), "counted once, under its owner");
+        // The event comes after the node's check reported the kill: it stays the node's.
+        let mut watch = MemoryWatch::new(config);
+        assert!(watch.observe(&[], node(7), t0).missed.is_empty());
+        assert!(watch.observe(&[], node(8), t0).missed.is_empty());
+        assert_eq!(missed(&watch.observe(&[], node(8), t0)), (1, 0));
+        watch.note(&owner, false, t0);
+        for _ in 0..3 {
+            assert_eq!(missed(&watch.observe(&read(1), node(8), t0)), (0, 0), "counted once, by the node's");
         }
     }
 
@@ -521,7 +750,7 @@ mod tests {
             let mut found = Vec::new();
             // 5 s of 10 fully stalled, read every 5 s.
             for (s, total) in [(0, 0), (5, 2_500_000), (10, 5_000_000)] {
-                let observed = watch.observe(&[reading(POD, None, Some(psi(total, 50.0)))], Some(psi(0, 0.0)), at(s));
+                let observed = watch.observe(&[reading(POD, None, Some(psi(total, 50.0)))], NodeReading { pressure: Some(psi(0, 0.0)), oom_kills: None }, at(s));
                 assert_eq!(observed.pressure.len(), 2, "node and pod");
                 found = observed.findings;
             }
@@ -538,7 +767,7 @@ mod tests {
         let mut watch = MemoryWatch::new(config);
         watch.note(&container(true, &id('c')), false, t0);
         for (s, total) in [(0, 0), (5, 500_000), (10, 600_000), (15, 700_000)] {
-            let observed = watch.observe(&[reading(POD, None, Some(psi(total, 5.0)))], None, at(s));
+            let observed = watch.observe(&[reading(POD, None, Some(psi(total, 5.0)))], NodeReading::default(), at(s));
             assert!(observed.findings.is_empty(), "{:?}", observed.findings);
         }
     }

@@ -31,7 +31,7 @@ use prometheus_client::{
 
 use super::{
     kills::Death,
-    memory_cgroups::{MissedKills, PressureScope},
+    memory_cgroups::{MissedIn, MissedKills, PressureScope},
 };
 use crate::node::memory_pressure::MemoryPressure;
 use crate::attribution::{
@@ -74,7 +74,7 @@ impl FoldLabels for KillLabels {
     }
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Default, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MissedLabels {
     pub namespace: String,
     pub pod: String,
@@ -164,17 +164,23 @@ impl DetectorMetrics {
         );
         registry.register(
             "oom_kills_missed",
-            "OOM kills the kernel counted in a workload's memory cgroup (memory.events, memory.oom_control) that the probes did not deliver",
+            "OOM kills the kernel counted in a workload's memory cgroup (memory.events, memory.oom_control), or on the node (/proc/vmstat) in cgroups not followed (all labels empty), that the probes did not deliver",
             metrics.oom_kills_missed.expiring_on_scrape(ttl),
         );
         registry.register_collector(Box::new(metrics.pressure.clone()));
         metrics
     }
 
-    /// Counts kills the kernel saw and the probes did not.
+    /// Counts kills the kernel saw and the probes did not: under their cgroup's owner, or with
+    /// every label empty when found by the node-wide count (owner unknown).
     pub fn record_missed(&self, missed: &MissedKills) {
-        let owner = missed.owner.labels();
-        let labels = MissedLabels { namespace: owner.namespace, pod: owner.pod, container: owner.container, service: owner.service };
+        let labels = match &missed.missed_in {
+            MissedIn::Cgroup { owner, .. } => {
+                let owner = owner.labels();
+                MissedLabels { namespace: owner.namespace, pod: owner.pod, container: owner.container, service: owner.service }
+            }
+            MissedIn::UnfollowedCgroups { .. } => MissedLabels::default(),
+        };
         self.oom_kills_missed.expire_if_due(self.ttl);
         for _ in 0..missed.missed.min(1 << 16) {
             self.oom_kills_missed.inc(labels.clone());

@@ -1,6 +1,7 @@
 //! Memory cgroups as the kernel counts them: pressure stall information (PSI: the node's
 //! `/proc/pressure/memory`, a cgroup's `memory.pressure`) and the OOM kills in a cgroup
-//! (`memory.events.local`, else `memory.events` on v2; `memory.oom_control` on v1).
+//! (`memory.events.local`, else `memory.events` on v2; `memory.oom_control` on v1) and on the
+//! whole node (`/proc/vmstat`).
 //!
 //! PSI text (Documentation/accounting/psi.rst), one line per kind, `full` absent from a kernel
 //! older than 5.x for the node's CPU file only (memory always has it):
@@ -27,6 +28,14 @@ const MAX_FILE_BYTES: u64 = 4096;
 
 /// The node's memory PSI, as a host path.
 pub const NODE_PRESSURE: &str = "/proc/pressure/memory";
+
+/// The kernel's event counters, `oom_kill` among them (not namespaced: the monitor's own is the
+/// node's).
+pub const VMSTAT: &str = "/proc/vmstat";
+
+/// More than `/proc/vmstat` holds (about 4 KiB of ~180 counters; more with NUMA and debug
+/// counters).
+const MAX_VMSTAT_BYTES: u64 = 64 * 1024;
 
 /// One PSI line: averages in percent of wall time, the total stall in microseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -90,7 +99,15 @@ pub fn read_node(host: &HostRoot) -> Option<MemoryPressure> {
 /// cgroup, with or without the memory controller). `dir` is a path of the monitor's own mount
 /// namespace (the hierarchy's mount point joined with the cgroup's path).
 pub fn read_cgroup(dir: &Path) -> Option<MemoryPressure> {
-    parse(&read_small(&dir.join("memory.pressure"))?)
+    parse(&read_small(&dir.join("memory.pressure"), MAX_FILE_BYTES)?)
+}
+
+/// The kernel's count of OOM kills on the whole node since boot (`oom_kill` of `/proc/vmstat`,
+/// counted once per victim of every OOM kill, the node's and memory cgroups' alike). Read in the
+/// monitor's own `/proc`: the counters are not namespaced. `None` on a kernel before 4.13 (it
+/// has no such counter).
+pub fn read_node_oom_kills() -> Option<u64> {
+    parse_oom_kill(&read_small(Path::new(VMSTAT), MAX_VMSTAT_BYTES)?)
 }
 
 /// The kernel's count of OOM kills of processes of this memory cgroup itself: `oom_kill` of
@@ -99,7 +116,7 @@ pub fn read_cgroup(dir: &Path) -> Option<MemoryPressure> {
 pub fn oom_kills(dir: &Path) -> Option<u64> {
     ["memory.events.local", "memory.events", "memory.oom_control"]
         .iter()
-        .find_map(|file| read_small(&dir.join(file)))
+        .find_map(|file| read_small(&dir.join(file), MAX_FILE_BYTES))
         .and_then(|text| parse_oom_kill(&text))
 }
 
@@ -136,15 +153,16 @@ pub fn newest_cgroup_id(mount: &Path) -> Option<u64> {
     Some(newest)
 }
 
-/// `oom_kill <n>` of a `memory.events` or `memory.oom_control` text.
+/// `oom_kill <n>` of a `memory.events`, `memory.oom_control` or `/proc/vmstat` text (one
+/// `name value` counter a line in all three).
 pub fn parse_oom_kill(text: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok())
 }
 
-/// A kernel file of the monitor's own view (a cgroup mount), read bounded, without following
-/// a FIFO or a device a workload could have mounted there.
-fn read_small(path: &Path) -> Option<String> {
-    HostRoot::new("/").read_text_limited(path, MAX_FILE_BYTES).ok()
+/// A kernel file of the monitor's own view (a cgroup mount, its `/proc`), read bounded
+/// (`limit` bytes), without following a FIFO or a device a workload could have mounted there.
+fn read_small(path: &Path, limit: u64) -> Option<String> {
+    HostRoot::new("/").read_text_limited(path, limit).ok()
 }
 
 #[cfg(test)]
@@ -212,6 +230,19 @@ mod tests {
         std::fs::remove_file(dir.join("memory.events.local")).expect("rm");
         assert_eq!(oom_kills(&dir), Some(9));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// `/proc/vmstat` as the kernel writes it (mm/vmstat.c: `name value` a line), lines of it
+    /// as read on this machine (Linux 6.18); a kernel before 4.13 has no `oom_kill` line.
+    #[test]
+    fn the_nodes_oom_kill_count_of_vmstat() {
+        let vmstat = "nr_free_pages 3497481\nnr_free_pages_blocks 2645504\npageoutrun 0\npgrotated 390000\ndrop_pagecache 1\ndrop_slab 2\noom_kill 371\nnuma_pte_updates 0\nnuma_huge_pte_updates 0\n";
+        assert_eq!(parse_oom_kill(vmstat), Some(371));
+        let before_4_13 = "nr_free_pages 3497481\npageoutrun 0\npgrotated 390000\ndrop_pagecache 1\ndrop_slab 2\nnuma_pte_updates 0\n";
+        assert_eq!(parse_oom_kill(before_4_13), None);
+        assert_eq!(parse_oom_kill("oom_kill_disable 0\noom_kill -1\n"), None, "not a count");
+        // This machine's kernel (>= 4.13) has the count, read in the monitor's own /proc.
+        assert!(read_node_oom_kills().is_some());
     }
 
     /// This machine's kernel keeps PSI: the node's file reads through the host root.
