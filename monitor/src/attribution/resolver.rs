@@ -3,7 +3,7 @@
 //! For each key it finds the cgroup's path (v2 id, else v1 memory cgroup id; walks run in
 //! `spawn_blocking`), parses it, and for containers names the pod: from the CRI (one
 //! `ListPodSandbox` + `ListContainers` refreshes every container at once, at most every
-//! [`MIN_LIST_INTERVAL`]: a key that finds the list too fresh is asked again), else from kubelet's log layout and static pod manifests. It checks
+//! [`MIN_LIST_INTERVAL`]), else from kubelet's log layout and static pod manifests. It checks
 //! known cgroups periodically and reports removed ones so the stage forgets them.
 
 use std::{
@@ -248,10 +248,11 @@ impl Resolver {
         let Some((socket, api)) = self.cri.clone() else {
             return;
         };
-        if self.last_list.is_some_and(|at| at.elapsed() < MIN_LIST_INTERVAL) {
-            // Listed a moment ago: the key is asked again at the next retry rather than holding
-            // up the keys behind it, whose cgroups a crashing container removes within ms.
-            return;
+        if let Some(at) = self.last_list {
+            let since = at.elapsed();
+            if since < MIN_LIST_INTERVAL {
+                tokio::time::sleep(MIN_LIST_INTERVAL - since).await;
+            }
         }
         self.last_list = Some(Instant::now());
         let Some(held) = self.host_root.socket(&socket) else {
