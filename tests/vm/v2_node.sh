@@ -137,6 +137,9 @@ static_pod_oom_loop() { # driver
         dir=$(cgroup_make "$cgroup")
         echo 32M > "$dir/memory.max"
         echo 0 > "$dir/memory.swap.max"
+        # As kubelet >= 1.28 sets it on every container on cgroup v2 (unless
+        # singleProcessOOMKill): the kernel then counts the victim twice.
+        echo 1 > "$dir/memory.oom.group"
         run_in "$cgroup" /usr/local/bin/kube-apiserver
         echo "APISERVER $1 $attempt $id exit $?"
         sleep 1

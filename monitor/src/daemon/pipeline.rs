@@ -186,7 +186,7 @@ fn start_read(memory: &MemoryReads) -> ReadTask {
     let (mounts, host) = (memory.mounts.clone(), memory.host.clone());
     tokio::task::spawn_blocking(move || {
         // Before the targets: see MemoryWatch::observe.
-        let oom_kills = memory_pressure::read_node_oom_kills();
+        let oom_kills = memory_pressure::read_node_oom_kills(mounts.v2.as_deref());
         let readings = targets.iter().map(|target| read_target(target, &mounts)).collect();
         (readings, NodeReading { pressure: memory_pressure::read_node(&host), oom_kills })
     })

@@ -36,7 +36,14 @@ struct Held {
 pub struct OomJoin {
     held: VecDeque<Held>,
     unmatched_reports: u64,
+    /// The latest joins (trigger pid, victim pid): a report of the same kill again is the
+    /// kernel killing a `memory.oom.group` cgroup's victim a second time with its group
+    /// (`mark_victim` fires once per task), not a kill whose event was lost.
+    joined: VecDeque<(u32, u32)>,
 }
+
+/// Joins remembered for telling a group kill's second report of its victim.
+const JOINED_KEPT: usize = 64;
 
 impl OomJoin {
     /// Takes one record. Returns it right back when it need not wait; otherwise it is held (or,
@@ -44,7 +51,7 @@ impl OomJoin {
     pub fn push(&mut self, record: Record, now: Instant) -> Option<Record> {
         match &record.event {
             Event::OomReport(report) => {
-                if !self.join(report) {
+                if !self.join(report) && !self.joined.contains(&(report.task.pid, report.victim_pid)) {
                     // Its kill was not seen (mark_victim down, or its event lost): nothing to add to.
                     self.unmatched_reports += 1;
                 }
@@ -103,6 +110,10 @@ impl OomJoin {
             {
                 kill.constraint = report.constraint;
                 held.waiting = false;
+                if self.joined.len() == JOINED_KEPT {
+                    self.joined.pop_front();
+                }
+                self.joined.push_back((report.task.pid, report.victim_pid));
                 return true;
             }
         }
@@ -221,6 +232,23 @@ mod tests {
             out.iter().map(constraint).collect::<Vec<_>>(),
             [OomConstraint::MemoryCgroup, OomConstraint::Global]
         );
+    }
+
+    /// `memory.oom.group`: the OOM killer kills its victim, then the group, the victim again
+    /// (the kernel logs it a second time; `mark_victim` fired once). Only a report of a kill
+    /// never joined is unmatched.
+    #[test]
+    fn a_group_kills_second_report_of_its_victim_is_not_unmatched() {
+        let mut join = OomJoin::default();
+        let t0 = Instant::now();
+        let victim = MEMCG_LINE.replace("27194", "812");
+        join.push(kill(812, 700), t0);
+        join.push(report(&victim, 700), t0);
+        assert_eq!(drain(&mut join, t0).len(), 1);
+        join.push(report(&victim, 700), t0);
+        assert_eq!(join.unmatched_reports(), 0, "the victim's second count");
+        join.push(report(&MEMCG_LINE.replace("27194", "813"), 700), t0);
+        assert_eq!(join.unmatched_reports(), 1, "a kill whose event never came");
     }
 
     #[test]
