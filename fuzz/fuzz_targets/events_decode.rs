@@ -46,6 +46,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = e.constraint.to_string();
             size_of::<raw::OomReportEvent>()
         }
+        Event::OomKillRecounted(_) => unreachable!("made by the OOM join, never decoded"),
         Event::CgroupCreated(e) => {
             assert!(chars(&e.path) <= raw::CGROUP_PATH_LEN);
             size_of::<raw::CgroupMkdirEvent>()

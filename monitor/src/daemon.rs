@@ -122,8 +122,8 @@ pub struct RunArgs {
     /// as it is, in milliseconds.
     #[arg(long, env = "NRM_ATTRIBUTION_HOLD_MS", default_value_t = 500)]
     pub attribution_hold_ms: u64,
-    /// The memory cgroups of the workloads seen (OOM kill counts, memory pressure) and the
-    /// node's memory pressure are read this often.
+    /// The memory cgroups of the workloads seen (OOM kill counts, memory pressure), the node's
+    /// memory pressure and its OOM kill count (`/proc/vmstat`) are read this often.
     #[arg(long, env = "NRM_MEMORY_READ_SECONDS", default_value_t = 15)]
     pub memory_read_seconds: u64,
     /// A control-plane cgroup fully stalled on memory (PSI `full`) for this share of the

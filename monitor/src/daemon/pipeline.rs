@@ -157,7 +157,8 @@ impl Pipeline {
             log_event(&record.event, &owner);
         }
         if let Some(memory) = self.memory.as_mut() {
-            memory.watch.note(&owner, matches!(record.event, Event::OomKill(_)), now);
+            // What the kernel counts as OOM kills: each kill, and a group's victim again.
+            memory.watch.note(&owner, matches!(record.event, Event::OomKill(_) | Event::OomKillRecounted(_)), now);
         }
         let actor = Actor::of(&owner, &record.event);
         let (death, found) = self.detectors.observe(&record.event, &actor, other.as_deref(), &self.facts, now);
@@ -186,7 +187,7 @@ fn start_read(memory: &MemoryReads) -> ReadTask {
     let (mounts, host) = (memory.mounts.clone(), memory.host.clone());
     tokio::task::spawn_blocking(move || {
         // Before the targets: see MemoryWatch::observe.
-        let oom_kills = memory_pressure::read_node_oom_kills(mounts.v2.as_deref());
+        let oom_kills = memory_pressure::read_node_oom_kills();
         let readings = targets.iter().map(|target| read_target(target, &mounts)).collect();
         (readings, NodeReading { pressure: memory_pressure::read_node(&host), oom_kills })
     })

@@ -193,6 +193,18 @@ pub struct OomReport {
     pub constraint: OomConstraint,
 }
 
+/// An OOM kill the kernel counted a second time: the OOM killer of a cgroup with
+/// `memory.oom.group` set (kubelet sets it on every container on cgroup v2 since 1.28) kills its
+/// victim, then every process of the group, the victim again among them. The kernel counts that
+/// victim twice (`oom_kill` of `memory.events` and `/proc/vmstat`) and logs it twice, while
+/// `oom:mark_victim`, once per task, reports it once. Made by the OOM join from the second log
+/// line, so the missed-kill checks count what the kernel counted; no detector sees a kill in it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OomKillRecounted {
+    /// The victim, as its OOM kill event named it.
+    pub task: Task,
+}
+
 /// A cgroup created, as the kernel named it then: attribution learns the paths of cgroups
 /// that may be gone by the time their processes' events are looked up.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -287,6 +299,7 @@ pub enum Event {
     Connect(Connect),
     Signal(Box<Signal>),
     OomReport(OomReport),
+    OomKillRecounted(OomKillRecounted),
     CgroupCreated(CgroupCreated),
 }
 
@@ -330,7 +343,8 @@ impl Event {
             Event::OomKill(_) => Kind::OomKill,
             Event::Connect(_) => Kind::Connect,
             Event::Signal(_) => Kind::Signal,
-            Event::OomReport(_) => Kind::OomReport,
+            // From the kernel's second report of the kill.
+            Event::OomReport(_) | Event::OomKillRecounted(_) => Kind::OomReport,
             Event::CgroupCreated(_) => Kind::CgroupMkdir,
         }
     }
@@ -345,6 +359,7 @@ impl Event {
             Event::Connect(e) => &e.task,
             Event::Signal(e) => &e.task,
             Event::OomReport(e) => &e.task,
+            Event::OomKillRecounted(e) => &e.task,
             Event::CgroupCreated(e) => &e.task,
         }
     }

@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Event, OomReport, Record};
+use super::{Event, OomKillRecounted, OomReport, Record, Task};
 
 /// How long an OOM kill waits for its report. The report is logged microseconds after the
 /// kill; this only bounds the wait when it never comes.
@@ -36,14 +36,15 @@ struct Held {
 pub struct OomJoin {
     held: VecDeque<Held>,
     unmatched_reports: u64,
-    /// The latest joins (trigger pid, victim pid): a report of the same kill again is the
-    /// kernel killing a `memory.oom.group` cgroup's victim a second time with its group
-    /// (`mark_victim` fires once per task), not a kill whose event was lost.
-    joined: VecDeque<(u32, u32)>,
+    /// The latest joins, (trigger pid, victim pid) and the victim: a report of the same kill
+    /// again is the kernel killing a `memory.oom.group` cgroup's victim a second time with its
+    /// group ([`OomKillRecounted`]), not a kill whose event was lost.
+    joined: VecDeque<((u32, u32), Task)>,
 }
 
-/// Joins remembered for telling a group kill's second report of its victim.
-const JOINED_KEPT: usize = 64;
+/// Joins remembered for telling a group kill's second report of its victim: the group's other
+/// processes are killed (and joined) in between, the victim among them in cgroup order.
+const JOINED_KEPT: usize = 4096;
 
 impl OomJoin {
     /// Takes one record. Returns it right back when it need not wait; otherwise it is held (or,
@@ -51,22 +52,33 @@ impl OomJoin {
     pub fn push(&mut self, record: Record, now: Instant) -> Option<Record> {
         match &record.event {
             Event::OomReport(report) => {
-                if !self.join(report) && !self.joined.contains(&(report.task.pid, report.victim_pid)) {
+                if self.join(report) {
+                    return None;
+                }
+                let key = (report.task.pid, report.victim_pid);
+                let Some((_, victim)) = self.joined.iter().find(|(joined, _)| *joined == key) else {
                     // Its kill was not seen (mark_victim down, or its event lost): nothing to add to.
                     self.unmatched_reports += 1;
-                }
-                None
+                    return None;
+                };
+                let recount = Record { cpu: record.cpu, event: Event::OomKillRecounted(OomKillRecounted { task: victim.clone() }) };
+                self.pass(recount, now)
             }
             Event::OomKill(_) => {
                 self.held.push_back(Held { record, since: now, waiting: true });
                 None
             }
-            _ if self.held.is_empty() => Some(record),
-            _ => {
-                self.held.push_back(Held { record, since: now, waiting: false });
-                None
-            }
+            _ => self.pass(record, now),
         }
+    }
+
+    /// A record that waits for no report: on at once, unless kills ahead of it wait.
+    fn pass(&mut self, record: Record, now: Instant) -> Option<Record> {
+        if self.held.is_empty() {
+            return Some(record);
+        }
+        self.held.push_back(Held { record, since: now, waiting: false });
+        None
     }
 
     /// The next record that may go on once a drain is over (the ring buffer was empty, so no
@@ -113,7 +125,7 @@ impl OomJoin {
                 if self.joined.len() == JOINED_KEPT {
                     self.joined.pop_front();
                 }
-                self.joined.push_back((report.task.pid, report.victim_pid));
+                self.joined.push_back(((report.task.pid, report.victim_pid), kill.task.clone()));
                 return true;
             }
         }
@@ -235,8 +247,8 @@ mod tests {
     }
 
     /// `memory.oom.group`: the OOM killer kills its victim, then the group, the victim again
-    /// (the kernel logs it a second time; `mark_victim` fired once). Only a report of a kill
-    /// never joined is unmatched.
+    /// (the kernel counts and logs it a second time; `mark_victim` fired once): the second
+    /// report is the victim's recount. Only a report of a kill never joined is unmatched.
     #[test]
     fn a_group_kills_second_report_of_its_victim_is_not_unmatched() {
         let mut join = OomJoin::default();
@@ -245,8 +257,9 @@ mod tests {
         join.push(kill(812, 700), t0);
         join.push(report(&victim, 700), t0);
         assert_eq!(drain(&mut join, t0).len(), 1);
-        join.push(report(&victim, 700), t0);
-        assert_eq!(join.unmatched_reports(), 0, "the victim's second count");
+        let recount = join.push(report(&victim, 700), t0).expect("the victim's second count, at once");
+        assert_eq!(recount.event, Event::OomKillRecounted(OomKillRecounted { task: task(812) }));
+        assert_eq!(join.unmatched_reports(), 0);
         join.push(report(&MEMCG_LINE.replace("27194", "813"), 700), t0);
         assert_eq!(join.unmatched_reports(), 1, "a kill whose event never came");
     }

@@ -102,57 +102,23 @@ pub fn read_cgroup(dir: &Path) -> Option<MemoryPressure> {
     parse(&read_small(&dir.join("memory.pressure"), MAX_FILE_BYTES)?)
 }
 
-/// Most top-level cgroups whose group kills [`read_node_oom_kills`] reads.
-const MAX_TOP_LEVEL_CGROUPS: usize = 1024;
-
-/// The kernel's count of OOM kill victims on the whole node since boot: `oom_kill` of
-/// `/proc/vmstat` (the node's and memory cgroups' kills alike; not namespaced, so read in the
-/// monitor's own `/proc`) less the group kills of the unified hierarchy mounted at `v2`, the sum
-/// of `oom_group_kill` of the `memory.events` of its top-level cgroups (see [`oom_victims`]).
-/// Read before `/proc/vmstat`: a group kill between the two reads is then over-counted for one
-/// read, which the missed-kill check takes for an event in flight. `None` on a kernel before
-/// 4.13 (no such counter), and where `v2` is not the whole hierarchy (a cgroup namespace's view
-/// hides group kills outside it).
-pub fn read_node_oom_kills(v2: Option<&Path>) -> Option<u64> {
-    let group_kills = match v2 {
-        Some(mount) => {
-            if !std::fs::metadata(mount).is_ok_and(|m| m.ino() == ROOT_CGROUP_ID) {
-                return None;
-            }
-            let top_level = std::fs::read_dir(mount).ok()?.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir()));
-            top_level
-                .take(MAX_TOP_LEVEL_CGROUPS)
-                .filter_map(|dir| read_small(&dir.path().join("memory.events"), MAX_FILE_BYTES))
-                .filter_map(|text| counter(&text, "oom_group_kill"))
-                .sum()
-        }
-        None => 0,
-    };
-    let kills = parse_oom_kill(&read_small(Path::new(VMSTAT), MAX_VMSTAT_BYTES)?)?;
-    Some(kills.saturating_sub(group_kills))
+/// The kernel's count of OOM kills on the whole node since boot (`oom_kill` of `/proc/vmstat`,
+/// counted once per victim of every OOM kill, the node's and memory cgroups' alike, and again
+/// for a `memory.oom.group` victim: see [`crate::events::OomKillRecounted`]). Read in the
+/// monitor's own `/proc`: the counters are not namespaced. `None` on a kernel before 4.13 (it
+/// has no such counter).
+pub fn read_node_oom_kills() -> Option<u64> {
+    parse_oom_kill(&read_small(Path::new(VMSTAT), MAX_VMSTAT_BYTES)?)
 }
 
-/// The kernfs id (inode number) of a hierarchy's root directory.
-const ROOT_CGROUP_ID: u64 = 1;
-
-/// The kernel's count of OOM kill victims in this memory cgroup itself (see [`oom_victims`]) from
-/// `memory.events.local` (v2, kernel >= 5.2), else `memory.events` (v2, which also counts
-/// descendants: the same for a leaf such as a container's), else `memory.oom_control` (v1).
+/// The kernel's count of OOM kills of processes of this memory cgroup itself: `oom_kill` of
+/// `memory.events.local` (v2, kernel >= 5.2), else of `memory.events` (v2, which also counts
+/// descendants: the same for a leaf such as a container's), else of `memory.oom_control` (v1).
 pub fn oom_kills(dir: &Path) -> Option<u64> {
     ["memory.events.local", "memory.events", "memory.oom_control"]
         .iter()
         .find_map(|file| read_small(&dir.join(file), MAX_FILE_BYTES))
-        .and_then(|text| oom_victims(&text))
-}
-
-/// Victims of OOM kills in a `memory.events` text: `oom_kill` less `oom_group_kill`. When a
-/// cgroup with `memory.oom.group` set (kubelet sets it on every container on cgroup v2 since
-/// 1.28) runs out, the OOM killer kills its victim, then every process of the group, the victim
-/// again among them: the kernel counts the victim twice (here and in `/proc/vmstat`), while
-/// `oom:mark_victim`, which fires once per task, reports it once.
-pub fn oom_victims(text: &str) -> Option<u64> {
-    let kills = parse_oom_kill(text)?;
-    Some(kills.saturating_sub(counter(text, "oom_group_kill").unwrap_or(0)))
+        .and_then(|text| parse_oom_kill(&text))
 }
 
 /// Most directories [`newest_cgroup_id`] walks: far more cgroups than a node has.
@@ -191,12 +157,7 @@ pub fn newest_cgroup_id(mount: &Path) -> Option<u64> {
 /// `oom_kill <n>` of a `memory.events`, `memory.oom_control` or `/proc/vmstat` text (one
 /// `name value` counter a line in all three).
 pub fn parse_oom_kill(text: &str) -> Option<u64> {
-    counter(text, "oom_kill")
-}
-
-/// The value of counter `name` of a `name value` a line text.
-fn counter(text: &str, name: &str) -> Option<u64> {
-    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')).and_then(|v| v.trim().parse().ok())
+    text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|v| v.trim().parse().ok())
 }
 
 /// A kernel file of the monitor's own view (a cgroup mount, its `/proc`), read bounded
@@ -282,21 +243,7 @@ mod tests {
         assert_eq!(parse_oom_kill(before_4_13), None);
         assert_eq!(parse_oom_kill("oom_kill_disable 0\noom_kill -1\n"), None, "not a count");
         // This machine's kernel (>= 4.13) has the count, read in the monitor's own /proc.
-        assert!(read_node_oom_kills(None).is_some());
-        // Not a hierarchy's root (a cgroup namespace's view): no node-wide count.
-        assert_eq!(read_node_oom_kills(Some(&std::env::temp_dir())), None);
-    }
-
-    /// Linux 6.1 in the VM (tests/vm/v2_node.sh), one OOM kill of a single process in a
-    /// container cgroup with `memory.oom.group` 1: the victim counted twice, one group kill.
-    #[test]
-    fn a_group_kills_second_count_of_its_victim_is_no_victim() {
-        let group = "low 0\nhigh 0\nmax 120\noom 1\noom_kill 2\noom_group_kill 1\n";
-        assert_eq!(oom_victims(group), Some(1));
-        let before_5_17 = "low 0\nhigh 0\nmax 120\noom 1\noom_kill 1\n";
-        assert_eq!(oom_victims(before_5_17), Some(1));
-        assert_eq!(oom_victims("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"), Some(2), "v1 has no group kills");
-        assert_eq!(oom_victims("oom_group_kill 1\n"), None);
+        assert!(read_node_oom_kills().is_some());
     }
 
     /// This machine's kernel keeps PSI: the node's file reads through the host root.
