@@ -54,6 +54,16 @@ struct Run {
     /// An OOM kill inside the container during this run (the victim need not be its init:
     /// a shell whose child was OOM-killed exits 137 by itself).
     oom_inside: Option<String>,
+    /// The runtime's own code in the container before the command (see
+    /// [`is_exec_of_open_file`]): the command's exec takes the run over; a failure of its own
+    /// (the runtime could not start the container) ends it.
+    bootstrap: bool,
+}
+
+impl Run {
+    fn new(tgid: u32, exec: &str, bootstrap: bool) -> Self {
+        Self { tgid, exec: exec.to_string(), ended: None, connected_to: None, oom_inside: None, bootstrap }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -79,21 +89,26 @@ impl LoopDetector {
         if actor.kind == ActorKind::HostProcess && !is_node_daemon(filename) {
             return;
         }
-        // The runtime's bootstrap in the container's cgroup before the command runs (runc up
-        // to 1.1 re-execs itself from a memfd as `/dev/fd/N`, then exits 0) is no run.
-        if actor.kind == ActorKind::Container && is_exec_of_open_file(filename) {
-            return;
-        }
+        // The runtime's bootstrap in the container's cgroup before the command runs: runc up
+        // to 1.1 re-execs itself from a memfd as `/dev/fd/N`, and exits 0 once the command's
+        // process is set up.
+        let bootstrap = actor.kind == ActorKind::Container && is_exec_of_open_file(filename);
         let key = Self::run_key(actor, filename);
         let history = self.histories.entry(&key);
         if actor.kind == ActorKind::Container {
-            // A container's run starts with the first exec of its command in a new instance.
+            // A container's run starts with the first exec in a new instance; the command's
+            // exec takes over from the runtime's bootstrap.
             if *history.last_instance == *actor.instance {
+                if let Some(run) = history.runs.back_mut().filter(|r| r.bootstrap && r.ended.is_none() && !bootstrap) {
+                    self.running.remove(&run.tgid);
+                    *run = Run::new(tgid, filename, false);
+                    self.running.insert(tgid, key);
+                }
                 return;
             }
             history.last_instance = actor.instance.to_string();
         }
-        history.runs.push_back(Run { tgid, exec: filename.to_string(), ended: None, connected_to: None, oom_inside: None });
+        history.runs.push_back(Run::new(tgid, filename, bootstrap));
         history.runs.truncate_front_to(16);
         if self.running.len() >= self.config.max_tracked * 4 {
             self.running.clear();
@@ -125,20 +140,29 @@ impl LoopDetector {
         let config = self.config.clone();
         let history = self.histories.get_mut(&key)?;
         let at = history.runs.iter().rposition(|r| r.tgid == tgid && r.ended.is_none())?;
-        // A process that moved to another owner since its exec ended no run of the owner it
-        // started in: runc's init, exec'd in the runtime's cgroup, exits in the container's.
-        if Self::run_key(actor, &history.runs[at].exec) != key {
-            history.runs.remove(at);
-            return None;
+        let failed = |death: &Death| !matches!(death.cause, DeathCause::Exited { code: 0 });
+        // A process that moved into a container since its exec ended no run of the owner it
+        // started in: runc's init, exec'd in the runtime's cgroup, exits in the container's. If it
+        // failed there, before the command ran, the container failed to start: its run.
+        if actor.kind == ActorKind::Container && Self::run_key(actor, &history.runs[at].exec) != key {
+            let moved = history.runs.remove(at)?;
+            if !failed(death) {
+                return None;
+            }
+            self.start_run(tgid, &moved.exec, actor);
+            return self.end_run(death, actor, facts, now);
         }
         let run = &mut history.runs[at];
+        if run.bootstrap && !failed(death) {
+            // The runtime's part is done; the command's exec takes the run over.
+            return None;
+        }
         run.ended = Some((now, death.clone()));
 
         let (threshold, window) = match actor.kind {
             ActorKind::Container => (config.container_restarts, config.container_window),
             _ => (config.host_failures, config.host_window),
         };
-        let failed = |death: &Death| !matches!(death.cause, DeathCause::Exited { code: 0 });
         // Containers: every re-creation counts (kubelet restarts completed ones too);
         // host binaries: only failed runs (a periodic job that succeeds is no loop).
         let is_recent = |r: &&Run| {
@@ -481,6 +505,34 @@ mod tests {
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].rule, "host-service-restart-loop");
         assert_eq!(findings[0].evidence.len(), 3);
+    }
+
+    /// runc's init failing before the command (a mount, seccomp or AppArmor error), in the
+    /// container's cgroup or moved into it after its exec: the container failed to start, and
+    /// each attempt is a run.
+    #[test]
+    fn a_runtime_that_fails_to_start_the_container_is_a_run_each_time() {
+        let containerd = Actor {
+            key: "service:containerd.service".into(),
+            display: "host service containerd.service".into(),
+            kind: ActorKind::HostService,
+            instance: "".into(),
+            control_plane: false,
+        };
+        for moved in [false, true] {
+            let mut h = Harness::new();
+            let mut findings = Vec::new();
+            for run in 0..3u32 {
+                let actor = Actor { control_plane: false, ..pod(&format!("c{run}")) };
+                let bootstrap = 900 + run;
+                h.feed(exec(bootstrap, "/dev/fd/6"), if moved { &containerd } else { &actor }, run as u64 * 10);
+                findings = h.feed(exit(bootstrap, ExitStatus::Exited { code: 1 }), &actor, run as u64 * 10);
+            }
+            assert_eq!(findings.len(), 1, "moved {moved}: {findings:#?}");
+            assert_eq!(findings[0].rule, "container-restart-loop");
+            assert_eq!(findings[0].evidence.len(), 3, "moved {moved}");
+            assert!(findings[0].evidence[0].detail.starts_with("/dev/fd/6 pid 900") && findings[0].evidence[0].detail.contains("code 1"), "{:?}", findings[0].evidence);
+        }
     }
 
     #[test]
