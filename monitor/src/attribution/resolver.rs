@@ -16,7 +16,7 @@ use std::{
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
-use super::{Answer, AttributionConfig, Request, CgroupKey, ContainerOwner, Owner, OwnerKind, PodRef, UnknownReason, kubelet_files, metrics::AttributionMetrics};
+use super::{Answer, AttributionConfig, CgroupKey, ContainerOwner, Owner, OwnerKind, PodRef, Request, UnknownReason, kubelet_files, metrics::AttributionMetrics};
 use crate::node::{
     cgroup_path::{self, CgroupOwner, ContainerCgroup},
     kubelet, runtimes,
@@ -97,6 +97,9 @@ impl Resolver {
         let mut retries: Vec<(CgroupKey, Instant)> = Vec::new();
         loop {
             tokio::select! {
+                // Requests first: a cgroup learnt at its creation must not be swept (its
+                // directory may be gone already) before the keys behind it are asked.
+                biased;
                 request = requests.recv() => {
                     let Some(request) = request else { break };
                     // Cgroups created are learnt first: the keys asked with them may be theirs.
