@@ -39,7 +39,11 @@ pub use self::{
 };
 use crate::{
     events::{Event, Record},
-    node::{runtimes, snapshot::DEFAULT_STATIC_POD_PATH},
+    node::{
+        cgroup_path::{self, CgroupOwner},
+        runtimes,
+        snapshot::DEFAULT_STATIC_POD_PATH,
+    },
 };
 pub use crate::node::snapshot::KubeletHints;
 
@@ -297,8 +301,10 @@ impl Stage {
     /// held before it. Else it is held (and its cgroups asked of the resolver).
     fn accept(&mut self, record: Record) -> Option<Attributed> {
         // Taught to the resolver before the events of processes in it; no detector needs it.
+        // Only a container's: the cgroups that come and go within milliseconds (pods' and
+        // units' are walked), and no flood of other names can grow the resolver's index.
         if let Event::CgroupCreated(created) = record.event {
-            if !created.path_truncated {
+            if !created.path_truncated && matches!(cgroup_path::parse(&created.path), CgroupOwner::Container(_)) {
                 let _ = self.requests.send(Request::Created { hierarchy: created.hierarchy, id: created.id, path: created.path });
             }
             return None;
@@ -455,17 +461,15 @@ mod tests {
         }
     }
 
-    /// Found by the `pipeline` fuzz target: when the input closes while an event waits for its
-    /// owner, the stage ends as soon as that event leaves, not at the next series sweep (30 s).
-    #[tokio::test]
-    async fn ends_once_the_last_held_event_leaves() {
-        let (records_tx, records_rx) = mpsc::channel(4);
-        // No resolver: the event leaves at its deadline.
-        let (_answers_tx, answers_rx) = mpsc::unbounded_channel();
-        let (requests_tx, _requests_rx) = mpsc::unbounded_channel();
-        let (out_tx, mut out) = mpsc::channel(4);
+    /// A stage with no resolver behind it, running: its input, what it asks the resolver and
+    /// what it passes on. Events leave at their `hold` deadline.
+    fn lone_stage(hold: Duration) -> (mpsc::Sender<Record>, mpsc::UnboundedReceiver<Request>, mpsc::Receiver<Attributed>, tokio::task::JoinHandle<()>) {
+        let (records_tx, records_rx) = mpsc::channel(8);
+        let (answers_tx, answers_rx) = mpsc::unbounded_channel();
+        let (requests_tx, requests_rx) = mpsc::unbounded_channel();
+        let (out_tx, out) = mpsc::channel(8);
         let stage = Stage {
-            hold: Duration::from_millis(100),
+            hold,
             ttl: owner_series::DEFAULT_SERIES_TTL,
             owners: HashMap::new(),
             asked: HashSet::new(),
@@ -474,7 +478,49 @@ mod tests {
             requests: requests_tx,
             out: out_tx,
         };
-        let handle = tokio::spawn(stage.run(records_rx, answers_rx));
+        let handle = tokio::spawn(async move {
+            let _answers = answers_tx; // no answer ever comes, and the channel stays open
+            stage.run(records_rx, answers_rx).await
+        });
+        (records_tx, requests_rx, out, handle)
+    }
+
+    /// Created cgroups go to the resolver, in order and before any key, when they are a
+    /// container's; nothing of them goes on to the detectors.
+    #[tokio::test]
+    async fn only_containers_cgroups_created_are_taught_to_the_resolver() {
+        let (records_tx, mut requests_rx, mut out, handle) = lone_stage(Duration::from_millis(50));
+        let created = |path: &str, truncated: bool| Record {
+            cpu: 0,
+            event: Event::CgroupCreated(crate::events::CgroupCreated {
+                task: exec(1, 1).event.task().clone(),
+                hierarchy: 0,
+                id: 77,
+                path: path.into(),
+                path_truncated: truncated,
+            }),
+        };
+        let container = format!("/kubepods/burstable/pod{UID}/{ID}");
+        for record in [created("/user.slice/user-1000.slice/session-3.scope", false), created(&container, true), created(&container, false), exec(42, 7)] {
+            records_tx.send(record).await.expect("send");
+        }
+        drop(records_tx);
+        let got = out.recv().await.expect("the exec");
+        assert!(matches!(got.record.event, Event::Exec(_)));
+        assert!(out.recv().await.is_none(), "no created cgroup goes on");
+        handle.await.expect("stage");
+        let requests: Vec<Request> = std::iter::from_fn(|| requests_rx.try_recv().ok()).collect();
+        assert!(matches!(&requests[0], Request::Created { id: 77, path, .. } if *path == container), "{requests:?}");
+        assert!(matches!(&requests[1], Request::Owner(_)), "{requests:?}");
+        assert_eq!(requests.len(), 2, "{requests:?}");
+    }
+
+    /// Found by the `pipeline` fuzz target: when the input closes while an event waits for its
+    /// owner, the stage ends as soon as that event leaves, not at the next series sweep (30 s).
+    #[tokio::test]
+    async fn ends_once_the_last_held_event_leaves() {
+        // No resolver: the event leaves at its deadline.
+        let (records_tx, _requests_rx, mut out, handle) = lone_stage(Duration::from_millis(100));
         // The stage takes its sweep's first (immediate) tick; the next is 30 s away.
         tokio::time::sleep(Duration::from_millis(20)).await;
         records_tx.send(exec(42, 7)).await.expect("send");

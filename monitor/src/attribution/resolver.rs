@@ -156,11 +156,18 @@ impl Resolver {
 
     /// The owner of `key`, and whether it is final.
     async fn resolve(&mut self, key: CgroupKey) -> (Owner, bool) {
-        // A cgroup read before keeps its paths once it is gone: a container that exited while
-        // its owner was asked again (CRI had not listed it yet) is still that container.
+        // A cgroup read before keeps its path (ids are never reused), gone or not: a container
+        // that exited while its owner was asked again (CRI had not listed it yet) is still that
+        // container, and asking again walks no hierarchy.
         let (known_v2, known_memcg) = self.known.get(&key).cloned().unwrap_or_default();
-        let v2_path = lookup(&mut self.v2, key.cgroup_id).await.or(known_v2);
-        let memcg_path = lookup(&mut self.memcg, key.memcg_id).await.or(known_memcg);
+        let v2_path = match known_v2 {
+            Some(path) => Some(path),
+            None => lookup(&mut self.v2, key.cgroup_id).await,
+        };
+        let memcg_path = match known_memcg {
+            Some(path) => Some(path),
+            None => lookup(&mut self.memcg, key.memcg_id).await,
+        };
         if v2_path.is_none() && memcg_path.is_none() {
             return (Owner::unknown(UnknownReason::CgroupGone), true);
         }
