@@ -310,6 +310,17 @@ mod tests {
         }
     }
 
+    /// containerd's unit, where runc runs and execs its init.
+    fn containerd_unit() -> Actor {
+        Actor {
+            key: "service:containerd.service".into(),
+            display: "host service containerd.service".into(),
+            kind: ActorKind::HostService,
+            instance: "".into(),
+            control_plane: false,
+        }
+    }
+
     fn kill_from(tgid: u32, sender: &str) -> Event {
         Event::Signal(Box::new(Signal {
             task: task(tgid, "x"),
@@ -475,13 +486,7 @@ mod tests {
     #[test]
     fn a_process_that_moved_into_a_container_ends_no_run_of_its_unit() {
         let mut h = Harness::new();
-        let containerd = Actor {
-            key: "service:containerd.service".into(),
-            display: "host service containerd.service".into(),
-            kind: ActorKind::HostService,
-            instance: "".into(),
-            control_plane: false,
-        };
+        let containerd = containerd_unit();
         let mut findings = Vec::new();
         for run in 0..3u32 {
             let actor = Actor { control_plane: false, ..pod(&format!("c{run}")) };
@@ -512,13 +517,7 @@ mod tests {
     /// each attempt is a run.
     #[test]
     fn a_runtime_that_fails_to_start_the_container_is_a_run_each_time() {
-        let containerd = Actor {
-            key: "service:containerd.service".into(),
-            display: "host service containerd.service".into(),
-            kind: ActorKind::HostService,
-            instance: "".into(),
-            control_plane: false,
-        };
+        let containerd = containerd_unit();
         for moved in [false, true] {
             let mut h = Harness::new();
             let mut findings = Vec::new();
