@@ -175,9 +175,17 @@ impl Containerd {
             .container_id
     }
 
-    pub fn remove_container(&self, id: &str) {
+    /// StopContainer with no grace period, as kubelet when it tears a container down: the shim
+    /// has runc send SIGKILL. The container stays listed, as kubelet keeps it until its garbage
+    /// collection.
+    pub fn stop_container(&self, id: &str) {
         let mut client = self.cri();
         let _ = self.block_on(client.stop_container(cri::StopContainerRequest { container_id: id.to_string(), timeout: 0 }));
+    }
+
+    pub fn remove_container(&self, id: &str) {
+        self.stop_container(id);
+        let mut client = self.cri();
         let _ = self.block_on(client.remove_container(cri::RemoveContainerRequest { container_id: id.to_string() }));
     }
 

@@ -237,13 +237,16 @@ fn dashboards_and_alerts_work_against_a_real_prometheus_scraping_the_daemon() {
         qos: "besteffort",
     };
     let sandbox = containerd.run_pod(&web);
+    let mut stopped = Vec::new();
     for attempt in 0..2 {
         let mut spec = ContainerSpec::new("web", &["/bin/sleep", "1000"]);
         spec.attempt = attempt;
         let id = containerd.run_container(&sandbox, &web, &spec);
-        // Stopped once its command runs (not while runc is still setting it up).
+        // Stopped once its command runs (not while runc is still setting it up); removed at
+        // the end, as kubelet's garbage collection does later.
         containerd.wait_running(&id, "sleep");
-        containerd.remove_container(&id);
+        containerd.stop_container(&id);
+        stopped.push(id);
     }
 
     // Host events: a memcg OOM kill, a SIGKILL, a binary that keeps failing to exec.
@@ -476,6 +479,9 @@ fn dashboards_and_alerts_work_against_a_real_prometheus_scraping_the_daemon() {
     );
 
     drop(prometheus);
+    for id in &stopped {
+        containerd.remove_container(id);
+    }
     assert_eq!(lossy.stop(), Some(0));
     assert_eq!(daemon.stop(), Some(0));
     let _ = fs::remove_dir_all(&empty_root);

@@ -464,13 +464,16 @@ fn sandbox_churn_static_pod_killed_by_the_runtime_points_at_the_cgroup_driver_no
     // mismatch): StopContainer with no grace period; the shim has runc send SIGKILL.
     let pod = kube_apiserver_pod();
     let sandbox = containerd.run_pod(&pod);
+    let mut stopped = Vec::new();
     for attempt in 0..3 {
         let mut spec = ContainerSpec::new("kube-apiserver", &["/bin/sleep", "1000"]);
         spec.attempt = attempt;
         let id = containerd.run_container(&sandbox, &pod, &spec);
-        // Stopped once its command runs (not while runc is still setting it up).
+        // Stopped once its command runs (not while runc is still setting it up); removed at
+        // the end, as kubelet's garbage collection does later.
         containerd.wait_running(&id, "sleep");
-        containerd.remove_container(&id);
+        containerd.stop_container(&id);
+        stopped.push(id);
     }
     let subject = "kube-system/kube-apiserver-node1/kube-apiserver";
     let lp = wait_for_finding(&daemon, "static-pod-restart-loop", subject, WAIT);
@@ -496,6 +499,9 @@ fn sandbox_churn_static_pod_killed_by_the_runtime_points_at_the_cgroup_driver_no
         WAIT,
     );
     assert_eq!(killed, 3.0, "kills by owner, cause and sender:\n{}", daemon.get("/metrics").unwrap_or_default());
+    for id in &stopped {
+        containerd.remove_container(id);
+    }
     assert_eq!(daemon.stop(), Some(0));
 }
 
