@@ -662,6 +662,7 @@ print(port)
 #[test]
 fn an_outcome_of_an_evicted_connect_is_not_given_to_the_next_socket() {
     let capture = CountedCapture::start(ProbeOptions { connect_table_entries: 1, ..ProbeOptions::default() });
+    let lost_before = capture.counters(ProgramId::ConnectExit).lost;
     let tree = TestCgroup::v2("connect-orphan");
     let script = r#"
 import socket, errno, select
@@ -701,7 +702,9 @@ for _ in range(ROUNDS):
         .filter(|c| matches!(&c.address, SocketAddress::Inet { port, .. } if ports.contains(port)) && c.errno != 0)
         .collect();
     assert!(misjoined.is_empty(), "connects given another socket's outcome: {misjoined:#?}");
-    // b's refusals are reported (a's were counted lost).
+    // b's refusals are reported, or counted lost: the one-slot table is the node's, and other
+    // processes' connects (other tests running at the same time) may evict b too. a's are lost.
     let refused = connects.iter().filter(|c| c.errno == libc::ECONNREFUSED && c.asynchronous).count();
-    assert!(refused >= 1, "{connects:#?}");
+    let lost = (capture.counters(ProgramId::ConnectExit).lost - lost_before) as usize;
+    assert!(refused + lost >= 2 * ports.len(), "{refused} refusals reported, {lost} lost: {connects:#?}");
 }
