@@ -218,3 +218,67 @@ fn thousands_of_distinct_failing_paths_from_one_caller_stay_a_few_findings() {
     assert_eq!(daemon.stop(), Some(0));
     let _ = fs::remove_dir_all(dir);
 }
+
+#[test]
+fn join_tokens_on_a_bootstrap_agents_command_line_never_leave_the_node() {
+    // The host's own bootstrap agents, as installers run them: kubeadm's join with the token
+    // spaced after its flag (measured: `check` printed it in kubelet-not-running's evidence),
+    // with it after `=`, and k0s's worker with its positional token. None is kubeadm-shaped
+    // (`[a-z0-9]{6}.[a-z0-9]{16}`), so only the flag and positional rules can catch them.
+    let spaced = "nrm-spaced-s3cr3t";
+    let equals = "nrm-equals-s3cr3t";
+    let positional = "H4sIAAAAAAAC_nrmPositional";
+    let idle = env!("CARGO_BIN_EXE_idle");
+    let agents: Vec<Vec<String>> = vec![
+        vec!["kubeadm".into(), "join".into(), "--token".into(), spaced.into(), "10.0.0.1:6443".into()],
+        vec!["/usr/bin/kubeadm".into(), "join".into(), format!("--token={equals}"), "10.0.0.1:6443".into()],
+        vec!["k0s".into(), "worker".into(), positional.into()],
+    ];
+    let mut running: Vec<std::process::Child> = agents
+        .iter()
+        .map(|argv| {
+            use std::os::unix::process::CommandExt as _;
+            Command::new(idle).arg0(&argv[0]).args(&argv[1..]).spawn().expect("an idle agent")
+        })
+        .collect();
+    for (child, argv) in running.iter().zip(&agents) {
+        let planted = format!("{}\0", argv.join("\0")).into_bytes();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fs::read(format!("/proc/{}/cmdline", child.id())).unwrap_or_default() != planted {
+            assert!(Instant::now() < deadline, "{argv:?} never ran");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    let check_json = Command::new(monitor_tests::daemon::binary()).args(["check", "--output", "json"]).output().expect("check");
+    let check_text = Command::new(monitor_tests::daemon::binary()).arg("check").output().expect("check");
+    let daemon = Daemon::start(&[]);
+    let finding = wait_for_finding(&daemon, "kubelet-not-running", "kubelet", WAIT);
+    let metrics = daemon.get("/metrics").unwrap_or_default();
+    let all = daemon.get("/findings").unwrap_or_default();
+    let (code, log) = daemon.stop_with_log();
+    for child in &mut running {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(code, Some(0), "{log}");
+
+    // The agents are the evidence, their tokens hidden where they stood.
+    let details: Vec<&str> = finding["evidence"].as_array().into_iter().flatten().filter_map(|e| e["detail"].as_str()).collect();
+    for shown in ["kubeadm join --token [REDACTED]", "/usr/bin/kubeadm join --token=[REDACTED] 10.0.0.1:6443", "k0s worker [REDACTED]"] {
+        assert!(details.iter().any(|d| d.ends_with(shown)), "no evidence ends with {shown:?}: {details:#?}");
+    }
+    let outputs = [
+        ("check --output json", String::from_utf8_lossy(&check_json.stdout).into_owned()),
+        ("check", String::from_utf8_lossy(&check_text.stdout).into_owned()),
+        ("/findings", all),
+        ("/metrics", metrics),
+        ("log", log),
+    ];
+    for (name, text) in &outputs {
+        assert!(text.contains("kubelet-not-running"), "{name} does not report the agents:\n{text}");
+        for secret in [spaced, equals, positional] {
+            assert!(!text.contains(secret), "{secret} leaked into {name}:\n{text}");
+        }
+    }
+}
