@@ -115,3 +115,21 @@ fn credentials_never_reach_the_report() {
     // The findings are still there: redaction hides values, not problems.
     assert!(has(&r, "containerd-config-tables-ignored", CONTAINERD), "{text}");
 }
+
+#[test]
+fn names_the_node_chose_reach_the_report_cut_and_without_control_characters() {
+    // A manifest whose file name holds a terminal escape, a newline (a forged report line) and
+    // is longer than a subject may be: it does not parse, and its path is the finding's subject.
+    let node = FixtureNode::copy_of("healthy-kubeadm-containerd17", "control-chars");
+    let name = format!("evil\x1b[2J\n[critical] forged{}.yaml", "x".repeat(220));
+    node.write(&format!("/etc/kubernetes/manifests/{name}"), "apiVersion: v1\nkind: Pod\nmetadata: {name: x\n");
+    let r = node.audit();
+    let text = report::text(&r, false);
+    let json = report::json(&r);
+    let f = r.findings.iter().find(|f| f.rule == "config-unparsable" && f.subject.contains("evil")).unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(f.subject.chars().count(), monitor::findings::MAX_SUBJECT_CHARS, "{:?}", f.subject);
+    assert!(f.subject.starts_with("/etc/kubernetes/manifests/evil[2J[critical] forged") && f.subject.ends_with('…'), "{:?}", f.subject);
+    for (name, shown) in [("text", &text), ("json", &json)] {
+        assert!(!shown.contains('\x1b') && !shown.contains("\n[critical] forged"), "{name}:\n{shown}");
+    }
+}

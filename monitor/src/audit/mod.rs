@@ -37,11 +37,12 @@ pub struct AuditReport {
     pub findings: Vec<Finding>,
 }
 
-/// Judges a snapshot: every rule, then secrets redacted.
+/// Judges a snapshot: every rule, then secrets redacted, then every text bounded (paths and
+/// names under the host root are the node's users' to choose, and reach `check`'s report too).
 pub fn judge(snapshot: &NodeSnapshot) -> Vec<Finding> {
     let mut findings = rules::evaluate(snapshot);
     redact::redact(&mut findings, &redact::secrets_of(snapshot));
-    findings
+    findings.into_iter().map(Finding::bounded).collect()
 }
 
 /// The audit of one host root, read and judged on demand (`check`, tests).
