@@ -144,7 +144,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<StaticPod>, ManifestError> {
     pods.into_iter()
         .map(|pod| {
             if pod.kind.as_deref().is_some_and(|k| k != "Pod") {
-                return Err(parse_error(None, format!("list item of kind {:?}", pod.kind.unwrap_or_default())));
+                return Err(parse_error(None, format!("list item of kind {}, not Pod", scrub(&format!("{:?}", pod.kind.unwrap_or_default())))));
             }
             let name = pod.metadata.name.filter(|n| !n.is_empty()).ok_or_else(|| parse_error(None, "no metadata.name".into()))?;
             Ok(StaticPod {
@@ -322,6 +322,9 @@ status: {}
         // Found by the `redaction` fuzz target: nor does a kind that is not Pod.
         let err = parse("kind: 'hAWWPWAK'\n", Path::new("/m/p.yaml")).unwrap_err().to_string();
         assert_eq!(err, "/m/p.yaml:1: not a pod manifest: kind \"…\", not Pod");
+        // Nor a list item's.
+        let err = parse("kind: List\nitems:\n- kind: 'hAWWPWAK'\n  metadata: {name: x}\n", Path::new("/m/p.yaml")).unwrap_err().to_string();
+        assert_eq!(err, "/m/p.yaml:?: not a pod manifest: list item of kind \"…\", not Pod");
     }
 
     #[test]
