@@ -41,7 +41,7 @@ pub const CONTROL_PLANE_MEMORY_PRESSURE: Rule = Rule {
     id: "control-plane-memory-pressure",
     severity: Severity::Warning,
     title: "A control-plane static pod, kubelet or the container runtime is stalled on memory",
-    description: "The kernel's memory pressure (PSI `full`: every task of the cgroup stalled on memory at once) of a control-plane static pod, kubelet's or the runtime's unit stayed above the threshold for the whole window: it is reclaiming at its memory.high or memory.max, or the node is, and an OOM kill is next. Evidence: avg10/avg60 and the seconds stalled in the window.",
+    description: "The kernel's memory pressure (PSI `full`: every task of the cgroup stalled on memory at once) of a static pod (the control plane's, or a node's apiserver proxy), kubelet's or the runtime's unit added up to at least a share of a whole window (by default 10% of 60 s: `--memory-pressure-percent`, `--memory-pressure-window-seconds`): it is reclaiming at its memory.high or memory.max, or the node is, and an OOM kill is next. Evidence: avg10/avg60 and the seconds stalled in the window.",
 };
 
 /// Settings of [`MemoryWatch`].
@@ -769,6 +769,29 @@ mod tests {
         for (s, total) in [(0, 0), (5, 500_000), (10, 600_000), (15, 700_000)] {
             let observed = watch.observe(&[reading(POD, None, Some(psi(total, 5.0)))], NodeReading::default(), at(s));
             assert!(observed.findings.is_empty(), "{:?}", observed.findings);
+        }
+    }
+
+    #[test]
+    fn sustained_full_stall_of_kubelet_or_the_runtime_is_a_finding_and_of_another_unit_is_not() {
+        let config = MemoryWatchConfig { window: Duration::from_secs(10), full_percent: 10.0, ..Default::default() };
+        let t0 = Instant::now();
+        for (unit, expected) in [("kubelet.service", true), ("containerd.service", true), ("cron.service", false)] {
+            let path = format!("/system.slice/{unit}");
+            let owner = Arc::new(Owner::new(OwnerKind::HostService { unit: unit.into(), service: unit.trim_end_matches(".service").into() }, Some(path.clone())));
+            let mut watch = MemoryWatch::new(config.clone());
+            watch.note(&owner, false, t0);
+            let mut found = Vec::new();
+            for (s, total) in [(0, 0), (5, 2_000_000), (10, 4_000_000)] {
+                let observed = watch.observe(&[reading(&path, None, Some(psi(total, 40.0)))], NodeReading::default(), t0 + Duration::from_secs(s));
+                assert!(observed.pressure.iter().any(|(scope, _)| scope.scope == "service" && scope.service == unit), "{unit}: {:?}", observed.pressure);
+                found = observed.findings;
+            }
+            assert_eq!(found.len(), usize::from(expected), "{unit}: {found:?}");
+            if let Some(finding) = found.first() {
+                assert_eq!((finding.rule, finding.subject.as_str()), ("control-plane-memory-pressure", unit));
+                assert!(finding.title.starts_with(&format!("host service {unit} was fully stalled on memory 4.0 s of the last 10 s")), "{}", finding.title);
+            }
         }
     }
 
