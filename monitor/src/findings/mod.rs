@@ -117,6 +117,10 @@ pub struct Finding {
     pub evidence: Vec<Evidence>,
     /// What to do about it.
     pub remediation: String,
+    /// It stands for findings folded past a cap (a caller's subjects): counted as a fold. A
+    /// flag, not a subject's shape: subjects are paths a workload may choose.
+    #[serde(skip)]
+    pub folded: bool,
 }
 
 impl Finding {
@@ -128,7 +132,14 @@ impl Finding {
             title: title.into(),
             evidence: Vec::new(),
             remediation: String::new(),
+            folded: false,
         }
+    }
+
+    /// The finding as one that stands for others folded past a cap.
+    pub fn folded(mut self) -> Self {
+        self.folded = true;
+        self
     }
 
     pub fn evidence(mut self, source: impl Into<String>, detail: impl Into<String>) -> Self {

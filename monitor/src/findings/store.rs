@@ -81,9 +81,9 @@ impl Inner {
     /// Opens the finding, or refreshes it (content, last seen, count) when already open.
     fn upsert(&mut self, id: String, origin: Origin, finding: Finding, now: SystemTime, changes: &mut Changes) {
         self.generation += 1;
-        // A detector's own fold (a caller past its cap of subjects, `<caller>|_folded`) is
-        // counted as a fold like the store's.
-        if origin != Origin::Audit && finding.subject.ends_with(FOLDED_SUBJECT) {
+        // A detector's own fold (a caller past its cap of subjects) is counted as a fold like
+        // the store's.
+        if origin != Origin::Audit && finding.folded {
             changes.folded.push(finding.rule);
         }
         match self.open.get_mut(&id) {
@@ -327,6 +327,14 @@ mod tests {
         assert!(open.iter().all(|f| !f.finding.subject.contains('\n')), "control characters stripped");
         let folds = store.folded.get_or_create(&FoldedLabels { rule: "r" }).get();
         assert_eq!(folds, 500);
+        // A subject shaped like a fold is not one: a workload chooses its paths.
+        store.record(Origin::Detectors, Finding::new(&RULE, "/tmp/x|_folded", "X"), t0);
+        assert_eq!(store.folded.get_or_create(&FoldedLabels { rule: "r" }).get(), 501, "folded by the store's cap, once");
+        let caller = FindingStore::new();
+        caller.record(Origin::Detectors, Finding::new(&RULE, "/tmp/y|_folded", "X"), t0);
+        assert_eq!(caller.folded.get_or_create(&FoldedLabels { rule: "r" }).get(), 0, "a path named like a fold");
+        caller.record(Origin::Detectors, Finding::new(&RULE, "pid:1|_folded", "X").folded(), t0);
+        assert_eq!(caller.folded.get_or_create(&FoldedLabels { rule: "r" }).get(), 1, "a detector's fold");
         // Closing frees room for new subjects.
         store.expire(Origin::Detectors, Duration::from_secs(1), t0 + Duration::from_secs(10));
         store.record(Origin::Detectors, Finding::new(&RULE, "/tmp/new", "X"), t0 + Duration::from_secs(10));

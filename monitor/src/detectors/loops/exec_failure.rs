@@ -113,6 +113,7 @@ pub(super) fn folded_caller_finding(rule: &crate::findings::Rule, actor: &Actor,
     .evidence("latest", latest.to_string())
     .evidence("caller", actor.display.to_string())
     .remediation("One caller failing on ever new paths or addresses is a misconfigured or hostile process: look at the caller itself (its command line and its logs).")
+    .folded()
 }
 
 #[cfg(test)]
