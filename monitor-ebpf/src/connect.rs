@@ -89,7 +89,8 @@ impl PendingConnect {
 /// An eviction (or a failed insert) of a call's entry is told at the call's return, which
 /// finds none: a blocking connect is then reported all the same, its address read from user
 /// memory; a non-blocking one that returned EINPROGRESS has no socket to wait on, so its
-/// outcome cannot be told and it is counted lost there (`ConnectExit`), once.
+/// outcome cannot be told: it is reported with the call's own EINPROGRESS, which user space
+/// takes for neither a success nor a failure.
 #[map]
 static PENDING_CONNECTS: LruHashMap<u64, PendingConnect> = LruHashMap::with_max_entries(16384, 0);
 

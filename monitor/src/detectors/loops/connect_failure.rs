@@ -125,4 +125,24 @@ mod tests {
             assert!(h.feed(other.clone(), &host(), at).is_empty());
         }
     }
+
+    #[test]
+    fn a_connect_whose_outcome_is_not_known_is_no_failure() {
+        // kubelet's non-blocking connects to the API server, reported with the call's own
+        // EINPROGRESS (the TCP state program down): no loop, however many. Refused ones are.
+        let mut h = Harness::new();
+        let connect = |errno| {
+            Event::Connect(Connect {
+                task: task(7, "kubelet"),
+                address: SocketAddress::Inet { ip: "10.0.0.1".parse().expect("ip"), port: 6443 },
+                errno,
+                asynchronous: false,
+            })
+        };
+        for at in 0..20 {
+            assert!(h.feed(connect(libc::EINPROGRESS), &host(), at).is_empty(), "EINPROGRESS at {at}");
+        }
+        let findings: Vec<_> = (20..23).flat_map(|at| h.feed(connect(libc::ECONNREFUSED), &host(), at)).collect();
+        assert_eq!(findings.iter().map(|f| (f.rule, f.subject.as_str())).collect::<Vec<_>>(), [("connect-failure-loop", "10.0.0.1:6443")]);
+    }
 }

@@ -159,6 +159,9 @@ impl LoopDetector {
                     self.note_connect(connect.task.tgid, connect.address.to_string());
                 }
             }
+            // A non-blocking connect whose outcome the kernel side could not tell (the TCP
+            // state program down, or its entry evicted): neither a success nor a failure.
+            Event::Connect(connect) if connect.errno == libc::EINPROGRESS => {}
             Event::Connect(connect) => findings.extend(self.connect_failure(connect, actor, facts, now)),
             Event::OomKill(oom) if actor.kind == ActorKind::Container => self.note_oom_inside(oom, actor),
             Event::ExecFailed(failed) if failed.errno == libc::ENOENT => self.hold_tentative(failed, actor),
