@@ -25,6 +25,7 @@ use self::pipeline::{MemoryReads, Pipeline};
 use crate::{
     attribution::{self, AttributionConfig},
     audit::{self, AuditMetrics},
+    events,
     detectors::{
         Detectors,
         loops::LoopConfig,
@@ -281,6 +282,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             let metrics = probe_metrics.clone();
             let shutdown = shutdown_rx.clone();
             let stage = watchdog.stage("ring buffer reader", std::time::Duration::from_secs(30));
+            tasks.spawn(report_existing_cgroups(events_tx.clone()));
             tasks.spawn(async move {
                 match probes::reader::run(ring, events_tx, metrics, stage, shutdown).await {
                     Ok(n) => debug!("reader stopped after {n} records"),
@@ -368,5 +370,27 @@ fn attribution_config(args: &RunArgs, kubelet: watch::Receiver<KubeletHints>) ->
         host_root: args.host_root.clone(),
         queue: args.event_queue.max(1),
         ..AttributionConfig::default()
+    }
+}
+
+/// Reports the containers' and node daemons' cgroups that are there at the start (the kernel
+/// reports those created later), as if just created: attribution names their owners and the
+/// detectors follow them from now, events or not.
+async fn report_existing_cgroups(events: mpsc::Sender<events::Record>) {
+    let found = tokio::task::spawn_blocking(|| {
+        let (hierarchy, mount) = node::cgroupfs::memory_hierarchy(&node::cgroupfs::Mounts::discover())?;
+        Some((hierarchy, node::cgroupfs::workload_cgroups(&mount)))
+    })
+    .await;
+    let Ok(Some((hierarchy, found))) = found else {
+        warn!("no memory cgroup hierarchy to look for the cgroups already there: only those that make events are followed");
+        return;
+    };
+    info!(cgroups = found.len(), hierarchy, "containers' and node daemons' cgroups already there, followed from now");
+    for (id, path) in found {
+        let created = events::CgroupCreated { task: events::Task::default(), hierarchy, id, path, path_truncated: false, existing: true };
+        if events.send(events::Record { cpu: 0, event: events::Event::CgroupCreated(created) }).await.is_err() {
+            return;
+        }
     }
 }

@@ -451,3 +451,56 @@ fn an_oom_report_without_its_kill_event_is_counted() {
     assert_eq!(kills(), kills_before, "no oom_kill without the kernel's kill event");
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// A container that was there before the monitor started and makes no event is followed from
+/// the start: a kill its probes miss (`mark_victim` off) is counted under the container, not
+/// only by the node-wide count. Without the start's census it was followed from the victim's
+/// exit on, whose first read took the kill into its baseline.
+#[test]
+fn a_container_already_there_is_followed_from_the_start_without_an_event() {
+    use std::os::unix::process::ExitStatusExt as _;
+
+    use monitor_tests::cgroups::{MemoryLayout, TestCgroup, memory_layout, spawn_in};
+    // Its memory cgroup as runc lays it out under kubelet's cgroupfs driver, no process in it.
+    let (mount, v2) = match memory_layout() {
+        MemoryLayout::V2(mount) => (mount, true),
+        MemoryLayout::V1(mount) => (mount, false),
+    };
+    let pid = std::process::id();
+    let id = format!("{pid:08x}c0de{:052x}", 0);
+    let pod = format!("kubepods/besteffort/pod{pid:08x}-c0de-4000-8000-000000000000");
+    let mut dir = mount.clone();
+    // The levels made here, removed (innermost first) at the end.
+    let mut made = Vec::new();
+    for part in pod.split('/').chain([id.as_str()]) {
+        if v2 {
+            // Each level delegates the controller to the next, as systemd and runc do.
+            std::fs::write(dir.join("cgroup.subtree_control"), "+memory").expect("enable the memory controller");
+        }
+        dir = dir.join(part);
+        if std::fs::create_dir(&dir).is_ok() && part != id {
+            made.push(TestCgroup { path: dir.clone() });
+        }
+    }
+    let container = TestCgroup { path: dir };
+    let _ = std::fs::write(container.path.join(if v2 { "memory.swap.max" } else { "memory.swappiness" }), "0");
+    container.set_memory_limit(40 << 20);
+
+    let daemon = Daemon::start(&["--disable-probe", "mark_victim", "--memory-read-seconds", "1"]);
+    wait_for_metric(&daemon, "node_runtime_monitor_events_by_owner_total", &["kind=\"cgroup_mkdir\"", &format!("container=\"{}\"", &id[..12])], |n| n >= 1.0, SECONDS_10);
+    // Two reads: the first takes the count before the kill as its baseline.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let mut hog = spawn_in(
+        Command::new("/usr/bin/python3").args(["-c", "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"]),
+        &[&container],
+    );
+    assert_eq!(hog.wait().expect("wait").signal(), Some(libc::SIGKILL), "the hog was OOM-killed");
+    assert_eq!(container.oom_kills(), 1);
+    let missed = wait_for_metric(&daemon, "node_runtime_monitor_oom_kills_missed_total", &[&format!("container=\"{}\"", &id[..12])], |n| n >= 1.0, SECONDS_10);
+    assert_eq!(missed, 1.0, "log:\n{}", daemon.log_text());
+    assert_eq!(daemon.stop(), Some(0));
+    drop(container);
+    while let Some(cgroup) = made.pop() {
+        drop(cgroup);
+    }
+}

@@ -38,7 +38,7 @@ pub use self::{
     owner::{CgroupKey, ContainerOwner, Owner, OwnerKind, OwnerLabelValues, PodRef, UnknownReason},
 };
 use crate::{
-    events::{Event, Record},
+    events::{Event, Kind, Record},
     node::{
         cgroup_path::{self, CgroupOwner},
         runtimes,
@@ -300,16 +300,26 @@ impl Stage {
     /// The event, attributed, when it can leave now: its owners are settled and nothing is
     /// held before it. Else it is held (and its cgroups asked of the resolver).
     fn accept(&mut self, record: Record) -> Option<Attributed> {
-        // Taught to the resolver before the events of processes in it; no detector needs it.
-        // Only a container's: the cgroups that come and go within milliseconds (pods' and
-        // units' are walked), and no flood of other names can grow the resolver's index.
-        if let Event::CgroupCreated(created) = record.event {
+        let mut keys = Keys::of(&record.event);
+        if let Event::CgroupCreated(created) = &record.event {
+            // Taught to the resolver before the events of processes in it. Only a container's:
+            // the cgroups that come and go within milliseconds (pods' and units' are walked),
+            // and no flood of other names can grow the resolver's index.
             if !created.path_truncated && matches!(cgroup_path::parse(&created.path), CgroupOwner::Container(_)) {
-                let _ = self.requests.send(Request::Created { hierarchy: created.hierarchy, id: created.id, path: created.path });
+                let _ = self.requests.send(Request::Created { hierarchy: created.hierarchy, id: created.id, path: created.path.clone() });
             }
-            return None;
+            // A cgroup the kernel reports created goes no further (its processes' events
+            // follow). One found at the start goes on as the cgroup's own event, for the
+            // detectors to follow it from now.
+            if !created.existing {
+                return None;
+            }
+            let task = match created.hierarchy {
+                0 => CgroupKey { cgroup_id: created.id, memcg_id: 0 },
+                _ => CgroupKey { cgroup_id: 0, memcg_id: created.id },
+            };
+            keys = Keys { task, other: None };
         }
-        let keys = Keys::of(&record.event);
         let mut ready = true;
         for key in keys.iter() {
             if !self.complete(&key) {
@@ -402,7 +412,9 @@ impl Stage {
                 owner
             }
         };
-        if late || matches!(owner.kind, OwnerKind::Unknown { .. }) {
+        // Misses are of the kernel's events: a cgroup found at the start (a leftover the runtime
+        // no longer lists, say) is none, as the miss ratio leaves `cgroup_mkdir` out.
+        if (late || matches!(owner.kind, OwnerKind::Unknown { .. })) && kind != Kind::CgroupMkdir {
             self.metrics.count_miss(&owner, late);
         }
         Attributed {
@@ -498,6 +510,7 @@ mod tests {
                 id: 77,
                 path: path.into(),
                 path_truncated: truncated,
+                existing: false,
             }),
         };
         let container = format!("/kubepods/burstable/pod{UID}/{ID}");
@@ -513,6 +526,40 @@ mod tests {
         assert!(matches!(&requests[0], Request::Created { id: 77, path, .. } if *path == container), "{requests:?}");
         assert!(matches!(&requests[1], Request::Owner(_)), "{requests:?}");
         assert_eq!(requests.len(), 2, "{requests:?}");
+    }
+
+    /// A cgroup found at the start goes on to the detectors as its own event, keyed by its id
+    /// in its hierarchy (a container's path taught first); one the kernel reports does not.
+    #[tokio::test]
+    async fn cgroups_found_at_the_start_go_on_as_their_own_events() {
+        let (records_tx, mut requests_rx, mut out, handle) = lone_stage(Duration::from_millis(20));
+        let found = |hierarchy: u32, id: u64, path: &str| Record {
+            cpu: 0,
+            event: Event::CgroupCreated(crate::events::CgroupCreated {
+                task: Task::default(),
+                hierarchy,
+                id,
+                path: path.into(),
+                path_truncated: false,
+                existing: true,
+            }),
+        };
+        let container = format!("/kubepods/burstable/pod{UID}/{ID}");
+        for record in [found(4, 61, &container), found(0, 62, "/system.slice/kubelet.service")] {
+            records_tx.send(record).await.expect("send");
+        }
+        drop(records_tx);
+        for id in [61, 62] {
+            let got = out.recv().await.expect("the found cgroup");
+            assert!(matches!(&got.record.event, Event::CgroupCreated(c) if c.id == id && c.existing), "{:?}", got.record.event);
+        }
+        assert!(out.recv().await.is_none());
+        handle.await.expect("stage");
+        let requests: Vec<Request> = std::iter::from_fn(|| requests_rx.try_recv().ok()).collect();
+        assert!(matches!(&requests[0], Request::Created { hierarchy: 4, id: 61, path } if *path == container), "{requests:?}");
+        assert!(matches!(&requests[1], Request::Owner(CgroupKey { cgroup_id: 0, memcg_id: 61 })), "{requests:?}");
+        assert!(matches!(&requests[2], Request::Owner(CgroupKey { cgroup_id: 62, memcg_id: 0 })), "{requests:?}");
+        assert_eq!(requests.len(), 3, "{requests:?}");
     }
 
     /// Found by the `pipeline` fuzz target: when the input closes while an event waits for its

@@ -13,7 +13,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 /// The task an event is about, as the kernel saw it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Task {
     pub pid: u32,
     pub tgid: u32,
@@ -206,10 +206,12 @@ pub struct OomKillRecounted {
 }
 
 /// A cgroup created, as the kernel named it then: attribution learns the paths of cgroups
-/// that may be gone by the time their processes' events are looked up.
+/// that may be gone by the time their processes' events are looked up. Or one that was there
+/// when the monitor started (`existing`), reported once so that the detectors follow it even
+/// if it never makes an event (a quiet static pod's container).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CgroupCreated {
-    /// The task that created it.
+    /// The task that created it (none for an existing one).
     pub task: Task,
     /// The hierarchy's id: 0 for the unified (v2) one, else the memory controller's v1 one.
     pub hierarchy: u32,
@@ -218,6 +220,8 @@ pub struct CgroupCreated {
     /// From the hierarchy's root: `/kubepods/burstable/pod<uid>/<id>`.
     pub path: String,
     pub path_truncated: bool,
+    /// Found at the monitor's start, not reported by the kernel.
+    pub existing: bool,
 }
 
 impl OomReport {
@@ -468,6 +472,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
                 id: e.id,
                 path: bounded_string(&e.path, e.path_len),
                 path_truncated: e.flags & raw::CGROUP_PATH_TRUNCATED != 0,
+                existing: false,
             })
         }
         raw::EventKind::Connect => {

@@ -4,7 +4,8 @@
 //!
 //! [`Mounts`] finds the hierarchies in a mountinfo text (the daemon's own, which in a DaemonSet
 //! shows the host's cgroup mounts); [`CgroupIndex`] keeps inode -> path for one hierarchy,
-//! rescanning the tree on a miss (at most once per [`CgroupIndex::min_rescan`]). It only reads
+//! rescanning the tree on a miss (at most once per [`CgroupIndex::min_rescan`]);
+//! [`workload_cgroups`] lists the containers' and node daemons' cgroups there. It only reads
 //! directory metadata; it never creates, moves or deletes cgroups. Walks are blocking
 //! filesystem work: run them off the async event path (`spawn_blocking`).
 
@@ -14,6 +15,11 @@ use std::{
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     time::{Duration, Instant},
+};
+
+use super::{
+    cgroup_path::{self, CgroupOwner},
+    runtimes,
 };
 
 /// Most directories visited by one walk (a busy node has a few thousand cgroups).
@@ -178,6 +184,38 @@ fn parse_memory_hierarchy(text: &str) -> u32 {
         .unwrap_or(0)
 }
 
+/// The hierarchy the memory controller is on and its mount: v1's (its id from
+/// `/proc/cgroups`) when memory is on v1, else the unified one (id 0). `None` when neither is
+/// mounted, or v1's id is unknown.
+pub fn memory_hierarchy(mounts: &Mounts) -> Option<(u32, PathBuf)> {
+    match (&mounts.memory_v1, &mounts.v2) {
+        (Some(v1), _) => Some(memory_hierarchy_id()).filter(|id| *id != 0).map(|id| (id, v1.clone())),
+        (None, Some(v2)) => Some((0, v2.clone())),
+        (None, None) => None,
+    }
+}
+
+/// The cgroups of the node's containers and of its daemons' units (kubelet's, the runtime's)
+/// in the hierarchy mounted at `mount` now, with their kernfs ids (as events carry them),
+/// ordered by path. The monitor may start long after them, and a quiet one (a static pod's
+/// container that never execs) would otherwise make no event to be followed by (its OOM kill
+/// count, its memory pressure). One walk, bounded by [`MAX_WALK_DIRS`].
+pub fn workload_cgroups(mount: &Path) -> Vec<(u64, String)> {
+    let mut index = CgroupIndex::new(mount);
+    index.walk();
+    let mut found: Vec<(u64, String)> = index
+        .paths
+        .into_iter()
+        .filter(|(_, path)| match cgroup_path::parse(path) {
+            CgroupOwner::Container(_) => true,
+            CgroupOwner::HostService { unit, .. } => runtimes::is_node_unit(&unit),
+            _ => false,
+        })
+        .collect();
+    found.sort_by(|a, b| a.1.cmp(&b.1));
+    found
+}
+
 /// The kernfs id (inode number) of every hierarchy's root directory.
 const ROOT_CGROUP_ID: u64 = 1;
 
@@ -317,6 +355,35 @@ mod tests {
             Some("/kubepods.slice/kubepods-pod1.slice/cri-containerd-ab.scope")
         );
         assert_eq!(memory_cgroup_of(&Mounts::default(), text), None);
+    }
+
+    #[test]
+    fn the_workloads_cgroups_already_there_are_containers_and_node_daemons() {
+        let root = std::env::temp_dir().join(format!("nrm-cgroup-census-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let id = "47e320f795efcec1ecf2001c3a09c95e3701ed87de8256837b70b10e23818251";
+        let systemd = format!("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/cri-containerd-{id}.scope");
+        let cgroupfs = format!("kubepods/besteffort/pod9729a196-c472-3b60-ab40-1eaff722982d/{id}");
+        for dir in [
+            systemd.as_str(),
+            cgroupfs.as_str(),
+            "system.slice/kubelet.service",
+            "system.slice/containerd.service",
+            "system.slice/cron.service",
+            "user.slice/user-1000.slice/session-3.scope",
+        ] {
+            fs::create_dir_all(root.join(dir)).expect("mkdir");
+        }
+        let found = workload_cgroups(&root);
+        let paths: Vec<&str> = found.iter().map(|(_, path)| path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [format!("/{systemd}"), format!("/{cgroupfs}"), "/system.slice/containerd.service".into(), "/system.slice/kubelet.service".into()]
+        );
+        for (ino, path) in &found {
+            assert_eq!(fs::metadata(root.join(path.trim_start_matches('/'))).expect("stat").ino(), *ino, "{path}");
+        }
+        let _ = fs::remove_dir_all(&root);
     }
 
     #[test]
