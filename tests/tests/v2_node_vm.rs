@@ -10,11 +10,11 @@
 //! - for the `systemd` driver, then the `cgroupfs` driver, each with a new daemon:
 //!   kube-apiserver's container, re-created three times with new container ids, is OOM-killed at
 //!   its `memory.max` each time; kube-scheduler's, re-created three times, is SIGKILLed by a
-//!   process of `kubelet.service` each time; a process of `containerd.service` is OOM-killed at
-//!   the unit's `memory.max`. The daemon must name each owner (namespace/pod/container, static
-//!   pod; the unit), raise `static-pod-restart-loop` with the right cause and
-//!   `memory-limit-oom-kill` (each was killed at its own limit), and count each kill once in
-//!   `kills_total`;
+//!   process of `kubelet.service` each time; a process of `containerd.service`, restarted three
+//!   times, is OOM-killed at the unit's `memory.max` each time. The daemon must name each owner
+//!   (namespace/pod/container, static pod; the unit), raise `static-pod-restart-loop` and
+//!   `host-service-restart-loop` with the right cause and `memory-limit-oom-kill` (each was
+//!   killed at its own limit), and count each kill once in `kills_total`;
 //! - under the `systemd` driver, kube-controller-manager's container held at a low `memory.high`
 //!   without swap, a memory hog in it (writes to a tmpfs) throttled by the kernel: the daemon
 //!   exports the pod's PSI (`memory_pressure_stalled_seconds_total`) and raises
@@ -96,6 +96,13 @@ fn check_driver(console: &monitor_tests::vm::Console, driver: &str) {
     let evidence = apiserver["evidence"].to_string();
     assert_eq!(evidence.matches("oom:mark_victim").count(), 3, "each run's OOM kill: {apiserver:#}");
 
+    let unit = console.text.lines().filter(|l| l.starts_with(&format!("CONTAINERD-UNIT {driver} "))).collect::<Vec<_>>();
+    assert!(unit.len() == 3 && unit.iter().all(|l| l.ends_with("exit 137")), "containerd.service's runs under {driver}: {unit:?}");
+    let containerd = finding(&open, "host-service-restart-loop", "containerd.service");
+    let title = containerd["title"].as_str().unwrap_or_default();
+    assert!(title.contains("restarted 3 times") && title.contains("most runs were killed by the OOM killer"), "{driver}: {containerd:#}");
+    assert_eq!(containerd["evidence"].to_string().matches("oom:mark_victim").count(), 3, "each run's OOM kill: {containerd:#}");
+
     let scheduler = finding(&open, "static-pod-restart-loop", &format!("kube-system/kube-scheduler-{NODE}/kube-scheduler"));
     let title = scheduler["title"].as_str().unwrap_or_default();
     assert!(title.contains("static pod") && title.contains("restarted 3 times"), "{driver}: {scheduler:#}");
@@ -116,7 +123,7 @@ fn check_driver(console: &monitor_tests::vm::Console, driver: &str) {
     let expected = [
         (format!(r#"namespace="kube-system",pod="kube-apiserver-{NODE}",container="kube-apiserver",service="",static_pod="true",cause="oom",sender="kernel",constraint="memory_cgroup""#), 3.0),
         (format!(r#"namespace="kube-system",pod="kube-scheduler-{NODE}",container="kube-scheduler",service="",static_pod="true",cause="signal",sender="kubelet",constraint="""#), 3.0),
-        (r#"namespace="",pod="",container="",service="containerd.service",static_pod="false",cause="oom",sender="kernel",constraint="memory_cgroup""#.to_string(), 1.0),
+        (r#"namespace="",pod="",container="",service="containerd.service",static_pod="false",cause="oom",sender="kernel",constraint="memory_cgroup""#.to_string(), 3.0),
     ];
     for (labels, count) in &expected {
         assert_eq!(kills(&metrics, labels), Some(*count), "{driver}: kills_total{{{labels}}}:\n{metrics}");
@@ -156,7 +163,7 @@ fn check_driver(console: &monitor_tests::vm::Console, driver: &str) {
         .filter(|l| l.starts_with("node_runtime_monitor_kills_total{"))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum();
-    assert_eq!(all_kills, 7.0, "{driver}: no other kill counted, none twice:\n{metrics}");
+    assert_eq!(all_kills, 9.0, "{driver}: no other kill counted, none twice:\n{metrics}");
 }
 
 #[test]

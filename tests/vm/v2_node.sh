@@ -169,13 +169,16 @@ static_pod_killed_by_kubelet() { # driver
 }
 
 # A process of containerd.service OOM-killed at the unit's MemoryMax (systemd writes it to the
-# unit's memory.max).
-unit_oom() {
+# unit's memory.max), restarted by systemd (Restart=always) three times.
+unit_oom() { # driver
     dir=$(cgroup_make system.slice/containerd.service)
     echo 32M > "$dir/memory.max"
     echo 0 > "$dir/memory.swap.max"
-    run_in system.slice/containerd.service /bin/dd if=/dev/zero of=/dev/null bs=256M count=1
-    echo "CONTAINERD-UNIT exit $?"
+    for attempt in 1 2 3; do
+        run_in system.slice/containerd.service /bin/dd if=/dev/zero of=/dev/null bs=256M count=1
+        echo "CONTAINERD-UNIT $1 $attempt exit $?"
+        sleep 1
+    done
     # The real containerd of cri_run runs in this unit's cgroup (tests/src/containerd.rs): with
     # its MemoryMax back to none.
     echo max > "$dir/memory.max"
@@ -220,11 +223,11 @@ node_run() { # driver
     stamp "$1-daemon-serving"
     static_pod_oom_loop "$1"
     static_pod_killed_by_kubelet "$1"
-    unit_oom
+    unit_oom "$1"
     [ "$1" = systemd ] && static_pod_memory_pressure "$1"
     stamp "$1-events-caused"
     wait_findings static-pod-restart-loop "kube-apiserver-$NODE/kube-apiserver" "kube-scheduler-$NODE/kube-scheduler" \
-        memory-limit-oom-kill containerd.service
+        memory-limit-oom-kill host-service-restart-loop containerd.service
     stamp "$1-findings-seen"
     section "findings-$1" wget -qO- "http://127.0.0.1:$PORT/findings"
     section "metrics-$1" wget -qO- "http://127.0.0.1:$PORT/metrics"
