@@ -231,17 +231,20 @@ fn a_link_swapped_under_the_host_root_while_the_audit_reads_never_leads_out() {
     let _ = fs::remove_dir_all(base);
 }
 
-/// Distinct subjects one flooding caller fails on, twice each.
-const FLOOD: u64 = 2000;
+/// Distinct subjects one flooding caller fails on, twice each: more than a detector's table
+/// keeps (4096), so older entries are forgotten, and counted.
+const FLOOD: u64 = 5000;
 
 /// Runs `script` (which fails twice on each of [`FLOOD`] distinct `what`) as nobody in
 /// namespaces of its own, against a daemon that calls two failures a loop: each subject is a
 /// loop of its own, so each would have opened a finding, a findings_open series and a log line.
 /// The caller's loops must fold (at most 8 subjects and one folded finding counting the rest,
 /// with `findings_folded_total`), and the daemon must keep answering, under the DaemonSet's
-/// memory limit.
+/// memory limit. Entries its tables had to forget are counted.
 fn flood_from_one_caller_folds(rule: &str, what: &str, script: &str) {
     let daemon = Daemon::start(&["--repeated-failures", "2"]);
+    let forgotten = || monitor_tests::daemon::metric_value(&daemon.get("/metrics").unwrap_or_default(), "node_runtime_monitor_detector_entries_forgotten_total", &[]);
+    assert_eq!(forgotten(), Some(0.0), "a healthy start forgets nothing");
     let status = spawn_unprivileged(script).wait().expect("flood");
     assert!(status.success(), "{status}");
     // The loops are reported as the events arrive: wait until the last has been counted.
@@ -276,6 +279,11 @@ fn flood_from_one_caller_folds(rule: &str, what: &str, script: &str) {
     eprintln!("{rule}: {count} folded in the caller's finding, findings_folded_total {folded_total}, kernel events lost {lost}");
     assert!(count as f64 + lost >= (FLOOD - 8) as f64 * 0.9, "the folded finding counts {count} of {FLOOD} subjects ({lost} events lost): {folded:#}");
     assert!(folded_total >= count as f64, "findings_folded_total {folded_total} < {count}");
+    // Each subject's failures had an entry of their own: those past the table's 4096 pushed
+    // the oldest out.
+    let forgotten = forgotten().unwrap_or(0.0);
+    eprintln!("{rule}: {forgotten} detector entries forgotten");
+    assert!(forgotten + lost >= (FLOOD - 4096) as f64 * 0.9, "{forgotten} entries forgotten, {lost} events lost");
     // The daemon's memory stays far under the DaemonSet's 128 MiB limit, and it answers.
     let status = fs::read_to_string(format!("/proc/{}/status", daemon.child.id())).expect("status");
     let rss_kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).expect("VmRSS");

@@ -148,6 +148,7 @@ impl Pipeline {
         for attributed in batch.drain(..) {
             self.handle(attributed, now);
         }
+        self.detector_metrics.set_forgotten(self.detectors.forgotten());
     }
 
     /// One event, seen by the detectors at `now`: how its process died, the findings it opens

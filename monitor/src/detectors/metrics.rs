@@ -25,7 +25,7 @@ use std::{
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
-    metrics::counter::ConstCounter,
+    metrics::counter::{ConstCounter, Counter},
     registry::Registry,
 };
 
@@ -136,6 +136,7 @@ pub struct DetectorMetrics {
     kills: CappedSeries<KillLabels>,
     oom_kills_missed: CappedSeries<MissedLabels>,
     pressure: PressureTotals,
+    forgotten: Counter,
     /// Kill series not moved for this long are removed.
     ttl: Duration,
 }
@@ -150,6 +151,7 @@ impl DetectorMetrics {
             kills: CappedSeries::new(max_series),
             oom_kills_missed: CappedSeries::new(max_series),
             pressure: PressureTotals::default(),
+            forgotten: Counter::default(),
             ttl,
         };
         registry.register(
@@ -168,7 +170,20 @@ impl DetectorMetrics {
             metrics.oom_kills_missed.expiring_on_scrape(ttl),
         );
         registry.register_collector(Box::new(metrics.pressure.clone()));
+        registry.register(
+            "detector_entries_forgotten",
+            "Entries the loop detectors forgot to make room (a run history, a path's or address's failures, a caller, a process), each table keeping 4096",
+            metrics.forgotten.clone(),
+        );
         metrics
+    }
+
+    /// The detectors' count of forgotten entries, `total` so far.
+    pub fn set_forgotten(&self, total: u64) {
+        let served = self.forgotten.get();
+        if total > served {
+            self.forgotten.inc_by(total - served);
+        }
     }
 
     /// Counts kills the kernel saw and the probes did not: under their cgroup's owner, or with

@@ -176,6 +176,11 @@ impl Detectors {
         }
     }
 
+    /// Entries the detectors forgot so far to make room (see [`loops::LoopDetector::forgotten`]).
+    pub fn forgotten(&self) -> u64 {
+        self.loops.forgotten()
+    }
+
     /// Feeds one event of `actor`; returns the death it completes (exits) and the findings
     /// it opens or refreshes. `other` is attribution's other owner of the event (a signal's
     /// sender's, the owner of the memory cgroup an OOM kill was at).

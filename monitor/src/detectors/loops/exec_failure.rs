@@ -29,6 +29,7 @@ impl LoopDetector {
     /// `settle_tentative`).
     pub(super) fn hold_tentative(&mut self, failed: &ExecFailed, actor: &Actor) {
         if self.tentative.len() >= self.config.max_tracked {
+            self.dropped += self.tentative.len() as u64;
             self.tentative.clear();
         }
         let pending = self.tentative.entry(failed.task.tgid).or_default();
@@ -122,6 +123,26 @@ mod tests {
         detectors::loops::test_support::*,
         events::{Event, ExecFailed, ExitStatus},
     };
+
+    #[test]
+    fn failures_forgotten_to_make_room_are_counted() {
+        // Tables of 4: ten distinct paths failing once each push six out; one path failing
+        // again and again forgets nothing more.
+        let mut h = Harness::new();
+        h.detector = crate::detectors::loops::LoopDetector::new(crate::detectors::loops::LoopConfig { max_tracked: 4, ..Default::default() });
+        let failed = |tgid: u32, path: &str| {
+            Event::ExecFailed(ExecFailed { task: task(tgid, "sh"), filename: path.into(), filename_truncated: false, errno: libc::EACCES, syscall: "execve" })
+        };
+        assert_eq!(h.detector.forgotten(), 0);
+        for i in 0..10u32 {
+            h.feed(failed(i, &format!("/tmp/flood/{i}")), &host(), 0);
+        }
+        assert_eq!(h.detector.forgotten(), 6);
+        for i in 10..20u32 {
+            h.feed(failed(i, "/tmp/flood/9"), &host(), 0);
+        }
+        assert_eq!(h.detector.forgotten(), 6);
+    }
 
     #[test]
     fn exec_failures_repeat_into_a_finding_naming_the_binary() {

@@ -112,6 +112,8 @@ pub struct LoopDetector {
     connect_failures: Bounded<Occurrences>,
     /// The paths and addresses each caller has failure findings about (capped per caller).
     failing_subjects: CallerSubjects,
+    /// Processes dropped from `running` and `tentative` when they were full.
+    dropped: u64,
 }
 
 impl Default for LoopDetector {
@@ -131,12 +133,24 @@ impl LoopDetector {
             tentative: HashMap::new(),
             connect_failures: Bounded::new(cap),
             failing_subjects: CallerSubjects::new(cap),
+            dropped: 0,
         }
     }
 
     /// Number of processes whose run is being followed (bounded by `max_tracked` keys).
     pub fn tracked_runs(&self) -> usize {
         self.running.len()
+    }
+
+    /// Entries of the detector's tables forgotten so far to make room (each table keeps
+    /// `max_tracked`): a flood of distinct paths, addresses or processes can push out a real
+    /// loop's history before it reaches its count, and that must show.
+    pub fn forgotten(&self) -> u64 {
+        self.histories.evicted()
+            + self.exec_failures.evicted()
+            + self.connect_failures.evicted()
+            + self.failing_subjects.evicted()
+            + self.dropped
     }
 
     pub fn observe(

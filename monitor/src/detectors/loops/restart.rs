@@ -111,6 +111,7 @@ impl LoopDetector {
         history.runs.push_back(Run::new(tgid, filename, bootstrap));
         history.runs.truncate_front_to(16);
         if self.running.len() >= self.config.max_tracked * 4 {
+            self.dropped += self.running.len() as u64;
             self.running.clear();
         }
         self.running.insert(tgid, key);

@@ -69,11 +69,13 @@ pub(super) struct Bounded<V> {
     map: HashMap<String, V>,
     order: VecDeque<String>,
     capacity: usize,
+    /// Keys forgotten to make room.
+    evicted: u64,
 }
 
 impl<V: Default> Bounded<V> {
     pub(super) fn new(capacity: usize) -> Self {
-        Self { map: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1) }
+        Self { map: HashMap::new(), order: VecDeque::new(), capacity: capacity.max(1), evicted: 0 }
     }
 
     pub(super) fn entry(&mut self, key: &str) -> &mut V {
@@ -81,6 +83,7 @@ impl<V: Default> Bounded<V> {
             while self.order.len() >= self.capacity {
                 if let Some(old) = self.order.pop_front() {
                     self.map.remove(&old);
+                    self.evicted += 1;
                 }
             }
             self.order.push_back(key.to_string());
@@ -91,6 +94,11 @@ impl<V: Default> Bounded<V> {
 
     pub(super) fn get_mut(&mut self, key: &str) -> Option<&mut V> {
         self.map.get_mut(key)
+    }
+
+    /// Keys forgotten so far to make room for new ones.
+    pub(super) fn evicted(&self) -> u64 {
+        self.evicted
     }
 }
 
@@ -124,6 +132,11 @@ impl CallerSubjects {
             return true;
         }
         false
+    }
+
+    /// Callers forgotten so far to make room for new ones.
+    pub(super) fn evicted(&self) -> u64 {
+        self.by_caller.evicted()
     }
 }
 
