@@ -298,7 +298,7 @@ impl MemoryWatch {
             return;
         }
         if self.kills.len() >= self.config.max_cgroups
-            && let Some(evicted) = evict_oldest(&mut self.kills, |c| c.last_event)
+            && let Some(evicted) = evict_oldest(&mut self.kills, |c| (control_plane_owner(&c.owner), c.last_event))
         {
             self.forget(&evicted);
         }
@@ -314,7 +314,7 @@ impl MemoryWatch {
             return;
         }
         if self.pressure.len() >= self.config.max_cgroups {
-            evict_oldest(&mut self.pressure, |p| p.last_event);
+            evict_oldest(&mut self.pressure, |p| (p.control_plane, p.last_event));
         }
         self.pressure.insert(path.into(), make());
     }
@@ -515,8 +515,11 @@ fn safe_path(path: &str) -> bool {
     path.starts_with('/') && path != "/" && !path.split('/').any(|part| part == "..")
 }
 
-fn evict_oldest<V>(map: &mut HashMap<Arc<str>, V>, last: impl Fn(&V) -> Instant) -> Option<V> {
-    let oldest = map.iter().min_by_key(|(_, v)| last(v)).map(|(k, _)| k.clone())?;
+/// Removes the entry whose `(control plane, last event)` is least: the oldest outside the
+/// control plane, the control plane's only when nothing else is left (a node with more
+/// workloads than the cap keeps following its control plane).
+fn evict_oldest<V>(map: &mut HashMap<Arc<str>, V>, rank: impl Fn(&V) -> (bool, Instant)) -> Option<V> {
+    let oldest = map.iter().min_by_key(|(_, v)| rank(v)).map(|(k, _)| k.clone())?;
     map.remove(&oldest)
 }
 
@@ -803,6 +806,13 @@ mod tests {
             watch.note(&container(false, &id(n)), false, t0);
         }
         assert_eq!(watch.followed(), (2, 1));
+        // A static pod's container is followed past the cap: another's goes first.
+        let control_plane = container(true, &id('4'));
+        watch.note(&control_plane, false, t0 + Duration::from_secs(1));
+        for n in ['5', '6'] {
+            watch.note(&container(false, &id(n)), false, t0 + Duration::from_secs(2));
+        }
+        assert!(watch.targets().iter().any(|t| Some(t.path.as_ref()) == control_plane.cgroup_path.as_deref()), "{:?}", watch.targets());
         let hostile = Arc::new(Owner::new(OwnerKind::HostService { unit: "x.service".into(), service: "x".into() }, Some("/system.slice/../../etc".into())));
         watch.note(&hostile, false, t0);
         assert_eq!(watch.followed(), (2, 1), "a path with .. is not followed");
