@@ -230,10 +230,15 @@ impl Keys {
             }),
             _ => None,
         };
-        Self {
-            task: CgroupKey::of(event.task()),
-            other,
-        }
+        let task = match event {
+            // A cgroup found at the start is its own event: keyed by its id in its hierarchy.
+            Event::CgroupCreated(c) if c.existing => match c.hierarchy {
+                0 => CgroupKey { cgroup_id: c.id, memcg_id: 0 },
+                _ => CgroupKey { cgroup_id: 0, memcg_id: c.id },
+            },
+            _ => CgroupKey::of(event.task()),
+        };
+        Self { task, other }
     }
 
     fn iter(self) -> impl Iterator<Item = CgroupKey> {
@@ -300,7 +305,6 @@ impl Stage {
     /// The event, attributed, when it can leave now: its owners are settled and nothing is
     /// held before it. Else it is held (and its cgroups asked of the resolver).
     fn accept(&mut self, record: Record) -> Option<Attributed> {
-        let mut keys = Keys::of(&record.event);
         if let Event::CgroupCreated(created) = &record.event {
             // Taught to the resolver before the events of processes in it. Only a container's:
             // the cgroups that come and go within milliseconds (pods' and units' are walked),
@@ -314,12 +318,8 @@ impl Stage {
             if !created.existing {
                 return None;
             }
-            let task = match created.hierarchy {
-                0 => CgroupKey { cgroup_id: created.id, memcg_id: 0 },
-                _ => CgroupKey { cgroup_id: 0, memcg_id: created.id },
-            };
-            keys = Keys { task, other: None };
         }
+        let keys = Keys::of(&record.event);
         let mut ready = true;
         for key in keys.iter() {
             if !self.complete(&key) {
