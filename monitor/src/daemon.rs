@@ -273,6 +273,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             libc::malloc_trim(0)
         };
 
+        let memory_reads = args.memory_reads();
         let (events_tx, events_rx) = mpsc::channel(args.event_queue.max(1));
         let mut tasks = tokio::task::JoinSet::new();
         if let Some(probes) = probes.as_mut() {
@@ -282,7 +283,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             let metrics = probe_metrics.clone();
             let shutdown = shutdown_rx.clone();
             let stage = watchdog.stage("ring buffer reader", std::time::Duration::from_secs(30));
-            tasks.spawn(report_existing_cgroups(events_tx.clone()));
+            tasks.spawn(report_existing_cgroups(events_tx.clone(), memory_reads.mounts.clone()));
             tasks.spawn(async move {
                 match probes::reader::run(ring, events_tx, metrics, stage, shutdown).await {
                     Ok(n) => debug!("reader stopped after {n} records"),
@@ -313,7 +314,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let (attributed_rx, attribution_task) =
             attribution::spawn(attribution_config(&args, node.kubelet), events_rx, &mut registry);
         let pipeline = Pipeline::new(Detectors::new(args.loop_config()), audit_reports, findings.clone(), detector_metrics, args.log_events)
-            .with_memory_reads(args.memory_reads());
+            .with_memory_reads(memory_reads);
         for task in [node.task, audit_task, attribution_task, sources_task] {
             tasks.spawn(async move {
                 let _ = task.await;
@@ -376,9 +377,9 @@ fn attribution_config(args: &RunArgs, kubelet: watch::Receiver<KubeletHints>) ->
 /// Reports the containers' and node daemons' cgroups that are there at the start (the kernel
 /// reports those created later), as if just created: attribution names their owners and the
 /// detectors follow them from now, events or not.
-async fn report_existing_cgroups(events: mpsc::Sender<events::Record>) {
-    let found = tokio::task::spawn_blocking(|| {
-        let (hierarchy, mount) = node::cgroupfs::memory_hierarchy(&node::cgroupfs::Mounts::discover())?;
+async fn report_existing_cgroups(events: mpsc::Sender<events::Record>, mounts: node::cgroupfs::Mounts) {
+    let found = tokio::task::spawn_blocking(move || {
+        let (hierarchy, mount) = node::cgroupfs::memory_hierarchy(&mounts)?;
         Some((hierarchy, node::cgroupfs::workload_cgroups(&mount)))
     })
     .await;
