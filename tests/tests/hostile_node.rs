@@ -141,13 +141,25 @@ fn a_fake_containerd_in_its_own_namespace_cannot_steer_the_audit() {
     let _ = fs::remove_dir_all(dir);
 }
 
-#[test]
-fn a_link_under_the_host_root_leads_nowhere_outside_it() {
-    // A workload that can write under the host root plants links at containerd's config: one
-    // climbing out with `..`, one naming a file beside the root in full, and one at the end
-    // of a chain longer than the 40 hops a resolver follows (the old resolver kept the 41st
-    // link as it was, and the open then followed it out). The file beside the root holds a
-    // registry password: it must never be read.
+/// What the file beside the host root holds: it must never be read.
+const OUTSIDE_SECRET: &str = "outside-the-root";
+
+/// A scratch directory (returned first) holding a host root with containerd's config directory
+/// and, beside the root, a containerd config with a registry password ([`OUTSIDE_SECRET`]).
+fn root_beside_a_secret(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let base = scratch(name);
+    let root = base.join("root");
+    fs::create_dir_all(root.join("etc/containerd")).expect("etc");
+    let outside = base.join("outside.toml");
+    let config = format!("version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"x\".auth]\n  password = \"{OUTSIDE_SECRET}\"\n");
+    fs::write(&outside, config).expect("secret");
+    (base, root, outside)
+}
+
+/// One audit of `root` (the CRI's answer recorded, empty), which must neither read the file
+/// beside the root nor report it (`what`: the case, for the message). Returns the texts of
+/// containerd's config files it read.
+fn audit_inside(root: &Path, what: &str) -> Vec<String> {
     use monitor::{
         audit::Audit,
         node::{
@@ -155,28 +167,31 @@ fn a_link_under_the_host_root_leads_nowhere_outside_it() {
             snapshot::{CriSource, SnapshotOptions},
         },
     };
-    let base = scratch("links");
-    let root = base.join("root");
-    fs::create_dir_all(root.join("etc/containerd")).expect("etc");
-    let outside = base.join("outside.toml");
-    fs::write(&outside, "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"x\".auth]\n  password = \"outside-the-root\"\n").expect("secret");
+    let options = SnapshotOptions { cri: CriSource::Recorded(CriFacts::default()), ..Default::default() };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
+    let report = rt.block_on(Audit::new(root, options).run_once());
+    let read: Vec<String> = report.snapshot.containerd_config.files.iter().map(|f| f.text.clone()).collect();
+    assert!(read.iter().all(|t| !t.contains(OUTSIDE_SECRET)), "{what}: read the file outside the root");
+    let text = monitor::exporters::check_report::json(&report);
+    assert!(!text.contains(OUTSIDE_SECRET), "{text}");
+    read
+}
+
+#[test]
+fn a_link_under_the_host_root_leads_nowhere_outside_it() {
+    // A workload that can write under the host root plants links at containerd's config: one
+    // climbing out with `..`, one naming a file beside the root in full, and one at the end
+    // of a chain longer than the 40 hops a resolver follows (the old resolver kept the 41st
+    // link as it was, and the open then followed it out).
+    let (base, root, outside) = root_beside_a_secret("links");
     for i in 0..45 {
         std::os::unix::fs::symlink(format!("/chain{}", i + 1), root.join(format!("chain{i}"))).expect("chain");
     }
     std::os::unix::fs::symlink(&outside, root.join("chain45")).expect("chain end");
-    let audit = |target: &Path| {
-        let _ = fs::remove_file(root.join("etc/containerd/config.toml"));
-        std::os::unix::fs::symlink(target, root.join("etc/containerd/config.toml")).expect("link");
-        let options = SnapshotOptions { cri: CriSource::Recorded(CriFacts::default()), ..Default::default() };
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
-        rt.block_on(Audit::new(&root, options).run_once())
-    };
     for target in [PathBuf::from("../../../outside.toml"), outside.clone(), PathBuf::from("/chain0")] {
-        let report = audit(&target);
-        let read: Vec<&str> = report.snapshot.containerd_config.files.iter().map(|f| f.text.as_str()).collect();
-        assert!(read.iter().all(|t| !t.contains("outside-the-root")), "{}: read the file outside the root", target.display());
-        let text = monitor::exporters::check_report::json(&report);
-        assert!(!text.contains("outside-the-root"), "{text}");
+        let _ = fs::remove_file(root.join("etc/containerd/config.toml"));
+        std::os::unix::fs::symlink(&target, root.join("etc/containerd/config.toml")).expect("link");
+        audit_inside(&root, &target.display().to_string());
     }
     let _ = fs::remove_dir_all(base);
 }
@@ -184,40 +199,20 @@ fn a_link_under_the_host_root_leads_nowhere_outside_it() {
 #[test]
 fn a_link_swapped_under_the_host_root_while_the_audit_reads_never_leads_out() {
     // nobody, in namespaces of its own, swaps containerd's config between a file inside the
-    // root and a link to a file beside it, as fast as it can, while the audit reads it again
+    // root and a link to the file beside it, as fast as it can, while the audit reads it again
     // and again: a resolver that checked the path and then opened it would be raced out.
-    use monitor::{
-        audit::Audit,
-        node::{
-            cri_facts::CriFacts,
-            snapshot::{CriSource, SnapshotOptions},
-        },
-    };
-    let base = scratch("swap");
-    let root = base.join("root");
-    let etc = root.join("etc/containerd");
-    fs::create_dir_all(&etc).expect("etc");
-    let outside = base.join("outside.toml");
-    fs::write(&outside, "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.configs.\"x\".auth]\n  password = \"outside-the-root\"\n").expect("secret");
+    let (base, root, outside) = root_beside_a_secret("swap");
     let _ = Command::new("chmod").args(["-R", "a+rwX"]).arg(&base).status();
     let script = format!(
         "exec python3 -c \"import os\nd = '{etc}'\nfor i in range(200000):\n  t = d + '/new'\n  if i % 2:\n    os.symlink('{outside}', t)\n  else:\n    open(t, 'w').write('version = 2 # inside-the-root')\n  os.rename(t, d + '/config.toml')\"",
-        etc = etc.display(),
+        etc = root.join("etc/containerd").display(),
         outside = outside.display()
     );
     let mut swapper = spawn_unprivileged(&script);
-    let options = SnapshotOptions { cri: CriSource::Recorded(CriFacts::default()), ..Default::default() };
-    let audit = Audit::new(&root, options);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio");
     let (mut inside, mut refused) = (0, 0);
     let deadline = Instant::now() + WAIT;
     while (inside < 20 || refused < 20) && Instant::now() < deadline && swapper.try_wait().expect("swapper").is_none() {
-        let report = rt.block_on(audit.run_once());
-        let read: Vec<&str> = report.snapshot.containerd_config.files.iter().map(|f| f.text.as_str()).collect();
-        assert!(read.iter().all(|t| !t.contains("outside-the-root")), "read the file outside the root");
-        let text = monitor::exporters::check_report::json(&report);
-        assert!(!text.contains("outside-the-root"), "{text}");
-        if read.iter().any(|t| t.contains("inside-the-root")) {
+        if audit_inside(&root, "swapped").iter().any(|t| t.contains("inside-the-root")) {
             inside += 1;
         } else {
             refused += 1;
